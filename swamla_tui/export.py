@@ -1,0 +1,127 @@
+"""Writing batch results to .jsonl, .csv or .md (pure Python).
+
+The format is picked from the output file's extension so that ``--output results.csv``
+needs no separate flag. Results may be `BatchResult` objects or plain dicts; they are
+written in input order (sorted by their ``index`` when every result has one, because
+`generate_batch` yields them as they finish), one record per prompt with `FIELDS`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import SwamlaError
+
+__all__ = ["FIELDS", "FORMATS", "format_for", "render_results", "write_results"]
+
+FIELDS: tuple[str, ...] = ("prompt", "completion", "new_tokens", "seconds", "finish_reason")
+
+FORMATS: dict[str, str] = {".jsonl": "jsonl", ".csv": "csv", ".md": "md", ".markdown": "md"}
+
+_MD_HEADERS = ("#", "prompt", "completion", "new tokens", "seconds", "finish")
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s", " ", text)
+
+
+def format_for(path: str | os.PathLike[str]) -> str:
+    """``"jsonl"``, ``"csv"`` or ``"md"`` for `path`'s extension; `SwamlaError` otherwise."""
+    suffix = Path(path).suffix.lower()
+    try:
+        return FORMATS[suffix]
+    except KeyError:
+        what = f"unknown output format {suffix!r}" if suffix else "no file extension"
+        raise SwamlaError(
+            f"{_one_line(os.fspath(path))}: {what} (use .jsonl, .csv or .md)"
+        ) from None
+
+
+def _get(result: Any, key: str) -> Any:
+    if isinstance(result, Mapping):
+        return result.get(key)
+    return getattr(result, key, None)
+
+
+def _records(results: Iterable[Any]) -> list[dict[str, Any]]:
+    """`FIELDS` of each result (missing ones as None), in input order."""
+    items = list(results)
+    indexes = [_get(r, "index") for r in items]
+    if items and all(isinstance(i, int) for i in indexes):
+        order = sorted(range(len(items)), key=lambda i: indexes[i])
+        items = [items[i] for i in order]
+    return [{key: _get(r, key) for key in FIELDS} for r in items]
+
+
+def _md_cell(value: Any) -> str:
+    """A value as one Markdown table cell: no raw pipes, no line breaks."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        text = f"{value:.2f}"
+    else:
+        text = str(value)
+    text = text.replace("\\", "\\\\").replace("|", "\\|")
+    return re.sub(r"\r\n|[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]", "<br>", text)
+
+
+def _render_md(records: list[dict[str, Any]]) -> str:
+    lines = [
+        "| " + " | ".join(_MD_HEADERS) + " |",
+        "| " + " | ".join(["---:"] + ["---"] * 2 + ["---:"] * 2 + ["---"]) + " |",
+    ]
+    for number, rec in enumerate(records, 1):
+        cells = [str(number)] + [_md_cell(rec[key]) for key in FIELDS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _render_csv(records: list[dict[str, Any]]) -> str:
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=list(FIELDS), lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return buf.getvalue()
+
+
+def _render_jsonl(records: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records)
+
+
+def render_results(results: Iterable[Any], fmt: str) -> str:
+    """The text of `results` in `fmt` (``"jsonl"``, ``"csv"`` or ``"md"``)."""
+    records = _records(results)
+    if fmt == "jsonl":
+        return _render_jsonl(records)
+    if fmt == "csv":
+        return _render_csv(records)
+    if fmt == "md":
+        return _render_md(records)
+    raise SwamlaError(f"unknown output format {fmt!r} (use jsonl, csv or md)")
+
+
+def write_results(results: Iterable[Any], path: str | os.PathLike[str]) -> Path:
+    """Write `results` to `path` in the format its extension names; returns the path.
+
+    Raises `SwamlaError` (one line) for an unknown extension or when the file cannot be
+    written. The format is checked before anything is consumed or written.
+    """
+    fmt = format_for(path)
+    text = render_results(results, fmt)
+    target = Path(path)
+    try:
+        # newline="" keeps csv's \r\n as is and writes \n elsewhere on every platform.
+        with open(target, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise SwamlaError(
+            f"cannot write {_one_line(os.fspath(path))}: {exc.strerror or exc}"
+        ) from None
+    return target
