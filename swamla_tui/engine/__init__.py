@@ -1,0 +1,1 @@
+"""Generation engine: caches, sampling, streaming and batching (no UI imports)."""

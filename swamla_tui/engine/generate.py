@@ -1,0 +1,151 @@
+"""The decode loop shared by streaming, `generate_ids` and batch runs."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..params import SamplingParams
+from .decoder import BatchDecoder
+from .sampling import sample
+
+
+@dataclass
+class RowState:
+    prompt: list[int]
+    new: list[int] = field(default_factory=list)
+    finish: str | None = None  # "length" | "stop" | "eos" | "cancelled"
+    truncated: bool = False
+    t_first: float | None = None
+    t_last: float | None = None
+
+
+class Generation:
+    """One batched generation. Iterate it to advance one token per step.
+
+    Each step yields the list of ids produced for that step (None for rows that were
+    already finished). The consumer may call `finish(i, reason)` between steps (stop
+    strings are a text-level decision). `params` is read before every token, so a caller
+    may change it mid-generation; `cancel` stops within one token.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        prompts: list[list[int]],
+        params: SamplingParams,
+        *,
+        max_length: int,
+        eos_id: int | None,
+        cancel: threading.Event | None = None,
+        use_graph: bool = False,
+        cache_pool: Any = None,
+    ) -> None:
+        if not prompts:
+            raise ValueError("no prompts")
+        self.model = model
+        self.params = params
+        self.max_length = max_length
+        self.eos_id = eos_id
+        self.cancel_event = cancel or threading.Event()
+        self.rows: list[RowState] = []
+        for p in prompts:
+            ids = list(p) or [eos_id if eos_id is not None else 0]
+            trunc = len(ids) > max_length
+            self.rows.append(RowState(prompt=ids[-max_length:], truncated=trunc))
+        self.dec = BatchDecoder(
+            model, max_length=max_length, use_graph=use_graph, cache_pool=cache_pool
+        )
+        self.device = model.transformer.wte.weight.device
+        self.t_start = time.perf_counter()
+        self.t_prefill_done: float | None = None
+
+    def finish(self, i: int, reason: str) -> None:
+        if self.rows[i].finish is None:
+            self.rows[i].finish = reason
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    @property
+    def done(self) -> bool:
+        return all(r.finish is not None for r in self.rows)
+
+    def _context(self, r: RowState) -> list[int]:
+        return r.prompt + r.new
+
+    def __iter__(self) -> Iterator[list[int | None]]:
+        with torch.inference_mode():
+            yield from self._run()
+
+    def _run(self) -> Iterator[list[int | None]]:
+        b = len(self.rows)
+        vocab = self.model.cfg.vocab_size
+        seen = torch.zeros(b, vocab, dtype=torch.bool, device=self.device)
+        for i, r in enumerate(self.rows):
+            seen[i, torch.tensor(r.prompt, device=self.device).clamp(0, vocab - 1)] = True
+        seed = self.params.seed
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(seed if seed is not None else random.getrandbits(63))
+        logits = self.dec.prefill(
+            [r.prompt for r in self.rows],
+            capacity=max(len(r.prompt) for r in self.rows) + self.params.max_new_tokens,
+        )
+        self.t_prefill_done = time.perf_counter()
+        while True:
+            if self.cancel_event.is_set():
+                for i in range(b):
+                    self.finish(i, "cancelled")
+                return
+            p = self.params
+            ids = sample(
+                logits,
+                seen,
+                temperature=float(p.temperature),
+                top_k=int(p.top_k),
+                top_p=float(p.top_p),
+                repetition_penalty=float(p.repetition_penalty),
+                generator=gen,
+            )
+            host = ids.tolist()  # the one host sync per step: the caller needs the ids
+            now = time.perf_counter()
+            out: list[int | None] = []
+            for i, r in enumerate(self.rows):
+                if r.finish is not None:
+                    out.append(None)
+                    continue
+                tok = host[i]
+                r.new.append(tok)
+                r.t_first = r.t_first or now
+                r.t_last = now
+                out.append(tok)
+                if self.eos_id is not None and tok == self.eos_id:
+                    r.finish = "eos"
+                elif len(r.new) >= max(1, int(p.max_new_tokens)):
+                    r.finish = "length"
+            seen.scatter_(1, ids[:, None], True)
+            yield out
+            if self.done:
+                return
+            if self.cancel_event.is_set():
+                continue
+            if self.dec.full():
+                logits = self._reencode()
+            else:
+                logits = self.dec.step(ids)
+
+    def _reencode(self) -> torch.Tensor:
+        """Context reached max_length (or the cache its capacity): re-encode from position 0."""
+        ctxs = [self._context(r) for r in self.rows]
+        if max(len(c) for c in ctxs) >= self.max_length:
+            keep = max(1, self.max_length - max(1, self.max_length // 4))
+            ctxs = [c[-keep:] for c in ctxs]
+        remaining = max(1, max(int(self.params.max_new_tokens) - len(r.new) for r in self.rows) + 1)
+        self.dec.reencodes += 1
+        return self.dec.prefill(ctxs, capacity=max(len(c) for c in ctxs) + remaining)

@@ -1,0 +1,62 @@
+"""Token selection on the model's device: penalty, temperature, top-k, top-p, draw.
+
+Everything stays on the device and avoids host syncs, so the decode step can be captured
+in a CUDA graph; the draw uses exponential-race sampling (argmax p / E, E ~ Exp(1)), which
+is equivalent to a categorical draw and takes a seeded generator.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def apply_repetition_penalty(logits: Tensor, seen: Tensor, penalty: float) -> Tensor:
+    """The usual rule over distinct ids already in the context (prompt and output):
+    positive logits are divided by the penalty, negative ones multiplied by it."""
+    if penalty == 1.0:
+        return logits
+    pen = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen, pen, logits)
+
+
+def top_k_filter(logits: Tensor, k: int) -> Tensor:
+    if k <= 0 or k >= logits.shape[-1]:
+        return logits
+    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def top_p_filter(logits: Tensor, p: float) -> Tensor:
+    """Keep the smallest set of most likely tokens whose probability reaches p (always >= 1)."""
+    if p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    probs = torch.softmax(sorted_logits, dim=-1)
+    before = torch.cumsum(probs, dim=-1) - probs  # mass of strictly more likely tokens
+    drop_sorted = before >= p
+    drop_sorted[..., 0] = False
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def sample(
+    logits: Tensor,
+    seen: Tensor,
+    *,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    repetition_penalty: float,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """logits [B, V] (any float dtype), seen [B, V] bool -> next ids [B] (int64)."""
+    x = apply_repetition_penalty(logits.float(), seen, repetition_penalty)
+    if temperature <= 0:
+        return x.argmax(dim=-1)
+    x = x / temperature
+    x = top_k_filter(x, top_k)
+    x = top_p_filter(x, top_p)
+    probs = torch.softmax(x, dim=-1)
+    race = torch.empty_like(probs).exponential_(1.0, generator=generator)
+    return (probs / race).argmax(dim=-1)

@@ -1,0 +1,433 @@
+"""`swamla_tui.load()`: the public Python API, used by the CLI and the UI alike."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import RawCheckpoint, read_checkpoint, resolve, unpack
+from .errors import CheckpointError, SwamlaError
+from .model.config import ModelConfig, infer_config
+from .model.transformer import SWAMLA
+from .params import SamplingParams
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+
+def parse_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise SwamlaError(f"unsupported dtype {dtype}: use float32, float16 or bfloat16")
+        return dtype
+    if dtype is None or str(dtype).lower() == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    key = str(dtype).lower().removeprefix("torch.")
+    if key not in _DTYPES:
+        raise SwamlaError(f"unknown dtype '{dtype}': use float32, float16 or bfloat16")
+    return _DTYPES[key]
+
+
+def pick_device(device: str | torch.device | None, notices: list[str]) -> torch.device:
+    """'cpu', 'cuda', 'cuda:N' or 'auto'; CUDA that is absent or unusable falls back to CPU."""
+    want = str(device or "auto").lower()
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(want)
+    except RuntimeError:
+        raise SwamlaError(f"unknown device '{device}': use cpu, cuda, cuda:N or auto") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            notices.append("CUDA is not available: running on the CPU")
+            return torch.device("cpu")
+        try:  # a GPU the installed PyTorch has no kernels for fails here, not mid-reply
+            (torch.ones(2, device=dev) * 2).sum().item()
+        except Exception as e:  # noqa: BLE001
+            first = (str(e).splitlines() or [type(e).__name__])[0]
+            notices.append(f"CUDA device unusable ({first[:80]}): running on the CPU")
+            return torch.device("cpu")
+    elif dev.type != "cpu":
+        raise SwamlaError(f"unsupported device '{device}': use cpu, cuda, cuda:N or auto")
+    return dev
+
+
+@dataclass
+class BatchResult:
+    index: int
+    prompt: str
+    completion: str
+    new_tokens: int
+    seconds: float
+    finish_reason: str
+    truncated: bool = False
+
+
+class LoadedModel:
+    """A loaded checkpoint: model, tokenizer and the generation entry points."""
+
+    def __init__(
+        self,
+        model: SWAMLA,
+        config: ModelConfig,
+        tokenizer: Any,
+        *,
+        source: str,
+        meta: dict[str, Any],
+        max_length: int,
+        stored_dtype: str,
+        notices: list[str],
+    ) -> None:
+        self.model = model
+        self.config = config
+        self.tokenizer = tokenizer
+        self.source = source
+        self.meta = meta
+        self.max_length = max_length
+        self.stored_dtype = stored_dtype
+        self.notices = notices
+        self.device = model.transformer.wte.weight.device
+        self.dtype = model.transformer.wte.weight.dtype
+        self.eos_id: int | None = getattr(tokenizer, "eos_token_id", None) if tokenizer else None
+        self.use_cuda_graph = self.device.type == "cuda" and os.environ.get(
+            "SWAMLA_CUDA_GRAPHS", "1"
+        ) not in ("0", "false")
+        self._pool: dict[tuple[int, int], Any] = {}
+        self._lock = threading.Lock()
+
+    # -- description ------------------------------------------------------------
+    @property
+    def n_params(self) -> int:
+        return self.model.num_params()
+
+    def summary(self) -> str:
+        c = self.config
+        dt = str(self.dtype).removeprefix("torch.")
+        return f"{self.n_params:,} params · {c.n_swa} SWA + {c.n_mla} MLA · {dt} · {self.device}"
+
+    def card(self) -> dict[str, str]:
+        c = self.config
+        card: dict[str, str] = {
+            "source": self.source,
+            "format": str(self.meta.get("format", "")),
+            "parameters": f"{self.n_params:,}",
+            "layers": f"{c.n_layer} ({c.n_swa} SWA + {c.n_mla} MLA): "
+            + ",".join(k.upper() for k in c.layer_kinds),
+            "n_embd / heads": f"{c.n_embd} / {c.n_head} (SWA kv heads {c.n_kv_head}, head dim {c.head_dim})",
+            "vocab / block_size": f"{c.vocab_size} / {c.block_size}",
+            "SWA": f"window {c.swa_window}, sinks {c.swa_sink_size}, attention "
+            + ("windowed" if self.model.swa_window else "full causal (as trained)"),
+            "MLA": f"r {c.kv_lora_rank}, dn {c.qk_nope_head_dim}, dr {c.qk_rope_head_dim}, "
+            f"dv {c.v_head_dim}, q_lora {c.q_lora_rank or 'off'}",
+            "norm / MLP": f"{'RMSNorm' if c.norm == 'rms' else 'DynamicTanh'} / SwiGLU {c.mlp_hidden}",
+            "stored dtype": self.stored_dtype,
+            "running": f"{str(self.dtype).removeprefix('torch.')} on {self.device}",
+            "max_length": str(self.max_length),
+        }
+        for k in ("step", "total_tokens", "val_loss"):
+            if k in self.meta:
+                v = self.meta[k]
+                card[k] = f"{v:.4f}" if isinstance(v, float) else f"{v:,}"
+        card["tokenizer"] = (
+            getattr(self.tokenizer, "name_or_path", "?") if self.tokenizer else "none"
+        )
+        return card
+
+    # -- text ---------------------------------------------------------------------
+    def _need_tokenizer(self) -> Any:
+        if self.tokenizer is None:
+            raise SwamlaError("no tokenizer loaded: pass --tokenizer PATH")
+        return self.tokenizer
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._need_tokenizer().encode(text, add_special_tokens=False))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._need_tokenizer().decode(list(ids), skip_special_tokens=False)
+
+    # -- the reference path ---------------------------------------------------------
+    def logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """Plain full causal forward from position 0: LongTensor [B, T] -> logits [B, T, V]."""
+        with torch.inference_mode():
+            return self.model(ids.to(self.device)).float()
+
+    # -- generation -------------------------------------------------------------------
+    def cache_pool(self, batch: int, size: int, pad: int) -> tuple[Any, Any]:
+        """Caches (and, on CUDA, the captured decode graph) are allocated once per shape."""
+        from .engine.decoder import GraphStep
+
+        if not self.use_cuda_graph:
+            return self.model.setup_cache(batch, size, pad=pad), None
+        size = self.max_length + pad  # one shape per batch size: the graph is reused
+        key = (batch, size, pad)
+        with self._lock:
+            if key not in self._pool:
+                if len(self._pool) > 4:
+                    self._pool.clear()
+                cache = self.model.setup_cache(batch, size, pad=pad)
+                self._pool[key] = (cache, GraphStep(self.model, cache))
+            return self._pool[key]
+
+    def _params(self, params: SamplingParams | None, overrides: dict[str, Any]) -> SamplingParams:
+        p = params if params is not None else SamplingParams()
+        for k, v in overrides.items():
+            if not hasattr(p, k):
+                raise TypeError(f"unknown sampling parameter '{k}'")
+            setattr(p, k, v)
+        return p
+
+    def generate_ids(
+        self,
+        prompts: list[list[int]],
+        max_new_tokens: int = 256,
+        temperature: float = 0.8,
+        top_k: int = 50,
+        top_p: float = 0.9,
+        repetition_penalty: float = 1.1,
+        seed: int | None = None,
+        batch_size: int | None = None,
+    ) -> list[list[int]]:
+        """New ids only, one list per prompt; prompts run batched internally."""
+        from .engine.generate import Generation
+
+        params = SamplingParams(temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed)
+        bs = batch_size or self.default_batch_size()
+        out: list[list[int]] = []
+        for i in range(0, len(prompts), bs):
+            gen = Generation(
+                self.model,
+                prompts[i : i + bs],
+                params,
+                max_length=self.max_length,
+                eos_id=self.eos_id,
+                use_graph=self.use_cuda_graph,
+                cache_pool=self.cache_pool,
+            )
+            for _ in gen:
+                pass
+            out.extend(r.new for r in gen.rows)
+        return out
+
+    def stream(
+        self,
+        text: str,
+        params: SamplingParams | None = None,
+        *,
+        stop: Sequence[str] = (),
+        **overrides: Any,
+    ) -> Any:
+        from .engine.stream import TokenStream
+
+        p = self._params(params, overrides)
+        return TokenStream(self, self.encode(text), p, stop)
+
+    def generate(self, text: str, *, stop: Sequence[str] = (), **kw: Any) -> str:
+        s = self.stream(text, SamplingParams(), stop=stop, **kw)
+        return "".join(s)
+
+    def default_batch_size(self) -> int:
+        return 64 if self.device.type == "cuda" else 16
+
+    def generate_batch(
+        self,
+        texts: Sequence[str],
+        params: SamplingParams | None = None,
+        *,
+        batch_size: int | None = None,
+        stop: Sequence[str] = (),
+        cancel: threading.Event | None = None,
+    ) -> Iterator[BatchResult]:
+        """Run prompts in batches; yield each result as its row finishes.
+
+        `params` is read when each batch starts (and live within it), so a change applies
+        to prompts not yet started.
+        """
+        from .engine.generate import Generation
+
+        p = params or SamplingParams()
+        bs = batch_size or self.default_batch_size()
+        cancel = cancel or threading.Event()
+        for start in range(0, len(texts), bs):
+            chunk = list(texts[start : start + bs])
+            if cancel.is_set():
+                for j, t in enumerate(chunk):
+                    yield BatchResult(start + j, t, "", 0, 0.0, "cancelled")
+                continue
+            ids = [self.encode(t) for t in chunk]
+            gen = Generation(
+                self.model,
+                ids,
+                p,
+                max_length=self.max_length,
+                eos_id=self.eos_id,
+                cancel=cancel,
+                use_graph=self.use_cuda_graph,
+                cache_pool=self.cache_pool,
+            )
+            t0 = time.perf_counter()
+            reported = [False] * len(chunk)
+            for step in gen:
+                for j, tok in enumerate(step):
+                    r = gen.rows[j]
+                    if tok is not None and stop and r.finish is None:
+                        txt = self.decode(r.new)
+                        if any(s in txt for s in stop):
+                            gen.finish(j, "stop")
+                    if r.finish is not None and not reported[j]:
+                        reported[j] = True
+                        yield self._result(start + j, chunk[j], r, t0, stop)
+            for j, r in enumerate(gen.rows):
+                if not reported[j]:
+                    yield self._result(start + j, chunk[j], r, t0, stop)
+
+    def _result(
+        self, index: int, prompt: str, r: Any, t0: float, stop: Sequence[str]
+    ) -> BatchResult:
+        new = [t for t in r.new if t != self.eos_id]
+        text = self.decode(new) if new else ""
+        for s in stop:
+            if s in text:
+                text = text[: text.index(s)]
+        return BatchResult(
+            index=index,
+            prompt=prompt,
+            completion=text,
+            new_tokens=len(r.new),
+            seconds=time.perf_counter() - t0,
+            finish_reason=r.finish or "cancelled",
+            truncated=r.truncated,
+        )
+
+
+# ------------------------------------------------------------------------------ load()
+def _build(
+    raw: RawCheckpoint,
+    device: torch.device,
+    dtype: torch.dtype,
+    swa_attention: str,
+    max_length: int | None,
+    tokenizer: Any,
+    notices: list[str],
+    source: str,
+) -> LoadedModel:
+    sd = raw.state_dict
+    cfg = infer_config(sd, raw.args)
+    stored = sorted(
+        {str(v.dtype).removeprefix("torch.") for v in sd.values() if v.is_floating_point()}
+    )
+    if len(stored) > 1:
+        notices.append(f"mixed stored dtypes ({', '.join(stored)}): converted whole to {dtype}")
+    with torch.device("meta"):
+        model = SWAMLA(cfg, swa_window=(swa_attention == "window"))
+    expected = set(model.state_dict().keys())
+    weights = {k: v for k, v in sd.items() if not k.endswith("attn.mask")}
+    missing = sorted(expected - set(weights))
+    if missing:
+        more = f" (+{len(missing) - 3} more)" if len(missing) > 3 else ""
+        raise CheckpointError(
+            f"{source}: not an SWA-MLA state dict: missing {', '.join(missing[:3])}{more}"
+        )
+    unexpected = sorted(set(weights) - expected)
+    if unexpected:
+        notices.append(f"ignored {len(unexpected)} unknown tensors (e.g. {unexpected[0]})")
+    for k in expected:
+        want = model.state_dict()[k].shape
+        if tuple(weights[k].shape) != tuple(want):
+            raise CheckpointError(
+                f"{source}: tensor {k} has shape {tuple(weights[k].shape)}, expected {tuple(want)}"
+            )
+    tensors = {
+        k: weights[k].to(device=device, dtype=dtype if weights[k].is_floating_point() else None)
+        for k in expected
+        if k != "lm_head.weight"
+    }
+    model.load_state_dict(tensors, strict=False, assign=True)
+    model.lm_head.weight = model.transformer.wte.weight  # keep the tie after assign
+    # non-persistent buffers (RoPE tables) were created on meta: rebuild them for real
+    from .model.layers import rope_tables
+
+    model.rope_swa = rope_tables(cfg.head_dim, cfg.block_size, device)
+    model.rope_mla = rope_tables(max(cfg.qk_rope_head_dim, 2), cfg.block_size, device)
+    for blk in model.transformer.h:
+        if hasattr(blk.attn, "q_rope"):
+            blk.attn.q_rope = rope_tables(cfg.qk_rope_head_dim, cfg.n_head, device)
+    model.eval().requires_grad_(False)
+    ml = min(int(max_length or cfg.block_size), cfg.block_size)
+    if max_length and max_length > cfg.block_size:
+        notices.append(f"max_length {max_length} is above block_size: using {cfg.block_size}")
+    return LoadedModel(
+        model,
+        cfg,
+        tokenizer,
+        source=source,
+        meta=raw.meta,
+        max_length=ml,
+        stored_dtype=", ".join(stored),
+        notices=notices,
+    )
+
+
+def load(
+    source: str | os.PathLike[str],
+    *,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype | None = torch.float32,
+    tokenizer: str | os.PathLike[str] | bool | None = None,
+    hf_checkpoint: str | None = None,
+    swa_attention: str = "full",
+    max_length: int | None = 2048,
+    progress: Callable[[str], None] | None = None,
+) -> LoadedModel:
+    """Load a checkpoint file, a local folder or a Hub repo id (see the README)."""
+    say = progress or (lambda _s: None)
+    if swa_attention not in ("full", "window"):
+        raise SwamlaError(f"swa_attention must be 'full' or 'window', not '{swa_attention}'")
+    notices: list[str] = []
+    dev = pick_device(device, notices)
+    dt = parse_dtype(dtype, dev)
+    if dev.type == "cpu" and dt == torch.float16:
+        notices.append("float16 on the CPU is slow; bfloat16 or float32 are faster")
+    say(f"Finding {source}")
+    res = resolve(source, hf_checkpoint, progress)
+    say(f"Reading {res.path.name}")
+    raw = unpack(read_checkpoint(res.path), str(res.path))
+    tok: Any = None
+    if tokenizer is not False:
+        from .tokenizer import load_tokenizer
+
+        say("Loading tokenizer")
+        name = str(raw.args.get("tokenizer_name") or "openai-community/gpt2")
+        spec = None if tokenizer is None or tokenizer is True else tokenizer
+        tok = load_tokenizer(spec, folder=res.folder, name=name)
+    say(f"Building model on {dev}")
+    lm = _build(raw, dev, dt, swa_attention, max_length, tok, notices, res.label)
+    if tok is not None and len(tok) > lm.config.vocab_size:
+        lm.notices.append(
+            f"tokenizer has {len(tok)} tokens but the model only {lm.config.vocab_size}"
+        )
+    for n in notices:
+        say(n)
+    return lm
+
+
+def _warn(msg: str) -> None:  # pragma: no cover - used by the CLI
+    print(f"swamla-tui: {msg}", file=sys.stderr)
+
+
+__all__ = ["load", "LoadedModel", "BatchResult", "parse_dtype", "pick_device", "Path"]

@@ -1,0 +1,77 @@
+"""Decode-time caches, allocated once per generation by `SWAMLA.setup_cache`.
+
+Layout (B = batch, S = slots):
+- linear caches (MLA layers, and SWA layers in "full" mode): slot = absolute token index;
+- ring caches (SWA layers in "window" mode): the first `prefix` slots are kept for good
+  (left padding + attention sinks), the remaining `window + 1` slots are reused in turn,
+  so memory stops growing with the context.
+Each cache family keeps `key_pos[B, S]`: the RoPE position of the token in each slot, -1
+for an empty slot or a pad. Attention masks are built from these positions alone, which
+is what makes ragged batches, sinks and windows one rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import Tensor
+
+
+@dataclass
+class StepContext:
+    """What every layer needs for one cached forward call (built once per call)."""
+
+    pos: Tensor  # [B, T] int64, RoPE positions of the new tokens (-1 = pad)
+    lin_slots: Tensor  # [T] int64, write slots in linear caches
+    lin_mask: Tensor  # [B, 1, T, L] bool over linear slots [:L]
+    lin_len: int  # L
+    ring_slots: Tensor | None = None  # [T] write slots in ring caches
+    ring_keep: Tensor | None = None  # [T] bool: token survives in the ring
+    ring_mask: Tensor | None = None  # [B, 1, T, S_ring + T] bool over (ring, new tokens)
+
+
+@dataclass
+class ModelCache:
+    batch: int
+    lin_size: int
+    lin_key_pos: Tensor  # [B, lin_size]
+    swa_k: list[Tensor | None]  # per layer: [B, Hkv, S, hd]
+    swa_v: list[Tensor | None]
+    mla_kv: list[Tensor | None]  # per layer: [B, S, r + dr] (normalised latent ++ rotated k_pe)
+    window_mode: bool = False
+    ring_prefix: int = 0
+    ring_size: int = 0
+    ring_key_pos: Tensor | None = None  # [B, ring_size]
+    written: int = 0  # absolute number of token slots written so far (pads included)
+    extra: dict = field(default_factory=dict)
+
+    def reset(self) -> None:
+        self.written = 0
+        self.lin_key_pos.fill_(-1)
+        if self.ring_key_pos is not None:
+            self.ring_key_pos.fill_(-1)
+
+    def ring_slot(self, a: int) -> int:
+        if a < self.ring_size:
+            return a
+        span = self.ring_size - self.ring_prefix
+        return self.ring_prefix + (a - self.ring_prefix) % span
+
+    def nbytes(self) -> int:
+        ts = [self.lin_key_pos, self.ring_key_pos, *self.swa_k, *self.swa_v, *self.mla_kv]
+        return sum(t.numel() * t.element_size() for t in ts if t is not None)
+
+
+def visible(key_pos: Tensor, q_pos: Tensor, window: int | None, sinks: int) -> Tensor:
+    """Mask [B, 1, T, S]: key j is visible from query i (causal, optional window + sinks).
+
+    A query that would see nothing (a pad) sees every slot instead, so softmax stays
+    finite; pads never reach real tokens because their own key_pos is -1.
+    """
+    kp = key_pos[:, None, None, :]  # [B, 1, 1, S]
+    qp = q_pos[:, None, :, None]  # [B, 1, T, 1]
+    m = (kp >= 0) & (kp <= qp)
+    if window is not None:
+        m &= ((qp - kp) <= window) | (kp < sinks)
+    empty = ~m.any(dim=-1, keepdim=True)
+    return m | empty

@@ -1,0 +1,109 @@
+"""MLA attention layer (spec §5) and its block.
+
+Quirk kept: `q_pe` is rotated by *head index*, not by token position (the original
+applied RoPE while the head axis stood where the position axis belongs).
+The full forward expands the latent into per-head keys/values; the cached path keeps
+only the normalised latent `c_n` and the rotated `k_pe`, with `W_k` absorbed into the
+query and `W_v` applied after the weighted sum (320 values per token in the 262M model).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .cache import ModelCache, StepContext
+from .config import ModelConfig
+from .layers import SwiGLU, apply_rope, make_norm, rope_tables
+
+
+class MLAAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c, h = cfg.n_embd, cfg.n_head
+        self.h, self.r = h, cfg.kv_lora_rank
+        self.dn, self.dr, self.dv = cfg.qk_nope_head_dim, cfg.qk_rope_head_dim, cfg.v_head_dim
+        self.scale = (self.dn + self.dr) ** -0.5
+        qd = h * (self.dn + self.dr)
+        if cfg.q_lora_rank > 0:
+            self.wq_a = nn.Linear(c, cfg.q_lora_rank, bias=cfg.bias)
+            self.q_norm = nn.LayerNorm(cfg.q_lora_rank, eps=1e-5)
+            self.wq_b = nn.Linear(cfg.q_lora_rank, qd, bias=cfg.bias)
+        else:
+            self.wq = nn.Linear(c, qd, bias=cfg.bias)
+        self.wkv_a = nn.Linear(c, self.r + self.dr, bias=cfg.bias)
+        self.kv_norm = nn.LayerNorm(self.r, eps=1e-5)
+        self.wkv_b = nn.Linear(self.r, h * (self.dn + self.dv), bias=cfg.bias)
+        self.wo = nn.Linear(h * self.dv, c, bias=cfg.bias)
+        # The quirk: head h's q_pe uses the angle of *position h*.
+        self.register_buffer("q_rope", rope_tables(self.dr, h), persistent=False)  # [H, dr/2, 2]
+
+    def _query(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        b, t, _ = x.shape
+        q = self.wq_b(self.q_norm(self.wq_a(x))) if hasattr(self, "wq_a") else self.wq(x)
+        q = q.view(b, t, self.h, self.dn + self.dr)  # [B, T, H, dn+dr]
+        q_nope, q_pe = q.split((self.dn, self.dr), dim=-1)
+        q_pe = apply_rope(q_pe, self.q_rope)  # rotated by head index (quirk)
+        return q_nope, q_pe
+
+    def _latent(self, x: Tensor, cs: Tensor) -> tuple[Tensor, Tensor]:
+        c, k_pe = self.wkv_a(x).split((self.r, self.dr), dim=-1)  # [B, T, r], [B, T, dr]
+        return self.kv_norm(c), apply_rope(k_pe, cs)
+
+    def forward(self, x: Tensor, cs: Tensor) -> Tensor:
+        """Reference path: expand keys/values per head, plain causal attention."""
+        b, t, _ = x.shape
+        q_nope, q_pe = self._query(x)
+        c_n, k_pe = self._latent(x, cs)
+        kv = self.wkv_b(c_n).view(b, t, self.h, self.dn + self.dv)
+        k_nope, v = kv.split((self.dn, self.dv), dim=-1)  # [B, T, H, dn], [B, T, H, dv]
+        q = torch.cat((q_nope, q_pe), dim=-1).transpose(1, 2)  # [B, H, T, dn+dr]
+        k_pe_h = k_pe[:, :, None, :].expand(b, t, self.h, self.dr)
+        k = torch.cat((k_nope, k_pe_h), dim=-1).transpose(1, 2)  # [B, H, T, dn+dr]
+        y = torch.nn.functional.scaled_dot_product_attention(
+            q, k, v.transpose(1, 2), is_causal=True, scale=self.scale
+        )  # [B, H, T, dv]
+        return self.wo(y.transpose(1, 2).reshape(b, t, self.h * self.dv))
+
+    def forward_cached(
+        self, x: Tensor, cs: Tensor, layer: int, cache: ModelCache, ctx: StepContext
+    ) -> Tensor:
+        b, t, _ = x.shape
+        q_nope, q_pe = self._query(x)
+        c_n, k_pe = self._latent(x, cs)
+        kvc = cache.mla_kv[layer]
+        assert kvc is not None
+        kvc.index_copy_(1, ctx.lin_slots, torch.cat((c_n, k_pe), dim=-1))
+        n = ctx.lin_len
+        lat = kvc[:, None, :n]  # [B, 1, L, r+dr]: shared by all heads
+        w = self.wkv_b.weight.view(self.h, self.dn + self.dv, self.r)
+        w_k, w_v = w[:, : self.dn], w[:, self.dn :]  # [H, dn, r], [H, dv, r]
+        q_lat = torch.einsum("bthd,hdr->bhtr", q_nope, w_k)  # [B, H, T, r]
+        q_all = torch.cat((q_lat, q_pe.transpose(1, 2)), dim=-1)  # [B, H, T, r+dr]
+        scores = torch.matmul(q_all, lat.transpose(-1, -2)).float() * self.scale  # [B, H, T, L]
+        scores = scores.masked_fill(~ctx.lin_mask, float("-inf"))
+        p = torch.softmax(scores, dim=-1).to(lat.dtype)
+        o_lat = torch.matmul(p, lat[..., : self.r])  # [B, H, T, r]
+        y = torch.einsum("bhtr,hvr->bthv", o_lat, w_v)  # [B, T, H, dv]
+        if self.wkv_b.bias is not None:
+            y = y + self.wkv_b.bias.view(self.h, self.dn + self.dv)[:, self.dn :]
+        return self.wo(y.reshape(b, t, self.h * self.dv))
+
+
+class MLABlock(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.attn_norm = make_norm(cfg.norm, cfg.n_embd)
+        self.attn = MLAAttention(cfg)
+        self.ffn_norm = make_norm(cfg.norm, cfg.n_embd)
+        self.ffn = SwiGLU(cfg.n_embd, cfg.mlp_hidden or 4 * cfg.n_embd, cfg.bias)
+
+    def forward(self, x: Tensor, rope: Tensor) -> Tensor:
+        x = x + self.attn(self.attn_norm(x), rope)
+        return x + self.ffn(self.ffn_norm(x))
+
+    def forward_cached(
+        self, x: Tensor, rope: Tensor, layer: int, cache: ModelCache, ctx: StepContext
+    ) -> Tensor:
+        x = x + self.attn.forward_cached(self.attn_norm(x), rope, layer, cache, ctx)
+        return x + self.ffn(self.ffn_norm(x))

@@ -1,0 +1,110 @@
+"""SWA attention layer (spec §4) and its block.
+
+Quirk kept by default: the training code built a sliding-window mask but attended with a
+plain causal mask, so the weights expect *full causal* attention. `window=True` applies
+the real window with sinks (an option that bounds memory and changes outputs).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .cache import ModelCache, StepContext, visible
+from .config import ModelConfig
+from .layers import SwiGLU, apply_rope, make_norm
+
+
+class SWAAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c, hd = cfg.n_embd, cfg.head_dim
+        self.n_head, self.n_kv, self.hd = cfg.n_head, cfg.n_kv_head, hd
+        self.window, self.sinks = cfg.swa_window, cfg.swa_sink_size
+        self.q_proj = nn.Linear(c, cfg.n_head * hd, bias=cfg.bias)
+        self.k_proj = nn.Linear(c, cfg.n_kv_head * hd, bias=cfg.bias)
+        self.v_proj = nn.Linear(c, cfg.n_kv_head * hd, bias=cfg.bias)
+        self.o_proj = nn.Linear(cfg.n_head * hd, c, bias=cfg.bias)
+
+    def _qkv(self, x: Tensor, cs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        b, t, _ = x.shape
+        q = self.q_proj(x).view(b, t, self.n_head, self.hd)  # [B, T, H, hd]
+        k = self.k_proj(x).view(b, t, self.n_kv, self.hd)  # [B, T, Hkv, hd]
+        v = self.v_proj(x).view(b, t, self.n_kv, self.hd)
+        cs = cs[:, :, None]  # [B|1, T, 1, hd/2, 2]
+        q, k = apply_rope(q, cs), apply_rope(k, cs)
+        return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H*, T, hd]
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+        """Grouped-query attention without repeating k/v.
+
+        q: [B, H, T, hd]; k, v: [B, Hkv, S, hd]; mask: [B, 1, T, S] or None (causal, T == S).
+        """
+        b, h, t, hd = q.shape
+        g = h // self.n_kv
+        if g == 1:
+            if mask is None:
+                return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        qg = q.reshape(b, self.n_kv, g * t, hd)  # heads h = kv * g + j, grouped per kv head
+        if mask is None:
+            s = k.shape[2]
+            mask = torch.ones(t, s, dtype=torch.bool, device=q.device).tril(s - t)[None, None]
+        mg = mask.expand(b, 1, t, mask.shape[-1]).repeat(1, 1, g, 1)  # [B, 1, g*T, S]
+        out = F.scaled_dot_product_attention(qg, k, v, attn_mask=mg)
+        return out.view(b, h, t, hd)
+
+    def forward(self, x: Tensor, cs: Tensor, window: bool = False) -> Tensor:
+        """Plain full forward from position 0 (the reference path). cs: [1, T, hd/2, 2]."""
+        b, t, _ = x.shape
+        q, k, v = self._qkv(x, cs)
+        mask = None
+        if window:
+            pos = torch.arange(t, device=x.device)[None]
+            mask = visible(pos, pos, self.window, self.sinks)
+        y = self._attend(q, k, v, mask)
+        return self.o_proj(y.transpose(1, 2).reshape(b, t, -1))
+
+    def forward_cached(
+        self, x: Tensor, cs: Tensor, layer: int, cache: ModelCache, ctx: StepContext
+    ) -> Tensor:
+        b, t, _ = x.shape
+        q, k, v = self._qkv(x, cs)
+        kc, vc = cache.swa_k[layer], cache.swa_v[layer]
+        assert kc is not None and vc is not None
+        if cache.window_mode:
+            assert ctx.ring_mask is not None and ctx.ring_slots is not None
+            ks = torch.cat((kc, k), dim=2)  # [B, Hkv, S_ring + T, hd]
+            vs = torch.cat((vc, v), dim=2)
+            y = self._attend(q, ks, vs, ctx.ring_mask)
+            keep = ctx.ring_keep
+            slots = ctx.ring_slots if keep is None else ctx.ring_slots[keep]
+            kk, vv = (k, v) if keep is None else (k[:, :, keep], v[:, :, keep])
+            kc.index_copy_(2, slots, kk)
+            vc.index_copy_(2, slots, vv)
+        else:
+            kc.index_copy_(2, ctx.lin_slots, k)
+            vc.index_copy_(2, ctx.lin_slots, v)
+            n = ctx.lin_len
+            y = self._attend(q, kc[:, :, :n], vc[:, :, :n], ctx.lin_mask)
+        return self.o_proj(y.transpose(1, 2).reshape(b, t, -1))
+
+
+class SWABlock(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.norm1 = make_norm(cfg.norm, cfg.n_embd)
+        self.attn = SWAAttention(cfg)
+        self.norm2 = make_norm(cfg.norm, cfg.n_embd)
+        self.mlp = SwiGLU(cfg.n_embd, cfg.mlp_hidden or 4 * cfg.n_embd, cfg.bias)
+
+    def forward(self, x: Tensor, rope: Tensor, window: bool = False) -> Tensor:
+        x = x + self.attn(self.norm1(x), rope, window)
+        return x + self.mlp(self.norm2(x))
+
+    def forward_cached(
+        self, x: Tensor, rope: Tensor, layer: int, cache: ModelCache, ctx: StepContext
+    ) -> Tensor:
+        x = x + self.attn.forward_cached(self.norm1(x), rope, layer, cache, ctx)
+        return x + self.mlp(self.norm2(x))

@@ -1,0 +1,36 @@
+"""Test-wide settings: never touch the network, keep user folders out of tests."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWAMLA_TUI_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def test_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory):
+    from tests.helpers import make_test_tokenizer
+
+    return make_test_tokenizer(tmp_path_factory.mktemp("tok"))
+
+
+@pytest.fixture(scope="session")
+def fixture_lm(test_tokenizer_dir):
+    """The reference checkpoint loaded once with the test tokenizer (read-only use!)."""
+    from tests.helpers import FIXTURE_CKPT, requires_fixture  # noqa: F401
+
+    if not FIXTURE_CKPT.is_file():
+        pytest.skip("reference fixture not found (../shared is absent)")
+    import swamla_tui
+
+    return swamla_tui.load(FIXTURE_CKPT, tokenizer=test_tokenizer_dir)
