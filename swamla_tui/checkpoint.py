@@ -293,8 +293,30 @@ def looks_like_repo_id(source: str) -> bool:
     return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", source)) and not source.startswith(".")
 
 
+_REACHABLE: dict[str, bool] = {}
+
+
+def _hub_reachable() -> bool:
+    """A 2-second TCP check, so a machine without network fails fast instead of retrying."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    host = urlparse(url).hostname or "huggingface.co"
+    if host not in _REACHABLE:
+        try:
+            socket.create_connection((host, 443), timeout=2).close()
+            _REACHABLE[host] = True
+        except OSError:
+            _REACHABLE[host] = False
+    return _REACHABLE[host]
+
+
 def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    """True when the Hub must not (HF_HUB_OFFLINE) or cannot (no route) be used."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    return not _hub_reachable()
 
 
 def _cache_dir() -> str | None:
@@ -305,6 +327,15 @@ def _cache_dir() -> str | None:
     return None
 
 
+def _quiet_hub() -> None:
+    try:
+        from huggingface_hub.utils import logging as hub_logging
+
+        hub_logging.set_verbosity_error()
+    except Exception:  # noqa: BLE001
+        pass
+
+
 def resolve_hub(
     repo_id: str, hf_checkpoint: str | None = None, progress: Callable[[str], None] | None = None
 ) -> Resolved:
@@ -313,6 +344,7 @@ def resolve_hub(
         from huggingface_hub import HfApi, snapshot_download
     except ImportError as e:  # pragma: no cover
         raise CheckpointError(f"huggingface_hub is needed for Hub repos: {e}") from None
+    _quiet_hub()
     token = os.environ.get("HF_TOKEN") or None
     cache_dir = _cache_dir()
     say = progress or (lambda _s: None)

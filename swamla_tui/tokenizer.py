@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import _offline, has_tokenizer_files
+from .checkpoint import _offline, _quiet_hub, has_tokenizer_files
 from .errors import TokenizerError
 
 
@@ -20,6 +20,7 @@ def load_tokenizer(spec: str | os.PathLike[str] | None, *, folder: Path | None, 
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
+        _quiet_hub()
     except ImportError as e:  # pragma: no cover
         raise TokenizerError(f"transformers is needed to load a tokenizer: {e}") from None
 
@@ -52,7 +53,7 @@ def _from_pretrained(auto: Any, target: str, *, local: bool, wanted: str) -> Any
         if local:
             raise TokenizerError(
                 f"tokenizer '{wanted}' is not available locally"
-                + (" and the Hub is offline" if _offline() else "")
+                + (" and the Hub is offline or unreachable" if _offline() else "")
                 + ": pass --tokenizer PATH (a folder with tokenizer.json) or a cached name"
             ) from None
         first = (str(e).splitlines() or [type(e).__name__])[0]
