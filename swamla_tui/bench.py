@@ -1,0 +1,269 @@
+"""Benchmark: `python -m swamla_tui.bench` (a script, not a test).
+
+Builds the 262M reference model (preset small) with random weights and prints, from one
+run on one device/dtype: engine decode tok/s single-stream at several prompt lengths, the
+full-recompute loop (what the original script does) through our own forward, batched
+throughput, time to first token, and the bandwidth bound (copy bandwidth / weight bytes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from .engine.generate import Generation
+from .engine.sampling import sample
+from .model.config import ModelConfig
+from .model.transformer import SWAMLA
+from .params import SamplingParams
+
+
+def reference_config(vocab: int = 50257, layers: int = 12) -> ModelConfig:
+    kinds = ["swa" if i % 3 < 2 else "mla" for i in range(layers)]
+    return ModelConfig(
+        n_layer=layers, n_embd=1024, n_head=16, n_kv_head=16, vocab_size=vocab,
+        block_size=2048, layer_kinds=kinds, swa_window=256, swa_sink_size=4,
+        q_lora_rank=0, kv_lora_rank=256, qk_nope_head_dim=128, qk_rope_head_dim=64,
+        v_head_dim=128, mlp_hidden=4096,
+    )  # fmt: skip
+
+
+def build_model(cfg: ModelConfig, device: torch.device, dtype: torch.dtype, window: bool) -> SWAMLA:
+    torch.manual_seed(0)
+    with torch.device("meta"):
+        m = SWAMLA(cfg, swa_window=window)
+    m = m.to_empty(device=device)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if name.endswith("weight") and p.ndim == 2:
+                p.normal_(0.0, 0.02)
+            elif "alpha" in name:
+                p.fill_(0.5)
+            elif name.endswith("bias"):
+                p.zero_()
+            else:
+                p.fill_(1.0)
+    from .model.layers import rope_tables
+
+    m.rope_swa = rope_tables(cfg.head_dim, cfg.block_size, device)
+    m.rope_mla = rope_tables(cfg.qk_rope_head_dim, cfg.block_size, device)
+    for blk in m.transformer.h:
+        if hasattr(blk.attn, "q_rope"):
+            blk.attn.q_rope = rope_tables(cfg.qk_rope_head_dim, cfg.n_head, device)
+    m.lm_head.weight = m.transformer.wte.weight
+    return m.to(dtype).eval().requires_grad_(False)
+
+
+def sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+class _Pool:
+    """Caches + captured graphs reused across runs, as LoadedModel does."""
+
+    def __init__(self, model: SWAMLA, max_length: int, graphs: bool) -> None:
+        self.model, self.max_length, self.graphs, self.d = model, max_length, graphs, {}
+
+    def __call__(self, b: int, size: int, pad: int) -> tuple[Any, Any]:
+        from .engine.decoder import GraphStep
+
+        if not self.graphs:
+            return self.model.setup_cache(b, size, pad=pad), None
+        key = (b, pad)
+        if key not in self.d:
+            c = self.model.setup_cache(b, self.max_length + pad, pad=pad)
+            self.d[key] = (c, GraphStep(self.model, c))
+        return self.d[key]
+
+
+def engine_run(
+    model: SWAMLA, prompts: list[list[int]], new: int, params: SamplingParams, pool: _Pool
+) -> dict[str, float]:
+    dev = model.transformer.wte.weight.device
+    p = params.copy(max_new_tokens=new)
+    gen = Generation(
+        model, prompts, p, max_length=2048, eos_id=None, use_graph=pool.graphs, cache_pool=pool
+    )
+    sync(dev)
+    t0 = time.perf_counter()
+    first = None
+    n = 0
+    for step in gen:
+        if first is None:
+            first = time.perf_counter()
+        n += sum(1 for t in step if t is not None)
+    sync(dev)
+    t1 = time.perf_counter()
+    steps = max(len(r.new) for r in gen.rows)
+    assert first is not None
+    decode_tokens = n - len(prompts)  # tokens after the first step of each row
+    return {
+        "ttft_s": first - t0,
+        "decode_tok_s": decode_tokens / (t1 - first) if t1 > first else 0.0,
+        "total_tok_s": n / (t1 - t0),
+        "steps": steps,
+    }
+
+
+def recompute_run(model: SWAMLA, prompt: list[int], new: int, params: SamplingParams) -> float:
+    """The original script's loop: a full forward over the whole context for every token."""
+    dev = model.transformer.wte.weight.device
+    ids = torch.tensor([prompt], device=dev)
+    seen = torch.zeros(1, model.cfg.vocab_size, dtype=torch.bool, device=dev)
+    seen[0, ids[0]] = True
+    g = torch.Generator(device=dev).manual_seed(0)
+    sync(dev)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for _ in range(new):
+            logits = model(ids[:, -model.cfg.block_size :])[:, -1]
+            nxt = sample(
+                logits,
+                seen,
+                temperature=params.temperature,
+                top_k=params.top_k,
+                top_p=params.top_p,
+                repetition_penalty=params.repetition_penalty,
+                generator=g,
+            )
+            seen[0, nxt] = True
+            ids = torch.cat((ids, nxt[:, None]), dim=1)
+            _ = nxt.item()
+    sync(dev)
+    return new / (time.perf_counter() - t0)
+
+
+def copy_bandwidth(dev: torch.device, mb: int = 512) -> float:
+    """GB/s moved (read + write) by a plain tensor copy."""
+    n = mb * 1024 * 1024 // 4
+    src = torch.ones(n, device=dev)
+    dst = torch.empty_like(src)
+    times = []
+    for _ in range(7):
+        sync(dev)
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        sync(dev)
+        times.append(time.perf_counter() - t0)
+    return 2 * n * 4 / statistics.median(times[2:]) / 1e9
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m swamla_tui.bench", description=__doc__)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--lengths", default="32,512,1024")
+    ap.add_argument("--new", type=int, default=32, help="new tokens per single-stream run")
+    ap.add_argument(
+        "--recompute-new",
+        type=int,
+        default=0,
+        help="tokens for the full-recompute loop (0: 8 on CUDA, 4/2/2 on CPU)",
+    )
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--batch-new", type=int, default=64)
+    ap.add_argument(
+        "--alone", type=int, default=4, help="prompts run one at a time for the batch comparison"
+    )
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--window", action="store_true", help="swa_attention=window")
+    ap.add_argument("--no-graphs", action="store_true")
+    ap.add_argument("--skip", default="", help="comma list of: recompute,batch,alone")
+    ap.add_argument("--json", default=None, help="also write the figures to this file")
+    a = ap.parse_args(argv)
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    dev = torch.device(
+        "cuda"
+        if a.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if a.device == "auto" else a.device)
+    )
+    dt = {
+        "auto": torch.bfloat16 if dev.type == "cuda" else torch.float32,
+        "float32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "float16": torch.float16,
+    }[a.dtype]
+    graphs = dev.type == "cuda" and not a.no_graphs
+    skip = set(filter(None, a.skip.split(",")))
+    cfg = reference_config()
+    model = build_model(cfg, dev, dt, a.window)
+    nparam = model.num_params()
+    wbytes = nparam * torch.finfo(dt).bits // 8
+    pool = _Pool(model, 2048, graphs)
+    params = SamplingParams(temperature=0.8, top_k=50, top_p=0.9, repetition_penalty=1.1, seed=0)
+    gen = torch.Generator().manual_seed(1)
+    rand = lambda n: torch.randint(0, cfg.vocab_size, (n,), generator=gen).tolist()  # noqa: E731
+
+    res: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(dev)
+        if dev.type == "cuda"
+        else platform.processor() or "cpu",
+        "dtype": str(dt).removeprefix("torch."),
+        "params": nparam,
+        "threads": torch.get_num_threads(),
+        "cuda_graphs": graphs,
+        "swa_attention": "window" if a.window else "full",
+        "torch": torch.__version__,
+    }
+    bw = copy_bandwidth(dev)
+    res["copy_GBps"] = bw
+    res["bandwidth_bound_tok_s"] = bw * 1e9 / wbytes
+    print(
+        f"# {res['device']} · {res['dtype']} · {nparam:,} params · threads {res['threads']} · graphs {graphs}"
+    )
+    print(
+        f"copy bandwidth {bw:.1f} GB/s (read+write) -> bound {res['bandwidth_bound_tok_s']:.1f} tok/s"
+    )
+
+    engine_run(model, [rand(16)], 8, params, pool)  # warm-up (and graph capture)
+    lens = [int(x) for x in a.lengths.split(",") if x]
+    for L in lens:
+        r = engine_run(model, [rand(L)], a.new, params, pool)
+        res[f"engine_{L}"] = r
+        line = f"prompt {L:5d}: engine {r['decode_tok_s']:8.1f} tok/s  (ttft {r['ttft_s'] * 1000:7.1f} ms)"
+        if "recompute" not in skip:
+            n_rc = a.recompute_new or (8 if dev.type == "cuda" else (4 if L <= 64 else 2))
+            rc = recompute_run(model, rand(L), n_rc, params)
+            res[f"recompute_{L}"] = rc
+            line += f" | full recompute {rc:7.2f} tok/s | speed-up {r['decode_tok_s'] / rc:6.1f}x"
+        print(line, flush=True)
+    if "batch" not in skip:
+        g2 = torch.Generator().manual_seed(2)
+        prompts = [rand(int(torch.randint(16, 49, (1,), generator=g2))) for _ in range(a.batch)]
+        r = engine_run(model, prompts, a.batch_new, params, pool)
+        res["batch"] = {"size": a.batch, "new": a.batch_new, **r}
+        print(
+            f"batch {a.batch} x {a.batch_new} new: {r['total_tok_s']:.1f} tok/s aggregate "
+            f"(decode {r['decode_tok_s']:.1f})",
+            flush=True,
+        )
+        if "alone" not in skip and a.alone:
+            t0 = time.perf_counter()
+            n = 0
+            for pr in prompts[: a.alone]:
+                r1 = engine_run(model, [pr], a.batch_new, params, pool)
+                n += r1["steps"]
+            alone = n / (time.perf_counter() - t0)
+            res["alone_tok_s"] = alone
+            print(
+                f"same prompts one at a time ({a.alone} of them): {alone:.1f} tok/s -> batched "
+                f"{res['batch']['total_tok_s'] / alone:.1f}x",
+                flush=True,
+            )
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump(res, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

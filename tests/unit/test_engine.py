@@ -1,0 +1,223 @@
+"""Engine tests: every cached/batched path against the plain full forward."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from swamla_tui.engine.decoder import BatchDecoder
+from swamla_tui.engine.generate import Generation
+from swamla_tui.engine.sampling import apply_repetition_penalty, sample, top_k_filter, top_p_filter
+from swamla_tui.params import SamplingParams
+from tests.helpers import FIXTURE_CKPT, FIXTURE_EXPECTED, requires_fixture
+
+pytestmark = requires_fixture
+
+
+@pytest.fixture(scope="module")
+def expected():
+    return torch.load(FIXTURE_EXPECTED, weights_only=True)
+
+
+@pytest.fixture(scope="module", params=["full", "window"])
+def lm_mode(request):
+    import swamla_tui
+
+    return swamla_tui.load(FIXTURE_CKPT, tokenizer=False, swa_attention=request.param)
+
+
+@pytest.fixture(scope="module")
+def lm():
+    import swamla_tui
+
+    return swamla_tui.load(FIXTURE_CKPT, tokenizer=False)
+
+
+def test_cached_decode_matches_full_forward_every_step_ragged(lm_mode, expected):
+    """Rows of different lengths, prefill then one token per step, past the SWA window."""
+    ids = expected["input_ids"]
+    ref = lm_mode.logits(ids)  # windowed reference in window mode, full causal otherwise
+    dec = BatchDecoder(lm_mode.model, max_length=128)
+    errs = []
+    with torch.inference_mode():
+        lg = dec.prefill([ids[0, :10].tolist(), ids[1, :3].tolist()], capacity=100)
+        errs += [(lg[0] - ref[0, 9]).abs().max(), (lg[1] - ref[1, 2]).abs().max()]
+        for s in range(86):
+            a, b = 10 + s, min(3 + s, 95)
+            lg = dec.step(torch.tensor([ids[0, a].item(), ids[1, b].item()]))
+            errs.append((lg[0] - ref[0, a]).abs().max())
+            if 3 + s <= 95:
+                errs.append((lg[1] - ref[1, b]).abs().max())
+    assert max(float(e) for e in errs) <= 1e-4
+
+
+def test_window_mode_differs_from_full_beyond_window(expected):
+    import swamla_tui
+
+    full = swamla_tui.load(FIXTURE_CKPT, tokenizer=False).logits(expected["input_ids"])
+    win = swamla_tui.load(FIXTURE_CKPT, tokenizer=False, swa_attention="window")
+    lw = win.logits(expected["input_ids"])
+    # identical while the context is at most window + 1 tokens (spec §4), different after
+    assert (lw[:, :17] - full[:, :17]).abs().max() <= 1e-4
+    assert (lw[:, 40:] - full[:, 40:]).abs().max() > 1e-3
+
+
+def test_window_mode_ring_memory_is_bounded(lm_mode):
+    cache = lm_mode.model.setup_cache(2, 128, pad=3)
+    if lm_mode.model.swa_window:
+        cfg = lm_mode.config
+        assert cache.ring_size == 3 + cfg.swa_sink_size + cfg.swa_window + 1
+        k = next(t for t in cache.swa_k if t is not None)
+        assert k.shape[2] == cache.ring_size < 128
+
+
+def test_greedy_matches_reference_tokens(lm, expected):
+    out = lm.generate_ids(
+        expected["prompt_ids"].tolist(), max_new_tokens=60, temperature=0, repetition_penalty=1.0
+    )
+    assert torch.equal(torch.tensor(out), expected["greedy_ids"])
+
+
+def test_batched_equals_alone_greedy(lm, expected):
+    ids = expected["input_ids"]
+    prompts = [ids[0, :7].tolist(), ids[1, :19].tolist(), ids[0, 30:33].tolist()]
+    kw = dict(max_new_tokens=25, temperature=0, repetition_penalty=1.3, top_k=0, top_p=1.0)
+    batched = lm.generate_ids(prompts, **kw)
+    alone = [lm.generate_ids([p], **kw)[0] for p in prompts]
+    assert batched == alone
+
+
+def test_seeded_runs_are_reproducible(lm, expected):
+    p = [expected["prompt_ids"][0].tolist()]
+    a = lm.generate_ids(p, max_new_tokens=30, temperature=1.0, seed=123)
+    b = lm.generate_ids(p, max_new_tokens=30, temperature=1.0, seed=123)
+    c = lm.generate_ids(p, max_new_tokens=30, temperature=1.0, seed=124)
+    assert a == b
+    assert a != c
+
+
+def test_max_length_boundary_reencodes_and_matches_until_overflow(expected):
+    import swamla_tui
+
+    lm = swamla_tui.load(FIXTURE_CKPT, tokenizer=False, max_length=32)
+    prompt = expected["prompt_ids"][0].tolist()  # 20 tokens
+    gen = Generation(
+        lm.model, [prompt], SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=60),
+        max_length=32, eos_id=None,
+    )
+    steps = list(gen)
+    new = gen.rows[0].new
+    assert len(steps) == 60 and len(new) == 60
+    assert gen.dec.reencodes >= 1
+    # exact (= the original) until the context first exceeds max_length
+    assert new[:13] == expected["greedy_ids"][0, :13].tolist()
+    # after each re-encode, every token is the argmax of a full forward over the kept window
+    ctx = prompt + new
+    keep = 32 - 32 // 4
+    # the token right after the first overflow equals argmax over the last `keep` tokens
+    first_over = 32 - len(prompt) + 1  # index in `new` of the first token after the overflow
+    window = ctx[len(prompt) + first_over - keep : len(prompt) + first_over]
+    logits = lm.logits(torch.tensor([window]))[0, -1]
+    assert int(logits.argmax()) == new[first_over]
+
+
+def test_prompt_longer_than_max_length_is_cut(expected):
+    import swamla_tui
+
+    lm = swamla_tui.load(FIXTURE_CKPT, tokenizer=False, max_length=16)
+    gen = Generation(lm.model, [expected["input_ids"][0].tolist()],
+                     SamplingParams(temperature=0, max_new_tokens=3), max_length=16, eos_id=None)
+    list(gen)
+    assert gen.rows[0].truncated and len(gen.rows[0].prompt) == 16 and len(gen.rows[0].new) == 3
+
+
+def test_cancel_from_another_thread_stops_within_one_token(lm, expected):
+    ev = threading.Event()
+    gen = Generation(lm.model, [expected["prompt_ids"][0].tolist()],
+                     SamplingParams(temperature=0.8, max_new_tokens=100), max_length=128,
+                     eos_id=None, cancel=ev)
+    seen = 0
+    for _ in gen:
+        seen += 1
+        if seen == 5:
+            t = threading.Thread(target=ev.set)
+            t.start()
+            t.join()
+    assert seen == 5
+    assert gen.rows[0].finish == "cancelled"
+
+
+def test_parameter_change_takes_effect_mid_stream(lm, expected):
+    """Switch from hot sampling to greedy after 5 tokens: later tokens are argmax."""
+    params = SamplingParams(temperature=1.5, top_k=0, top_p=1.0, repetition_penalty=1.0,
+                            max_new_tokens=40, seed=7)
+    prompt = expected["prompt_ids"][1].tolist()
+    gen = Generation(lm.model, [prompt], params, max_length=128, eos_id=None)
+    for i, _ in enumerate(gen):
+        if i == 4:
+            params.temperature = 0.0
+            params.max_new_tokens = 12  # also shortens the reply in progress
+    new = gen.rows[0].new
+    assert len(new) == 12
+    full = lm.logits(torch.tensor([prompt + new]))[0]
+    for j in range(5, 12):
+        assert new[j] == int(full[len(prompt) + j - 1].argmax())
+
+
+def test_eos_stops_a_row(lm, expected):
+    g = expected["greedy_ids"][0].tolist()
+    eos = g[5]
+    first = g.index(eos)
+    gen = Generation(lm.model, [expected["prompt_ids"][0].tolist()],
+                     SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=60),
+                     max_length=128, eos_id=eos)
+    list(gen)
+    assert gen.rows[0].finish == "eos" and gen.rows[0].new == g[: first + 1]
+
+
+# ----------------------------------------------------------------------------- sampling
+def test_repetition_penalty_usual_rule():
+    logits = torch.tensor([[2.0, -2.0, 1.0, -1.0]])
+    seen = torch.tensor([[True, True, False, False]])
+    out = apply_repetition_penalty(logits, seen, 2.0)
+    assert out.tolist() == [[1.0, -4.0, 1.0, -1.0]]
+
+
+def test_top_k_keeps_k_best():
+    logits = torch.tensor([[0.1, 3.0, 2.0, -1.0, 2.5]])
+    out = top_k_filter(logits, 2)
+    assert torch.isfinite(out).tolist() == [[False, True, False, False, True]]
+    assert torch.equal(top_k_filter(logits, 0), logits)
+
+
+def test_top_p_matches_direct_computation():
+    torch.manual_seed(0)
+    logits = torch.randn(4, 50)
+    for p in (0.1, 0.5, 0.9, 0.99):
+        out = top_p_filter(logits, p)
+        for row in range(4):
+            probs = torch.softmax(logits[row], -1)
+            order = probs.argsort(descending=True)
+            keep, mass = set(), 0.0
+            for idx in order.tolist():
+                keep.add(idx)
+                mass += float(probs[idx])
+                if mass >= p:
+                    break
+            assert set(torch.isfinite(out[row]).nonzero().flatten().tolist()) == keep
+
+
+def test_sample_greedy_and_distribution():
+    logits = torch.tensor([[0.0, 1.0, 0.5]])
+    seen = torch.zeros(1, 3, dtype=torch.bool)
+    kw = dict(top_k=0, top_p=1.0, repetition_penalty=1.0)
+    assert sample(logits, seen, temperature=0, **kw).item() == 1
+    g = torch.Generator().manual_seed(0)
+    draws = torch.stack([sample(logits, seen, temperature=1.0, generator=g, **kw) for _ in range(4000)])
+    freq = torch.bincount(draws.flatten(), minlength=3).float() / 4000
+    assert torch.allclose(freq, torch.softmax(logits[0], -1), atol=0.03)
+    # top_k=1 at any temperature is greedy
+    assert sample(logits, seen, temperature=5.0, top_k=1, top_p=1.0, repetition_penalty=1.0,
+                  generator=g).item() == 1
