@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("SWAMLA_SHARED", ROOT.parent / "shared"))
+# Parity tests run on this device; the GPU check script sets it to "cuda".
+TEST_DEVICE = os.environ.get("SWAMLA_TEST_DEVICE", "cpu")
 FIXTURE_DIR = SHARED / "fixtures" / "reference"
 FIXTURE_CKPT = FIXTURE_DIR / "tiny_train.pt"
 FIXTURE_EXPECTED = FIXTURE_DIR / "tiny_train.expected.pt"

@@ -113,6 +113,7 @@ class BatchDecoder:
         self.next_pos: Tensor | None = None  # [B] position of the next token per row
         self.lengths: list[int] = []
         self.reencodes = 0
+        self.graph_failed = False
 
     # ------------------------------------------------------------------
     def prefill(self, rows: list[list[int]], capacity: int) -> Tensor:
@@ -129,6 +130,8 @@ class BatchDecoder:
         ids, pos = ids.to(self.device), pos.to(self.device)
         if self.cache_pool is not None:
             self.cache, self.graph = self.cache_pool(b, size, max(pads))
+            if self.graph_failed:
+                self.graph = None
         else:
             self.cache = self.model.setup_cache(b, size, pad=max(pads))
             self.graph = None
@@ -148,10 +151,19 @@ class BatchDecoder:
         assert self.cache is not None and self.next_pos is not None
         a = self.cache.written
         pos = self.next_pos
+        out = None
         if self.graph is not None:
-            out = self.graph(ids, pos, a)
-            self.cache.written = a + 1
-        else:
+            try:
+                out = self.graph(ids, pos, a)
+                self.cache.written = a + 1
+            except Exception as e:  # noqa: BLE001 - capture can fail on exotic setups
+                import warnings
+
+                warnings.warn(f"CUDA graph capture failed, decoding eagerly: {e}", stacklevel=2)
+                self.graph = None
+                self.graph_failed = True
+                self.cache.lin_key_pos[:, a:] = -1
+        if out is None:
             lin_slot = torch.tensor([a], device=self.device)
             ring = None
             if self.cache.window_mode:

@@ -11,7 +11,7 @@ from swamla_tui.engine.decoder import BatchDecoder
 from swamla_tui.engine.generate import Generation
 from swamla_tui.engine.sampling import apply_repetition_penalty, sample, top_k_filter, top_p_filter
 from swamla_tui.params import SamplingParams
-from tests.helpers import FIXTURE_CKPT, FIXTURE_EXPECTED, requires_fixture
+from tests.helpers import FIXTURE_CKPT, FIXTURE_EXPECTED, TEST_DEVICE, requires_fixture
 
 pytestmark = requires_fixture
 
@@ -25,28 +25,32 @@ def expected():
 def lm_mode(request):
     import swamla_tui
 
-    return swamla_tui.load(FIXTURE_CKPT, tokenizer=False, swa_attention=request.param)
+    return swamla_tui.load(
+        FIXTURE_CKPT, tokenizer=False, swa_attention=request.param, device=TEST_DEVICE
+    )
 
 
 @pytest.fixture(scope="module")
 def lm():
     import swamla_tui
 
-    return swamla_tui.load(FIXTURE_CKPT, tokenizer=False)
+    return swamla_tui.load(FIXTURE_CKPT, tokenizer=False, device=TEST_DEVICE)
 
 
 def test_cached_decode_matches_full_forward_every_step_ragged(lm_mode, expected):
     """Rows of different lengths, prefill then one token per step, past the SWA window."""
     ids = expected["input_ids"]
-    ref = lm_mode.logits(ids)  # windowed reference in window mode, full causal otherwise
+    ref = lm_mode.logits(ids).cpu()  # windowed reference in window mode, full causal otherwise
     dec = BatchDecoder(lm_mode.model, max_length=128)
     errs = []
     with torch.inference_mode():
         lg = dec.prefill([ids[0, :10].tolist(), ids[1, :3].tolist()], capacity=100)
+        lg = lg.float().cpu()
         errs += [(lg[0] - ref[0, 9]).abs().max(), (lg[1] - ref[1, 2]).abs().max()]
         for s in range(86):
             a, b = 10 + s, min(3 + s, 95)
-            lg = dec.step(torch.tensor([ids[0, a].item(), ids[1, b].item()]))
+            lg = dec.step(torch.tensor([ids[0, a].item(), ids[1, b].item()], device=dec.device))
+            lg = lg.float().cpu()
             errs.append((lg[0] - ref[0, a]).abs().max())
             if 3 + s <= 95:
                 errs.append((lg[1] - ref[1, b]).abs().max())
@@ -104,8 +108,11 @@ def test_max_length_boundary_reencodes_and_matches_until_overflow(expected):
     lm = swamla_tui.load(FIXTURE_CKPT, tokenizer=False, max_length=32)
     prompt = expected["prompt_ids"][0].tolist()  # 20 tokens
     gen = Generation(
-        lm.model, [prompt], SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=60),
-        max_length=32, eos_id=None,
+        lm.model,
+        [prompt],
+        SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=60),
+        max_length=32,
+        eos_id=None,
     )
     steps = list(gen)
     new = gen.rows[0].new
@@ -127,17 +134,27 @@ def test_prompt_longer_than_max_length_is_cut(expected):
     import swamla_tui
 
     lm = swamla_tui.load(FIXTURE_CKPT, tokenizer=False, max_length=16)
-    gen = Generation(lm.model, [expected["input_ids"][0].tolist()],
-                     SamplingParams(temperature=0, max_new_tokens=3), max_length=16, eos_id=None)
+    gen = Generation(
+        lm.model,
+        [expected["input_ids"][0].tolist()],
+        SamplingParams(temperature=0, max_new_tokens=3),
+        max_length=16,
+        eos_id=None,
+    )
     list(gen)
     assert gen.rows[0].truncated and len(gen.rows[0].prompt) == 16 and len(gen.rows[0].new) == 3
 
 
 def test_cancel_from_another_thread_stops_within_one_token(lm, expected):
     ev = threading.Event()
-    gen = Generation(lm.model, [expected["prompt_ids"][0].tolist()],
-                     SamplingParams(temperature=0.8, max_new_tokens=100), max_length=128,
-                     eos_id=None, cancel=ev)
+    gen = Generation(
+        lm.model,
+        [expected["prompt_ids"][0].tolist()],
+        SamplingParams(temperature=0.8, max_new_tokens=100),
+        max_length=128,
+        eos_id=None,
+        cancel=ev,
+    )
     seen = 0
     for _ in gen:
         seen += 1
@@ -151,8 +168,9 @@ def test_cancel_from_another_thread_stops_within_one_token(lm, expected):
 
 def test_parameter_change_takes_effect_mid_stream(lm, expected):
     """Switch from hot sampling to greedy after 5 tokens: later tokens are argmax."""
-    params = SamplingParams(temperature=1.5, top_k=0, top_p=1.0, repetition_penalty=1.0,
-                            max_new_tokens=40, seed=7)
+    params = SamplingParams(
+        temperature=1.5, top_k=0, top_p=1.0, repetition_penalty=1.0, max_new_tokens=40, seed=7
+    )
     prompt = expected["prompt_ids"][1].tolist()
     gen = Generation(lm.model, [prompt], params, max_length=128, eos_id=None)
     for i, _ in enumerate(gen):
@@ -161,7 +179,7 @@ def test_parameter_change_takes_effect_mid_stream(lm, expected):
             params.max_new_tokens = 12  # also shortens the reply in progress
     new = gen.rows[0].new
     assert len(new) == 12
-    full = lm.logits(torch.tensor([prompt + new]))[0]
+    full = lm.logits(torch.tensor([prompt + new]))[0].cpu()
     for j in range(5, 12):
         assert new[j] == int(full[len(prompt) + j - 1].argmax())
 
@@ -170,9 +188,13 @@ def test_eos_stops_a_row(lm, expected):
     g = expected["greedy_ids"][0].tolist()
     eos = g[5]
     first = g.index(eos)
-    gen = Generation(lm.model, [expected["prompt_ids"][0].tolist()],
-                     SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=60),
-                     max_length=128, eos_id=eos)
+    gen = Generation(
+        lm.model,
+        [expected["prompt_ids"][0].tolist()],
+        SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=60),
+        max_length=128,
+        eos_id=eos,
+    )
     list(gen)
     assert gen.rows[0].finish == "eos" and gen.rows[0].new == g[: first + 1]
 
@@ -215,9 +237,39 @@ def test_sample_greedy_and_distribution():
     kw = dict(top_k=0, top_p=1.0, repetition_penalty=1.0)
     assert sample(logits, seen, temperature=0, **kw).item() == 1
     g = torch.Generator().manual_seed(0)
-    draws = torch.stack([sample(logits, seen, temperature=1.0, generator=g, **kw) for _ in range(4000)])
+    draws = torch.stack(
+        [sample(logits, seen, temperature=1.0, generator=g, **kw) for _ in range(4000)]
+    )
     freq = torch.bincount(draws.flatten(), minlength=3).float() / 4000
     assert torch.allclose(freq, torch.softmax(logits[0], -1), atol=0.03)
     # top_k=1 at any temperature is greedy
-    assert sample(logits, seen, temperature=5.0, top_k=1, top_p=1.0, repetition_penalty=1.0,
-                  generator=g).item() == 1
+    assert (
+        sample(
+            logits, seen, temperature=5.0, top_k=1, top_p=1.0, repetition_penalty=1.0, generator=g
+        ).item()
+        == 1
+    )
+
+
+def test_cuda_graph_step_matches_full_forward(expected):
+    """The captured decode step (CUDA only) against the plain full forward, both SWA modes."""
+    if not torch.cuda.is_available() or TEST_DEVICE == "cpu":
+        pytest.skip("needs CUDA (set SWAMLA_TEST_DEVICE=cuda)")
+    import swamla_tui
+
+    for mode in ("full", "window"):
+        lm = swamla_tui.load(FIXTURE_CKPT, tokenizer=False, device="cuda", swa_attention=mode)
+        ids = expected["input_ids"]
+        ref = lm.logits(ids).cpu()
+        dec = BatchDecoder(lm.model, max_length=128, cache_pool=lm.cache_pool)
+        assert lm.use_cuda_graph
+        errs = []
+        with torch.inference_mode():
+            lg = dec.prefill([ids[0, :10].tolist(), ids[1, :4].tolist()], capacity=100)
+            assert dec.graph is not None
+            for s in range(80):
+                step = torch.tensor([ids[0, 10 + s].item(), ids[1, 4 + s].item()], device="cuda")
+                lg = dec.step(step).float().cpu()
+                errs.append((lg[0] - ref[0, 10 + s]).abs().max())
+                errs.append((lg[1] - ref[1, 4 + s]).abs().max())
+        assert max(float(e) for e in errs) <= 1e-4, mode
