@@ -132,13 +132,26 @@ def _scan(path: Path) -> None:
         UnicodeDecodeError,
         OSError,
     ):
-        return  # unreadable as a pickle: torch.load below gives the precise error
+        # unreadable past this point (e.g. a raw pickle has no 2nd object): torch.load below
+        # gives the precise error, but the globals already seen are still checked
+        pass
     bad = [n for n in names if n != "?" and not _allowed(n)]
     if bad:
         raise UnsafeCheckpointError(
             f"{path}: refused: the file references '{bad[0]}', which a checkpoint never needs "
             "(only tensors and plain containers are loaded; nothing was run)"
         )
+
+
+def _reason(msg: str) -> str:
+    """The informative line of a torch.load error (skips its generic weights_only preamble)."""
+    lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
+    useful = [
+        ln
+        for ln in lines
+        if not ln.startswith(("Weights only load failed", "Check the documentation", "Please file"))
+    ]
+    return ((useful or lines or ["unreadable"])[0])[:100]
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -157,15 +170,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             obj = torch.load(p, map_location="cpu", weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as e:
         msg = str(e)
-        m = re.search(r"Unsupported global: GLOBAL (\S+)", msg)
+        m = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", msg)
         if m:
             raise UnsafeCheckpointError(
                 f"{p}: refused: the file references '{m.group(1)}', which a checkpoint never "
                 "needs (nothing was run)"
             ) from None
-        raise CheckpointError(
-            f"{p}: not a PyTorch checkpoint ({msg.splitlines()[0][:80]})"
-        ) from None
+        raise CheckpointError(f"{p}: not a PyTorch checkpoint ({_reason(msg)})") from None
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as e:
         first = (str(e).splitlines() or [type(e).__name__])[0]
         if "central directory" in first or isinstance(e, EOFError) or "truncated" in first.lower():
@@ -174,6 +185,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             ) from None
         raise CheckpointError(
             f"{p}: cannot be read as a PyTorch checkpoint ({first[:100]})"
+        ) from None
+    except Exception as e:  # noqa: BLE001 - the unpickler raises IndexError etc. on junk
+        raise CheckpointError(
+            f"{p}: not a PyTorch checkpoint ({type(e).__name__}: {_reason(str(e))})"
         ) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{p}: holds a {type(obj).__name__}, not a checkpoint dict")

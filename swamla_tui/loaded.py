@@ -6,6 +6,7 @@ import os
 import sys
 import threading
 import time
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -316,6 +317,30 @@ class LoadedModel:
 
 
 # ------------------------------------------------------------------------------ load()
+def _drop_mapped_pages(t: torch.Tensor) -> None:
+    """Let the kernel drop the file pages of a copied tensor (Linux; best effort).
+
+    Only for tensors in a read-only use of a private file mapping (torch.load mmap=True):
+    a dropped page is read again from the file if touched, so nothing is lost; it keeps
+    peak RSS near one copy of the weights instead of two.
+    """
+    if not sys.platform.startswith("linux") or t.numel() == 0:
+        return
+    try:
+        import ctypes
+        import mmap
+
+        page = mmap.PAGESIZE
+        start = t.data_ptr()
+        end = start + t.numel() * t.element_size()
+        a, b = -(-start // page) * page, end // page * page  # whole pages inside the tensor
+        if b > a:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.madvise(ctypes.c_void_p(a), ctypes.c_size_t(b - a), 4)  # MADV_DONTNEED
+    except Exception:  # noqa: BLE001 - an optimisation only
+        return
+
+
 def _build(
     raw: RawCheckpoint,
     device: torch.device,
@@ -325,6 +350,7 @@ def _build(
     tokenizer: Any,
     notices: list[str],
     source: str,
+    mapped: bool = False,
 ) -> LoadedModel:
     sd = raw.state_dict
     cfg = infer_config(sd, raw.args)
@@ -352,11 +378,18 @@ def _build(
             raise CheckpointError(
                 f"{source}: tensor {k} has shape {tuple(weights[k].shape)}, expected {tuple(want)}"
             )
-    tensors = {
-        k: weights[k].to(device=device, dtype=dtype if weights[k].is_floating_point() else None)
-        for k in expected
-        if k != "lm_head.weight"
-    }
+    tensors = {}
+    for k in expected:
+        if k == "lm_head.weight":
+            continue
+        src = weights[k]
+        t = src.to(device=device, dtype=dtype if src.is_floating_point() else None)
+        if mapped and t.data_ptr() == src.data_ptr():
+            # still the checkpoint's memory map: a trainer overwriting the file in place
+            # would crash us (SIGBUS) mid-reply, so the weights get memory of their own
+            t = t.clone()
+            _drop_mapped_pages(src)
+        tensors[k] = t
     model.load_state_dict(tensors, strict=False, assign=True)
     model.lm_head.weight = model.transformer.wte.weight  # keep the tie after assign
     # non-persistent buffers (RoPE tables) were created on meta: rebuild them for real
@@ -416,7 +449,8 @@ def load(
         spec = None if tokenizer is None or tokenizer is True else tokenizer
         tok = load_tokenizer(spec, folder=res.folder, name=name)
     say(f"Building model on {dev}")
-    lm = _build(raw, dev, dt, swa_attention, max_length, tok, notices, res.label)
+    mapped = zipfile.is_zipfile(res.path)  # read_checkpoint memory-maps zip-format files
+    lm = _build(raw, dev, dt, swa_attention, max_length, tok, notices, res.label, mapped)
     if tok is not None and len(tok) > lm.config.vocab_size:
         lm.notices.append(
             f"tokenizer has {len(tok)} tokens but the model only {lm.config.vocab_size}"
