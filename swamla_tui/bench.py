@@ -72,14 +72,14 @@ class _Pool:
         self.model, self.max_length, self.graphs, self.d = model, max_length, graphs, {}
 
     def __call__(self, b: int, size: int, pad: int) -> tuple[Any, Any]:
-        from .engine.decoder import GraphStep
+        from .engine.decoder import GraphLoop
 
         if not self.graphs:
             return self.model.setup_cache(b, size, pad=pad), None
         key = (b, pad)
         if key not in self.d:
             c = self.model.setup_cache(b, self.max_length + pad, pad=pad)
-            self.d[key] = (c, GraphStep(self.model, c))
+            self.d[key] = (c, GraphLoop(self.model, c))
         return self.d[key]
 
 

@@ -171,7 +171,7 @@ class LoadedModel:
     # -- generation -------------------------------------------------------------------
     def cache_pool(self, batch: int, size: int, pad: int) -> tuple[Any, Any]:
         """Caches (and, on CUDA, the captured decode graph) are allocated once per shape."""
-        from .engine.decoder import GraphStep
+        from .engine.decoder import GraphLoop
 
         if not self.use_cuda_graph:
             return self.model.setup_cache(batch, size, pad=pad), None
@@ -182,7 +182,7 @@ class LoadedModel:
                 if len(self._pool) > 4:
                     self._pool.clear()
                 cache = self.model.setup_cache(batch, size, pad=pad)
-                self._pool[key] = (cache, GraphStep(self.model, cache))
+                self._pool[key] = (cache, GraphLoop(self.model, cache))
             return self._pool[key]
 
     def _params(self, params: SamplingParams | None, overrides: dict[str, Any]) -> SamplingParams:

@@ -10,6 +10,7 @@ On CUDA the one-token step is captured once in a CUDA graph and replayed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -39,57 +40,92 @@ def decode_context(
     return ctx
 
 
-class GraphStep:
-    """A captured one-token decode step for a fixed cache (CUDA only)."""
+class GraphLoop:
+    """One decode step *and* the sampling of the next token, captured as a CUDA graph.
 
-    def __init__(self, model: SWAMLA, cache: ModelCache) -> None:
-        self.model, self.cache = model, cache
+    Kernel launches dominate small-batch decoding on a GPU, so everything between two
+    token ids runs as one graph replay: forward, penalty, temperature, top-k, top-p, draw,
+    and the advance of ids/positions/slot. The host only refreshes the noise (one launch),
+    copies the settings when they change, replays, and reads the ids.
+    With `capture=False` the same body runs eagerly (used to test the logic on the CPU).
+    """
+
+    def __init__(self, model: SWAMLA, cache: ModelCache, *, capture: bool = True) -> None:
+        self.model, self.cache, self.capture_enabled = model, cache, capture
         b, dev = cache.batch, cache.lin_key_pos.device
+        v = model.cfg.vocab_size
         self.ids = torch.zeros(b, 1, dtype=torch.long, device=dev)
         self.pos = torch.zeros(b, 1, dtype=torch.long, device=dev)
-        self.lin_slot = torch.zeros(1, dtype=torch.long, device=dev)
-        self.ring_slot = torch.zeros(1, dtype=torch.long, device=dev)
+        self.a = torch.zeros(1, dtype=torch.long, device=dev)
+        self.seen = torch.zeros(b, v, dtype=torch.bool, device=dev)
+        self.noise = torch.ones(b, v, dtype=torch.float32, device=dev)
+        self.sp = torch.zeros(4, dtype=torch.float32, device=dev)
+        self._sp_host: tuple[float, ...] | None = None
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.out: Tensor | None = None
 
-    def _run(self) -> Tensor:
-        ring = self.ring_slot if self.cache.window_mode else None
-        ctx = decode_context(self.model, self.cache, self.pos, self.lin_slot, ring)
-        return self.model.forward_cached(self.ids, self.pos, self.cache, ctx)[:, -1]
+    def _body(self) -> None:
+        from .sampling import sample_tensors
 
-    def capture(self) -> None:
-        # warm up on a side stream, then capture; state written during warm-up is harmless
-        # because every slot it touches is rewritten before it is read.
-        saved = (
-            self.cache.lin_key_pos.clone(),
-            (None if self.cache.ring_key_pos is None else self.cache.ring_key_pos.clone()),
-        )
+        c = self.cache
+        ring = None
+        if c.window_mode:
+            span = c.ring_size - c.ring_prefix
+            ring = torch.where(
+                self.a < c.ring_size, self.a, c.ring_prefix + (self.a - c.ring_prefix) % span
+            )
+        ctx = decode_context(self.model, c, self.pos, self.a, ring)
+        logits = self.model.forward_cached(self.ids, self.pos, c, ctx)[:, -1]
+        nxt = sample_tensors(logits, self.seen, self.sp, self.noise)  # [B]
+        self.ids.copy_(nxt[:, None])
+        self.seen.scatter_(1, nxt[:, None], True)
+        self.pos.add_(1)
+        self.a.add_(1)
+
+    def _state(self) -> list[Tensor]:
+        ts = [self.ids, self.pos, self.a, self.seen, self.cache.lin_key_pos]
+        if self.cache.ring_key_pos is not None:
+            ts.append(self.cache.ring_key_pos)
+        return ts
+
+    def _capture(self) -> None:
+        saved = [t.clone() for t in self._state()]
         s = torch.cuda.Stream()
         s.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(s):
-            for _ in range(2):
-                self._run()
+        with torch.cuda.stream(s):  # warm-up (lazy inits) outside the capture
+            self._body()
         torch.cuda.current_stream().wait_stream(s)
+        for t, v in zip(self._state(), saved, strict=True):
+            t.copy_(v)
         g = torch.cuda.CUDAGraph()
         with torch.cuda.graph(g):
-            self.out = self._run()
+            self._body()
+        for t, v in zip(self._state(), saved, strict=True):
+            t.copy_(v)
         self.graph = g
-        self.cache.lin_key_pos.copy_(saved[0])
-        if saved[1] is not None:
-            assert self.cache.ring_key_pos is not None
-            self.cache.ring_key_pos.copy_(saved[1])
 
-    def __call__(self, ids: Tensor, pos: Tensor, a: int) -> Tensor:
+    def load(self, ids: Tensor, pos: Tensor, written: int) -> None:
+        """Start from eager state: last sampled ids [B], their positions [B], slots used."""
         self.ids.copy_(ids.view(-1, 1))
         self.pos.copy_(pos.view(-1, 1))
-        self.lin_slot.fill_(a)
-        if self.cache.window_mode:
-            self.ring_slot.fill_(self.cache.ring_slot(a))
-        if self.graph is None:
-            self.capture()
-        assert self.graph is not None and self.out is not None
-        self.graph.replay()
-        return self.out
+        self.a.fill_(written)
+
+    def advance(self, params: Any, generator: torch.Generator | None) -> Tensor:
+        """Feed the current ids, sample the next ones; returns ids [B] (a static buffer)."""
+        sp = (float(params.temperature), float(params.top_k), float(params.top_p),
+              float(params.repetition_penalty))  # fmt: skip
+        if sp != self._sp_host:
+            self.sp.copy_(torch.tensor(sp, dtype=torch.float32))
+            self._sp_host = sp
+        if sp[0] > 0:
+            self.noise.exponential_(1.0, generator=generator)
+        if not self.capture_enabled:
+            self._body()
+        else:
+            if self.graph is None:
+                self._capture()
+            assert self.graph is not None
+            self.graph.replay()
+        return self.ids.view(-1)
 
 
 class BatchDecoder:
@@ -101,7 +137,7 @@ class BatchDecoder:
         *,
         max_length: int,
         use_graph: bool = False,
-        cache_pool: Callable[[int, int, int], tuple[ModelCache, GraphStep | None]] | None = None,
+        cache_pool: Callable[[int, int, int], tuple[ModelCache, GraphLoop | None]] | None = None,
     ) -> None:
         self.model = model
         self.max_length = max_length
@@ -109,11 +145,11 @@ class BatchDecoder:
         self.cache_pool = cache_pool
         self.device = model.transformer.wte.weight.device
         self.cache: ModelCache | None = None
-        self.graph: GraphStep | None = None
-        self.next_pos: Tensor | None = None  # [B] position of the next token per row
-        self.lengths: list[int] = []
+        self.graph: GraphLoop | None = None
+        self.lengths: list[int] = []  # tokens in the cache per row (= next position)
         self.reencodes = 0
         self.graph_failed = False
+        self._graph_fresh = False
 
     # ------------------------------------------------------------------
     def prefill(self, rows: list[list[int]], capacity: int) -> Tensor:
@@ -130,49 +166,65 @@ class BatchDecoder:
         ids, pos = ids.to(self.device), pos.to(self.device)
         if self.cache_pool is not None:
             self.cache, self.graph = self.cache_pool(b, size, max(pads))
-            if self.graph_failed:
+            if self.graph_failed or not self.use_graph:
                 self.graph = None
         else:
             self.cache = self.model.setup_cache(b, size, pad=max(pads))
             self.graph = None
         self.cache.reset()
+        self._graph_fresh = True
         ctx = self.model.step_context(pos, self.cache)
         logits = self.model.forward_cached(ids, pos, self.cache, ctx)[:, -1]
         self.lengths = [len(r) for r in rows]
-        self.next_pos = torch.tensor(self.lengths, dtype=torch.long, device=self.device)
         return logits
+
+    def seen_buffer(self, vocab: int) -> Tensor:
+        """The [B, V] 'token already in context' mask the sampler uses (the graph's own)."""
+        b = len(self.lengths)
+        if self.graph is not None:
+            self.graph.seen.zero_()
+            return self.graph.seen
+        return torch.zeros(b, vocab, dtype=torch.bool, device=self.device)
 
     def full(self) -> bool:
         assert self.cache is not None
         return self.cache.written >= self.cache.lin_size or max(self.lengths) >= self.max_length
 
-    def step(self, ids: Tensor) -> Tensor:
-        """Feed one token per row ([B] on device); returns logits [B, V]."""
-        assert self.cache is not None and self.next_pos is not None
-        a = self.cache.written
-        pos = self.next_pos
-        out = None
-        if self.graph is not None:
-            try:
-                out = self.graph(ids, pos, a)
-                self.cache.written = a + 1
-            except Exception as e:  # noqa: BLE001 - capture can fail on exotic setups
-                import warnings
-
-                warnings.warn(f"CUDA graph capture failed, decoding eagerly: {e}", stacklevel=2)
-                self.graph = None
-                self.graph_failed = True
-                self.cache.lin_key_pos[:, a:] = -1
-        if out is None:
-            lin_slot = torch.tensor([a], device=self.device)
-            ring = None
-            if self.cache.window_mode:
-                ring = torch.tensor([self.cache.ring_slot(a)], device=self.device)
-            ctx = decode_context(self.model, self.cache, pos[:, None], lin_slot, ring)
-            ctx.lin_len = a + 1
-            ctx.lin_mask = ctx.lin_mask[..., : a + 1]
-            self.cache.written = a + 1
-            out = self.model.forward_cached(ids.view(-1, 1), pos[:, None], self.cache, ctx)[:, -1]
-        self.next_pos = pos + 1
+    def _advanced(self) -> None:
+        assert self.cache is not None
+        self.cache.written += 1
         self.lengths = [n + 1 for n in self.lengths]
+
+    def step(self, ids: Tensor) -> Tensor:
+        """Eager: feed one token per row ([B] on device); returns logits [B, V]."""
+        assert self.cache is not None
+        a = self.cache.written
+        pos = torch.tensor(self.lengths, dtype=torch.long, device=self.device)[:, None]
+        lin_slot = torch.tensor([a], device=self.device)
+        ring = None
+        if self.cache.window_mode:
+            ring = torch.tensor([self.cache.ring_slot(a)], device=self.device)
+        ctx = decode_context(self.model, self.cache, pos, lin_slot, ring)
+        ctx.lin_len = a + 1
+        ctx.lin_mask = ctx.lin_mask[..., : a + 1]
+        out = self.model.forward_cached(ids.view(-1, 1), pos, self.cache, ctx)[:, -1]
+        self._advanced()
+        return out
+
+    def advance(self, ids: Tensor, params: Any, generator: torch.Generator | None) -> Tensor | None:
+        """Graph path: feed `ids`, return the next sampled ids [B]; None if graphs failed."""
+        assert self.cache is not None and self.graph is not None
+        try:
+            if self._graph_fresh:
+                pos = torch.tensor(self.lengths, dtype=torch.long, device=self.device)
+                self.graph.load(ids, pos, self.cache.written)
+                self._graph_fresh = False
+            out = self.graph.advance(params, generator)
+        except Exception as e:  # noqa: BLE001 - capture can fail on exotic setups
+            import warnings
+
+            warnings.warn(f"CUDA graph capture failed, decoding eagerly: {e}", stacklevel=2)
+            self.graph, self.graph_failed = None, True
+            return None
+        self._advanced()
         return out

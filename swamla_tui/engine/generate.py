@@ -84,38 +84,47 @@ class Generation:
         with torch.inference_mode():
             yield from self._run()
 
+    def _sample(
+        self, logits: torch.Tensor, seen: torch.Tensor, gen: torch.Generator
+    ) -> torch.Tensor:
+        p = self.params
+        return sample(
+            logits,
+            seen,
+            temperature=float(p.temperature),
+            top_k=int(p.top_k),
+            top_p=float(p.top_p),
+            repetition_penalty=float(p.repetition_penalty),
+            generator=gen,
+        )
+
+    def _prefill(self, rows: list[list[int]], capacity: int, old_seen: torch.Tensor | None):
+        logits = self.dec.prefill(rows, capacity=capacity)
+        seen = self.dec.seen_buffer(self.model.cfg.vocab_size)
+        if old_seen is not None:
+            if old_seen is not seen:
+                seen.copy_(old_seen)
+        else:
+            vocab = self.model.cfg.vocab_size
+            for i, r in enumerate(self.rows):
+                seen[i, torch.tensor(r.prompt, device=self.device).clamp(0, vocab - 1)] = True
+        return logits, seen
+
     def _run(self) -> Iterator[list[int | None]]:
         b = len(self.rows)
-        vocab = self.model.cfg.vocab_size
-        seen = torch.zeros(b, vocab, dtype=torch.bool, device=self.device)
-        for i, r in enumerate(self.rows):
-            seen[i, torch.tensor(r.prompt, device=self.device).clamp(0, vocab - 1)] = True
         seed = self.params.seed
         gen = torch.Generator(device=self.device)
         gen.manual_seed(seed if seed is not None else random.getrandbits(63))
-        logits = self.dec.prefill(
-            [r.prompt for r in self.rows],
-            capacity=max(len(r.prompt) for r in self.rows) + self.params.max_new_tokens,
-        )
+        cap = max(len(r.prompt) for r in self.rows) + int(self.params.max_new_tokens)
+        logits, seen = self._prefill([r.prompt for r in self.rows], cap, None)
         self.t_prefill_done = time.perf_counter()
+        ids = self._sample(logits, seen, gen)
+        eager_ids = True  # ids drawn outside the graph must be marked in `seen` by us
         while True:
-            if self.cancel_event.is_set():
-                for i in range(b):
-                    self.finish(i, "cancelled")
-                return
-            p = self.params
-            ids = sample(
-                logits,
-                seen,
-                temperature=float(p.temperature),
-                top_k=int(p.top_k),
-                top_p=float(p.top_p),
-                repetition_penalty=float(p.repetition_penalty),
-                generator=gen,
-            )
             host = ids.tolist()  # the one host sync per step: the caller needs the ids
             now = time.perf_counter()
             out: list[int | None] = []
+            limit = max(1, int(self.params.max_new_tokens))
             for i, r in enumerate(self.rows):
                 if r.finish is not None:
                     out.append(None)
@@ -127,20 +136,31 @@ class Generation:
                 out.append(tok)
                 if self.eos_id is not None and tok == self.eos_id:
                     r.finish = "eos"
-                elif len(r.new) >= max(1, int(p.max_new_tokens)):
+                elif len(r.new) >= limit:
                     r.finish = "length"
-            seen.scatter_(1, ids[:, None], True)
+            if eager_ids:
+                seen.scatter_(1, ids[:, None], True)  # the graph marks its own draws
             yield out
             if self.done:
                 return
             if self.cancel_event.is_set():
-                continue
+                for i in range(b):
+                    self.finish(i, "cancelled")
+                return
             if self.dec.full():
-                logits = self._reencode()
-            else:
-                logits = self.dec.step(ids)
+                logits, seen = self._reencode(seen)
+                ids = self._sample(logits, seen, gen)
+                eager_ids = True
+                continue
+            nxt = None
+            if self.dec.graph is not None:
+                nxt = self.dec.advance(ids, self.params, gen)
+            eager_ids = nxt is None
+            if nxt is None:
+                nxt = self._sample(self.dec.step(ids), seen, gen)
+            ids = nxt
 
-    def _reencode(self) -> torch.Tensor:
+    def _reencode(self, seen: torch.Tensor):
         """Context reached max_length (or the cache its capacity): re-encode from position 0."""
         ctxs = [self._context(r) for r in self.rows]
         if max(len(c) for c in ctxs) >= self.max_length:
@@ -148,4 +168,5 @@ class Generation:
             ctxs = [c[-keep:] for c in ctxs]
         remaining = max(1, max(int(self.params.max_new_tokens) - len(r.new) for r in self.rows) + 1)
         self.dec.reencodes += 1
-        return self.dec.prefill(ctxs, capacity=max(len(c) for c in ctxs) + remaining)
+        old = seen.clone()
+        return self._prefill(ctxs, max(len(c) for c in ctxs) + remaining, old)

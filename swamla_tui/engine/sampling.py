@@ -60,3 +60,31 @@ def sample(
     probs = torch.softmax(x, dim=-1)
     race = torch.empty_like(probs).exponential_(1.0, generator=generator)
     return (probs / race).argmax(dim=-1)
+
+
+def sample_tensors(logits: Tensor, seen: Tensor, sp: Tensor, noise: Tensor) -> Tensor:
+    """`sample` with its settings as a device tensor, for capture in a CUDA graph.
+
+    sp = [temperature, top_k, top_p, repetition_penalty] (float32); noise [B, V] ~ Exp(1),
+    drawn by the caller with the same generator calls as `sample` makes, so a seeded run
+    gives the same tokens on both paths.
+    """
+    temp, k, p, pen = sp[0], sp[1], sp[2], sp[3]
+    x = logits.float()
+    x = torch.where(seen, torch.where(x > 0, x / pen, x * pen), x)
+    greedy = x.argmax(dim=-1)
+    x = x / temp.clamp(min=1e-6)
+    v = x.shape[-1]
+    srt, order = torch.sort(x, dim=-1, descending=True)
+    kk = torch.where(k > 0, k.clamp(max=v), torch.full_like(k, v)).long() - 1
+    kth = srt.gather(-1, kk.view(1, 1).expand(x.shape[0], 1))
+    x = x.masked_fill(x < kth, float("-inf"))
+    srt = srt.masked_fill(srt < kth, float("-inf"))
+    probs_s = torch.softmax(srt, dim=-1)
+    before = torch.cumsum(probs_s, dim=-1) - probs_s
+    drop_s = (before >= p) & (p < 1.0)
+    drop_s[..., 0] = False
+    drop = torch.zeros_like(drop_s).scatter(-1, order, drop_s)
+    probs = torch.softmax(x.masked_fill(drop, float("-inf")), dim=-1)
+    drawn = (probs / noise).argmax(dim=-1)
+    return torch.where(temp <= 0, greedy, drawn)

@@ -75,15 +75,17 @@ class MLAAttention(nn.Module):
         assert kvc is not None
         kvc.index_copy_(1, ctx.lin_slots, torch.cat((c_n, k_pe), dim=-1))
         n = ctx.lin_len
-        lat = kvc[:, None, :n]  # [B, 1, L, r+dr]: shared by all heads
+        lat = kvc[:, :n]  # [B, L, r+dr]: shared by all heads
         w = self.wkv_b.weight.view(self.h, self.dn + self.dv, self.r)
         w_k, w_v = w[:, : self.dn], w[:, self.dn :]  # [H, dn, r], [H, dv, r]
         q_lat = torch.einsum("bthd,hdr->bhtr", q_nope, w_k)  # [B, H, T, r]
         q_all = torch.cat((q_lat, q_pe.transpose(1, 2)), dim=-1)  # [B, H, T, r+dr]
-        scores = torch.matmul(q_all, lat.transpose(-1, -2)).float() * self.scale  # [B, H, T, L]
-        scores = scores.masked_fill(~ctx.lin_mask, float("-inf"))
-        p = torch.softmax(scores, dim=-1).to(lat.dtype)
-        o_lat = torch.matmul(p, lat[..., : self.r])  # [B, H, T, r]
+        # heads and queries folded into one axis: a plain bmm, no per-head copy of the cache
+        q_all = q_all.reshape(b, self.h * t, -1)  # [B, H*T, r+dr]
+        scores = torch.bmm(q_all, lat.transpose(1, 2)).float() * self.scale  # [B, H*T, L]
+        scores = scores.view(b, self.h, t, n).masked_fill(~ctx.lin_mask, float("-inf"))
+        p = torch.softmax(scores, dim=-1).to(lat.dtype).view(b, self.h * t, n)
+        o_lat = torch.bmm(p, lat[..., : self.r]).view(b, self.h, t, self.r)  # [B, H, T, r]
         y = torch.einsum("bhtr,hvr->bthv", o_lat, w_v)  # [B, T, H, dv]
         if self.wkv_b.bias is not None:
             y = y + self.wkv_b.bias.view(self.h, self.dn + self.dv)[:, self.dn :]
