@@ -1,0 +1,1 @@
+"""Colour themes for the UI (TOML files read by swamla_tui.ui.themes)."""

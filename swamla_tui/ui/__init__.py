@@ -1,0 +1,1 @@
+"""Textual user interface. Nothing here imports torch or swamla_tui.loaded at import time."""

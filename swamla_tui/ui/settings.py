@@ -1,0 +1,51 @@
+"""Small persistent UI settings (theme) stored as JSON in the data directory."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+SETTINGS_FILE = "settings.json"
+
+
+def resolve_data_dir(data_dir: Path | str | None = None) -> Path:
+    """data_dir argument, else $SWAMLA_TUI_DATA_DIR, else the platform's user data dir."""
+    if data_dir is not None:
+        return Path(data_dir)
+    env = os.environ.get("SWAMLA_TUI_DATA_DIR")
+    if env:
+        return Path(env)
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("swamla-tui"))
+
+
+class Settings:
+    """A JSON dict on disk; failures to read or write are ignored (settings are a comfort)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = Path(data_dir) / SETTINGS_FILE
+        self.data: dict[str, Any] = {}
+        try:
+            loaded = json.loads(self.path.read_text(encoding="utf-8"))
+            if isinstance(loaded, dict):
+                self.data = loaded
+        except (OSError, ValueError):
+            pass
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        if self.data.get(key) == value:
+            return
+        self.data[key] = value
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True), encoding="utf-8")
+            tmp.replace(self.path)
+        except OSError:
+            pass

@@ -1,0 +1,31 @@
+"""The scrolling chat pane. Stays at the bottom while text streams in, until the user
+scrolls up (Textual's anchor); scrolling back to the bottom re-attaches it."""
+
+from __future__ import annotations
+
+from textual.containers import VerticalScroll
+
+from .chat_message import ChatMessage
+
+
+class ChatLog(VerticalScroll, can_focus=True):
+    DEFAULT_CSS = """
+    ChatLog {
+        height: 1fr;
+        padding: 1 0 0 0;
+    }
+    """
+
+    def on_mount(self) -> None:
+        self.anchor()
+
+    def add_message(self, role: str, text: str = "") -> ChatMessage:
+        message = ChatMessage(role, text)
+        self.mount(message)
+        return message
+
+    def messages(self) -> list[ChatMessage]:
+        return list(self.query(ChatMessage))
+
+    async def clear(self) -> None:
+        await self.remove_children()

@@ -1,0 +1,305 @@
+"""Pilot tests of the chat app against the fake model (streaming, stop, load, errors)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from swamla_tui.errors import CheckpointError
+from swamla_tui.params import SamplingParams
+
+try:
+    from .test_chat_fakes import (
+        SIZE,
+        FakeLM,
+        errors,
+        make_app,
+        notices,
+        send,
+        wait_for,
+        wait_idle,
+        wait_loaded,
+    )
+except ImportError:  # tests/functional is not a package
+    from test_chat_fakes import (  # type: ignore[no-redef]
+        SIZE,
+        FakeLM,
+        errors,
+        make_app,
+        notices,
+        send,
+        wait_for,
+        wait_idle,
+        wait_loaded,
+    )
+
+
+def transcript_records(tmp_path):
+    files = sorted((tmp_path / "data" / "transcripts").glob("*.jsonl"))
+    assert len(files) == 1
+    return [json.loads(line) for line in files[0].read_text().splitlines()]
+
+
+async def test_first_frame_before_model_loads(tmp_path):
+    from swamla_tui.ui.app import SwamlaApp
+
+    release = threading.Event()
+    lm = FakeLM()
+
+    def slow_loader(progress):
+        progress("Reading checkpoint…")
+        release.wait(5)
+        return lm
+
+    app = SwamlaApp(slow_loader, params=SamplingParams(), data_dir=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.status_bar.status == "Reading checkpoint…")
+        assert app.lm is None
+        assert "Reading checkpoint…" in notices(app)
+        release.set()
+        await wait_loaded(pilot)
+        assert app.status_bar.status == "Ready"
+        assert app.status_bar.model == lm.summary()
+        assert app.sidebar.slider("max_new_tokens").maximum == lm.max_length
+
+
+async def test_load_failure_shown_and_exit_status_1(tmp_path):
+    from swamla_tui.ui.app import SwamlaApp
+
+    def bad_loader(progress):
+        raise CheckpointError("no checkpoint at missing.pt")
+
+    app = SwamlaApp(bad_loader, params=SamplingParams(), data_dir=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        assert app.load_failed == "no checkpoint at missing.pt"
+        assert errors(app) == ["Could not load the model: no checkpoint at missing.pt"]
+        assert "Load failed" in app.status_bar.status
+        await send(pilot, "hello")
+        assert errors(app)[-1] == "No model: no checkpoint at missing.pt"
+        await pilot.press("ctrl+q")
+    assert app.return_code == 1
+
+
+async def test_unexpected_load_error_is_one_line(tmp_path):
+    from swamla_tui.ui.app import SwamlaApp
+
+    def bad_loader(progress):
+        raise RuntimeError("boom\nwith a second line")
+
+    app = SwamlaApp(bad_loader, params=SamplingParams(), data_dir=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        assert app.load_failed == "RuntimeError: boom with a second line"
+
+
+async def test_message_gets_streamed_reply_and_transcript(tmp_path):
+    lm = FakeLM()
+    app = make_app(lm, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "Hi there")
+        await wait_idle(pilot)
+        msgs = [(m.role, m.text) for m in app.chat.messages() if m.role in ("user", "assistant")]
+        assert msgs == [("user", "Hi there"), ("assistant", "Hello, world!")]
+        assert lm.prompts == ["You: Hi there\nAssistant:"]
+        assert lm.streams[0].stop == ("\nYou:",)
+        assert lm.streams[0].params is app.params
+        assert app.status_bar.speed == "42.0 tok/s"
+        assert app.status_bar.context == f"ctx {lm.streams[0].context_tokens}/512"
+        records = transcript_records(tmp_path)
+        assert [r["type"] for r in records] == ["header", "turn"]
+        assert records[1]["user"] == "Hi there"
+        assert records[1]["assistant"] == "Hello, world!"
+        # second turn: appended at once, prompt carries the history
+        await send(pilot, "Again")
+        await wait_idle(pilot)
+        assert [r["type"] for r in transcript_records(tmp_path)] == ["header", "turn", "turn"]
+        assert lm.prompts[1] == ("You: Hi there\nAssistant: Hello, world!\nYou: Again\nAssistant:")
+
+
+async def test_tokens_stream_in_before_reply_finishes(tmp_path):
+    lm = FakeLM(hold=True)
+    app = make_app(lm, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "Hi")
+        assert app.generating
+        lm.release(2)
+        reply = app._reply_widget
+        await wait_for(pilot, lambda: reply.text == "Hello,")
+        assert reply.has_class("-streaming")
+        lm.release(10)
+        await wait_idle(pilot)
+        assert reply.text == "Hello, world!"
+
+
+async def test_escape_stops_reply_and_keeps_partial(tmp_path):
+    lm = FakeLM(hold=True, endless=True)
+    app = make_app(lm, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "Hi")
+        lm.release(3)
+        reply = app._reply_widget
+        await wait_for(pilot, lambda: reply.text == "Hello, world")
+        await pilot.press("escape")
+        await wait_idle(pilot)
+        assert lm.streams[0].cancelled
+        assert reply.text == "Hello, world"
+        assert reply.has_class("-stopped")
+        assert reply.border_subtitle == "stopped"
+        turn = app.conversation.turns[-1]
+        assert (turn.assistant, turn.stopped) == ("Hello, world", True)
+        assert transcript_records(tmp_path)[-1]["stopped"] is True
+        assert app.status_bar.status == "Stopped"
+
+
+async def test_ctrl_c_stops_reply_and_does_not_quit(tmp_path):
+    lm = FakeLM(hold=True, endless=True)
+    app = make_app(lm, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "Hi")
+        lm.release(1)
+        await wait_for(pilot, lambda: app._reply_widget.text == "Hello")
+        await pilot.press("ctrl+c")
+        await wait_idle(pilot)
+        assert app.is_running
+        assert app.conversation.turns[-1].stopped
+        await pilot.press("ctrl+c")  # idle: a hint, still running
+        await pilot.pause()
+        assert app.is_running
+
+
+async def test_generation_error_is_a_notice_and_history_survives(tmp_path):
+    lm = FakeLM()
+    app = make_app(lm, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "first")
+        await wait_idle(pilot)
+        lm.error_after = 1
+        await send(pilot, "second")
+        await wait_idle(pilot)
+        assert errors(app)[-1] == "Generation failed: RuntimeError: CUDA out of memory"
+        assert len(app.conversation.turns) == 1
+        assert app.prompt_input.text == "second"  # given back to resend
+        lm.error_after = None
+        app.prompt_input.clear()
+        await send(pilot, "third")
+        await wait_idle(pilot)
+        assert [t.user for t in app.conversation.turns] == ["first", "third"]
+        assert "Traceback" not in " ".join(m.text for m in app.chat.messages())
+
+
+async def test_refresh_is_rate_limited(tmp_path, monkeypatch):
+    from swamla_tui.ui.widgets.chat_message import ChatMessage
+
+    updates = 0
+    real_set_text = ChatMessage.set_text
+
+    def counting(self, text):
+        nonlocal updates
+        if self.role == "assistant":
+            updates += 1
+        real_set_text(self, text)
+
+    monkeypatch.setattr(ChatMessage, "set_text", counting)
+    lm = FakeLM(["x"] * 1000, max_length=4096, delay=0.001)
+    app = make_app(lm, tmp_path, params=SamplingParams(max_new_tokens=3000))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        start = time.monotonic()
+        await send(pilot, "go")
+        await wait_idle(pilot)
+        elapsed = time.monotonic() - start
+        assert app.conversation.turns[-1].assistant == "x" * 1000
+        # at most ~30 refreshes a second (+1 final set, +slack for timer jitter)
+        assert updates <= elapsed * 30 + 3
+        assert updates < 1000
+
+
+async def test_follows_bottom_until_user_scrolls_up(tmp_path):
+    lm = FakeLM(["line\n"] * 80, hold=True)
+    app = make_app(lm, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "go")
+        lm.release(60)
+        await wait_for(pilot, lambda: app._reply_widget.text.count("line") == 60)
+        await pilot.pause()
+        chat = app.chat
+        assert chat.max_scroll_y > 0
+        assert chat.scroll_y == chat.max_scroll_y
+        chat.scroll_to(y=0, animate=False, immediate=True)
+        chat.release_anchor()
+        await pilot.pause()
+        lm.release(20)
+        await wait_idle(pilot)
+        assert chat.scroll_y == 0
+
+
+async def test_context_trim_notice(tmp_path):
+    lm = FakeLM([" ok"], max_length=120)
+    app = make_app(lm, tmp_path, params=SamplingParams(max_new_tokens=40))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        for i in range(3):
+            await send(pilot, f"message number {i} " + "z" * 10)
+            await wait_idle(pilot)
+        assert any("oldest" in n for n in notices(app))
+        assert len(lm.encode(lm.prompts[-1])) <= 120 - 40
+        assert len(app.conversation.turns) == 3  # still shown and saved
+
+
+async def test_history_and_newline_keys(tmp_path):
+    lm = FakeLM()
+    app = make_app(lm, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        box = app.prompt_input
+        await pilot.press("a", "ctrl+j", "b")
+        assert box.text == "a\nb"
+        await pilot.press("enter")
+        await wait_idle(pilot)
+        assert app.conversation.turns[-1].user == "a\nb"
+        await send(pilot, "second")
+        await wait_idle(pilot)
+        box.focus()
+        await pilot.press("up")
+        assert box.text == "second"
+        await pilot.press("up")
+        assert box.text == "a\nb"
+        await pilot.press("down")
+        assert box.text == "second"
+        await pilot.press("down")
+        assert box.text == ""
+
+
+async def test_resume_reopens_last_conversation(tmp_path):
+    lm = FakeLM()
+    app = make_app(lm, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "remember me")
+        await wait_idle(pilot)
+    app2 = make_app(lm, tmp_path, resume=True)
+    async with app2.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        assert [t.user for t in app2.conversation.turns] == ["remember me"]
+        roles = [m.role for m in app2.chat.messages()]
+        assert roles.count("user") == 1 and roles.count("assistant") == 1
+        await send(pilot, "more")
+        await wait_idle(pilot)
+        assert lm.prompts[-1].startswith("You: remember me\nAssistant: Hello, world!\n")
+    files = list((tmp_path / "data" / "transcripts").glob("*.jsonl"))
+    assert len(files) == 1
+
+
+async def test_start_notice_shown(tmp_path):
+    app = make_app(FakeLM(), tmp_path, notice="CUDA not available: using the CPU")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        assert "CUDA not available: using the CPU" in notices(app)
