@@ -56,9 +56,6 @@ class FakeStream:
             if self._cancel.is_set():
                 self.finish_reason = "cancelled"
                 return
-            if self.new_tokens >= self.params.max_new_tokens:
-                self.finish_reason = "length"
-                return
             if index >= len(lm.pieces) and not lm.endless:
                 self.finish_reason = "eos"
                 return
@@ -69,6 +66,9 @@ class FakeStream:
                         return
             elif lm.delay:
                 time.sleep(lm.delay)
+            if self.new_tokens >= self.params.max_new_tokens:
+                self.finish_reason = "length"
+                return
             if lm.error_after is not None and index >= lm.error_after:
                 raise lm.error
             pieces = lm.pieces

@@ -69,7 +69,7 @@ class HelpScreen(ModalScreen[None]):
         table.add_column("Key", style="bold", no_wrap=True)
         table.add_column("Action")
         for key, action in KEYS:
-            table.add_row(key, action)
+            table.add_row(Text(key), Text(action))
         return table
 
     def _commands_table(self) -> Table:
@@ -83,8 +83,8 @@ class HelpScreen(ModalScreen[None]):
             desc = Text(spec.help)
             if aliases:
                 desc.append(f"  (also {aliases})", style="dim")
-            table.add_row(spec.usage, desc)
-        table.add_row("//text", "Send a message that starts with /")
+            table.add_row(Text(spec.usage), desc)
+        table.add_row(Text("//text"), Text("Send a message that starts with /"))
         return table
 
     def action_dismiss_help(self) -> None:

@@ -1,0 +1,161 @@
+"""Help screen, themes (files, --theme, palette, remembered), palette commands, batch hook."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from textual.widgets import Static
+
+from swamla_tui.commands import COMMANDS
+from swamla_tui.ui.screens.help import HelpScreen
+from swamla_tui.ui.themes import THEMES_DIR, bundled_themes
+
+try:
+    from .test_chat_fakes import SIZE, FakeLM, errors, make_app, send, wait_idle, wait_loaded
+except ImportError:  # tests/functional is not a package
+    from test_chat_fakes import (  # type: ignore[no-redef]
+        SIZE,
+        FakeLM,
+        errors,
+        make_app,
+        send,
+        wait_idle,
+        wait_loaded,
+    )
+
+
+def as_text(renderable) -> str:
+    from rich.console import Console
+
+    console = Console(width=120, record=True, file=io.StringIO())
+    console.print(renderable)
+    return console.export_text()
+
+
+async def test_help_screen_keys_and_commands(tmp_path):
+    app = make_app(FakeLM(), tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        assert app.screen.query_one("#help-commands", Static)
+        text = as_text(app.screen._commands_table())
+        for spec in COMMANDS:
+            assert spec.usage in text
+        keys = as_text(app.screen._keys_table())
+        assert "Ctrl+J" in keys and "Esc" in keys
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        app.chat.focus()  # "?" opens help when the input does not have focus
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("q")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_footer_bindings_have_descriptions(tmp_path):
+    app = make_app(FakeLM(), tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        shown = [b for b in app.BINDINGS if getattr(b, "show", True)]
+        assert shown and all(b.description for b in shown)
+
+
+def test_theme_files():
+    names = {t.name for t in bundled_themes()}
+    assert {"swamla-dark", "swamla-light"} <= names
+    assert len(list(THEMES_DIR.glob("*.toml"))) >= 2
+
+
+def test_tcss_uses_theme_variables_only():
+    import re
+    from pathlib import Path
+
+    import swamla_tui.ui as ui
+
+    folder = Path(ui.__file__).parent
+    sources = [(folder / "app.tcss").read_text()]
+    for path in (folder / "widgets").glob("*.py"):
+        sources.append(path.read_text())
+    for source in sources:
+        assert not re.search(r"#[0-9a-fA-F]{3,8}\b\s*;", source)
+        assert not re.search(r"\brgb\(", source)
+
+
+async def test_theme_from_argument_and_remembered(tmp_path):
+    app = make_app(FakeLM(), tmp_path, theme="light")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        assert app.theme == "swamla-light"
+        await pilot.press("ctrl+t")
+        assert app.theme == "swamla-dark"
+        await pilot.press("ctrl+t")
+        assert app.theme == "swamla-light"
+    settings = json.loads((tmp_path / "data" / "settings.json").read_text())
+    assert settings["theme"] == "swamla-light"
+    app2 = make_app(FakeLM(), tmp_path)
+    async with app2.run_test(size=SIZE) as pilot:
+        assert app2.theme == "swamla-light"
+
+
+async def test_default_theme_and_unknown_theme(tmp_path):
+    app = make_app(FakeLM(), tmp_path, theme="no-such-theme")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        assert app.theme == "swamla-dark"
+        assert errors(app)[0].startswith("Unknown theme 'no-such-theme'")
+
+
+async def test_palette_has_main_actions(tmp_path):
+    app = make_app(FakeLM(), tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        for title in (
+            "Clear conversation",
+            "Retry",
+            "Save conversation",
+            "Toggle theme",
+            "Help",
+            "Batch run",
+        ):
+            assert title in titles
+        await send(pilot, "hello")
+        await wait_idle(pilot)
+        cmd = {c.title: c for c in app.get_system_commands(app.screen)}
+        cmd["Toggle theme"].callback()
+        assert app.theme == "swamla-light"
+        cmd["Save conversation"].callback()
+        assert list((tmp_path / "data" / "exports").glob("*.md"))
+        cmd["Clear conversation"].callback()
+        await pilot.pause()
+        assert app.conversation.turns == []
+
+
+async def test_palette_opens_and_runs_help(tmp_path):
+    app = make_app(FakeLM(), tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        for ch in "Help":
+            await pilot.press(ch)
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+
+
+async def test_open_batch_hook(tmp_path):
+    app = make_app(FakeLM(), tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        app.open_batch(None)
+        await pilot.pause()
+        try:
+            from swamla_tui.ui.screens.batch import BatchScreen
+        except ImportError:
+            assert errors(app)[-1] == "The batch view is not available in this build."
+        else:
+            assert isinstance(app.screen, BatchScreen)
