@@ -12,5 +12,6 @@ timeout 240 python3 -m pytest -q -p no:cacheprovider -o addopts="" -W ignore \
 timeout 240 python3 -m swamla_tui.bench --device cuda --dtype bfloat16 --json "$out/bench_bf16.json" 2>&1 | tee "$out/bench.txt"
 timeout 120 python3 -m swamla_tui.bench --device cuda --dtype bfloat16 --lengths 32 --skip recompute,alone \
   --batch 64 --batch-new 64 --json "$out/bench_b64.json" 2>&1 | tee -a "$out/bench.txt"
-timeout 90 python3 -m swamla_tui.bench --device cuda --dtype bfloat16 --lengths 32,512 --skip recompute,batch \
-  --no-graphs 2>&1 | sed 's/^/[eager] /' | tee -a "$out/bench.txt"
+timeout 60 python3 scripts/profile_decode.py --device cuda --batch 1 64 2>&1 | tee "$out/profile.txt" | grep "==="
+SWAMLA_COMPILE=1 timeout ${COMPILE_TIMEOUT:-150} python3 -m swamla_tui.bench --device cuda --dtype bfloat16 --lengths 32,512 \
+  --skip recompute,alone --batch 64 --batch-new 64 --json "$out/bench_compile.json" 2>&1 | sed 's/^/[compile] /' | tee -a "$out/bench.txt"

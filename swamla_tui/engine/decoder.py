@@ -9,6 +9,7 @@ On CUDA the one-token step is captured once in a CUDA graph and replayed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -20,16 +21,22 @@ from ..model.transformer import SWAMLA
 
 
 def decode_context(
-    model: SWAMLA, cache: ModelCache, pos: Tensor, lin_slot: Tensor, ring_slot: Tensor | None
+    model: SWAMLA,
+    cache: ModelCache,
+    pos: Tensor,
+    lin_slot: Tensor,
+    ring_slot: Tensor | None,
+    n: int | None = None,
 ) -> StepContext:
     """Device-only version of `SWAMLA.step_context` for one token per row (graph-safe)."""
     cfg = model.cfg
     cache.lin_key_pos.index_copy_(1, lin_slot, pos)
+    n = cache.lin_size if n is None else n
     ctx = StepContext(
         pos=pos,
         lin_slots=lin_slot,
-        lin_mask=visible(cache.lin_key_pos, pos, None, 0),
-        lin_len=cache.lin_size,
+        lin_mask=visible(cache.lin_key_pos[:, :n], pos, None, 0),
+        lin_len=n,
     )
     if cache.window_mode:
         assert cache.ring_key_pos is not None and ring_slot is not None
@@ -38,6 +45,11 @@ def decode_context(
         ctx.ring_slots = ring_slot
         cache.ring_key_pos.index_copy_(1, ring_slot, pos)
     return ctx
+
+
+def written_after(loop: GraphLoop) -> int:
+    """Slots in use once the next token is written (host-side mirror of `loop.a` + 1)."""
+    return loop.written + 1
 
 
 class GraphLoop:
@@ -50,6 +62,8 @@ class GraphLoop:
     With `capture=False` the same body runs eagerly (used to test the logic on the CPU).
     """
 
+    min_bucket = 128  # smallest attended length a graph is captured for
+
     def __init__(self, model: SWAMLA, cache: ModelCache, *, capture: bool = True) -> None:
         self.model, self.cache, self.capture_enabled = model, cache, capture
         b, dev = cache.batch, cache.lin_key_pos.device
@@ -61,7 +75,17 @@ class GraphLoop:
         self.noise = torch.ones(b, v, dtype=torch.float32, device=dev)
         self.sp = torch.zeros(4, dtype=torch.float32, device=dev)
         self._sp_host: tuple[float, ...] | None = None
+        self.written = 0
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}  # attended length -> graph
         self.graph: torch.cuda.CUDAGraph | None = None
+        self.n = cache.lin_size
+        self.last_logits: Tensor | None = None
+        self.body = self._body
+        if capture and os.environ.get("SWAMLA_COMPILE", "0") not in ("0", "", "false"):
+            try:  # fuses the many small elementwise kernels; the graph then replays fewer
+                self.body = torch.compile(self._body, dynamic=False)
+            except Exception:  # noqa: BLE001
+                self.body = self._body
 
     def _body(self) -> None:
         from .sampling import sample_tensors
@@ -73,8 +97,9 @@ class GraphLoop:
             ring = torch.where(
                 self.a < c.ring_size, self.a, c.ring_prefix + (self.a - c.ring_prefix) % span
             )
-        ctx = decode_context(self.model, c, self.pos, self.a, ring)
+        ctx = decode_context(self.model, c, self.pos, self.a, ring, self.n)
         logits = self.model.forward_cached(self.ids, self.pos, c, ctx)[:, -1]
+        self.last_logits = logits  # after capture: the graph's static output (tests read it)
         nxt = sample_tensors(logits, self.seen, self.sp, self.noise)  # [B]
         self.ids.copy_(nxt[:, None])
         self.seen.scatter_(1, nxt[:, None], True)
@@ -91,16 +116,18 @@ class GraphLoop:
         saved = [t.clone() for t in self._state()]
         s = torch.cuda.Stream()
         s.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(s):  # warm-up (lazy inits) outside the capture
-            self._body()
+        with torch.cuda.stream(s):  # warm-up (lazy inits, compilation) outside the capture
+            for _ in range(2):
+                self.body()
+                for t, v in zip(self._state(), saved, strict=True):
+                    t.copy_(v)
         torch.cuda.current_stream().wait_stream(s)
-        for t, v in zip(self._state(), saved, strict=True):
-            t.copy_(v)
         g = torch.cuda.CUDAGraph()
         with torch.cuda.graph(g):
-            self._body()
+            self.body()
         for t, v in zip(self._state(), saved, strict=True):
             t.copy_(v)
+        self.graphs[self.n] = g
         self.graph = g
 
     def load(self, ids: Tensor, pos: Tensor, written: int) -> None:
@@ -108,6 +135,7 @@ class GraphLoop:
         self.ids.copy_(ids.view(-1, 1))
         self.pos.copy_(pos.view(-1, 1))
         self.a.fill_(written)
+        self.written = written
 
     def advance(self, params: Any, generator: torch.Generator | None) -> Tensor:
         """Feed the current ids, sample the next ones; returns ids [B] (a static buffer)."""
@@ -118,13 +146,20 @@ class GraphLoop:
             self._sp_host = sp
         if sp[0] > 0:
             self.noise.exponential_(1.0, generator=generator)
+        # attend over a power-of-two bucket of slots, not the whole cache: one graph each
+        n = self.min_bucket
+        while n < written_after(self) and n < self.cache.lin_size:
+            n *= 2
+        self.n = min(n, self.cache.lin_size)
         if not self.capture_enabled:
-            self._body()
+            self.body()
         else:
+            self.graph = self.graphs.get(self.n)
             if self.graph is None:
                 self._capture()
             assert self.graph is not None
             self.graph.replay()
+        self.written += 1
         return self.ids.view(-1)
 
 

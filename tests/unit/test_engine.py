@@ -261,15 +261,20 @@ def test_cuda_graph_step_matches_full_forward(expected):
         lm = swamla_tui.load(FIXTURE_CKPT, tokenizer=False, device="cuda", swa_attention=mode)
         ids = expected["input_ids"]
         ref = lm.logits(ids).cpu()
-        dec = BatchDecoder(lm.model, max_length=128, cache_pool=lm.cache_pool)
+        dec = BatchDecoder(lm.model, max_length=128, use_graph=True, cache_pool=lm.cache_pool)
         assert lm.use_cuda_graph
         errs = []
         with torch.inference_mode():
             lg = dec.prefill([ids[0, :10].tolist(), ids[1, :4].tolist()], capacity=100)
             assert dec.graph is not None
+            # teacher-forced through the graph: re-load the fed ids each step, replay, and
+            # read the logits the captured body computed (its static output buffer)
             for s in range(80):
                 step = torch.tensor([ids[0, 10 + s].item(), ids[1, 4 + s].item()], device="cuda")
-                lg = dec.step(step).float().cpu()
+                dec._graph_fresh = True
+                nxt = dec.advance(step, SamplingParams(temperature=0), None)
+                assert nxt is not None and dec.graph is not None and dec.graph.graph is not None
+                lg = dec.graph.last_logits.float().cpu()
                 errs.append((lg[0] - ref[0, 10 + s]).abs().max())
                 errs.append((lg[1] - ref[1, 4 + s]).abs().max())
         assert max(float(e) for e in errs) <= 1e-4, mode
@@ -289,7 +294,9 @@ def test_graph_loop_logic_on_cpu_matches_eager(lm, expected):
             key = (b, pad)
             if key not in pool_state:
                 c = m.setup_cache(b, 128 + pad, pad=pad)
-                pool_state[key] = (c, GraphLoop(m, c, capture=False))
+                loop = GraphLoop(m, c, capture=False)
+                loop.min_bucket = 16  # exercise the attended-length buckets
+                pool_state[key] = (c, loop)
             return pool_state[key]
 
         ids = expected["input_ids"]
