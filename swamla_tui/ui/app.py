@@ -168,7 +168,7 @@ class SwamlaApp(App[int]):
 
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, self._remember_theme)
-        self._flush_timer = self.set_interval(1 / REFRESH_HZ, self._flush, pause=True)
+        self._flush_timer = self.set_interval(1 / REFRESH_HZ, self._drain_tokens, pause=True)
         self.prompt_input.focus()
         self.status_bar.status = "Loading model…"
         self._load_message = self.chat.add_message("notice", "Loading model…")
@@ -363,7 +363,7 @@ class SwamlaApp(App[int]):
             return
         self.post_message(GenerationDone(stream, "".join(text_parts)))
 
-    def _flush(self) -> None:
+    def _drain_tokens(self) -> None:
         """Drain the token buffer into the reply (runs at most REFRESH_HZ times a second)."""
         with self._lock:
             pieces, self._pending = self._pending, []
@@ -387,7 +387,7 @@ class SwamlaApp(App[int]):
         )
 
     def on_generation_done(self, message: GenerationDone) -> None:
-        self._flush()
+        self._drain_tokens()
         self._flush_timer.pause()
         stream = message.stream
         self._raw_reply = message.text or self._raw_reply
@@ -404,19 +404,16 @@ class SwamlaApp(App[int]):
             self.status_bar.set_speed(float(tps))
         if message.error is not None:
             self.status_bar.status = "Generation failed"
-            if reply is not None:
-                if cut_reply(self._raw_reply):
-                    reply.set_text(cut_reply(self._raw_reply))
-                    reply.mark("failed", stopped=True)
-                else:
-                    reply.remove()
-            if user is not None:
-                user.remove()
-            self.add_notice(f"Generation failed: {message.error}", error=True)
+            for widget in (reply, user):
+                if widget is not None:
+                    widget.remove()
+            text = f"Generation failed: {message.error}"
             # give the message back so it can be sent again
             if not self.prompt_input.text:
                 self.prompt_input.load_text(self._pending_user)
                 self.prompt_input.move_cursor(self.prompt_input.document.end)
+                text += " — your message is back in the input"
+            self.add_notice(text, error=True)
         else:
             turn = self.conversation.add_turn(self._pending_user, self._raw_reply, stopped)
             note = "stopped" if stopped else FINISH_NOTES.get(reason or "", "")

@@ -183,7 +183,10 @@ async def test_generation_error_is_a_notice_and_history_survives(tmp_path):
         lm.error_after = 1
         await send(pilot, "second")
         await wait_idle(pilot)
-        assert errors(app)[-1] == "Generation failed: RuntimeError: CUDA out of memory"
+        assert errors(app)[-1] == (
+            "Generation failed: RuntimeError: CUDA out of memory"
+            " — your message is back in the input"
+        )
         assert len(app.conversation.turns) == 1
         assert app.prompt_input.text == "second"  # given back to resend
         lm.error_after = None

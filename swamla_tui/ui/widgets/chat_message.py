@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
+from textual.widget import Widget
 
 ROLE_TITLES = {"user": "You", "assistant": "Assistant", "notice": "", "error": "Error"}
 
 
-class ChatMessage(Static):
+class ChatMessage(Widget):
     """A message; assistant messages grow with `append` while the reply streams in."""
 
     DEFAULT_CSS = """
@@ -18,15 +18,16 @@ class ChatMessage(Static):
         padding: 0 1;
         margin: 0 1 1 1;
     }
+    ChatMessage > .chat-message--role { text-style: bold; }
+    ChatMessage > .chat-message--status { color: $text-muted; text-style: italic; }
     ChatMessage.-user {
         border-left: outer $primary;
         background: $primary 8%;
-        border-title-color: $primary;
     }
-    ChatMessage.-assistant {
-        border-left: outer $success;
-        border-title-color: $success;
-    }
+    ChatMessage.-user > .chat-message--role { color: $primary; }
+    ChatMessage.-assistant { border-left: outer $success; }
+    ChatMessage.-assistant > .chat-message--role { color: $success; }
+    ChatMessage.-stopped > .chat-message--status { color: $warning; }
     ChatMessage.-notice {
         color: $text-muted;
         text-style: italic;
@@ -37,28 +38,38 @@ class ChatMessage(Static):
         border-left: outer $error;
         background: $error 10%;
     }
-    ChatMessage.-streaming { border-subtitle-color: $text-muted; }
-    ChatMessage.-stopped { border-subtitle-color: $warning; }
     """
 
+    COMPONENT_CLASSES = {"chat-message--role", "chat-message--status"}
+
     def __init__(self, role: str, text: str = "", *, id: str | None = None) -> None:
-        super().__init__("", id=id, classes=f"-{role}", markup=False)
+        super().__init__(id=id, classes=f"-{role}")
         self.role = role
         self.text = text
         self.status = ""
-        self._render_text()
-
-    def on_mount(self) -> None:
-        title = ROLE_TITLES.get(self.role, "")
-        if title and self.role != "error":
-            self.border_title = title
 
     def _render_text(self) -> None:
+        self.refresh(layout=True)
+
+    def render(self) -> Text:
         shown = self.text
-        if self.role == "assistant" and not shown:
-            shown = "…" if self.has_class("-streaming") else ""
-        prefix = "⚠ " if self.role == "error" else ""
-        self.update(Text(prefix + shown, end=""))
+        streaming = self.has_class("-streaming")
+        if self.role == "assistant" and not shown and streaming:
+            shown = "…"
+        text = Text(end="")
+        title = ROLE_TITLES.get(self.role, "")
+        if title and self.role != "error":
+            text.append(title, style=self.get_component_rich_style("chat-message--role"))
+            text.append("\n")
+        if self.role == "error":
+            text.append("⚠ ")
+        text.append(shown)
+        status = "generating…" if streaming else self.status
+        if status:
+            text.append(
+                f"\n— {status}", style=self.get_component_rich_style("chat-message--status")
+            )
+        return text
 
     def append(self, piece: str) -> None:
         if piece:
@@ -71,7 +82,6 @@ class ChatMessage(Static):
 
     def set_streaming(self, streaming: bool) -> None:
         self.set_class(streaming, "-streaming")
-        self.border_subtitle = "generating…" if streaming else self.status
         self._render_text()
 
     def mark(self, status: str, *, stopped: bool = False) -> None:
@@ -79,5 +89,4 @@ class ChatMessage(Static):
         self.status = status
         self.set_class(False, "-streaming")
         self.set_class(stopped, "-stopped")
-        self.border_subtitle = status
         self._render_text()

@@ -62,7 +62,6 @@ class PromptInput(TextArea):
             show_line_numbers=False,
             tab_behavior="focus",
             placeholder=placeholder,
-            compact=True,
             highlight_cursor_line=False,
         )
         self.completer = completer

@@ -1,0 +1,109 @@
+"""The chat app with the real reference checkpoint (tests/helpers.FIXTURE_CKPT)."""
+
+from __future__ import annotations
+
+import json
+
+from swamla_tui.params import SamplingParams
+from tests.helpers import FIXTURE_CKPT, requires_fixture
+
+try:
+    from .test_chat_fakes import SIZE, make_app, send, wait_for, wait_idle, wait_loaded
+except ImportError:  # tests/functional is not a package
+    from test_chat_fakes import (  # type: ignore[no-redef]
+        SIZE,
+        make_app,
+        send,
+        wait_for,
+        wait_idle,
+        wait_loaded,
+    )
+
+pytestmark = requires_fixture
+
+
+async def test_real_load_through_swamla_load(tmp_path, test_tokenizer_dir):
+    """The loader runs swamla_tui.load in the worker; progress, then the summary."""
+    import swamla_tui
+    from swamla_tui.ui.app import SwamlaApp
+
+    seen: list[str] = []
+
+    def loader(progress):
+        progress("Loading checkpoint…")
+        seen.append("called")
+        return swamla_tui.load(FIXTURE_CKPT, tokenizer=test_tokenizer_dir)
+
+    app = SwamlaApp(loader, params=SamplingParams(), data_dir=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.lm is not None or app.load_failed, timeout=60)
+        await pilot.pause()
+        assert app.load_failed is None
+        assert seen == ["called"]
+        assert "SWA" in app.status_bar.model and "MLA" in app.status_bar.model
+        assert app.sidebar.slider("max_new_tokens").maximum == app.lm.max_length
+
+
+async def test_real_reply_streams_with_live_params(tmp_path, fixture_lm):
+    params = SamplingParams(temperature=0.0, seed=0, max_new_tokens=24)
+    app = make_app(fixture_lm, tmp_path, params=params)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "Hello there, how are you today?")
+        assert app.generating or app.conversation.turns
+        await wait_for(pilot, lambda: not app.generating, timeout=60)
+        await pilot.pause()
+        turn = app.conversation.turns[-1]
+        reply = [m for m in app.chat.messages() if m.role == "assistant"][-1]
+        assert reply.text == turn.assistant
+        assert "\nYou:" not in turn.assistant
+        assert app.status_bar.speed.endswith("tok/s")
+        assert app.status_bar.context.startswith("ctx ")
+        files = list((tmp_path / "data" / "transcripts").glob("*.jsonl"))
+        kinds = [json.loads(x)["type"] for x in files[0].read_text().splitlines()]
+        assert kinds == ["header", "turn"]
+        # greedy: the same message gives the same reply
+        await send(pilot, "/retry")
+        await wait_for(pilot, lambda: not app.generating, timeout=60)
+        await pilot.pause()
+        assert app.conversation.turns[-1].assistant == turn.assistant
+
+
+async def test_real_stop_and_slider_reach_stream(tmp_path, fixture_lm):
+    params = SamplingParams(temperature=0.0, seed=0, max_new_tokens=fixture_lm.max_length // 2)
+    app = make_app(fixture_lm, tmp_path, params=params)
+    streams = []
+    real_stream = fixture_lm.stream
+
+    def spy(*args, **kwargs):
+        s = real_stream(*args, **kwargs)
+        streams.append(s)
+        return s
+
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        app.lm = _Proxy(fixture_lm, stream=spy)
+        await send(pilot, "Once upon a time, in a land far away,")
+        await wait_for(pilot, lambda: bool(streams), timeout=30)
+        stream = streams[0]
+        assert stream.params is app.params
+        slider = app.sidebar.slider("temperature")
+        slider.focus()
+        await pilot.press("right")
+        assert stream.params.temperature == 0.05
+        await pilot.press("escape")
+        await wait_idle(pilot)
+        if stream.finish_reason == "cancelled":
+            assert app.conversation.turns[-1].stopped
+        assert app.is_running
+
+
+class _Proxy:
+    """The fixture model with one method replaced (the session fixture stays untouched)."""
+
+    def __init__(self, lm, **overrides):
+        self._lm = lm
+        self.__dict__.update(overrides)
+
+    def __getattr__(self, name):
+        return getattr(self._lm, name)
