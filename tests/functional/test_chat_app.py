@@ -149,7 +149,7 @@ async def test_escape_stops_reply_and_keeps_partial(tmp_path):
         assert lm.streams[0].cancelled
         assert reply.text == "Hello, world"
         assert reply.has_class("-stopped")
-        assert reply.border_subtitle == "stopped"
+        assert reply.status == "stopped"
         turn = app.conversation.turns[-1]
         assert (turn.assistant, turn.stopped) == ("Hello, world", True)
         assert transcript_records(tmp_path)[-1]["stopped"] is True
