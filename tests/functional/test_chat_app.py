@@ -306,3 +306,45 @@ async def test_start_notice_shown(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await wait_loaded(pilot)
         assert "CUDA not available: using the CPU" in notices(app)
+
+
+def test_ui_modules_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import swamla_tui.ui.app, swamla_tui.ui.screens.help\n"
+        "import swamla_tui.ui.widgets.sampling_sidebar\n"
+        "bad = [m for m in ('torch', 'transformers', 'swamla_tui.loaded') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def _run_app_headless(monkeypatch, loader, tmp_path, keys=("ctrl+q",)):
+    """Call run_app as the CLI does, with the app headless and an auto-pilot."""
+    from swamla_tui.ui import app as app_module
+
+    real_run = app_module.SwamlaApp.run
+
+    async def auto_pilot(pilot):
+        await wait_loaded(pilot)
+        await pilot.press(*keys)
+
+    def headless_run(self, **kwargs):
+        return real_run(self, headless=True, size=SIZE, auto_pilot=auto_pilot)
+
+    monkeypatch.setattr(app_module.SwamlaApp, "run", headless_run)
+    return app_module.run_app(loader, params=SamplingParams(), data_dir=tmp_path)
+
+
+def test_run_app_exit_status(monkeypatch, tmp_path):
+    def ok_loader(progress):
+        return FakeLM()
+
+    def bad_loader(progress):
+        raise CheckpointError("bad checkpoint")
+
+    assert _run_app_headless(monkeypatch, ok_loader, tmp_path) == 0
+    assert _run_app_headless(monkeypatch, bad_loader, tmp_path) == 1

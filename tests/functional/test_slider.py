@@ -153,3 +153,15 @@ async def test_sidebar_keyboard_and_mouse_reach_running_stream(tmp_path):
         await wait_idle(pilot)
         assert stream.finish_reason == "length"
         assert len(stream.seen) == 2
+
+
+async def test_sidebar_clamps_out_of_range_params(tmp_path):
+    from swamla_tui.params import SamplingParams
+
+    params = SamplingParams(max_new_tokens=5000, top_k=999)
+    app = make_app(FakeLM(max_length=300), tmp_path, params=params)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        assert params.top_k == 200
+        assert params.max_new_tokens == 300
+        assert app.sidebar.slider("max_new_tokens").maximum == 300

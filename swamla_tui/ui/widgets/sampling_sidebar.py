@@ -93,6 +93,13 @@ class SamplingSidebar(VerticalScroll):
             classes="sidebar--hint",
         )
 
+    def on_mount(self) -> None:
+        # a value outside a slider's range was clamped: the params follow the slider
+        for name in SLIDER_SPECS:
+            value = self.slider(name).value
+            if getattr(self.params, name) != value:
+                setattr(self.params, name, value)
+
     def slider(self, name: str) -> Slider:
         return self.query_one(f"#slider-{name.replace('_', '-')}", Slider)
 
