@@ -76,14 +76,11 @@ def sample_tensors(logits: Tensor, seen: Tensor, sp: Tensor, noise: Tensor) -> T
     x = x / temp.clamp(min=1e-6)
     v = x.shape[-1]
     srt, order = torch.sort(x, dim=-1, descending=True)
-    kk = torch.where(k > 0, k.clamp(max=v), torch.full_like(k, v)).long() - 1
-    kth = srt.gather(-1, kk.view(1, 1).expand(x.shape[0], 1))
-    x = x.masked_fill(x < kth, float("-inf"))
-    srt = srt.masked_fill(srt < kth, float("-inf"))
-    probs_s = torch.softmax(srt, dim=-1)
-    before = torch.cumsum(probs_s, dim=-1) - probs_s
-    drop_s = (before >= p) & (p < 1.0)
-    drop_s[..., 0] = False
+    ranks = torch.arange(v, device=x.device)[None, :]  # [1, V]
+    drop_k = ranks >= torch.where(k > 0, k, torch.full_like(k, v))  # top-k by rank
+    probs_s = torch.softmax(srt.masked_fill(drop_k, float("-inf")), dim=-1)
+    before = torch.cumsum(probs_s, dim=-1) - probs_s  # mass of strictly better tokens
+    drop_s = drop_k | ((before >= p) & (p < 1.0) & (ranks > 0))
     drop = torch.zeros_like(drop_s).scatter(-1, order, drop_s)
     probs = torch.softmax(x.masked_fill(drop, float("-inf")), dim=-1)
     drawn = (probs / noise).argmax(dim=-1)
