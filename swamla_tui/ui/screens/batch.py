@@ -327,7 +327,7 @@ class BatchScreen(Screen[str | None]):
         self._lock = threading.Lock()
         self._events: list[tuple[Any, ...]] = []
         self._added = 0
-        self._fill_pending = False
+        self._fill_generation = 0
         self._run_total = 0
         self._run_done = 0
         self._run_started = 0.0
@@ -446,24 +446,25 @@ class BatchScreen(Screen[str | None]):
         self.rows = [BatchRow(i, p) for i, p in enumerate(prompts)]
         self.table.clear()
         self._added = 0
+        self._fill_generation += 1
         self._run_total = self._run_done = 0
         self._run_elapsed = None
-        self._fill_rows()
+        self._fill_rows(self._fill_generation)
         self._update_bar()
         if start and self.rows:
             self._start(list(range(len(self.rows))))
 
-    def _fill_rows(self) -> None:
+    def _fill_rows(self, generation: int) -> None:
         """Add the next chunk of rows; the rest follow after the next refresh."""
-        self._fill_pending = False
+        if generation != self._fill_generation:
+            return  # another file was opened meanwhile
         end = min(self._added + ROW_CHUNK, len(self.rows))
         table = self.table
         for row in self.rows[self._added : end]:
             table.add_row(*self._cells(row), key=str(row.index))
         self._added = end
         if self._added < len(self.rows):
-            self._fill_pending = True
-            self.call_after_refresh(self._fill_rows)
+            self.call_after_refresh(self._fill_rows, generation)
 
     # -- cells ----------------------------------------------------------------------------
 
@@ -786,6 +787,11 @@ class BatchScreen(Screen[str | None]):
         self.last_export = written
         self.notify(f"Exported {len(records)} results to {written}", timeout=5)
         return written
+
+    @on(SamplingSidebar.Changed)
+    def _on_sampling_changed(self, event: SamplingSidebar.Changed) -> None:
+        # these params are the batch's own copy: keep the change away from the chat
+        event.stop()
 
     # -- detail ---------------------------------------------------------------------------
 

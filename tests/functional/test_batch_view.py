@@ -1,0 +1,370 @@
+"""Pilot tests of the batch view (`BatchScreen`) with the reference fixture model."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import replace
+
+from textual.app import App
+
+from swamla_tui.params import SamplingParams
+from swamla_tui.ui.screens.batch import BatchDetailScreen, BatchScreen
+
+SIZE = (120, 36)
+PROMPTS = [
+    "Once upon a time, in a land far away,",
+    "What is a list in Python?",
+    "You: Hello there, how are you today?",
+    "The quick brown fox",
+    "Numbers 0123456789",
+    "science and magic",
+]
+
+
+class BatchTestApp(App[None]):
+    """A bare app that opens the batch view, like `SwamlaApp.open_batch` does."""
+
+    def __init__(self, screen_factory) -> None:
+        super().__init__()
+        self.screen_factory = screen_factory
+        self.batch: BatchScreen | None = None
+        self.dismissed: list[object] = []
+        self.sampling_events: list[object] = []
+
+    def on_mount(self) -> None:
+        self.batch = self.screen_factory()
+        self.push_screen(self.batch, self.dismissed.append)
+
+    def on_sampling_sidebar_changed(self, event) -> None:
+        self.sampling_events.append(event)  # the batch screen must keep these to itself
+
+
+class FixedTimeLM:
+    """The fixture model with every result's seconds fixed (stable snapshots)."""
+
+    def __init__(self, lm, seconds: float = 0.5) -> None:
+        self.lm = lm
+        self.seconds = seconds
+        self.max_length = lm.max_length
+
+    def default_batch_size(self) -> int:
+        return 4
+
+    def generate_batch(self, texts, params, *, batch_size=None, stop=(), cancel=None):
+        for res in self.lm.generate_batch(
+            texts, params, batch_size=batch_size, stop=stop, cancel=cancel
+        ):
+            yield replace(res, seconds=self.seconds)
+
+
+class GatedLM:
+    """Yields nothing until released, so a test can stop a run in progress."""
+
+    max_length = 128
+
+    def __init__(self, lm) -> None:
+        self.lm = lm
+        self.started = threading.Event()
+        self.calls: list[list[str]] = []
+
+    def default_batch_size(self) -> int:
+        return 2
+
+    def generate_batch(self, texts, params, *, batch_size=None, stop=(), cancel=None):
+        self.calls.append(list(texts))
+        self.started.set()
+        while not cancel.is_set():
+            time.sleep(0.01)
+        yield from self.lm.generate_batch(texts, params, batch_size=batch_size, cancel=cancel)
+
+
+async def wait_for(pilot, predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting; {describe(pilot.app)}")
+        await pilot.pause(0.02)
+
+
+def describe(app) -> str:
+    screen = getattr(app, "batch", None) or app.screen
+    if not isinstance(screen, BatchScreen):
+        return f"screen {app.screen!r}"
+    rows = [(r.status, r.error) for r in screen.rows]
+    workers = [(w.name, w.state.name, repr(w.error)) for w in app.workers]
+    return f"running={screen.running} done={screen._run_done} rows={rows} workers={workers}"
+
+
+def greedy(**kw) -> SamplingParams:
+    return SamplingParams(temperature=0.0, max_new_tokens=kw.pop("max_new_tokens", 8), **kw)
+
+
+def statuses(screen: BatchScreen) -> list[str]:
+    return [r.status for r in screen.rows]
+
+
+def cell(screen: BatchScreen, index: int, column: str) -> str:
+    return screen.table.get_cell(str(index), column).plain
+
+
+async def test_rows_fill_and_detail_opens(fixture_lm, tmp_path):
+    prompts_file = tmp_path / "prompts.txt"
+    prompts_file.write_text("\n".join(PROMPTS) + "\n", encoding="utf-8")
+    app = BatchTestApp(
+        lambda: BatchScreen(lm=fixture_lm, params=greedy(), path=str(prompts_file), batch_size=4)
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.batch
+        await wait_for(pilot, lambda: not screen.running and screen._run_total)
+        await pilot.pause()
+        assert statuses(screen) == ["done"] * len(PROMPTS)
+        assert screen.table.row_count == len(PROMPTS)
+        expected = {r.index: r for r in fixture_lm.generate_batch(PROMPTS, greedy())}
+        for row in screen.rows:
+            assert row.completion == expected[row.index].completion
+            assert row.new_tokens == expected[row.index].new_tokens
+            assert cell(screen, row.index, "status") == "done"
+            assert cell(screen, row.index, "new_tokens") == str(row.new_tokens)
+            assert cell(screen, row.index, "prompt") == PROMPTS[row.index][:25] + (
+                "…" if len(PROMPTS[row.index]) > 26 else PROMPTS[row.index][25:]
+            )
+        assert "6/6 done" in str(screen.query_one("#batch-count").render())
+
+        # Enter on the third row: the whole prompt and completion
+        screen.table.move_cursor(row=2)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, BatchDetailScreen))
+        detail = app.screen
+        assert detail.row.index == 2
+        assert str(detail.query_one("#detail-prompt").render()) == PROMPTS[2]
+        assert str(detail.query_one("#detail-completion").render()).strip() == (
+            screen.rows[2].completion.strip()
+        )
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen)
+
+        # c: back to the chat with the selected prompt
+        await pilot.press("c")
+        await wait_for(pilot, lambda: app.dismissed)
+        assert app.dismissed == [PROMPTS[2]]
+
+
+async def test_stop_keeps_finished_rows_and_run_resumes(fixture_lm):
+    gated = GatedLM(fixture_lm)
+    app = BatchTestApp(lambda: BatchScreen(lm=gated, params=greedy(), prompts=PROMPTS))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.batch
+        await wait_for(pilot, lambda: gated.started.is_set())
+        await wait_for(pilot, lambda: statuses(screen)[:2] == ["running", "running"])
+        assert statuses(screen)[2:] == ["queued"] * 4
+        assert cell(screen, 0, "status") == "running"
+        await pilot.press("s")
+        await wait_for(pilot, lambda: not screen.running)
+        assert statuses(screen) == ["stopped"] * len(PROMPTS)
+        assert len(gated.calls) == 1  # no batch started after the stop
+        assert "stopped" in str(screen.query_one("#batch-count").render())
+
+        # r runs the rows without a result, on the real model now
+        screen._lm_source = fixture_lm
+        await pilot.press("r")
+        await wait_for(pilot, lambda: not screen.running and screen._run_done == 6)
+        assert statuses(screen) == ["done"] * len(PROMPTS)
+
+        # escape, when nothing runs, closes the view without a prompt
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.dismissed)
+        assert app.dismissed == [None]
+
+
+async def test_batch_size_and_params_apply_to_next_batch(fixture_lm):
+    calls: list[tuple[int, int]] = []
+
+    class Recording(FixedTimeLM):
+        def generate_batch(self, texts, params, **kw):
+            calls.append((len(texts), params.max_new_tokens))
+            yield from super().generate_batch(texts, params, **kw)
+
+    app = BatchTestApp(
+        lambda: BatchScreen(
+            lm=Recording(fixture_lm), params=greedy(), prompts=PROMPTS, autostart=False
+        )
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.batch
+        assert screen.batch_size == 4
+        assert statuses(screen) == ["queued"] * 6
+        await pilot.press("minus")
+        assert screen.batch_size == 2
+        await pilot.press("b")
+        assert screen.input.has_focus
+        screen.input.value = ""
+        await pilot.press("3", "enter")
+        assert screen.batch_size == 3
+        screen.params.max_new_tokens = 4
+        await pilot.press("r")
+        await wait_for(pilot, lambda: not screen.running and screen._run_done == 6)
+        assert calls == [(3, 4), (3, 4)]
+        assert all(r.new_tokens <= 4 for r in screen.rows)
+
+        # ctrl+r re-runs the selected row only; shift+r all of them
+        calls.clear()
+        screen.table.move_cursor(row=4)
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: not screen.running and calls)
+        assert calls == [(1, 4)]
+        calls.clear()
+        await pilot.press("R")
+        await wait_for(pilot, lambda: not screen.running and len(calls) == 2)
+        assert statuses(screen) == ["done"] * 6
+
+
+async def test_export_writes_input_order(fixture_lm, tmp_path):
+    app = BatchTestApp(
+        lambda: BatchScreen(
+            lm=FixedTimeLM(fixture_lm), params=greedy(), prompts=PROMPTS, data_dir=tmp_path
+        )
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.batch
+        await wait_for(pilot, lambda: not screen.running and screen._run_done == 6)
+        await pilot.press("e")
+        assert screen.input.has_focus
+        assert screen.input.value.startswith(str(tmp_path / "exports" / "batch-"))
+        await pilot.press("enter")
+        written = screen.last_export
+        assert written is not None and written.parent == tmp_path / "exports"
+        records = [json.loads(line) for line in written.read_text("utf-8").splitlines()]
+        assert [r["prompt"] for r in records] == PROMPTS
+        assert {r["finish_reason"] for r in records} <= {"length", "eos", "stop"}
+        md = screen.export(tmp_path / "out.md")
+        assert md is not None and md.read_text("utf-8").startswith("| # | prompt")
+        assert screen.export(tmp_path / "out.txt") is None  # unknown format: a notice
+
+
+async def test_many_prompts_do_not_block(fixture_lm):
+    prompts = [f"prompt number {i}" for i in range(10_000)]
+
+    class Idle:
+        max_length = 128
+
+        def default_batch_size(self):
+            return 16
+
+    app = BatchTestApp(lambda: BatchScreen(lm=Idle(), prompts=prompts, autostart=False))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.batch
+        t0 = time.perf_counter()
+        await pilot.pause()
+        assert screen.table.row_count < 10_000  # rows arrive in chunks
+        await wait_for(pilot, lambda: screen.table.row_count == 10_000, timeout=60)
+        assert time.perf_counter() - t0 < 30
+        # results for far rows cost a few cell updates each
+        t1 = time.perf_counter()
+        for i in range(0, 10_000, 10):
+            screen._post("result", i, _result(i))
+        screen.running = True
+        screen._run_total = 1000
+        screen._drain()
+        screen.running = False
+        assert time.perf_counter() - t1 < 5
+        assert screen.rows[9990].status == "done"
+        assert cell(screen, 9990, "completion") == "out 9990"
+
+
+def _result(i: int):
+    from swamla_tui.loaded import BatchResult
+
+    return BatchResult(i, f"prompt number {i}", f"out {i}", 3, 0.1, "length")
+
+
+def test_finished_table_snapshot(snap_compare, fixture_lm):
+    app = BatchTestApp(
+        lambda: BatchScreen(
+            lm=FixedTimeLM(fixture_lm),
+            params=greedy(),
+            prompts=PROMPTS,
+            clock=lambda: 0.0,
+        )
+    )
+
+    async def run_before(pilot) -> None:
+        await wait_for(pilot, lambda: app.batch is not None and app.batch._run_done == 6)
+        await wait_for(pilot, lambda: not app.batch.running)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+async def test_real_app_opens_batch_view(fixture_lm, tmp_path):
+    from swamla_tui.ui.app import SwamlaApp
+
+    prompts_file = tmp_path / "prompts.txt"
+    prompts_file.write_text("\n".join(PROMPTS[:3]) + "\n", encoding="utf-8")
+    app = SwamlaApp(
+        lambda progress: fixture_lm,
+        params=greedy(),
+        mode="batch",
+        prompts_file=str(prompts_file),
+        data_dir=tmp_path,
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, BatchScreen))
+        screen = app.screen
+        await wait_for(pilot, lambda: not screen.running and screen._run_done == 3)
+        assert statuses(screen) == ["done"] * 3
+        assert screen.batch_size == fixture_lm.default_batch_size()
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, BatchScreen))
+
+
+async def test_open_another_file_while_rows_fill(fixture_lm, tmp_path):
+    small = tmp_path / "small.txt"
+    small.write_text("one\ntwo\nthree\n", encoding="utf-8")
+    many = [f"p{i}" for i in range(3000)]
+    app = BatchTestApp(
+        lambda: BatchScreen(
+            lm=FixedTimeLM(fixture_lm), params=greedy(), prompts=many, autostart=False
+        )
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.batch
+        assert screen.table.row_count < 3000  # still filling
+        await pilot.press("o")
+        assert screen.input.has_focus
+        screen.input.value = str(small)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not screen.running and screen._run_done == 3)
+        await pilot.pause(0.2)
+        assert screen.table.row_count == 3
+        assert [r.prompt for r in screen.rows] == ["one", "two", "three"]
+        assert statuses(screen) == ["done"] * 3
+        assert screen.sub_title == "Batch · small.txt"
+
+        # a missing file: a notice, an empty table, the screen stays
+        await pilot.press("o")
+        screen.input.value = str(tmp_path / "missing.txt")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert screen.rows == [] and screen.load_error and "no such file" in screen.load_error
+
+
+async def test_sliders_change_the_batch_params_only(fixture_lm):
+    chat_params = greedy()
+    app = BatchTestApp(
+        lambda: BatchScreen(
+            lm=fixture_lm, params=chat_params.copy(), prompts=PROMPTS, autostart=False
+        )
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.batch
+        assert not screen.sidebar.display or not screen.sidebar.has_class("-visible")
+        await pilot.press("ctrl+b")
+        assert screen.sidebar.has_class("-visible")
+        screen.sidebar.slider("max_new_tokens").focus()
+        await pilot.press("left")
+        await pilot.pause()
+        assert screen.params.max_new_tokens == 7
+        assert chat_params.max_new_tokens == 8
+        assert app.sampling_events == []
