@@ -65,6 +65,8 @@ class SwamlaApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "swamla-tui"
     ENABLE_COMMAND_PALETTE = True
+    # narrow terminals hide the sidebar (Ctrl+B still shows it)
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (90, "-wide")]
 
     BINDINGS = [
         Binding("escape", "stop", "Stop", tooltip="Stop the reply in progress"),

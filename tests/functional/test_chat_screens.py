@@ -159,3 +159,13 @@ async def test_open_batch_hook(tmp_path):
             assert errors(app)[-1] == "The batch view is not available in this build."
         else:
             assert isinstance(app.screen, BatchScreen)
+
+
+async def test_narrow_terminal_hides_sidebar_ctrl_b_shows_it(tmp_path):
+    app = make_app(FakeLM(), tmp_path)
+    async with app.run_test(size=(70, 30)) as pilot:
+        await wait_loaded(pilot)
+        assert not app.sidebar.display or app.sidebar.region.width == 0
+        await pilot.press("ctrl+b")
+        await pilot.pause()
+        assert app.sidebar.display and app.sidebar.region.width > 0
