@@ -35,8 +35,11 @@ def test_stream_stops_at_stop_string_and_reports(fixture_lm):
     full = lm.generate(prompt, temperature=0, max_new_tokens=40, repetition_penalty=1.0)
     assert len(full) > 12
     stop = full[6:10]
-    s = lm.stream(prompt, SamplingParams(temperature=0, max_new_tokens=40, repetition_penalty=1.0),
-                  stop=[stop])
+    s = lm.stream(
+        prompt,
+        SamplingParams(temperature=0, max_new_tokens=40, repetition_penalty=1.0),
+        stop=[stop],
+    )
     pieces = list(s)
     assert "".join(pieces) == s.text == full[: full.index(stop)]
     assert s.finish_reason == "stop"
