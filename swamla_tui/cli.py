@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="full",
         help="full: as trained (default); window: real sliding window with sinks",
     )
+    a.add_argument(
+        "--compile",
+        action="store_true",
+        help="CUDA: torch.compile the fused decode step (about 2x faster single-stream; "
+        "the first reply waits for compilation)",
+    )
     a.add_argument("--theme", default=None, help="UI theme (dark, light); remembered")
     a.add_argument(
         "--output", help="batch mode: write results without a screen (.jsonl, .csv, .md)"
@@ -155,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if bad:
         _err(bad)
         return 2
+    if args.compile:
+        os.environ["SWAMLA_COMPILE"] = "1"
     source, notice = model_source(args)
     loader = make_loader(args, source)
     try:

@@ -112,23 +112,41 @@ class GraphLoop:
             ts.append(self.cache.ring_key_pos)
         return ts
 
-    def _capture(self) -> None:
-        saved = [t.clone() for t in self._state()]
+    def _restore(self, saved: list[Tensor]) -> None:
+        for t, v in zip(self._state(), saved, strict=True):
+            t.copy_(v)
+
+    def _capture_with(self, body: Callable[[], None], saved: list[Tensor]) -> None:
         s = torch.cuda.Stream()
         s.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(s):  # warm-up (lazy inits, compilation) outside the capture
             for _ in range(2):
-                self.body()
-                for t, v in zip(self._state(), saved, strict=True):
-                    t.copy_(v)
+                body()
+                self._restore(saved)
         torch.cuda.current_stream().wait_stream(s)
         g = torch.cuda.CUDAGraph()
         with torch.cuda.graph(g):
-            self.body()
-        for t, v in zip(self._state(), saved, strict=True):
-            t.copy_(v)
+            body()
+        self._restore(saved)
         self.graphs[self.n] = g
         self.graph = g
+
+    def _capture(self) -> None:
+        saved = [t.clone() for t in self._state()]
+        try:
+            self._capture_with(self.body, saved)
+        except Exception as e:  # noqa: BLE001
+            if self.body is self._body:
+                raise
+            import warnings
+
+            first = (str(e).splitlines() or [type(e).__name__])[0][:120]
+            warnings.warn(
+                f"torch.compile failed ({first}); using the plain CUDA graph", stacklevel=2
+            )
+            self._restore(saved)
+            self.body = self._body
+            self._capture_with(self.body, saved)
 
     def load(self, ids: Tensor, pos: Tensor, written: int) -> None:
         """Start from eager state: last sampled ids [B], their positions [B], slots used."""

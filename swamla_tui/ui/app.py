@@ -545,7 +545,7 @@ class SwamlaApp(App[int]):
         self.add_notice("\n".join(f"{k:<{width}}  {v}" for k, v in card.items()))
 
     def _cmd_batch(self, command: cmds.Command) -> None:
-        self.open_batch(str(command.value))
+        self.open_batch(str(command.value) if command.value else None)
 
     # -- actions --------------------------------------------------------------------------
 
@@ -665,7 +665,19 @@ class SwamlaApp(App[int]):
         if self.lm is None:
             self.add_notice(self.load_failed or "The model is still loading.")
             return
-        self.push_screen(BatchScreen(lm=self.lm, params=self.params.copy(), path=path))
+        self.push_screen(
+            BatchScreen(lm=self.lm, params=self.params.copy(), path=path),
+            callback=self._batch_closed,
+        )
+
+    def _batch_closed(self, prompt: str | None) -> None:
+        """The batch view hands back a prompt (key `c`): put it in the chat input."""
+        if not prompt:
+            return
+        box = self.prompt_input
+        box.load_text(prompt)
+        box.move_cursor(box.document.end)
+        box.focus()
 
     # -- command palette ------------------------------------------------------------------
 

@@ -368,3 +368,25 @@ async def test_sliders_change_the_batch_params_only(fixture_lm):
         assert screen.params.max_new_tokens == 7
         assert chat_params.max_new_tokens == 8
         assert app.sampling_events == []
+
+
+async def test_real_app_batch_row_opens_in_chat(fixture_lm, tmp_path):
+    """Key `c` on a row: the batch view closes and the prompt waits in the chat input."""
+    from swamla_tui.ui.app import SwamlaApp
+
+    prompts_file = tmp_path / "prompts.txt"
+    prompts_file.write_text("\n".join(PROMPTS[:2]) + "\n", encoding="utf-8")
+    app = SwamlaApp(
+        lambda progress: fixture_lm,
+        params=greedy(),
+        mode="batch",
+        prompts_file=str(prompts_file),
+        data_dir=tmp_path,
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, BatchScreen))
+        screen = app.screen
+        await wait_for(pilot, lambda: not screen.running and screen._run_done == 2)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: not isinstance(app.screen, BatchScreen))
+        assert app.prompt_input.text == PROMPTS[0]

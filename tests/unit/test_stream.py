@@ -59,9 +59,7 @@ def test_stream_length_and_tokens_per_second(fixture_lm):
 @requires_fixture
 def test_stream_cancel_from_other_thread(fixture_lm):
     s = fixture_lm.stream("Once upon a time", temperature=0.7, seed=3, max_new_tokens=100)
-    got = 0
-    for _ in s:
-        got += 1
+    for got, _ in enumerate(s, start=1):
         if got == 3:
             threading.Thread(target=s.cancel).start()
     assert s.finish_reason == "cancelled"
