@@ -16,6 +16,7 @@ try:
         make_app,
         notices,
         send,
+        wait_for,
         wait_idle,
         wait_loaded,
     )
@@ -27,6 +28,7 @@ except ImportError:  # tests/functional is not a package
         make_app,
         notices,
         send,
+        wait_for,
         wait_idle,
         wait_loaded,
     )
@@ -71,9 +73,11 @@ async def test_value_command_reaches_running_stream(tmp_path):
         await wait_loaded(pilot)
         await send(pilot, "hi")
         lm.release(1)
+        # the first token must have been sampled before the command changes the params
+        await wait_for(pilot, lambda: lm.streams and len(lm.streams[0].seen) == 1)
         await send(pilot, "/temp 1.5")
         lm.release(1)
-        await pilot.pause()
+        await wait_for(pilot, lambda: len(lm.streams[0].seen) == 2)
         await send(pilot, "/max 3")
         lm.release(5)
         await wait_idle(pilot)
