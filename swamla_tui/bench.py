@@ -49,15 +49,10 @@ def build_model(cfg: ModelConfig, device: torch.device, dtype: torch.dtype, wind
                 p.zero_()
             else:
                 p.fill_(1.0)
-    from .model.layers import rope_tables
-
-    m.rope_swa = rope_tables(cfg.head_dim, cfg.block_size, device)
-    m.rope_mla = rope_tables(cfg.qk_rope_head_dim, cfg.block_size, device)
-    for blk in m.transformer.h:
-        if hasattr(blk.attn, "q_rope"):
-            blk.attn.q_rope = rope_tables(cfg.qk_rope_head_dim, cfg.n_head, device)
     m.lm_head.weight = m.transformer.wte.weight
-    return m.to(dtype).eval().requires_grad_(False)
+    m = m.to(dtype).eval().requires_grad_(False)
+    m.init_buffers(device)
+    return m
 
 
 def sync(dev: torch.device) -> None:

@@ -361,7 +361,8 @@ def _build(
         notices.append(f"mixed stored dtypes ({', '.join(stored)}): converted whole to {dtype}")
     with torch.device("meta"):
         model = SWAMLA(cfg, swa_window=(swa_attention == "window"))
-    expected = set(model.state_dict().keys())
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    expected = set(shapes)
     weights = {k: v for k, v in sd.items() if not k.endswith("attn.mask")}
     missing = sorted(expected - set(weights))
     if missing:
@@ -373,8 +374,8 @@ def _build(
     if unexpected:
         notices.append(f"ignored {len(unexpected)} unknown tensors (e.g. {unexpected[0]})")
     for k in expected:
-        want = model.state_dict()[k].shape
-        if tuple(weights[k].shape) != tuple(want):
+        want = shapes[k]
+        if tuple(weights[k].shape) != want:
             raise CheckpointError(
                 f"{source}: tensor {k} has shape {tuple(weights[k].shape)}, expected {tuple(want)}"
             )
@@ -392,14 +393,7 @@ def _build(
         tensors[k] = t
     model.load_state_dict(tensors, strict=False, assign=True)
     model.lm_head.weight = model.transformer.wte.weight  # keep the tie after assign
-    # non-persistent buffers (RoPE tables) were created on meta: rebuild them for real
-    from .model.layers import rope_tables
-
-    model.rope_swa = rope_tables(cfg.head_dim, cfg.block_size, device)
-    model.rope_mla = rope_tables(max(cfg.qk_rope_head_dim, 2), cfg.block_size, device)
-    for blk in model.transformer.h:
-        if hasattr(blk.attn, "q_rope"):
-            blk.attn.q_rope = rope_tables(cfg.qk_rope_head_dim, cfg.n_head, device)
+    model.init_buffers(device)  # RoPE tables were created on meta
     model.eval().requires_grad_(False)
     ml = min(int(max_length or cfg.block_size), cfg.block_size)
     if max_length and max_length > cfg.block_size and max_length != 2048:

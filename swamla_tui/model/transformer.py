@@ -34,6 +34,19 @@ class SWAMLA(nn.Module):
             "rope_mla", rope_tables(max(cfg.qk_rope_head_dim, 2), n_pos), persistent=False
         )
 
+    def init_buffers(self, device: torch.device | str | None = None) -> None:
+        """(Re)build the RoPE tables in float32 on `device`.
+
+        They are derived, not stored: a model built on the meta device (to load weights
+        without a random-init copy) or cast to a low-precision dtype needs them rebuilt.
+        """
+        cfg = self.cfg
+        self.rope_swa = rope_tables(cfg.head_dim, cfg.block_size, device)
+        self.rope_mla = rope_tables(max(cfg.qk_rope_head_dim, 2), cfg.block_size, device)
+        for blk in self.transformer.h:
+            if isinstance(blk, MLABlock):
+                blk.attn.q_rope = rope_tables(cfg.qk_rope_head_dim, cfg.n_head, device)
+
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # the tied matrix is counted once
 
