@@ -355,10 +355,15 @@ def _build(
     sd = raw.state_dict
     cfg = infer_config(sd, raw.args)
     stored = sorted(
-        {str(v.dtype).removeprefix("torch.") for v in sd.values() if v.is_floating_point()}
+        {
+            str(v.dtype).removeprefix("torch.")
+            for k, v in sd.items()
+            if v.is_floating_point() and not k.endswith("attn.mask")
+        }
     )
     if len(stored) > 1:
-        notices.append(f"mixed stored dtypes ({', '.join(stored)}): converted whole to {dtype}")
+        to = str(dtype).removeprefix("torch.")
+        notices.append(f"mixed stored dtypes ({', '.join(stored)}): converted whole to {to}")
     with torch.device("meta"):
         model = SWAMLA(cfg, swa_window=(swa_attention == "window"))
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
