@@ -17,7 +17,7 @@ import torch
 from .checkpoint import RawCheckpoint, read_checkpoint, resolve, unpack
 from .errors import CheckpointError, SwamlaError
 from .model.config import ModelConfig, infer_config
-from .model.transformer import SWAMLA
+from .model.transformer import SWAMLA, wants_column_major
 from .params import SamplingParams
 
 _DTYPES = {
@@ -384,16 +384,22 @@ def _build(
             raise CheckpointError(
                 f"{source}: tensor {k} has shape {tuple(weights[k].shape)}, expected {tuple(want)}"
             )
+    # CPU: tall/square matrices column-major (faster matrix-vector products), written
+    # straight from the checkpoint so no second copy of the weights is ever held
+    colmajor = device.type == "cpu" and os.environ.get("SWAMLA_CPU_LAYOUT", "1") != "0"
     tensors = {}
     for k in expected:
         if k == "lm_head.weight":
             continue
         src = weights[k]
         t = src.to(device=device, dtype=dtype if src.is_floating_point() else None)
-        if mapped and t.data_ptr() == src.data_ptr():
+        if colmajor and wants_column_major(k, t.shape):
+            t = t.t().contiguous().t()
+        elif mapped and t.data_ptr() == src.data_ptr():
             # still the checkpoint's memory map: a trainer overwriting the file in place
             # would crash us (SIGBUS) mid-reply, so the weights get memory of their own
             t = t.clone()
+        if mapped and t.data_ptr() != src.data_ptr():
             _drop_mapped_pages(src)
         tensors[k] = t
     model.load_state_dict(tensors, strict=False, assign=True)

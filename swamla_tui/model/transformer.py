@@ -12,6 +12,11 @@ from .mla import MLABlock
 from .swa import SWABlock
 
 
+def wants_column_major(name: str, shape: torch.Size | tuple[int, ...]) -> bool:
+    """The CPU decode layout's rule (see `SWAMLA.use_cpu_decode_layout`)."""
+    return len(shape) == 2 and shape[0] >= shape[1] and "wkv_b" not in name
+
+
 class SWAMLA(nn.Module):
     def __init__(self, cfg: ModelConfig, *, swa_window: bool = False) -> None:
         super().__init__()
@@ -46,6 +51,21 @@ class SWAMLA(nn.Module):
         for blk in self.transformer.h:
             if isinstance(blk, MLABlock):
                 blk.attn.q_rope = rope_tables(cfg.qk_rope_head_dim, cfg.n_head, device)
+
+    def use_cpu_decode_layout(self) -> None:
+        """Store tall and square weight matrices (rows >= columns) column-major.
+
+        At one token per step the CPU runs matrix-vector products, and for tall matrices
+        (gate_up_proj, the tied head, MLA's wq) the BLAS reads a column-major weight about
+        1.5x faster (measured on the 2-core CPU: 15 -> 23 GB/s; one 262M decode step
+        79 -> 66 ms). Wide ones (down_proj) stay row-major, which is faster for them.
+        Same values, same module API; `wkv_b` is left alone because the absorbed MLA path
+        views it per head.
+        """
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                if wants_column_major(name, p.shape):
+                    p.data = p.data.t().contiguous().t()
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # the tied matrix is counted once

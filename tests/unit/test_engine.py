@@ -343,3 +343,15 @@ def test_static_sampler_equals_eager_sampler():
         noise = torch.empty(3, 300).exponential_(1.0, generator=g2) if t > 0 else torch.ones(3, 300)
         b = sample_tensors(logits, seen, torch.tensor([t, k, p, pen]), noise)
         assert torch.equal(a, b), (t, k, p, pen)
+
+
+def test_cpu_decode_layout_keeps_the_logits(expected):
+    """Column-major weights (the CPU decode layout) compute the same function."""
+    import swamla_tui
+
+    lm = swamla_tui.load(FIXTURE_CKPT, tokenizer=False)  # CPU: layout applied by load()
+    wq = lm.model.transformer.h[0].attn.q_proj.weight
+    assert wq.stride() == (1, wq.shape[0])  # column-major
+    assert lm.model.lm_head.weight is lm.model.transformer.wte.weight  # still tied
+    err = (lm.logits(expected["input_ids"]) - expected["logits"]).abs().max()
+    assert err <= 1e-4
