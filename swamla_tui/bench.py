@@ -53,7 +53,11 @@ def build_model(cfg: ModelConfig, device: torch.device, dtype: torch.dtype, wind
     m.lm_head.weight = m.transformer.wte.weight
     m = m.to(dtype).eval().requires_grad_(False)
     m.init_buffers(device)
-    if device.type == "cpu" and os.environ.get("SWAMLA_CPU_LAYOUT", "1") != "0":
+    if (
+        device.type == "cpu"
+        and dtype == torch.float32
+        and os.environ.get("SWAMLA_CPU_LAYOUT", "1") != "0"
+    ):
         m.use_cpu_decode_layout()  # as `swamla_tui.load` does
     return m
 

@@ -384,9 +384,14 @@ def _build(
             raise CheckpointError(
                 f"{source}: tensor {k} has shape {tuple(weights[k].shape)}, expected {tuple(want)}"
             )
-    # CPU: tall/square matrices column-major (faster matrix-vector products), written
-    # straight from the checkpoint so no second copy of the weights is ever held
-    colmajor = device.type == "cpu" and os.environ.get("SWAMLA_CPU_LAYOUT", "1") != "0"
+    # CPU float32: tall/square matrices column-major (faster matrix-vector products;
+    # in bfloat16 row-major is faster), written straight from the checkpoint so no
+    # second copy of the weights is ever held
+    colmajor = (
+        device.type == "cpu"
+        and dtype == torch.float32
+        and os.environ.get("SWAMLA_CPU_LAYOUT", "1") != "0"
+    )
     tensors = {}
     for k in expected:
         if k == "lm_head.weight":
