@@ -55,8 +55,19 @@ def sample(
     if temperature <= 0:
         return x.argmax(dim=-1)
     x = x / temperature
-    x = top_k_filter(x, top_k)
-    x = top_p_filter(x, top_p)
+    if 0 < top_k < x.shape[-1]:
+        # top-p only needs the k survivors: sort k values, not the whole vocabulary
+        vals, idx = torch.topk(x, top_k, dim=-1)  # [B, k], descending
+        x = x.masked_fill(x < vals[..., -1:], float("-inf"))
+        if top_p < 1.0:
+            probs_k = torch.softmax(vals, dim=-1)
+            before = torch.cumsum(probs_k, dim=-1) - probs_k
+            drop_k = before >= top_p
+            drop_k[..., 0] = False
+            drop = torch.zeros_like(x, dtype=torch.bool).scatter(-1, idx, drop_k)
+            x = x.masked_fill(drop, float("-inf"))
+    else:
+        x = top_p_filter(x, top_p)
     probs = torch.softmax(x, dim=-1)
     race = torch.empty_like(probs).exponential_(1.0, generator=generator)
     return (probs / race).argmax(dim=-1)

@@ -355,3 +355,20 @@ def test_cpu_decode_layout_keeps_the_logits(expected):
     assert lm.model.lm_head.weight is lm.model.transformer.wte.weight  # still tied
     err = (lm.logits(expected["input_ids"]) - expected["logits"]).abs().max()
     assert err <= 1e-4
+
+
+def test_sample_equals_filters_composed():
+    """`sample` (top-p over the k survivors) == top_k_filter, then top_p_filter, then the draw."""
+    torch.manual_seed(1)
+    logits = torch.randn(4, 1000) * 2
+    seen = torch.rand(4, 1000) < 0.1
+    for t, k, p in [(0.7, 50, 0.9), (1.0, 5, 0.5), (1.3, 200, 0.99), (0.9, 0, 0.8), (1.0, 30, 1.0)]:
+        g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+        got = sample(
+            logits, seen, temperature=t, top_k=k, top_p=p, repetition_penalty=1.2, generator=g1
+        )
+        x = apply_repetition_penalty(logits, seen, 1.2) / t
+        x = top_p_filter(top_k_filter(x, k), p)
+        probs = torch.softmax(x, dim=-1)
+        want = (probs / torch.empty_like(probs).exponential_(1.0, generator=g2)).argmax(-1)
+        assert torch.equal(got, want), (t, k, p)
