@@ -57,22 +57,38 @@ _ALLOWED_RE = re.compile(
 )
 
 
+# torchao's low-bit optimizer states (OptimStateFp8, OptimState8bit, OptimState4bit):
+# tensor subclasses that only an optimizer needs. They are bound to an inert stand-in.
+_OPTIM_STATE_RE = re.compile(r"^torchao\.optim\.subclass_\w+\.OptimState\w+$")
+
+
 def _allowed(name: str) -> bool:
-    return name in _ALLOWED_EXACT or bool(_ALLOWED_RE.match(name))
+    return name in _ALLOWED_EXACT or bool(_ALLOWED_RE.match(name) or _OPTIM_STATE_RE.match(name))
 
 
-class _FP8OptimStateStandIn(torch.Tensor):
-    """Inert stand-in for torchao's OptimStateFp8: keeps its state, computes nothing."""
+class _OptimStateStandIn(torch.Tensor):
+    """Inert stand-in for torchao's optimizer-state tensors: keeps its state, computes nothing."""
 
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):  # noqa: ANN001
-        raise RuntimeError("FP8 optimizer state is not loaded for inference")
+        raise RuntimeError("optimizer state is not loaded for inference")
 
     def __setstate__(self, state: Any) -> None:
-        self._fp8_state = state
+        self._optim_state = state
 
 
-_STAND_INS = [(_FP8OptimStateStandIn, "torchao.optim.subclass_fp8.OptimStateFp8")]
+_FP8_NAME = "torchao.optim.subclass_fp8.OptimStateFp8"
+_stand_in_cache: dict[str, type] = {}
+
+
+def _stand_ins(names: set[str]) -> list[tuple[type, str]]:
+    """One stand-in class per torchao optimizer-state name the pickle uses (FP8 always)."""
+    out = []
+    for name in sorted({_FP8_NAME} | {n for n in names if _OPTIM_STATE_RE.match(n)}):
+        if name not in _stand_in_cache:
+            _stand_in_cache[name] = type(name.rsplit(".", 1)[1], (_OptimStateStandIn,), {})
+        out.append((_stand_in_cache[name], name))
+    return out
 
 
 def _pickle_globals(data: bytes | io.BufferedIOBase) -> Iterator[str]:
@@ -105,8 +121,8 @@ def _pickle_globals(data: bytes | io.BufferedIOBase) -> Iterator[str]:
             yield f"{mod}.{attr}" if isinstance(mod, str) and isinstance(attr, str) else "?"
 
 
-def _scan(path: Path) -> None:
-    """Refuse the file if its pickle names anything outside the allow-list."""
+def _scan(path: Path) -> set[str]:
+    """Refuse the file if its pickle names anything outside the allow-list; returns the names."""
     names: list[str] = []
     try:
         if zipfile.is_zipfile(path):
@@ -141,6 +157,7 @@ def _scan(path: Path) -> None:
             f"{path}: refused: the file references '{bad[0]}', which a checkpoint never needs "
             "(only tensors and plain containers are loaded; nothing was run)"
         )
+    return set(names)
 
 
 def _reason(msg: str) -> str:
@@ -163,10 +180,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{p}: is a folder, not a checkpoint file")
     if p.stat().st_size == 0:
         raise CheckpointError(f"{p}: empty file")
-    _scan(p)
+    names = _scan(p)
     is_zip = zipfile.is_zipfile(p)
     try:
-        with torch.serialization.safe_globals(_STAND_INS):
+        with torch.serialization.safe_globals(_stand_ins(names)):
             obj = torch.load(p, map_location="cpu", weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as e:
         msg = str(e)
@@ -342,6 +359,28 @@ def _cache_dir() -> str | None:
     return None
 
 
+def file_progress(say: Callable[[str], None], label: str) -> type:
+    """A tqdm class for huggingface_hub's "files fetched" bar that reports to `say`.
+
+    The UI cannot show a terminal progress bar; it gets "label: 3/7 files" lines instead.
+    """
+    from tqdm.auto import tqdm
+
+    class _Report(tqdm):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["file"] = io.StringIO()  # draw nothing
+            kwargs.pop("disable", None)
+            super().__init__(*args, **kwargs)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            out = super().update(n)
+            total = f"/{self.total}" if self.total else ""
+            say(f"{label}: {int(self.n)}{total} files")
+            return out
+
+    return _Report
+
+
 def _quiet_hub() -> None:
     try:
         from huggingface_hub.utils import logging as hub_logging
@@ -389,7 +428,12 @@ def resolve_hub(
             folder = max(scored)[1]
         patterns = [f"{folder}/*"] if folder else ["*.bin", "*.json", "*.txt", "*.model", "*.md"]
         say(f"Downloading {repo_id}/{folder or ''} (cached after the first time)")
-        snap = snapshot_download(repo_id, cache_dir=cache_dir, allow_patterns=patterns, token=token)
+        kw: dict[str, Any] = {}
+        if progress is not None:
+            kw["tqdm_class"] = file_progress(progress, f"Downloading {repo_id}/{folder or ''}")
+        snap = snapshot_download(
+            repo_id, cache_dir=cache_dir, allow_patterns=patterns, token=token, **kw
+        )
         return resolve_folder(Path(snap), folder or None, repo_id)
     except CheckpointError:
         raise

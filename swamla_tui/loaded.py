@@ -369,7 +369,8 @@ def _build(
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     expected = set(shapes)
     weights = {k: v for k, v in sd.items() if not k.endswith("attn.mask")}
-    missing = sorted(expected - set(weights))
+    # the head is tied to the embedding: a state dict may store it once, under wte
+    missing = sorted(expected - set(weights) - {"lm_head.weight"})
     if missing:
         more = f" (+{len(missing) - 3} more)" if len(missing) > 3 else ""
         raise CheckpointError(
@@ -378,7 +379,7 @@ def _build(
     unexpected = sorted(set(weights) - expected)
     if unexpected:
         notices.append(f"ignored {len(unexpected)} unknown tensors (e.g. {unexpected[0]})")
-    for k in expected:
+    for k in expected & set(weights):
         want = shapes[k]
         if tuple(weights[k].shape) != want:
             raise CheckpointError(

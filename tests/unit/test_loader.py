@@ -145,7 +145,12 @@ def test_fp8_optimizer_state_loads_without_torchao():
     assert "torchao" not in sys.modules
     state = obj["optimizer"]["state"]
     some = next(iter(state.values()))
-    assert any(type(v).__name__ == "_FP8OptimStateStandIn" for v in some.values())
+    from swamla_tui.checkpoint import _OptimStateStandIn
+
+    assert any(
+        isinstance(v, _OptimStateStandIn) and type(v).__name__ == "OptimStateFp8"
+        for v in some.values()
+    )
 
 
 # ------------------------------------------------------------------------------ containers
@@ -523,3 +528,69 @@ def test_checkpoint_overwritten_in_place_after_load(tmp_path):
     )
     assert r.returncode == 0, f"rc {r.returncode}: {r.stderr[-2000:]}"
     assert r.stdout.strip() == "ok"
+
+
+def test_hub_file_progress_reports_counts():
+    from swamla_tui.checkpoint import file_progress
+
+    lines: list[str] = []
+    cls = file_progress(lines.append, "Downloading user/repo/ck")
+    bar = cls(total=3, desc="Fetching 3 files")
+    for _ in range(3):
+        bar.update(1)
+    bar.close()
+    assert lines == [f"Downloading user/repo/ck: {i}/3 files" for i in (1, 2, 3)]
+
+
+_FAKE_8BIT = """
+import sys, types, torch
+for name in ("torchao", "torchao.optim", "torchao.optim.subclass_8bit"):
+    sys.modules[name] = types.ModuleType(name)
+class OptimState8bit(torch.Tensor):
+    @staticmethod
+    def __new__(cls, codes):
+        return torch.Tensor._make_wrapper_subclass(cls, codes.shape, dtype=torch.float32)
+    def __init__(self, codes):
+        self.codes = codes
+    @classmethod
+    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
+        raise NotImplementedError
+OptimState8bit.__module__ = "torchao.optim.subclass_8bit"
+sys.modules["torchao.optim.subclass_8bit"].OptimState8bit = OptimState8bit
+sd = torch.load(sys.argv[1], weights_only=False, map_location="cpu")
+st = OptimState8bit(torch.zeros(3, dtype=torch.uint8))
+torch.save({"model": sd, "optimizer": {"state": {0: {"exp_avg": st}}}, "config": {}}, sys.argv[2])
+"""
+
+
+@requires_fixture
+def test_other_torchao_optimizer_states_load_without_torchao(tmp_path):
+    """An 8-bit AdamW state (torchao's OptimState8bit) gets the same inert stand-in."""
+    import subprocess
+
+    from swamla_tui.checkpoint import _OptimStateStandIn
+
+    sd_path = tmp_path / "sd.pt"
+    torch.save({k: v for k, v in read_checkpoint(FIXTURE_CKPT)["model"].items()}, sd_path)
+    out = tmp_path / "ckpt8.pt"
+    r = subprocess.run(
+        [sys.executable, "-c", _FAKE_8BIT, str(sd_path), str(out)], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    obj = read_checkpoint(out)
+    st = obj["optimizer"]["state"][0]["exp_avg"]
+    assert isinstance(st, _OptimStateStandIn) and type(st).__name__ == "OptimState8bit"
+    assert "torchao" not in sys.modules
+    lm = swamla_tui.load(out, tokenizer=False)
+    assert lm.config.n_layer == 6
+
+
+@requires_fixture
+def test_state_dict_without_lm_head_key_loads_tied(tmp_path):
+    expected = _expected()
+    sd = {k: v for k, v in read_checkpoint(FIXTURE_CKPT)["model"].items() if "lm_head" not in k}
+    path = tmp_path / "nohead.pt"
+    torch.save({"model": sd, "config": {"swa_window": 16, "swa_sink_size": 4}}, path)
+    lm = swamla_tui.load(path, tokenizer=False)
+    assert lm.model.lm_head.weight is lm.model.transformer.wte.weight
+    assert (lm.logits(expected["input_ids"]) - expected["logits"]).abs().max() <= 1e-4
