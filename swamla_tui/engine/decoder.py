@@ -47,11 +47,6 @@ def decode_context(
     return ctx
 
 
-def written_after(loop: GraphLoop) -> int:
-    """Slots in use once the next token is written (host-side mirror of `loop.a` + 1)."""
-    return loop.written + 1
-
-
 class GraphLoop:
     """One decode step *and* the sampling of the next token, captured as a CUDA graph.
 
@@ -80,6 +75,7 @@ class GraphLoop:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.n = cache.lin_size
         self.last_logits: Tensor | None = None
+        self._outs: dict[int, Tensor] = {}  # attended length -> that graph's logits buffer
         self.body = self._body
         if capture and os.environ.get("SWAMLA_COMPILE", "0") not in ("0", "", "false"):
             try:  # fuses the many small elementwise kernels; the graph then replays fewer
@@ -128,6 +124,8 @@ class GraphLoop:
         with torch.cuda.graph(g):
             body()
         self._restore(saved)
+        assert self.last_logits is not None
+        self._outs[self.n] = self.last_logits
         self.graphs[self.n] = g
         self.graph = g
 
@@ -166,7 +164,7 @@ class GraphLoop:
             self.noise.exponential_(1.0, generator=generator)
         # attend over a power-of-two bucket of slots, not the whole cache: one graph each
         n = self.min_bucket
-        while n < written_after(self) and n < self.cache.lin_size:
+        while n < self.written + 1 and n < self.cache.lin_size:  # slots in use after this step
             n *= 2
         self.n = min(n, self.cache.lin_size)
         if not self.capture_enabled:
@@ -177,6 +175,7 @@ class GraphLoop:
                 self._capture()
             assert self.graph is not None
             self.graph.replay()
+            self.last_logits = self._outs[self.n]
         self.written += 1
         return self.ids.view(-1)
 
