@@ -9,30 +9,17 @@ import time
 from swamla_tui.errors import CheckpointError
 from swamla_tui.params import SamplingParams
 
-try:
-    from .test_chat_fakes import (
-        SIZE,
-        FakeLM,
-        errors,
-        make_app,
-        notices,
-        send,
-        wait_for,
-        wait_idle,
-        wait_loaded,
-    )
-except ImportError:  # tests/functional is not a package
-    from test_chat_fakes import (  # type: ignore[no-redef]
-        SIZE,
-        FakeLM,
-        errors,
-        make_app,
-        notices,
-        send,
-        wait_for,
-        wait_idle,
-        wait_loaded,
-    )
+from .test_chat_fakes import (
+    SIZE,
+    FakeLM,
+    errors,
+    make_app,
+    notices,
+    send,
+    wait_for,
+    wait_idle,
+    wait_loaded,
+)
 
 
 def transcript_records(tmp_path):

@@ -8,31 +8,17 @@ import pytest
 
 from swamla_tui.params import SamplingParams
 
-try:
-    from .test_chat_fakes import (
-        SIZE,
-        FakeLM,
-        errors,
-        make_app,
-        notices,
-        send,
-        wait_for,
-        wait_idle,
-        wait_loaded,
-    )
-except ImportError:  # tests/functional is not a package
-    from test_chat_fakes import (  # type: ignore[no-redef]
-        SIZE,
-        FakeLM,
-        errors,
-        make_app,
-        notices,
-        send,
-        wait_for,
-        wait_idle,
-        wait_loaded,
-    )
-
+from .test_chat_fakes import (
+    SIZE,
+    FakeLM,
+    errors,
+    make_app,
+    notices,
+    send,
+    wait_for,
+    wait_idle,
+    wait_loaded,
+)
 
 VALUE_CASES = [
     # command, param, good text, good value, bad text, words expected in the error

@@ -7,17 +7,7 @@ import json
 from swamla_tui.params import SamplingParams
 from tests.helpers import FIXTURE_CKPT, requires_fixture
 
-try:
-    from .test_chat_fakes import SIZE, make_app, send, wait_for, wait_idle, wait_loaded
-except ImportError:  # tests/functional is not a package
-    from test_chat_fakes import (  # type: ignore[no-redef]
-        SIZE,
-        make_app,
-        send,
-        wait_for,
-        wait_idle,
-        wait_loaded,
-    )
+from .test_chat_fakes import SIZE, make_app, send, wait_for, wait_idle, wait_loaded
 
 pytestmark = requires_fixture
 

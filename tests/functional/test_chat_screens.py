@@ -11,18 +11,7 @@ from swamla_tui.commands import COMMANDS
 from swamla_tui.ui.screens.help import HelpScreen
 from swamla_tui.ui.themes import THEMES_DIR, bundled_themes
 
-try:
-    from .test_chat_fakes import SIZE, FakeLM, errors, make_app, send, wait_idle, wait_loaded
-except ImportError:  # tests/functional is not a package
-    from test_chat_fakes import (  # type: ignore[no-redef]
-        SIZE,
-        FakeLM,
-        errors,
-        make_app,
-        send,
-        wait_idle,
-        wait_loaded,
-    )
+from .test_chat_fakes import SIZE, FakeLM, errors, make_app, send, wait_idle, wait_loaded
 
 
 def as_text(renderable) -> str:

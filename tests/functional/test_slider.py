@@ -8,18 +8,7 @@ from textual.app import App, ComposeResult
 
 from swamla_tui.ui.widgets.slider import Slider
 
-try:
-    from .test_chat_fakes import SIZE, FakeLM, make_app, send, wait_for, wait_idle, wait_loaded
-except ImportError:  # tests/functional is not a package
-    from test_chat_fakes import (  # type: ignore[no-redef]
-        SIZE,
-        FakeLM,
-        make_app,
-        send,
-        wait_for,
-        wait_idle,
-        wait_loaded,
-    )
+from .test_chat_fakes import SIZE, FakeLM, make_app, send, wait_for, wait_idle, wait_loaded
 
 
 class SliderApp(App[None]):

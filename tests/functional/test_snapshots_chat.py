@@ -11,18 +11,7 @@ from swamla_tui.errors import CheckpointError
 from swamla_tui.params import SamplingParams
 from tests.helpers import requires_fixture
 
-try:
-    from .test_chat_fakes import SIZE, FakeLM, make_app, send, wait_for, wait_idle, wait_loaded
-except ImportError:  # tests/functional is not a package
-    from test_chat_fakes import (  # type: ignore[no-redef]
-        SIZE,
-        FakeLM,
-        make_app,
-        send,
-        wait_for,
-        wait_idle,
-        wait_loaded,
-    )
+from .test_chat_fakes import SIZE, FakeLM, make_app, send, wait_for, wait_idle, wait_loaded
 
 
 def _steady(app) -> None:
