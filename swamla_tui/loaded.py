@@ -9,7 +9,6 @@ import time
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -469,8 +468,4 @@ def load(
     return lm
 
 
-def _warn(msg: str) -> None:  # pragma: no cover - used by the CLI
-    print(f"swamla-tui: {msg}", file=sys.stderr)
-
-
-__all__ = ["load", "LoadedModel", "BatchResult", "parse_dtype", "pick_device", "Path"]
+__all__ = ["load", "LoadedModel", "BatchResult", "parse_dtype", "pick_device"]

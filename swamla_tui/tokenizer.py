@@ -70,7 +70,7 @@ class IncrementalDecoder:
     U+FFFD. We decode a small window and hold back text that ends in a replacement char.
     """
 
-    def __init__(self, tokenizer: Any, prefix_ids: list[int] | None = None) -> None:
+    def __init__(self, tokenizer: Any) -> None:
         self.tok = tokenizer
         self.ids: list[int] = []
         self._start = 0  # ids before this are fully emitted

@@ -12,7 +12,7 @@ is what makes ragged batches, sinks and windows one rule.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from torch import Tensor
 
@@ -43,7 +43,6 @@ class ModelCache:
     ring_size: int = 0
     ring_key_pos: Tensor | None = None  # [B, ring_size]
     written: int = 0  # absolute number of token slots written so far (pads included)
-    extra: dict = field(default_factory=dict)
 
     def reset(self) -> None:
         self.written = 0
@@ -56,10 +55,6 @@ class ModelCache:
             return a
         span = self.ring_size - self.ring_prefix
         return self.ring_prefix + (a - self.ring_prefix) % span
-
-    def nbytes(self) -> int:
-        ts = [self.lin_key_pos, self.ring_key_pos, *self.swa_k, *self.swa_v, *self.mla_kv]
-        return sum(t.numel() * t.element_size() for t in ts if t is not None)
 
 
 def visible(key_pos: Tensor, q_pos: Tensor, window: int | None, sinks: int) -> Tensor:
