@@ -29,10 +29,8 @@ def test_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def fixture_lm(test_tokenizer_dir):
     """The reference checkpoint loaded once with the test tokenizer (read-only use!)."""
-    from tests.helpers import FIXTURE_CKPT, requires_fixture  # noqa: F401
+    from tests.helpers import FIXTURE_CKPT
 
-    if not FIXTURE_CKPT.is_file():
-        pytest.skip("reference fixture not found (../shared is absent)")
     import swamla_tui
 
     return swamla_tui.load(FIXTURE_CKPT, tokenizer=test_tokenizer_dir)

@@ -1,4 +1,4 @@
-"""Shared test helpers: the reference fixture (read in place) and a test-built tokenizer."""
+"""Shared test helpers: the fixtures shipped in tests/fixtures/ and a test-built tokenizer."""
 
 from __future__ import annotations
 
@@ -6,20 +6,20 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SWAMLA_SHARED", ROOT.parent / "shared"))
+FIXTURES = ROOT / "tests" / "fixtures"
 # Parity tests run on this device; the GPU check script sets it to "cuda".
 TEST_DEVICE = os.environ.get("SWAMLA_TEST_DEVICE", "cpu")
-FIXTURE_DIR = SHARED / "fixtures" / "reference"
+FIXTURE_DIR = FIXTURES / "reference"
 FIXTURE_CKPT = FIXTURE_DIR / "tiny_train.pt"
 FIXTURE_EXPECTED = FIXTURE_DIR / "tiny_train.expected.pt"
 
-requires_fixture = pytest.mark.skipif(
-    not FIXTURE_CKPT.is_file(),
-    reason=f"reference fixture not found at {FIXTURE_DIR} (../shared is absent in a user's clone; CI has it)",
-)
+V2_DIR = FIXTURES / "v2"
+V2_CKPT = V2_DIR / "deltanet_moe_train.pt"
+V2_EXPECTED = V2_DIR / "deltanet_moe_train.expected.pt"
+V2_TOKENIZER = V2_DIR / "tok384"
+
 
 _CORPUS = (
     "You: Hello there, how are you today?\nAssistant: I am fine, thank you. How can I help?\n"

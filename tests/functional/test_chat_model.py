@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 from swamla_tui.params import SamplingParams
-from tests.helpers import FIXTURE_CKPT, requires_fixture
+from tests.helpers import FIXTURE_CKPT
 
 from .test_chat_fakes import SIZE, make_app, send, wait_for, wait_idle, wait_loaded
 
-pytestmark = requires_fixture
 
 
 async def test_real_load_through_swamla_load(tmp_path, test_tokenizer_dir):

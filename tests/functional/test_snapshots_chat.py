@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from swamla_tui.errors import CheckpointError
 from swamla_tui.params import SamplingParams
-from tests.helpers import requires_fixture
 
 from .test_chat_fakes import SIZE, FakeLM, make_app, send, wait_for, wait_idle, wait_loaded
 
@@ -20,7 +19,6 @@ def _steady(app) -> None:
         app.status_bar.speed = "123.4 tok/s"
 
 
-@requires_fixture
 def test_chat_screen_snapshot(snap_compare, fixture_lm, tmp_path):
     params = SamplingParams(temperature=0.0, seed=0, max_new_tokens=40)
     app = make_app(fixture_lm, tmp_path, params=params)

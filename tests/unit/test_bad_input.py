@@ -14,7 +14,7 @@ import torch
 import swamla_tui
 from swamla_tui.checkpoint import read_checkpoint
 from swamla_tui.errors import CheckpointError, SwamlaError, TokenizerError, UnsafeCheckpointError
-from tests.helpers import FIXTURE_CKPT, requires_fixture
+from tests.helpers import FIXTURE_CKPT
 
 
 def _one_line(err: BaseException) -> str:
@@ -42,7 +42,6 @@ def _read_err(path, cls=CheckpointError) -> str:
 
 
 # ------------------------------------------------------------------------------ not checkpoints
-@requires_fixture
 def test_truncated_file(tmp_path):
     data = FIXTURE_CKPT.read_bytes()
     p = tmp_path / "truncated.pt"
@@ -52,7 +51,6 @@ def test_truncated_file(tmp_path):
     assert "truncated" in msg or "corrupt" in msg
 
 
-@requires_fixture
 def test_truncated_legacy_file(tmp_path):
     full = tmp_path / "legacy.pt"
     torch.save(read_checkpoint(FIXTURE_CKPT)["model"], full, _use_new_zipfile_serialization=False)
@@ -151,7 +149,6 @@ def test_state_dict_missing_wte(tmp_path):
     assert "transformer.wte.weight" in msg and "missing" in msg
 
 
-@requires_fixture
 def test_swa_mla_state_dict_missing_a_weight(tmp_path):
     sd = {
         k.removeprefix("_orig_mod."): v for k, v in read_checkpoint(FIXTURE_CKPT)["model"].items()
@@ -163,7 +160,6 @@ def test_swa_mla_state_dict_missing_a_weight(tmp_path):
     assert "transformer.h.3.mlp.down_proj.weight" in msg
 
 
-@requires_fixture
 def test_swa_mla_state_dict_wrong_shape(tmp_path):
     sd = {
         k.removeprefix("_orig_mod."): v for k, v in read_checkpoint(FIXTURE_CKPT)["model"].items()
@@ -290,7 +286,6 @@ def test_hub_folder_without_checkpoint(tmp_path, test_tokenizer_dir):
 
 
 # ------------------------------------------------------------------------------ tokenizer
-@requires_fixture
 def test_tokenizer_missing_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_cache"))

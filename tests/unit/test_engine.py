@@ -11,9 +11,8 @@ from swamla_tui.engine.decoder import BatchDecoder
 from swamla_tui.engine.generate import Generation
 from swamla_tui.engine.sampling import apply_repetition_penalty, sample, top_k_filter, top_p_filter
 from swamla_tui.params import SamplingParams
-from tests.helpers import FIXTURE_CKPT, FIXTURE_EXPECTED, TEST_DEVICE, requires_fixture
+from tests.helpers import FIXTURE_CKPT, FIXTURE_EXPECTED, TEST_DEVICE
 
-pytestmark = requires_fixture
 
 
 @pytest.fixture(scope="module")

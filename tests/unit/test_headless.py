@@ -13,9 +13,8 @@ import pytest
 
 from swamla_tui.cli import main
 from swamla_tui.prompts_file import DEFAULT_PROMPTS
-from tests.helpers import FIXTURE_CKPT, ROOT, requires_fixture
+from tests.helpers import FIXTURE_CKPT, ROOT
 
-pytestmark = requires_fixture
 
 PROMPTS = [
     "Once upon a time, in a land far away,",

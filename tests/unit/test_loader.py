@@ -21,7 +21,7 @@ from swamla_tui.checkpoint import read_checkpoint
 from swamla_tui.errors import CheckpointError, SwamlaError
 from swamla_tui.model.config import ModelConfig
 from swamla_tui.model.transformer import SWAMLA
-from tests.helpers import FIXTURE_CKPT, FIXTURE_EXPECTED, ROOT, requires_fixture
+from tests.helpers import FIXTURE_CKPT, FIXTURE_EXPECTED, ROOT
 
 TOL = 1e-4  # float32 parity with the original, as the fixture README states
 KINDS = ["swa", "swa", "mla", "swa", "swa", "mla"]
@@ -87,7 +87,6 @@ def _hub_folder(folder: Path, sd: dict[str, torch.Tensor], total_tokens: int, to
 
 
 # ------------------------------------------------------------------------------ parity
-@requires_fixture
 def test_parity_with_original_logits_at_every_position():
     lm = swamla_tui.load(FIXTURE_CKPT, tokenizer=False)
     exp = _expected()
@@ -102,7 +101,6 @@ def test_parity_with_original_logits_at_every_position():
     assert lm.dtype == torch.float32 and lm.device.type == "cpu"
 
 
-@requires_fixture
 def test_config_inferred_from_fixture():
     lm = swamla_tui.load(FIXTURE_CKPT, tokenizer=False)
     c = lm.config
@@ -121,7 +119,6 @@ def test_config_inferred_from_fixture():
     assert card["parameters"] == "427,968"
 
 
-@requires_fixture
 def test_fp8_optimizer_state_loads_without_torchao():
     code = (
         "import sys\n"
@@ -154,7 +151,6 @@ def test_fp8_optimizer_state_loads_without_torchao():
 
 
 # ------------------------------------------------------------------------------ containers
-@requires_fixture
 def test_hub_style_pytorch_model_bin(tmp_path):
     p = tmp_path / "pytorch_model.bin"
     torch.save(_hub_bin(_clean_sd(), 2_000_000, step=1234), p)
@@ -167,7 +163,6 @@ def test_hub_style_pytorch_model_bin(tmp_path):
     assert lm.config.swa_window == 16 and lm.config.swa_sink_size == 4
 
 
-@requires_fixture
 def test_bare_state_dict(tmp_path):
     p = tmp_path / "bare.pt"
     torch.save(_clean_sd(), p)
@@ -180,7 +175,6 @@ def test_bare_state_dict(tmp_path):
     assert (c.kv_lora_rank, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim) == (32, 16, 8, 16)
 
 
-@requires_fixture
 @pytest.mark.parametrize("prefix", ["", "module.", "_orig_mod.", "module._orig_mod."])
 def test_key_prefixes(tmp_path, prefix):
     sd = {prefix + k: v for k, v in _clean_sd().items()}
@@ -210,7 +204,6 @@ _STORED_TOL = {"float16": 5e-2, "bfloat16": 2.5e-1, "mixed": 2.5e-1}
 _LOAD_TOL = {torch.float32: 0.0, torch.bfloat16: 3e-1, torch.float16: 5e-2}
 
 
-@requires_fixture
 @pytest.mark.parametrize("stored", ["float16", "bfloat16", "mixed"])
 @pytest.mark.parametrize("load_dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_stored_half_precision(tmp_path, stored, load_dtype):
@@ -235,7 +228,6 @@ def test_stored_half_precision(tmp_path, stored, load_dtype):
     assert agree >= 0.9
 
 
-@requires_fixture
 def test_local_folder_flat_hub_layout(tmp_path, test_tokenizer_dir):
     folder = _hub_folder(tmp_path / "flat", _clean_sd(), 500_000, test_tokenizer_dir)
     lm = swamla_tui.load(folder)
@@ -261,7 +253,6 @@ def _multi_folder(root: Path, tok: Path | None) -> dict[str, torch.Tensor]:
     return sds
 
 
-@requires_fixture
 def test_folder_of_hub_checkpoints_picks_most_tokens(tmp_path, test_tokenizer_dir):
     _multi_folder(tmp_path, test_tokenizer_dir)
     lm = swamla_tui.load(tmp_path)
@@ -271,7 +262,6 @@ def test_folder_of_hub_checkpoints_picks_most_tokens(tmp_path, test_tokenizer_di
     _assert_reference(lm)
 
 
-@requires_fixture
 def test_folder_hf_checkpoint_picks_named(tmp_path):
     _multi_folder(tmp_path, None)
     name = "checkpoint_tokens_500k_loss_2.3456"
@@ -285,7 +275,6 @@ def test_folder_hf_checkpoint_picks_named(tmp_path):
     assert "checkpoint_tokens_2M_loss_1.2345" in msg  # lists what is there
 
 
-@requires_fixture
 def test_legacy_non_zip_torch_save(tmp_path):
     p = tmp_path / "legacy.pt"
     torch.save(
@@ -428,7 +417,6 @@ def hub_cache(tmp_path, monkeypatch, test_tokenizer_dir):
     return snap
 
 
-@requires_fixture
 def test_hub_repo_id_from_cache_picks_latest(hub_cache):
     lm = swamla_tui.load("user/repo")
     assert lm.meta["total_tokens"] == 1_500_000
@@ -439,7 +427,6 @@ def test_hub_repo_id_from_cache_picks_latest(hub_cache):
     _assert_reference(lm)
 
 
-@requires_fixture
 def test_hub_repo_id_from_cache_hf_checkpoint(hub_cache):
     name = "checkpoint_tokens_500k_loss_2.3456"
     lm = swamla_tui.load("user/repo", hf_checkpoint=name, tokenizer=False)
@@ -447,7 +434,6 @@ def test_hub_repo_id_from_cache_hf_checkpoint(hub_cache):
     assert lm.source == f"user/repo/{name}"
 
 
-@requires_fixture
 def test_hub_repo_not_cached_offline(hub_cache):
     with pytest.raises(CheckpointError) as ei:
         swamla_tui.load("someone/not-cached", tokenizer=False)
@@ -457,7 +443,6 @@ def test_hub_repo_not_cached_offline(hub_cache):
 
 
 # ------------------------------------------------------------------------------ device/dtype
-@requires_fixture
 def test_cuda_without_cuda_falls_back_to_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     lm = swamla_tui.load(FIXTURE_CKPT, tokenizer=False, device="cuda")
@@ -467,7 +452,6 @@ def test_cuda_without_cuda_falls_back_to_cpu(monkeypatch):
     assert lm2.device.type == "cpu" and not lm2.notices
 
 
-@requires_fixture
 @pytest.mark.parametrize(
     ("spec", "want"),
     [
@@ -491,7 +475,6 @@ def test_dtype_strings(spec, want):
     assert lm.model.transformer.h[2].attn.wkv_b.weight.dtype == want
 
 
-@requires_fixture
 @pytest.mark.parametrize("spec", ["int8", "float64", "fp8", "", torch.int8, torch.float64])
 def test_bad_dtype(spec):
     with pytest.raises(SwamlaError) as ei:
@@ -508,7 +491,6 @@ def test_bad_device_and_attention_mode():
     assert "\n" not in str(ei.value)
 
 
-@requires_fixture
 def test_checkpoint_overwritten_in_place_after_load(tmp_path):
     """A trainer rewrites checkpoint files in place (torch.save truncates): the loaded model
     must not depend on the file any more (it was memory-mapped: SIGBUS before the fix)."""
@@ -563,7 +545,6 @@ torch.save({"model": sd, "optimizer": {"state": {0: {"exp_avg": st}}}, "config":
 """
 
 
-@requires_fixture
 def test_other_torchao_optimizer_states_load_without_torchao(tmp_path):
     """An 8-bit AdamW state (torchao's OptimState8bit) gets the same inert stand-in."""
     import subprocess
@@ -585,7 +566,6 @@ def test_other_torchao_optimizer_states_load_without_torchao(tmp_path):
     assert lm.config.n_layer == 6
 
 
-@requires_fixture
 def test_state_dict_without_lm_head_key_loads_tied(tmp_path):
     expected = _expected()
     sd = {k: v for k, v in read_checkpoint(FIXTURE_CKPT)["model"].items() if "lm_head" not in k}

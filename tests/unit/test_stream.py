@@ -7,7 +7,6 @@ import threading
 from swamla_tui.engine.stream import _held_back
 from swamla_tui.params import SamplingParams
 from swamla_tui.tokenizer import IncrementalDecoder
-from tests.helpers import requires_fixture
 
 
 def test_held_back_prefixes():
@@ -28,7 +27,6 @@ def test_incremental_decoder_never_splits_characters(test_tokenizer_dir):
     assert not any("\ufffd" in p for p in pieces)
 
 
-@requires_fixture
 def test_stream_stops_at_stop_string_and_reports(fixture_lm):
     lm = fixture_lm
     prompt = "You: Hello there\nAssistant:"
@@ -47,7 +45,6 @@ def test_stream_stops_at_stop_string_and_reports(fixture_lm):
     assert s.context_tokens == s.prompt_tokens + s.new_tokens
 
 
-@requires_fixture
 def test_stream_length_and_tokens_per_second(fixture_lm):
     s = fixture_lm.stream("Once upon a time", temperature=0.7, seed=3, max_new_tokens=12)
     text = "".join(s)
@@ -56,7 +53,6 @@ def test_stream_length_and_tokens_per_second(fixture_lm):
     assert s.tokens_per_second > 0
 
 
-@requires_fixture
 def test_stream_cancel_from_other_thread(fixture_lm):
     s = fixture_lm.stream("Once upon a time", temperature=0.7, seed=3, max_new_tokens=100)
     for got, _ in enumerate(s, start=1):
