@@ -29,8 +29,7 @@ def test_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def fixture_lm(test_tokenizer_dir):
     """The reference checkpoint loaded once with the test tokenizer (read-only use!)."""
-    from tests.helpers import FIXTURE_CKPT
-
     import swamla_tui
+    from tests.helpers import FIXTURE_CKPT
 
     return swamla_tui.load(FIXTURE_CKPT, tokenizer=test_tokenizer_dir)

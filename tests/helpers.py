@@ -6,7 +6,6 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 # Parity tests run on this device; the GPU check script sets it to "cuda".

@@ -10,7 +10,6 @@ from tests.helpers import FIXTURE_CKPT
 from .test_chat_fakes import SIZE, make_app, send, wait_for, wait_idle, wait_loaded
 
 
-
 async def test_real_load_through_swamla_load(tmp_path, test_tokenizer_dir):
     """The loader runs swamla_tui.load in the worker; progress, then the summary."""
     import swamla_tui

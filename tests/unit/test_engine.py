@@ -14,7 +14,6 @@ from swamla_tui.params import SamplingParams
 from tests.helpers import FIXTURE_CKPT, FIXTURE_EXPECTED, TEST_DEVICE
 
 
-
 @pytest.fixture(scope="module")
 def expected():
     return torch.load(FIXTURE_EXPECTED, weights_only=True)

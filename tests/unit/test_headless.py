@@ -15,7 +15,6 @@ from swamla_tui.cli import main
 from swamla_tui.prompts_file import DEFAULT_PROMPTS
 from tests.helpers import FIXTURE_CKPT, ROOT
 
-
 PROMPTS = [
     "Once upon a time, in a land far away,",
     "What is a list in Python?",
