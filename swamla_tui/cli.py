@@ -7,14 +7,19 @@ failure the user can cause ends in one line on stderr, never a traceback (`--deb
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from . import __version__
-from .params import SamplingParams
+from .batch import BatchJob
+from .errors import TokenizerError, one_line
+from .params import PARAM_SPECS, SamplingParams
+from .prompts_file import load_batch_prompts
+from .protocols import Loader, Model
+from .ui.options import AppOptions
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 
@@ -93,24 +98,21 @@ def params_from_args(args: argparse.Namespace) -> SamplingParams:
 
 
 def check_args(args: argparse.Namespace) -> str | None:
-    """Validate values the original accepted blindly; returns an error line or None."""
-    from .params import RANGES
+    """Validate values the original accepted blindly; returns an error line or None.
 
+    The sampling flags are checked against `PARAM_SPECS`, the same table the sliders and
+    slash commands use. ``--max_new_tokens`` has no upper bound here: the model's
+    context length, known only after loading, is the bound (the UI clamps to it).
+    """
     if args.checkpoint and args.hf_model:
         return "give either --checkpoint or --hf_model, not both"
-    checks = {
-        "temperature": args.temperature,
-        "top_p": args.top_p,
-        "repetition_penalty": args.repetition_penalty,
-    }
-    for name, v in checks.items():
-        lo, hi = RANGES[name]
-        if not (lo <= v <= (hi if name != "repetition_penalty" else 10.0)):
-            return f"--{name} must be between {lo:g} and {hi:g}, got {v:g}"
-    if args.top_k < 0:
-        return f"--top_k must be >= 0, got {args.top_k}"
-    if args.max_new_tokens < 1:
-        return f"--max_new_tokens must be >= 1, got {args.max_new_tokens}"
+    for name, spec in PARAM_SPECS.items():
+        value = getattr(args, name)
+        hi = math.inf if name == "max_new_tokens" else None
+        if not spec.accepts(value, hi):
+            if hi is not None:
+                return f"--{name} must be >= {spec.lo:g}, got {value:g}"
+            return f"--{name} must be between {spec.lo:g} and {spec.hi:g}, got {value:g}"
     if args.max_length < 2:
         return f"--max_length must be >= 2, got {args.max_length}"
     if args.batch_size is not None and args.batch_size < 1:
@@ -133,26 +135,59 @@ def model_source(args: argparse.Namespace) -> tuple[str, str | None]:
     return str(DEMO_DIR), notice
 
 
-def make_loader(args: argparse.Namespace, source: str) -> Callable[[Callable[[str], None]], Any]:
-    def loader(progress: Callable[[str], None]) -> Any:
+def make_loader(
+    args: argparse.Namespace, source: str, *, tokenizer: str | bool | None = None
+) -> Loader:
+    """The loader the UI or the headless runner calls (torch is imported only then).
+
+    `tokenizer` False loads without a tokenizer (``--info`` when none can be found).
+    """
+    chosen = args.tokenizer if tokenizer is None else tokenizer
+
+    def loader(progress: Callable[[str], None]) -> Model:
         from .loaded import load
 
-        return load(
+        lm: Model = load(
             source,
             device=args.device,
             dtype=args.dtype,
-            tokenizer=args.tokenizer,
+            tokenizer=chosen,
             hf_checkpoint=args.hf_checkpoint,
             swa_attention=args.swa_attention,
             max_length=args.max_length,
             progress=progress,
         )
+        return lm
 
     return loader
 
 
 def _err(msg: str) -> None:
     print(f"swamla-tui: error: {msg}", file=sys.stderr)
+
+
+def batch_job(args: argparse.Namespace) -> BatchJob:
+    """The headless run the flags describe (reads the prompts file)."""
+    return BatchJob(
+        prompts=load_batch_prompts(args.prompts_file),
+        params=params_from_args(args),
+        batch_size=args.batch_size,
+        output=args.output or None,
+    )
+
+
+def app_options(args: argparse.Namespace, notice: str | None) -> AppOptions:
+    """The full-screen app's settings from the flags."""
+    return AppOptions(
+        params=params_from_args(args),
+        system_prompt=args.system_prompt,
+        theme=args.theme,
+        resume=args.resume,
+        mode=args.mode,
+        prompts_file=args.prompts_file,
+        batch_size=args.batch_size,
+        notice=notice,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -167,46 +202,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     loader = make_loader(args, source)
     try:
         if args.info:
-            return _info(loader, args)
+            return _info(args, source)
         headless = args.mode == "batch" and (args.output or not sys.stdout.isatty())
         if headless:
             from .headless import run_headless
 
-            return run_headless(args, loader)
+            return run_headless(batch_job(args), loader)
         from .ui.app import run_app
 
-        return run_app(
-            loader,
-            params=params_from_args(args),
-            system_prompt=args.system_prompt,
-            theme=args.theme,
-            resume=args.resume,
-            mode=args.mode,
-            prompts_file=args.prompts_file,
-            notice=notice,
-        )
+        return run_app(loader, app_options(args, notice))
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # noqa: BLE001 - the one place that turns errors into one line
         if args.debug or os.environ.get("SWAMLA_DEBUG"):
             raise
-        from .errors import SwamlaError
-
-        msg = str(e) if isinstance(e, SwamlaError) else f"{type(e).__name__}: {e}"
-        _err((msg.splitlines() or [type(e).__name__])[0])
+        _err(one_line(e))
         return 1
 
 
-def _info(loader: Callable[[Callable[[str], None]], Any], args: argparse.Namespace) -> int:
-    from .errors import TokenizerError
+def _info(args: argparse.Namespace, source: str) -> int:
+    def say(text: str) -> None:
+        print(f"… {text}", file=sys.stderr)
 
-    say = lambda s: print(f"… {s}", file=sys.stderr)  # noqa: E731
     try:
-        lm = loader(say)
+        lm = make_loader(args, source)(say)
     except TokenizerError as e:  # the card does not need a tokenizer
         print(f"note: {e}", file=sys.stderr)
-        args.tokenizer = False
-        lm = make_loader(args, model_source(args)[0])(say)
+        lm = make_loader(args, source, tokenizer=False)(say)
     for n in lm.notices:
         print(f"note: {n}", file=sys.stderr)
     card = lm.card()

@@ -1,4 +1,4 @@
-"""Chat state in the original script's prompt format, history trimming and transcripts.
+"""Chat state in the original script's prompt format, history trimming and ``/save``.
 
 Pure Python (no torch, no textual). The prompt format (spec §7) is kept byte for byte
 because checkpoints fine-tuned on the original script's chats expect it::
@@ -21,8 +21,7 @@ Decisions (the UI relies on them):
   It only ever moves forward (until `clear`), so the "N turns dropped" notice is shown
   once per drop, not before every message.
 * ``/clear`` (`Conversation.clear`) keeps the system prompt: it is a setting, not history.
-* Transcripts are JSONL event logs (header, turn, system, undo, clear), appended and
-  fsynced one finished event at a time; `TranscriptStore.load` replays them.
+* Transcripts (the on-disk event log of a conversation) live in `swamla_tui.transcript`.
 """
 
 from __future__ import annotations
@@ -30,27 +29,26 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .errors import SwamlaError
+from .paths import data_dir
 
 __all__ = [
     "ASSISTANT_CUE",
     "ASSISTANT_PREFIX",
-    "DATA_DIR_ENV",
+    "CONVERSATION_FORMAT",
+    "CONVERSATION_VERSION",
     "STOP_STRINGS",
     "SYSTEM_SEPARATOR",
     "USER_PREFIX",
     "Conversation",
-    "Transcript",
-    "TranscriptStore",
     "Turn",
     "cut_reply",
-    "data_dir",
     "save_conversation",
 ]
 
@@ -61,10 +59,9 @@ ASSISTANT_CUE = "Assistant:"
 STOP_STRINGS: tuple[str, ...] = ("\nYou:",)
 """Pass these as ``stop=`` to the engine: the model starts the user's next line."""
 
-DATA_DIR_ENV = "SWAMLA_TUI_DATA_DIR"
-APP_NAME = "swamla-tui"
-TRANSCRIPT_VERSION = 1
-_JSON_FORMAT = "swamla-tui conversation"
+CONVERSATION_VERSION = 1
+CONVERSATION_FORMAT = "swamla-tui conversation"
+"""The ``format`` field of ``/save x.json`` files and of transcript headers."""
 
 
 def cut_reply(generated: str) -> str:
@@ -78,16 +75,6 @@ def cut_reply(generated: str) -> str:
         if index >= 0:
             generated = generated[:index]
     return generated.strip()
-
-
-def data_dir() -> Path:
-    """Where swamla-tui keeps its files: ``$SWAMLA_TUI_DATA_DIR`` or the platform's."""
-    override = os.environ.get(DATA_DIR_ENV, "").strip()
-    if override:
-        return Path(override).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
 
 @dataclass
@@ -134,6 +121,10 @@ class Conversation:
     def prompt_for(self, user_msg: str) -> str:
         """The text to generate from when the user sends `user_msg`."""
         return f"{self.history_text()}{USER_PREFIX}{user_msg.strip()}\n{ASSISTANT_CUE}"
+
+    def copy(self) -> Conversation:
+        """An independent copy (a worker thread may trim it while the UI keeps the original)."""
+        return Conversation(self.system, list(self.turns), self.context_start)
 
     # -- editing -------------------------------------------------------------------
     def add_turn(self, user: str, assistant: str, stopped: bool = False) -> Turn:
@@ -188,8 +179,8 @@ class Conversation:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the whole conversation (trimmed turns included)."""
         return {
-            "format": _JSON_FORMAT,
-            "version": TRANSCRIPT_VERSION,
+            "format": CONVERSATION_FORMAT,
+            "version": CONVERSATION_VERSION,
             "system": self.system,
             "context_start": self.context_start,
             "turns": [asdict(turn) for turn in self.turns],
@@ -233,203 +224,6 @@ def _md_block(text: str) -> str:
     """Text as a Markdown paragraph that keeps its line breaks."""
     lines = text.splitlines() or [""]
     return "  \n".join(line.rstrip() for line in lines)
-
-
-# -- transcripts ------------------------------------------------------------------------
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a new directory entry durable (POSIX only; harmless elsewhere)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-class Transcript:
-    """One conversation's JSONL log. The file is created on the first event.
-
-    Each event is one JSON line, flushed and fsynced before the method returns, so a
-    crash never loses a finished turn (at worst a half-written last line, which `load`
-    ignores).
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        *,
-        system: str | None = None,
-        meta: dict[str, Any] | None = None,
-        exists: bool = False,
-    ) -> None:
-        self.path = Path(path)
-        self._header: dict[str, Any] = {
-            "type": "header",
-            "format": _JSON_FORMAT,
-            "version": TRANSCRIPT_VERSION,
-            "created": _now(),
-            "system": system,
-            "meta": dict(meta or {}),
-        }
-        self._started = exists
-
-    @property
-    def started(self) -> bool:
-        """Whether the file exists yet (nothing is written before the first event)."""
-        return self._started
-
-    def _write(self, record: dict[str, Any]) -> None:
-        lines = []
-        new_file = not self._started
-        if new_file:
-            lines.append(self._header)
-        lines.append(record)
-        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except OSError as exc:
-            raise SwamlaError(
-                f"cannot write transcript {self.path}: {exc.strerror or exc}"
-            ) from None
-        if new_file:
-            _fsync_dir(self.path.parent)
-        self._started = True
-
-    def append_turn(self, turn: Turn) -> None:
-        """Record a finished exchange."""
-        self._write({"type": "turn", "time": _now(), **asdict(turn)})
-
-    def record_system(self, system: str | None) -> None:
-        """Record a system-prompt change (None clears it)."""
-        self._write({"type": "system", "time": _now(), "system": system})
-
-    def record_undo(self) -> None:
-        """Record ``/undo`` (the last turn is dropped on replay)."""
-        self._write({"type": "undo", "time": _now()})
-
-    def record_clear(self) -> None:
-        """Record ``/clear`` (the turns so far are dropped on replay)."""
-        self._write({"type": "clear", "time": _now()})
-
-
-class TranscriptStore:
-    """The folder of transcripts: ``<data dir>/transcripts/*.jsonl``.
-
-    `directory` overrides the folder (tests pass `tmp_path`); otherwise it is
-    ``data_dir() / "transcripts"``, which honours ``$SWAMLA_TUI_DATA_DIR``. Nothing is
-    created on disk until the first event is written.
-    """
-
-    SUFFIX = ".jsonl"
-
-    def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
-        self.directory = Path(directory) if directory is not None else data_dir() / "transcripts"
-
-    def new_path(self) -> Path:
-        """A fresh, unused file name that sorts by creation time."""
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        path = self.directory / f"chat-{stamp}{self.SUFFIX}"
-        n = 1
-        while path.exists():
-            path = self.directory / f"chat-{stamp}-{n}{self.SUFFIX}"
-            n += 1
-        return path
-
-    def new(self, *, system: str | None = None, meta: dict[str, Any] | None = None) -> Transcript:
-        """Start a new conversation's transcript (`meta`: e.g. the model source)."""
-        return Transcript(self.new_path(), system=system, meta=meta)
-
-    def reopen(self, path: str | os.PathLike[str]) -> Transcript:
-        """Keep appending to an existing transcript (after ``--resume``)."""
-        return Transcript(Path(path), exists=True)
-
-    def paths(self) -> list[Path]:
-        """Every transcript, most recently written first."""
-        try:
-            paths = [p for p in self.directory.glob(f"*{self.SUFFIX}") if p.is_file()]
-        except OSError:
-            return []
-
-        def key(p: Path) -> tuple[float, str]:
-            try:
-                return (p.stat().st_mtime, p.name)
-            except OSError:
-                return (0.0, p.name)
-
-        return sorted(paths, key=key, reverse=True)
-
-    def latest(self) -> Path | None:
-        """The most recently written transcript (for ``--resume``), or None."""
-        found = self.paths()
-        return found[0] if found else None
-
-    @staticmethod
-    def load(path: str | os.PathLike[str]) -> Conversation:
-        """Rebuild the conversation a transcript records.
-
-        Lines that are not valid JSON (a crash mid-write) are skipped. Raises
-        `SwamlaError` when the file cannot be read or has no transcript header.
-        """
-        path = Path(path)
-        try:
-            raw = path.read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            raise SwamlaError(f"cannot read transcript {path}: {exc.strerror or exc}") from None
-        records = list(_records(raw))
-        if not records or records[0].get("type") != "header":
-            raise SwamlaError(f"{path}: not a swamla-tui transcript")
-        header = records[0]
-        conv = Conversation()
-        conv.set_system(_opt_str(header.get("system")))
-        for rec in records[1:]:
-            kind = rec.get("type")
-            if kind == "turn":
-                conv.turns.append(
-                    Turn(
-                        str(rec.get("user", "")),
-                        str(rec.get("assistant", "")),
-                        bool(rec.get("stopped", False)),
-                    )
-                )
-            elif kind == "system":
-                conv.set_system(_opt_str(rec.get("system")))
-            elif kind == "undo":
-                conv.undo()
-            elif kind == "clear":
-                conv.clear()
-        return conv
-
-
-def _opt_str(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
-def _records(raw: str) -> Iterator[dict[str, Any]]:
-    # Only "\n" ends a record: str.splitlines() would also split at U+2028 and friends,
-    # which json.dumps(ensure_ascii=False) leaves unescaped inside strings.
-    for line in raw.split("\n"):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict):
-            yield rec
 
 
 _EXPORT_FORMATS = {".md": "md", ".markdown": "md", ".json": "json"}

@@ -28,5 +28,16 @@ class PromptsFileError(SwamlaError):
     """The prompts file is missing, unreadable or not UTF-8."""
 
 
-class GenerationError(SwamlaError):
-    """Generation failed (e.g. out of memory); the conversation is kept."""
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """A user-facing one-line reason for `exc`, never a traceback.
+
+    A `SwamlaError` is already worded for the user; anything else is prefixed with its
+    type name (``RuntimeError: ...``) because its message alone rarely says what failed.
+    Line breaks are folded into spaces and the text is cut at `limit` characters.
+    """
+    text = " ".join(str(exc).split())
+    if not text:
+        text = type(exc).__name__
+    elif not isinstance(exc, SwamlaError) and type(exc).__name__ not in text:
+        text = f"{type(exc).__name__}: {text}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import SwamlaError
 
-__all__ = ["FIELDS", "FORMATS", "format_for", "render_results", "write_results"]
+__all__ = ["FIELDS", "FORMATS", "export_results", "format_for", "render_results", "write_results"]
 
 FIELDS: tuple[str, ...] = ("prompt", "completion", "new_tokens", "seconds", "finish_reason")
 
@@ -125,3 +125,26 @@ def write_results(results: Iterable[Any], path: str | os.PathLike[str]) -> Path:
             f"cannot write {_one_line(os.fspath(path))}: {exc.strerror or exc}"
         ) from None
     return target
+
+
+def export_results(
+    results: Iterable[Any],
+    path: str | os.PathLike[str],
+    *,
+    exports_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """`write_results` to a path the user typed: ``~`` expanded, and the app's own
+    `exports_dir` created when the file goes there (any other folder must exist).
+
+    Raises `SwamlaError` (one line) for an unknown format or a failed write.
+    """
+    target = Path(os.path.expanduser(os.fspath(path)))
+    format_for(target)
+    if exports_dir is not None and target.parent == Path(exports_dir):
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SwamlaError(
+                f"cannot create {_one_line(os.fspath(target.parent))}: {exc.strerror or exc}"
+            ) from None
+    return write_results(results, target)

@@ -1,18 +1,18 @@
 """Batch mode without a screen: ``--mode batch --output FILE`` or stdout that is not a terminal.
 
-Prompts come from ``--prompts_file`` (or the original script's five default prompts), run
-in batches through `LoadedModel.generate_batch`, and are written one record per prompt in
-input order: to ``--output`` in the format its extension names (.jsonl, .csv, .md), or to
-stdout as JSONL. Progress and warnings go to stderr so stdout stays machine-readable.
+The CLI builds a `BatchJob` (prompts from ``--prompts_file`` or the original script's five
+default prompts, sampling flags, batch size, output); `run_headless` runs it through
+`swamla_tui.batch.run_chunks` and writes one record per prompt in input order: to the
+job's output in the format its extension names (.jsonl, .csv, .md), or to stdout as
+JSONL. Progress and warnings go to stderr so stdout stays machine-readable.
 
-Failures the user can cause (missing or non-UTF-8 prompts file, unknown output format,
-unwritable output) raise `SwamlaError`; `cli.main` turns them into one line
-``swamla-tui: error: ...`` and exit status 1.
+Failures the user can cause (unknown output format, unwritable output) raise
+`SwamlaError`; `cli.main` turns them into one line ``swamla-tui: error: ...`` and exit
+status 1.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -20,31 +20,17 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
+from .batch import BatchJob, BatchRow, PromptFinished, eta_seconds, run_chunks
 from .errors import SwamlaError
 from .export import FIELDS, format_for, write_results
-from .prompts_file import DEFAULT_PROMPTS, read_prompts
+from .protocols import Loader, Model
 
-__all__ = ["run_headless", "load_batch_prompts", "Progress"]
-
-Loader = Callable[[Callable[[str], None]], Any]
-
-ANSWERED = ("length", "stop", "eos")
-"""Finish reasons of a prompt that got its completion (anything else: not answered)."""
+__all__ = ["Progress", "check_output", "run_headless"]
 
 
-def load_batch_prompts(path: str | os.PathLike[str] | None) -> list[str]:
-    """The prompts of `path`, or the default prompts when `path` is None or empty."""
-    if not path:
-        return list(DEFAULT_PROMPTS)
-    prompts = read_prompts(path)
-    if not prompts:
-        raise SwamlaError(f"{os.fspath(path)}: the file has no prompts (all lines are blank)")
-    return prompts
-
-
-def _check_output(output: str) -> None:
+def check_output(output: str) -> None:
     """Fail before loading the model when the output cannot be written."""
     format_for(output)  # unknown extension -> SwamlaError
     target = Path(output)
@@ -90,8 +76,8 @@ class Progress:
         parts = [f"[{self.done}/{self.total}] {elapsed:.1f} s"]
         if elapsed > 0 and self.tokens:
             parts.append(f"{self.tokens / elapsed:.1f} tok/s")
-        if 0 < self.done < self.total and elapsed > 0:
-            eta = elapsed / self.done * (self.total - self.done)
+        eta = eta_seconds(elapsed, self.done, self.total)
+        if eta is not None:
             parts.append(f"ETA {eta:.0f} s")
         return " · ".join(parts)
 
@@ -132,9 +118,9 @@ class _StdoutWriter:
         self.stream = stream
         self.next = 0
 
-    def push(self, results: list[Any]) -> None:
-        while self.next < len(results) and results[self.next] is not None:
-            rec = {k: getattr(results[self.next], k) for k in FIELDS}
+    def push(self, rows: list[BatchRow]) -> None:
+        while self.next < len(rows) and rows[self.next].has_result:
+            rec = {k: rows[self.next].record()[k] for k in FIELDS}
             try:
                 self.stream.write(json.dumps(rec, ensure_ascii=False) + "\n")
             except UnicodeEncodeError:  # a stdout that is not UTF-8: escape, still JSON
@@ -143,53 +129,64 @@ class _StdoutWriter:
         self.stream.flush()
 
 
-def _truncation_warning(lm: Any, res: Any) -> str:
+def _truncation_warning(lm: Model, row: BatchRow) -> str:
     try:
-        size = f" ({len(lm.encode(res.prompt))} tokens)"
+        size = f" ({len(lm.encode(row.prompt))} tokens)"
     except Exception:  # noqa: BLE001 - the count is only a detail
         size = ""
     return (
-        f"swamla-tui: warning: prompt {res.index + 1}{size} is longer than max_length "
+        f"swamla-tui: warning: prompt {row.index + 1}{size} is longer than max_length "
         f"{lm.max_length}: only its last {lm.max_length} tokens were used"
     )
 
 
-def run_headless(args: argparse.Namespace, loader: Loader) -> int:
-    """Run every prompt and write the results; returns the exit status (0: all answered)."""
-    from .cli import params_from_args
+def run_headless(
+    job: BatchJob,
+    loader: Loader,
+    *,
+    err: TextIO | None = None,
+    out: TextIO | None = None,
+) -> int:
+    """Run every prompt of `job` and write the results; returns the exit status.
 
-    err = sys.stderr
-    output: str | None = getattr(args, "output", None) or None
-    if output:
-        _check_output(output)
-    prompts = load_batch_prompts(getattr(args, "prompts_file", None))
+    0: every prompt answered; 1: some were not; 130: interrupted (Ctrl+C), the finished
+    ones written; 141: stdout closed early (``| head``).
+    """
+    err = err if err is not None else sys.stderr
+    out = out if out is not None else sys.stdout
+    if job.output:
+        check_output(job.output)
 
     lm = loader(lambda text: print(f"… {text}", file=err, flush=True))
-    for notice in getattr(lm, "notices", ()):
+    for notice in lm.notices:
         print(f"note: {notice}", file=err)
-    params = params_from_args(args)
-    batch_size = getattr(args, "batch_size", None) or lm.default_batch_size()
-    where = output or "stdout"
+    batch_size = job.batch_size or lm.default_batch_size()
+    n = len(job.prompts)
     print(
-        f"… Running {len(prompts)} prompt{'s' if len(prompts) != 1 else ''} "
-        f"in batches of {batch_size} → {where}",
+        f"… Running {n} prompt{'s' if n != 1 else ''} "
+        f"in batches of {batch_size} → {job.output or 'stdout'}",
         file=err,
         flush=True,
     )
 
-    results: list[Any] = [None] * len(prompts)
-    progress = Progress(len(prompts), err)
-    stdout = None if output else _StdoutWriter(sys.stdout)
+    rows = job.rows()
+    progress = Progress(n, err)
+    stdout = None if job.output else _StdoutWriter(out)
     cancel = threading.Event()
     interrupted = False
     try:
-        for res in lm.generate_batch(prompts, params, batch_size=batch_size, cancel=cancel):
-            results[res.index] = res
-            if res.truncated:
-                progress.note(_truncation_warning(lm, res))
-            progress.advance(res.new_tokens)
+        for event in run_chunks(
+            lm, job.prompts, params=job.params, batch_size=batch_size, cancel=cancel
+        ):
+            if not isinstance(event, PromptFinished):
+                continue
+            row = rows[event.index]
+            row.apply(event.outcome)
+            if row.truncated:
+                progress.note(_truncation_warning(lm, row))
+            progress.advance(row.new_tokens or 0)
             if stdout is not None:
-                stdout.push(results)
+                stdout.push(rows)
     except KeyboardInterrupt:
         cancel.set()
         interrupted = True
@@ -197,27 +194,20 @@ def run_headless(args: argparse.Namespace, loader: Loader) -> int:
         cancel.set()
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+            os.dup2(devnull, out.fileno())
         except (OSError, ValueError):
             pass
         return 141
     progress.finish()
 
-    finished = [r for r in results if r is not None]
-    if output:
-        write_results(finished, output)
-    answered = sum(1 for r in finished if r.finish_reason in ANSWERED)
+    finished = [r.record() for r in rows if r.has_result]
+    if job.output:
+        write_results(finished, job.output)
+    answered = sum(1 for r in rows if r.answered)
+    written = f", written to {job.output}" if job.output else ""
     if interrupted:
-        print(
-            f"swamla-tui: interrupted: {answered} of {len(prompts)} prompts answered"
-            + (f", written to {output}" if output else ""),
-            file=err,
-        )
+        print(f"swamla-tui: interrupted: {answered} of {n} prompts answered{written}", file=err)
         return 130
     elapsed = time.perf_counter() - progress.t0
-    print(
-        f"… Done: {answered}/{len(prompts)} prompts in {elapsed:.1f} s"
-        + (f", written to {output}" if output else ""),
-        file=err,
-    )
-    return 0 if answered == len(prompts) else 1
+    print(f"… Done: {answered}/{n} prompts in {elapsed:.1f} s{written}", file=err)
+    return 0 if answered == n else 1

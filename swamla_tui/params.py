@@ -1,17 +1,51 @@
-"""Sampling parameters shared by the engine, the CLI and the UI (no torch import)."""
+"""Sampling parameters shared by the engine, the CLI and the UI (no torch import).
+
+`PARAM_SPECS` is the one table of accepted ranges: the CLI checks its flags against it,
+the slash commands parse values with it, and the sampling sliders are built from it, so a
+value one front end accepts is never clamped by another.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from typing import Literal
 
-# (min, max) accepted for each tunable; the UI sliders and slash commands use them too.
-RANGES: dict[str, tuple[float, float]] = {
-    "temperature": (0.0, 2.0),
-    "top_k": (0, 200),
-    "top_p": (0.0, 1.0),
-    "repetition_penalty": (1.0, 2.0),
-    "max_new_tokens": (1, 2048),
+TunableName = Literal["temperature", "top_k", "top_p", "repetition_penalty", "max_new_tokens"]
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One tunable: its accepted range and how a slider steps through it."""
+
+    name: TunableName
+    label: str
+    lo: float
+    hi: float
+    """Upper bound. For ``max_new_tokens`` it is only the cap before a model is known:
+    once loaded, the model's context length (`max_length`) is the bound."""
+    step: float
+    big_step: float
+    integer: bool = False
+
+    def accepts(self, value: float, hi: float | None = None) -> bool:
+        """Whether `value` lies in the range (`hi` overrides the upper bound)."""
+        top = self.hi if hi is None else hi
+        return self.lo <= value <= top
+
+
+PARAM_SPECS: dict[str, ParamSpec] = {
+    spec.name: spec
+    for spec in (
+        ParamSpec("temperature", "Temperature", 0.0, 2.0, 0.05, 0.25),
+        ParamSpec("top_k", "Top-k", 0, 200, 1, 10, integer=True),
+        ParamSpec("top_p", "Top-p", 0.0, 1.0, 0.01, 0.1),
+        ParamSpec("repetition_penalty", "Repetition penalty", 1.0, 2.0, 0.01, 0.1),
+        ParamSpec("max_new_tokens", "Max new tokens", 1, 2048, 1, 32, integer=True),
+    )
 }
+
+RANGES: dict[str, tuple[float, float]] = {n: (s.lo, s.hi) for n, s in PARAM_SPECS.items()}
+"""(min, max) of each tunable, from `PARAM_SPECS`."""
 
 
 @dataclass
@@ -30,7 +64,7 @@ class SamplingParams:
     seed: int | None = None
 
     def copy(self, **changes: object) -> SamplingParams:
-        return replace(self, **changes)
+        return replace(self, **changes)  # type: ignore[arg-type]
 
     def as_dict(self) -> dict[str, object]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import PromptsFileError
 
-__all__ = ["DEFAULT_PROMPTS", "parse_prompts", "read_prompts"]
+__all__ = ["DEFAULT_PROMPTS", "load_batch_prompts", "parse_prompts", "read_prompts"]
 
 DEFAULT_PROMPTS: tuple[str, ...] = (
     "Once upon a time, in a land far away,",
@@ -82,3 +82,17 @@ def read_prompts(path: str | os.PathLike[str]) -> list[str]:
     except OSError as exc:
         raise PromptsFileError(f"{name}: cannot read it ({exc.strerror or exc})") from None
     return parse_prompts(_decode(data, name))
+
+
+def load_batch_prompts(path: str | os.PathLike[str] | None) -> list[str]:
+    """The prompts of `path`, or the default prompts when `path` is None or empty.
+
+    Unlike `read_prompts`, a file without a single prompt is an error here: a batch run
+    of nothing is never what the user meant.
+    """
+    if not path:
+        return list(DEFAULT_PROMPTS)
+    prompts = read_prompts(path)
+    if not prompts:
+        raise PromptsFileError(f"{_name(path)}: the file has no prompts (all lines are blank)")
+    return prompts

@@ -1,11 +1,17 @@
-"""Messages posted from worker threads to the app (Textual's post_message is thread-safe)."""
+"""Messages posted from worker threads to the app (Textual's post_message is thread-safe).
+
+Workers report through these and never assign app attributes themselves: the handlers
+run on the UI thread, which owns every piece of app state.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from textual.message import Message
+
+from ..protocols import Model, ReplyStream
+from ..session import TurnPlan
 
 
 @dataclass
@@ -15,7 +21,7 @@ class LoadProgress(Message):
 
 @dataclass
 class ModelLoaded(Message):
-    lm: Any
+    lm: Model
 
 
 @dataclass
@@ -24,30 +30,30 @@ class LoadFailed(Message):
 
 
 @dataclass
-class ContextTrimmed(Message):
-    dropped: int
+class ContextCounted(Message):
+    """Tokens the conversation so far takes (counted in a worker)."""
+
+    tokens: int
+
+
+@dataclass
+class TurnPlanned(Message):
+    """The worker fitted the history and built the prompt (`plan.dropped` turns left)."""
+
+    plan: TurnPlan
+
+
+@dataclass
+class ReplyStarted(Message):
+    """The reply stream exists: the UI can show its speed and stop it."""
+
+    stream: ReplyStream
 
 
 @dataclass
 class GenerationDone(Message):
     """The generation worker ended: normally, cancelled, or with `error` (one line)."""
 
-    stream: Any
+    stream: ReplyStream | None
     text: str
     error: str | None = None
-
-
-def one_line(exc: BaseException) -> str:
-    """A user-facing one-line reason for an exception (never a traceback)."""
-    text = " ".join(str(exc).split())
-    if not text:
-        text = type(exc).__name__
-    elif not _is_user_error(exc) and type(exc).__name__ not in text:
-        text = f"{type(exc).__name__}: {text}"
-    return text if len(text) <= 300 else text[:299] + "…"
-
-
-def _is_user_error(exc: BaseException) -> bool:
-    from ..errors import SwamlaError
-
-    return isinstance(exc, SwamlaError)

@@ -1,25 +1,12 @@
-"""Small persistent UI settings (theme) stored as JSON in the data directory."""
+"""Small persistent UI settings (theme) stored as JSON in the data folder."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 SETTINGS_FILE = "settings.json"
-
-
-def resolve_data_dir(data_dir: Path | str | None = None) -> Path:
-    """data_dir argument, else $SWAMLA_TUI_DATA_DIR, else the platform's user data dir."""
-    if data_dir is not None:
-        return Path(data_dir)
-    env = os.environ.get("SWAMLA_TUI_DATA_DIR")
-    if env:
-        return Path(env)
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("swamla-tui"))
 
 
 class Settings:

@@ -1,16 +1,49 @@
-"""Load the bundled colour themes (``swamla_tui/themes/*.toml``) into Textual themes."""
+"""Colour themes: the bundled ``themes/*.toml`` and the user's own, as Textual themes.
+
+The bundled files live in the repository's top-level ``themes/`` folder; the wheel ships
+them as ``swamla_tui/themes/`` (see pyproject.toml), so both places are looked at.
+User themes are ``*.toml`` files in ``<config folder>/themes/`` (`swamla_tui.paths`),
+read at start; a user file with a bundled theme's name replaces it. A file that cannot
+be read gives a one-line warning, never a crash. The format is in the README.
+"""
 
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from textual.theme import Theme
 
-THEMES_DIR = Path(__file__).resolve().parent.parent / "themes"
+from ..errors import SwamlaError
+from ..paths import config_dir
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = [
+    "DEFAULT_THEME",
+    "LIGHT_THEME",
+    "THEMES_DIR",
+    "LoadedThemes",
+    "bundled_themes",
+    "load_themes",
+    "resolve_theme_name",
+    "theme_from_file",
+    "user_themes_dir",
+]
+
+_PACKAGE = Path(__file__).resolve().parent.parent
+THEMES_DIR = _PACKAGE / "themes" if (_PACKAGE / "themes").is_dir() else _PACKAGE.parent / "themes"
+"""The bundled themes: in the installed package, else the source tree's ``themes/``."""
+
 DEFAULT_THEME = "swamla-dark"
 LIGHT_THEME = "swamla-light"
 
-_THEME_FIELDS = (
+_COLOURS = (
     "primary",
     "secondary",
     "warning",
@@ -25,40 +58,59 @@ _THEME_FIELDS = (
 )
 
 
-def _parse_toml(text: str) -> dict[str, object]:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10: the theme files are flat key = value
-        data: dict[str, object] = {}
-        for raw in text.splitlines():
-            line = raw.strip()
-            if not line or line.startswith(("#", "[")) or "=" not in line:
-                continue
-            key, value = (part.strip() for part in line.split("=", 1))
-            if value.startswith('"'):
-                data[key] = value[1:].split('"', 1)[0]
-            else:
-                value = value.split("#", 1)[0].strip()
-                data[key] = value == "true" if value in ("true", "false") else float(value)
-        return data
-    return tomllib.loads(text)
-
-
 def theme_from_file(path: Path) -> Theme:
-    data = _parse_toml(path.read_text(encoding="utf-8"))
-    kwargs: dict[str, object] = {k: data[k] for k in _THEME_FIELDS if k in data}
+    """The theme in `path`; `SwamlaError` (one line) when it cannot be read or used."""
+    try:
+        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SwamlaError(f"theme {path.name}: {' '.join(str(exc).split())}") from None
+    colours = {k: str(data[k]) for k in _COLOURS if k in data}
+    if "primary" not in colours:
+        raise SwamlaError(f'theme {path.name}: needs at least primary = "#RRGGBB"')
     variables = data.get("variables")
-    return Theme(
-        name=str(data.get("name", path.stem)),
-        dark=bool(data.get("dark", True)),
-        variables=dict(variables) if isinstance(variables, dict) else {},
-        **kwargs,  # type: ignore[arg-type]
-    )
+    try:
+        return Theme(
+            name=str(data.get("name", path.stem)),
+            dark=bool(data.get("dark", True)),
+            variables={str(k): str(v) for k, v in variables.items()}
+            if isinstance(variables, dict)
+            else {},
+            **colours,
+        )
+    except Exception as exc:  # noqa: BLE001 - a bad colour string: Textual's own error
+        raise SwamlaError(f"theme {path.name}: {' '.join(str(exc).split())}") from None
 
 
 def bundled_themes() -> list[Theme]:
-    """Every theme file shipped with the package, sorted by name."""
+    """Every theme file shipped with the package, sorted by file name."""
     return [theme_from_file(p) for p in sorted(THEMES_DIR.glob("*.toml"))]
+
+
+def user_themes_dir() -> Path:
+    return config_dir() / "themes"
+
+
+@dataclass
+class LoadedThemes:
+    themes: list[Theme]
+    warnings: list[str]
+
+
+def load_themes(user_dir: Path | None = None) -> LoadedThemes:
+    """The bundled themes, then the user's (`user_dir`, default `user_themes_dir()`)."""
+    themes = bundled_themes()
+    warnings: list[str] = []
+    folder = user_dir if user_dir is not None else user_themes_dir()
+    try:
+        files = sorted(folder.glob("*.toml")) if folder.is_dir() else []
+    except OSError:
+        files = []
+    for path in files:
+        try:
+            themes.append(theme_from_file(path))
+        except SwamlaError as exc:
+            warnings.append(f"Skipped a user {exc}")
+    return LoadedThemes(themes, warnings)
 
 
 def resolve_theme_name(name: str | None, available: set[str]) -> str | None:

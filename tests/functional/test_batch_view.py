@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from textual.app import App
 
+from swamla_tui.batch import PromptFinished, RunProgress
 from swamla_tui.params import SamplingParams
 from swamla_tui.ui.screens.batch import BatchDetailScreen, BatchScreen
 
@@ -94,7 +95,7 @@ def describe(app) -> str:
         return f"screen {app.screen!r}"
     rows = [(r.status, r.error) for r in screen.rows]
     workers = [(w.name, w.state.name, repr(w.error)) for w in app.workers]
-    return f"running={screen.running} done={screen._run_done} rows={rows} workers={workers}"
+    return f"running={screen.running} done={screen.run.done} rows={rows} workers={workers}"
 
 
 def greedy(**kw) -> SamplingParams:
@@ -117,7 +118,7 @@ async def test_rows_fill_and_detail_opens(fixture_lm, tmp_path):
     )
     async with app.run_test(size=SIZE) as pilot:
         screen = app.batch
-        await wait_for(pilot, lambda: not screen.running and screen._run_total)
+        await wait_for(pilot, lambda: not screen.running and screen.run.total)
         await pilot.pause()
         assert statuses(screen) == ["done"] * len(PROMPTS)
         assert screen.table.row_count == len(PROMPTS)
@@ -167,9 +168,9 @@ async def test_stop_keeps_finished_rows_and_run_resumes(fixture_lm):
         assert "stopped" in str(screen.query_one("#batch-count").render())
 
         # r runs the rows without a result, on the real model now
-        screen._lm_source = fixture_lm
+        screen.lm = fixture_lm
         await pilot.press("r")
-        await wait_for(pilot, lambda: not screen.running and screen._run_done == 6)
+        await wait_for(pilot, lambda: not screen.running and screen.run.done == 6)
         assert statuses(screen) == ["done"] * len(PROMPTS)
 
         # escape, when nothing runs, closes the view without a prompt
@@ -204,7 +205,7 @@ async def test_batch_size_and_params_apply_to_next_batch(fixture_lm):
         assert screen.batch_size == 3
         screen.params.max_new_tokens = 4
         await pilot.press("r")
-        await wait_for(pilot, lambda: not screen.running and screen._run_done == 6)
+        await wait_for(pilot, lambda: not screen.running and screen.run.done == 6)
         assert calls == [(3, 4), (3, 4)]
         assert all(r.new_tokens <= 4 for r in screen.rows)
 
@@ -228,7 +229,7 @@ async def test_export_writes_input_order(fixture_lm, tmp_path):
     )
     async with app.run_test(size=SIZE) as pilot:
         screen = app.batch
-        await wait_for(pilot, lambda: not screen.running and screen._run_done == 6)
+        await wait_for(pilot, lambda: not screen.running and screen.run.done == 6)
         await pilot.press("e")
         assert screen.input.has_focus
         assert screen.input.value.startswith(str(tmp_path / "exports" / "batch-"))
@@ -263,10 +264,10 @@ async def test_many_prompts_do_not_block(fixture_lm):
         # results for far rows cost a few cell updates each
         t1 = time.perf_counter()
         for i in range(0, 10_000, 10):
-            screen._post("result", i, _result(i))
+            screen._buffer.push(PromptFinished(i, _result(i)))
         screen.running = True
-        screen._run_total = 1000
-        screen._drain()
+        screen.run = RunProgress(list(range(0, 10_000, 10)))
+        screen._buffer.flush()
         screen.running = False
         assert time.perf_counter() - t1 < 5
         assert screen.rows[9990].status == "done"
@@ -290,7 +291,7 @@ def test_finished_table_snapshot(snap_compare, fixture_lm):
     )
 
     async def run_before(pilot) -> None:
-        await wait_for(pilot, lambda: app.batch is not None and app.batch._run_done == 6)
+        await wait_for(pilot, lambda: app.batch is not None and app.batch.run.done == 6)
         await wait_for(pilot, lambda: not app.batch.running)
         await pilot.pause()
 
@@ -298,21 +299,20 @@ def test_finished_table_snapshot(snap_compare, fixture_lm):
 
 
 async def test_real_app_opens_batch_view(fixture_lm, tmp_path):
-    from swamla_tui.ui.app import SwamlaApp
+    from swamla_tui.ui.app import AppOptions, SwamlaApp
 
     prompts_file = tmp_path / "prompts.txt"
     prompts_file.write_text("\n".join(PROMPTS[:3]) + "\n", encoding="utf-8")
     app = SwamlaApp(
         lambda progress: fixture_lm,
-        params=greedy(),
-        mode="batch",
-        prompts_file=str(prompts_file),
-        data_dir=tmp_path,
+        AppOptions(
+            params=greedy(), mode="batch", prompts_file=str(prompts_file), data_dir=tmp_path
+        ),
     )
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, BatchScreen))
         screen = app.screen
-        await wait_for(pilot, lambda: not screen.running and screen._run_done == 3)
+        await wait_for(pilot, lambda: not screen.running and screen.run.done == 3)
         assert statuses(screen) == ["done"] * 3
         assert screen.batch_size == fixture_lm.default_batch_size()
         await pilot.press("escape")
@@ -335,7 +335,7 @@ async def test_open_another_file_while_rows_fill(fixture_lm, tmp_path):
         assert screen.input.has_focus
         screen.input.value = str(small)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: not screen.running and screen._run_done == 3)
+        await wait_for(pilot, lambda: not screen.running and screen.run.done == 3)
         await pilot.pause(0.2)
         assert screen.table.row_count == 3
         assert [r.prompt for r in screen.rows] == ["one", "two", "three"]
@@ -372,21 +372,20 @@ async def test_sliders_change_the_batch_params_only(fixture_lm):
 
 async def test_real_app_batch_row_opens_in_chat(fixture_lm, tmp_path):
     """Key `c` on a row: the batch view closes and the prompt waits in the chat input."""
-    from swamla_tui.ui.app import SwamlaApp
+    from swamla_tui.ui.app import AppOptions, SwamlaApp
 
     prompts_file = tmp_path / "prompts.txt"
     prompts_file.write_text("\n".join(PROMPTS[:2]) + "\n", encoding="utf-8")
     app = SwamlaApp(
         lambda progress: fixture_lm,
-        params=greedy(),
-        mode="batch",
-        prompts_file=str(prompts_file),
-        data_dir=tmp_path,
+        AppOptions(
+            params=greedy(), mode="batch", prompts_file=str(prompts_file), data_dir=tmp_path
+        ),
     )
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, BatchScreen))
         screen = app.screen
-        await wait_for(pilot, lambda: not screen.running and screen._run_done == 2)
+        await wait_for(pilot, lambda: not screen.running and screen.run.done == 2)
         await pilot.press("c")
         await wait_for(pilot, lambda: not isinstance(app.screen, BatchScreen))
         assert app.prompt_input.text == PROMPTS[0]

@@ -8,10 +8,11 @@ import time
 
 from swamla_tui.errors import CheckpointError
 from swamla_tui.params import SamplingParams
+from swamla_tui.ui.options import AppOptions
+from tests.fakes import FakeLM
 
-from .test_chat_fakes import (
+from .pilot import (
     SIZE,
-    FakeLM,
     errors,
     make_app,
     notices,
@@ -39,7 +40,7 @@ async def test_first_frame_before_model_loads(tmp_path):
         release.wait(5)
         return lm
 
-    app = SwamlaApp(slow_loader, params=SamplingParams(), data_dir=tmp_path)
+    app = SwamlaApp(slow_loader, AppOptions(params=SamplingParams(), data_dir=tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.status_bar.status == "Reading checkpoint…")
         assert app.lm is None
@@ -57,7 +58,7 @@ async def test_load_failure_shown_and_exit_status_1(tmp_path):
     def bad_loader(progress):
         raise CheckpointError("no checkpoint at missing.pt")
 
-    app = SwamlaApp(bad_loader, params=SamplingParams(), data_dir=tmp_path)
+    app = SwamlaApp(bad_loader, AppOptions(params=SamplingParams(), data_dir=tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         await wait_loaded(pilot)
         assert app.load_failed == "no checkpoint at missing.pt"
@@ -75,7 +76,7 @@ async def test_unexpected_load_error_is_one_line(tmp_path):
     def bad_loader(progress):
         raise RuntimeError("boom\nwith a second line")
 
-    app = SwamlaApp(bad_loader, params=SamplingParams(), data_dir=tmp_path)
+    app = SwamlaApp(bad_loader, AppOptions(params=SamplingParams(), data_dir=tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         await wait_loaded(pilot)
         assert app.load_failed == "RuntimeError: boom with a second line"
@@ -114,7 +115,7 @@ async def test_tokens_stream_in_before_reply_finishes(tmp_path):
         await send(pilot, "Hi")
         assert app.generating
         lm.release(2)
-        reply = app._reply_widget
+        reply = app.reply.widget
         await wait_for(pilot, lambda: reply.text == "Hello,")
         assert reply.has_class("-streaming")
         lm.release(10)
@@ -129,7 +130,7 @@ async def test_escape_stops_reply_and_keeps_partial(tmp_path):
         await wait_loaded(pilot)
         await send(pilot, "Hi")
         lm.release(3)
-        reply = app._reply_widget
+        reply = app.reply.widget
         await wait_for(pilot, lambda: reply.text == "Hello, world")
         await pilot.press("escape")
         await wait_idle(pilot)
@@ -150,7 +151,7 @@ async def test_ctrl_c_stops_reply_and_does_not_quit(tmp_path):
         await wait_loaded(pilot)
         await send(pilot, "Hi")
         lm.release(1)
-        await wait_for(pilot, lambda: app._reply_widget.text == "Hello")
+        await wait_for(pilot, lambda: app.reply.widget.text == "Hello")
         await pilot.press("ctrl+c")
         await wait_idle(pilot)
         assert app.is_running
@@ -218,7 +219,7 @@ async def test_follows_bottom_until_user_scrolls_up(tmp_path):
         await wait_loaded(pilot)
         await send(pilot, "go")
         lm.release(60)
-        await wait_for(pilot, lambda: app._reply_widget.text.count("line") == 60)
+        await wait_for(pilot, lambda: app.reply.widget.text.count("line") == 60)
         await pilot.pause()
         chat = app.chat
         assert chat.max_scroll_y > 0
@@ -323,7 +324,7 @@ def _run_app_headless(monkeypatch, loader, tmp_path, keys=("ctrl+q",)):
         return real_run(self, headless=True, size=SIZE, auto_pilot=auto_pilot)
 
     monkeypatch.setattr(app_module.SwamlaApp, "run", headless_run)
-    return app_module.run_app(loader, params=SamplingParams(), data_dir=tmp_path)
+    return app_module.run_app(loader, AppOptions(params=SamplingParams(), data_dir=tmp_path))
 
 
 def test_run_app_exit_status(monkeypatch, tmp_path):

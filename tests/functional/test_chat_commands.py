@@ -7,10 +7,10 @@ import json
 import pytest
 
 from swamla_tui.params import SamplingParams
+from tests.fakes import FakeLM
 
-from .test_chat_fakes import (
+from .pilot import (
     SIZE,
-    FakeLM,
     errors,
     make_app,
     notices,

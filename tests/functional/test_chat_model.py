@@ -7,13 +7,13 @@ import json
 from swamla_tui.params import SamplingParams
 from tests.helpers import FIXTURE_CKPT
 
-from .test_chat_fakes import SIZE, make_app, send, wait_for, wait_idle, wait_loaded
+from .pilot import SIZE, make_app, send, wait_for, wait_idle, wait_loaded
 
 
 async def test_real_load_through_swamla_load(tmp_path, test_tokenizer_dir):
     """The loader runs swamla_tui.load in the worker; progress, then the summary."""
     import swamla_tui
-    from swamla_tui.ui.app import SwamlaApp
+    from swamla_tui.ui.app import AppOptions, SwamlaApp
 
     seen: list[str] = []
 
@@ -22,7 +22,7 @@ async def test_real_load_through_swamla_load(tmp_path, test_tokenizer_dir):
         seen.append("called")
         return swamla_tui.load(FIXTURE_CKPT, tokenizer=test_tokenizer_dir)
 
-    app = SwamlaApp(loader, params=SamplingParams(), data_dir=tmp_path)
+    app = SwamlaApp(loader, AppOptions(params=SamplingParams(), data_dir=tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.lm is not None or app.load_failed, timeout=60)
         await pilot.pause()

@@ -10,8 +10,9 @@ from textual.widgets import Static
 from swamla_tui.commands import COMMANDS
 from swamla_tui.ui.screens.help import HelpScreen
 from swamla_tui.ui.themes import THEMES_DIR, bundled_themes
+from tests.fakes import FakeLM
 
-from .test_chat_fakes import SIZE, FakeLM, errors, make_app, send, wait_idle, wait_loaded
+from .pilot import SIZE, errors, make_app, send, wait_idle, wait_loaded
 
 
 def as_text(renderable) -> str:

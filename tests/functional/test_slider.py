@@ -7,8 +7,9 @@ from hypothesis import strategies as st
 from textual.app import App, ComposeResult
 
 from swamla_tui.ui.widgets.slider import Slider
+from tests.fakes import FakeLM
 
-from .test_chat_fakes import SIZE, FakeLM, make_app, send, wait_for, wait_idle, wait_loaded
+from .pilot import SIZE, make_app, send, wait_for, wait_idle, wait_loaded
 
 
 class SliderApp(App[None]):

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from swamla_tui.errors import CheckpointError
 from swamla_tui.params import SamplingParams
+from tests.fakes import FakeLM
 
-from .test_chat_fakes import SIZE, FakeLM, make_app, send, wait_for, wait_idle, wait_loaded
+from .pilot import SIZE, make_app, send, wait_for, wait_idle, wait_loaded
 
 
 def _steady(app) -> None:
@@ -48,7 +49,7 @@ def test_chat_stopped_reply_light_theme_snapshot(snap_compare, tmp_path):
         app.prompt_input.cursor_blink = False
         await send(pilot, "Tell me a story\nin two lines")
         lm.release(6)
-        await wait_for(pilot, lambda: app._reply_widget.text.endswith("that"))
+        await wait_for(pilot, lambda: app.reply.widget.text.endswith("that"))
         await pilot.press("escape")
         await wait_idle(pilot)
         app.sidebar.slider("top_k").focus()
@@ -72,12 +73,14 @@ def test_help_screen_snapshot(snap_compare, tmp_path):
 
 
 def test_load_error_snapshot(snap_compare, tmp_path):
-    from swamla_tui.ui.app import SwamlaApp
+    from swamla_tui.ui.app import AppOptions, SwamlaApp
 
     def bad_loader(progress):
         raise CheckpointError("checkpoint not found: /models/missing.pt")
 
-    app = SwamlaApp(bad_loader, params=SamplingParams(seed=0), data_dir=tmp_path / "data")
+    app = SwamlaApp(
+        bad_loader, AppOptions(params=SamplingParams(seed=0), data_dir=tmp_path / "data")
+    )
 
     async def run_before(pilot) -> None:
         await wait_loaded(pilot)

@@ -10,19 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swamla_tui import conversation as conv_mod
+from swamla_tui import transcript as conv_mod
 from swamla_tui.conversation import (
-    DATA_DIR_ENV,
     STOP_STRINGS,
     Conversation,
-    Transcript,
-    TranscriptStore,
     Turn,
     cut_reply,
-    data_dir,
     save_conversation,
 )
 from swamla_tui.errors import SwamlaError
+from swamla_tui.paths import DATA_DIR_ENV, data_dir
+from swamla_tui.transcript import Transcript, TranscriptStore
 
 
 def words(text: str) -> int:

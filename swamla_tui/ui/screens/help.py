@@ -1,19 +1,20 @@
-"""Help screen (F1 or ?): keys and slash commands."""
+"""Chat help (F1 or ?): the app's keys, built from its `BINDINGS`, and the slash commands."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
-from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.binding import BindingType
 
 from ...commands import COMMANDS
+from .keys_help import KeysHelpScreen, key_rows
 
-# (keys, what they do): the chat screen's keys, also listed in the README.
-KEYS: tuple[tuple[str, str], ...] = (
+__all__ = ["HelpScreen"]
+
+INPUT_KEYS: tuple[tuple[str, str], ...] = (
     ("Enter", "Send the message"),
     (
         "Ctrl+J",
@@ -21,56 +22,24 @@ KEYS: tuple[tuple[str, str], ...] = (
     ),
     ("Up / Down", "Previous / next sent message (on the first / last line of the input)"),
     ("Tab / Right", "Accept the suggested slash command"),
-    ("Esc or Ctrl+C", "Stop the reply in progress (the partial reply stays)"),
-    ("Ctrl+L", "Clear the conversation"),
-    ("Ctrl+R", "Retry the last reply"),
-    ("Ctrl+S", "Save the conversation"),
-    ("Ctrl+T", "Toggle dark / light theme"),
-    ("Ctrl+B", "Show / hide the sampling sidebar"),
-    ("F2", "Focus the sampling sliders"),
+)
+"""Keys of the message input (its own widget's bindings and key handling)."""
+
+OTHER_KEYS: tuple[tuple[str, str], ...] = (
     ("Ctrl+P", "Command palette"),
-    ("F1 or ?", "This help (? when the input is not focused)"),
-    ("Ctrl+Q", "Quit"),
     ("Sliders", "Left/Right step, Shift+Left/Right big step, Home/End ends, click or drag"),
     ("Scroll", "Mouse wheel or PgUp/PgDn in the chat; scrolling up stops following"),
 )
 
 
-class HelpScreen(ModalScreen[None]):
-    DEFAULT_CSS = """
-    HelpScreen { align: center middle; }
-    HelpScreen > Vertical {
-        width: 96;
-        max-width: 100%;
-        height: 90%;
-        background: $surface;
-        border: thick $primary 60%;
-        border-title-color: $primary;
-        padding: 0 1;
-    }
-    HelpScreen VerticalScroll { height: 1fr; }
-    HelpScreen .help--footer { color: $text-muted; height: 1; }
-    """
+class HelpScreen(KeysHelpScreen):
+    """The chat screen's keys and the slash commands."""
 
-    BINDINGS = [
-        Binding("escape,q,f1,question_mark", "dismiss_help", "Close", show=True),
-    ]
+    def __init__(self, bindings: Iterable[BindingType]) -> None:
+        super().__init__("Help", [*INPUT_KEYS, *key_rows(bindings), *OTHER_KEYS])
 
-    def compose(self) -> ComposeResult:
-        with Vertical() as box:
-            box.border_title = "Help"
-            with VerticalScroll():
-                yield Static(self._keys_table(), id="help-keys")
-                yield Static(self._commands_table(), id="help-commands")
-            yield Static("Esc / q / F1: close", classes="help--footer")
-
-    def _keys_table(self) -> Table:
-        table = Table(title="Keys", title_justify="left", expand=True, box=None, padding=(0, 1))
-        table.add_column("Key", style="bold", no_wrap=True)
-        table.add_column("Action")
-        for key, action in KEYS:
-            table.add_row(Text(key), Text(action))
-        return table
+    def sections(self) -> Iterable[tuple[str, RenderableType]]:
+        yield "help-commands", self._commands_table()
 
     def _commands_table(self) -> Table:
         table = Table(
@@ -86,6 +55,3 @@ class HelpScreen(ModalScreen[None]):
             table.add_row(Text(spec.usage), desc)
         table.add_row(Text("//text"), Text("Send a message that starts with /"))
         return table
-
-    def action_dismiss_help(self) -> None:
-        self.dismiss(None)

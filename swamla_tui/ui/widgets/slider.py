@@ -179,7 +179,7 @@ class Slider(Widget, can_focus=True):
             self._dragging = False
             self.release_mouse()
 
-    def _on_click(self, event: events.Click) -> None:
+    async def _on_click(self, event: events.Click) -> None:
         event.stop()
 
     # -- rendering ------------------------------------------------------------------------

@@ -1,0 +1,161 @@
+"""The chat session without a screen: conversation, transcript, history fitting, resume.
+
+Pure Python (no torch, no textual). The app renders and dispatches; this module decides
+what the model sees and what is written to disk. Threading contract (the app relies on
+it): every method of `ChatSession` runs on the UI thread; `plan_turn` is a function of a
+`Conversation` *copy* (`ChatSession.snapshot`) so a worker thread can tokenize and trim
+without touching the session, and the UI applies the result with `ChatSession.trim_to`.
+
+Transcript writes that fail do not undo the change they record: the session reports the
+one-line error through `report` and goes on (a full disk must not eat a reply).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .conversation import Conversation, Turn, save_conversation
+from .errors import SwamlaError
+from .transcript import Transcript, TranscriptStore
+
+__all__ = ["ChatSession", "TurnPlan", "plan_turn"]
+
+
+@dataclass(frozen=True)
+class TurnPlan:
+    """What to send for one user message: the prompt, and how far the context moved."""
+
+    user: str
+    prompt: str
+    context_start: int
+    dropped: int
+
+
+def plan_turn(
+    conversation: Conversation,
+    user_text: str,
+    count_tokens: Callable[[str], int],
+    *,
+    max_length: int,
+    max_new_tokens: int,
+) -> TurnPlan:
+    """Fit `conversation` (a copy: it is trimmed in place) and build the prompt.
+
+    The prompt leaves room for `max_new_tokens` within `max_length`; the oldest turns
+    leave the context first (see `Conversation.fit`). Runs in a worker: `count_tokens`
+    is the tokenizer.
+    """
+    budget = max(1, int(max_length) - int(max_new_tokens))
+    dropped = conversation.fit(count_tokens, budget, user_text)
+    return TurnPlan(
+        user=user_text.strip(),
+        prompt=conversation.prompt_for(user_text),
+        context_start=conversation.context_start,
+        dropped=dropped,
+    )
+
+
+class ChatSession:
+    """The conversation the chat screen shows and the transcript that records it."""
+
+    def __init__(
+        self,
+        store: TranscriptStore,
+        *,
+        system: str | None = None,
+        report: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.conversation = Conversation()
+        self.conversation.set_system(system)
+        self._system_given = system is not None
+        self.transcript: Transcript | None = None
+        self.source: str | None = None
+        """The model source, written into a new transcript's header."""
+        self.report: Callable[[str], None] = report or (lambda message: None)
+
+    # -- transcript ----------------------------------------------------------------------
+
+    def _record(self, action: Callable[[Transcript], None], *, create: bool = False) -> None:
+        """Write one transcript event; the file is created by the first turn."""
+        if self.transcript is None:
+            if not create:
+                return
+            self.transcript = self.store.new(
+                system=self.conversation.system, meta={"source": self.source}
+            )
+        try:
+            action(self.transcript)
+        except SwamlaError as exc:
+            self.report(str(exc))
+
+    def resume_latest(self) -> Path | None:
+        """Reopen the most recent transcript (``--resume``); None when there is none.
+
+        A system prompt given on the command line wins over the resumed one (and the
+        change is recorded). Raises `SwamlaError` when the transcript cannot be read.
+        """
+        path = self.store.latest()
+        if path is None:
+            return None
+        conversation = TranscriptStore.load(path)
+        self.transcript = self.store.reopen(path)
+        system = self.conversation.system
+        self.conversation = conversation
+        if self._system_given and system != conversation.system:
+            conversation.set_system(system)
+            self._record(lambda t: t.record_system(conversation.system))
+        return path
+
+    # -- turns ---------------------------------------------------------------------------
+
+    def snapshot(self) -> Conversation:
+        """A copy for `plan_turn` in a worker thread."""
+        return self.conversation.copy()
+
+    def trim_to(self, context_start: int) -> None:
+        """Apply a plan's trimming; the context only ever moves forward."""
+        conv = self.conversation
+        conv.context_start = max(conv.context_start, min(context_start, len(conv.turns)))
+
+    def finish_turn(self, user: str, raw_reply: str, *, stopped: bool) -> Turn:
+        """Record a finished exchange (the reply is cut as `cut_reply` does)."""
+        turn = self.conversation.add_turn(user, raw_reply, stopped)
+        self._record(lambda t: t.append_turn(turn), create=True)
+        return turn
+
+    def undo(self) -> Turn | None:
+        """Drop the last exchange; None when there is none."""
+        turn = self.conversation.undo()
+        if turn is not None:
+            self._record(lambda t: t.record_undo())
+        return turn
+
+    def clear(self) -> None:
+        """Forget every turn (the system prompt stays)."""
+        had_turns = bool(self.conversation.turns)
+        self.conversation.clear()
+        if had_turns:
+            self._record(lambda t: t.record_clear())
+
+    def set_system(self, text: str | None) -> None:
+        """Set or clear (None) the system prompt."""
+        self.conversation.set_system(text)
+        system = self.conversation.system
+        self._record(lambda t: t.record_system(system))
+
+    def last_user(self) -> str | None:
+        return self.conversation.last_user()
+
+    def context_text(self) -> str:
+        """What the model would see before the next message (for the context count)."""
+        return self.conversation.history_text()
+
+    def save(
+        self, path: str | os.PathLike[str] | None, *, directory: str | os.PathLike[str]
+    ) -> Path:
+        """``/save``: Markdown or JSON by the extension; raises `SwamlaError`."""
+        return save_conversation(self.conversation, path, directory=directory)

@@ -1,1 +1,0 @@
-"""Colour themes for the UI (TOML files read by swamla_tui.ui.themes)."""

@@ -1,0 +1,36 @@
+"""The full-screen app's start-up settings, built by the CLI (no textual import here).
+
+Kept apart from `swamla_tui.ui.app` so the CLI can build it without importing textual,
+and so `SwamlaApp` and `run_app` take one typed object instead of nine keywords.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ..params import SamplingParams
+
+Mode = Literal["chat", "batch"]
+
+
+@dataclass
+class AppOptions:
+    """How the app starts.
+
+    `params` is the live object the sliders, slash commands and the running reply share.
+    `mode` "batch" opens the batch view on `prompts_file` (None: the default prompts)
+    with `batch_size` (None: the model's default) once the model is loaded. `data_dir`
+    None means `swamla_tui.paths.data_dir()`.
+    """
+
+    params: SamplingParams = field(default_factory=SamplingParams)
+    system_prompt: str | None = None
+    theme: str | None = None
+    resume: bool = False
+    mode: Mode = "chat"
+    prompts_file: str | None = None
+    batch_size: int | None = None
+    notice: str | None = None
+    data_dir: Path | None = None

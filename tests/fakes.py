@@ -1,0 +1,190 @@
+"""Fakes of the model contract (`swamla_tui.protocols`) for UI tests, torch-free.
+
+`FakeLM` / `FakeStream` follow the same contract as `LoadedModel` / `TokenStream`
+(tests/unit/test_stream_contract.py runs one test against both): pieces never contain a
+stop string (the stream ends before it, ``finish_reason == "stop"``), `params` is the
+live object given, `cancel()` ends the stream within one piece.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from swamla_tui.params import SamplingParams
+
+
+def held_back(text: str, stops: Sequence[str]) -> int:
+    """How many trailing characters of `text` could start a stop string (kept back)."""
+    hold = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), 0, -1):
+            if text.endswith(stop[:n]):
+                hold = max(hold, n)
+                break
+    return hold
+
+
+class FakeStream:
+    def __init__(
+        self, lm: FakeLM, prompt: str, params: SamplingParams, stop: tuple[str, ...]
+    ) -> None:
+        self.lm = lm
+        self.prompt = prompt
+        self.params = params
+        self.stop = tuple(s for s in stop if s)
+        self.text = ""
+        self.prompt_tokens = len(lm.encode(prompt))
+        self.new_tokens = 0
+        self.tokens_per_second = 0.0
+        self.finish_reason: str | None = None
+        self.truncated = False
+        self.seen: list[dict[str, object]] = []
+        self._cancel = threading.Event()
+        self._pending = ""
+
+    @property
+    def context_tokens(self) -> int:
+        return self.prompt_tokens + self.new_tokens
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def _release(self, final: bool) -> str:
+        """What is certainly not part of a stop string; sets "stop" when one appears."""
+        for stop in self.stop:
+            index = self._pending.find(stop)
+            if index >= 0:
+                out, self._pending = self._pending[:index], ""
+                self.finish_reason = "stop"
+                self.text += out
+                return out
+        keep = 0 if final else held_back(self._pending, self.stop)
+        out = self._pending[: len(self._pending) - keep]
+        self._pending = self._pending[len(out) :]
+        self.text += out
+        return out
+
+    def _next_piece(self, index: int) -> str | None:
+        """The piece for token `index`, or None with `finish_reason` set."""
+        lm = self.lm
+        if self._cancel.is_set():
+            self.finish_reason = "cancelled"
+            return None
+        if index >= len(lm.pieces) and not lm.endless:
+            self.finish_reason = "eos"
+            return None
+        if lm.hold:
+            while not lm.gate.acquire(timeout=0.005):
+                if self._cancel.is_set():
+                    self.finish_reason = "cancelled"
+                    return None
+        elif lm.delay:
+            time.sleep(lm.delay)
+        if self.new_tokens >= self.params.max_new_tokens:
+            self.finish_reason = "length"
+            return None
+        if lm.error_after is not None and index >= lm.error_after:
+            raise lm.error
+        return lm.pieces[index % len(lm.pieces)]
+
+    def __iter__(self) -> Iterator[str]:
+        index = 0
+        while self.finish_reason is None:
+            piece = self._next_piece(index)
+            if piece is None:
+                break
+            index += 1
+            self.seen.append(self.params.as_dict())
+            self.new_tokens += 1
+            self.tokens_per_second = self.lm.tokens_per_second
+            self._pending += piece
+            out = self._release(final=False)
+            if out:
+                yield out
+        if self.finish_reason != "stop":
+            out = self._release(final=True)
+            if out:
+                yield out
+
+
+class FakeLM:
+    """Replies with `pieces`, one per token. `hold=True`: each token waits for `release()`."""
+
+    def __init__(
+        self,
+        pieces: list[str] | None = None,
+        *,
+        max_length: int = 512,
+        hold: bool = False,
+        delay: float = 0.0,
+        endless: bool = False,
+        error_after: int | None = None,
+        error: BaseException | None = None,
+        copy_params: bool = False,
+    ) -> None:
+        self.pieces = pieces if pieces is not None else [" Hello", ",", " world", "!"]
+        self.max_length = max_length
+        self.hold = hold
+        self.gate = threading.Semaphore(0)
+        self.delay = delay
+        self.endless = endless
+        self.error_after = error_after
+        self.error = error or RuntimeError("CUDA out of memory")
+        self.copy_params = copy_params
+        self.tokens_per_second = 42.0
+        self.source = "fake.pt"
+        self.notices: list[str] = []
+        self.streams: list[FakeStream] = []
+        self.prompts: list[str] = []
+
+    def release(self, n: int = 1) -> None:
+        for _ in range(n):
+            self.gate.release()
+
+    def summary(self) -> str:
+        return "1,234 params · 2 SWA + 1 MLA · float32 · cpu"
+
+    def card(self) -> dict[str, str]:
+        return {"source": self.source, "params": "1,234", "layers": "2 SWA + 1 MLA"}
+
+    def encode(self, text: str) -> list[int]:
+        return [ord(c) % 512 for c in text]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(chr(i) for i in ids)
+
+    def default_batch_size(self) -> int:
+        return 4
+
+    def stream(
+        self,
+        text: str,
+        params: SamplingParams | None = None,
+        *,
+        stop: Sequence[str] = (),
+        **overrides: Any,
+    ) -> FakeStream:
+        params = params if params is not None else SamplingParams()
+        if self.copy_params or overrides:
+            params = params.copy(**overrides)
+        self.prompts.append(text)
+        stream = FakeStream(self, text, params, tuple(stop))
+        self.streams.append(stream)
+        return stream
+
+
+def loader_for(lm: Any) -> Callable[[Callable[[str], None]], Any]:
+    """A loader (as the CLI builds) that returns `lm` after one progress line."""
+
+    def loader(progress: Callable[[str], None]) -> Any:
+        progress("Loading fake model…")
+        return lm
+
+    return loader

@@ -1,0 +1,62 @@
+"""Helpers for the chat app's Pilot tests: build the app around a fake, wait, type."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from swamla_tui.params import SamplingParams
+from swamla_tui.ui.app import SwamlaApp
+from swamla_tui.ui.options import AppOptions
+from tests.fakes import loader_for
+
+SIZE = (120, 36)
+
+
+def make_app(lm: Any, tmp_path: Path, **options: Any) -> SwamlaApp:
+    """The app on `lm` with its data under `tmp_path/data`; `options`: `AppOptions` fields."""
+    options.setdefault("params", SamplingParams(temperature=0.0, seed=0))
+    return SwamlaApp(loader_for(lm), AppOptions(data_dir=tmp_path / "data", **options))
+
+
+async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for condition")
+        await asyncio.sleep(0.01)
+        await pilot.pause()
+
+
+async def wait_loaded(pilot: Any) -> None:
+    app = pilot.app
+    await wait_for(pilot, lambda: app.lm is not None or app.load_failed is not None)
+    await pilot.pause()
+
+
+async def wait_idle(pilot: Any) -> None:
+    app = pilot.app
+    await wait_for(pilot, lambda: not app.generating)
+    await pilot.pause()
+
+
+async def send(pilot: Any, text: str) -> None:
+    """Type `text` into the input and press Enter."""
+    app = pilot.app
+    box = app.prompt_input
+    box.focus()
+    box.load_text(text)
+    box.move_cursor(box.document.end)
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+def notices(app: Any) -> list[str]:
+    return [m.text for m in app.chat.messages() if m.role in ("notice", "error")]
+
+
+def errors(app: Any) -> list[str]:
+    return [m.text for m in app.chat.messages() if m.role == "error"]
