@@ -208,9 +208,10 @@ def run_chunks(
         size = max(1, int(get_size()))
         chunk = todo[pos : pos + size]
         pos += len(chunk)
+        chunk_params = get_params()
         yield ChunkStarted(tuple(chunk))
         texts = [prompts[i] for i in chunk]
-        for outcome in lm.generate_batch(texts, get_params(), batch_size=len(chunk), cancel=cancel):
+        for outcome in lm.generate_batch(texts, chunk_params, batch_size=len(chunk), cancel=cancel):
             yield PromptFinished(chunk[outcome.index], outcome)
 
 

@@ -12,10 +12,11 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
 @pytest.fixture(autouse=True)
-def _isolated_data_dir(
+def _isolated_user_folders(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SWAMLA_TUI_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+    monkeypatch.setenv("SWAMLA_TUI_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 

@@ -69,14 +69,18 @@ def theme_from_file(path: Path) -> Theme:
         raise SwamlaError(f'theme {path.name}: needs at least primary = "#RRGGBB"')
     variables = data.get("variables")
     try:
-        return Theme(
+        theme = Theme(
             name=str(data.get("name", path.stem)),
+            primary=colours.pop("primary"),
             dark=bool(data.get("dark", True)),
             variables={str(k): str(v) for k, v in variables.items()}
             if isinstance(variables, dict)
             else {},
-            **colours,
         )
+        for key, value in colours.items():  # the optional colours, as given
+            setattr(theme, key, value)
+        theme.to_color_system()  # a bad colour fails here, not at the first paint
+        return theme
     except Exception as exc:  # noqa: BLE001 - a bad colour string: Textual's own error
         raise SwamlaError(f"theme {path.name}: {' '.join(str(exc).split())}") from None
 

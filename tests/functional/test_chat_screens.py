@@ -159,3 +159,84 @@ async def test_narrow_terminal_hides_sidebar_ctrl_b_shows_it(tmp_path):
         await pilot.press("ctrl+b")
         await pilot.pause()
         assert app.sidebar.display and app.sidebar.region.width > 0
+
+
+USER_THEME = """\
+name = "my-ocean"
+dark = true
+primary = "#2E86AB"
+background = "#0B1D2A"
+"""
+
+
+async def test_user_themes_from_the_config_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "config" / "themes"
+    folder.mkdir(parents=True)
+    (folder / "ocean.toml").write_text(USER_THEME, encoding="utf-8")
+    (folder / "broken.toml").write_text('name = "x"\nprimary = \n', encoding="utf-8")
+    (folder / "badcolour.toml").write_text('primary = "not a colour"\n', encoding="utf-8")
+    monkeypatch.setenv("SWAMLA_TUI_CONFIG_DIR", str(tmp_path / "config"))
+    app = make_app(FakeLM(), tmp_path, theme="my-ocean")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        assert "my-ocean" in app.available_themes
+        assert app.theme == "my-ocean"
+        warnings = [e for e in errors(app) if e.startswith("Skipped a user theme")]
+        assert sorted(w.split(":")[0] for w in warnings) == [
+            "Skipped a user theme badcolour.toml",
+            "Skipped a user theme broken.toml",
+        ]
+        assert all("\n" not in w for w in warnings)
+        # the palette's theme list offers it
+        await pilot.press("ctrl+p")
+        for ch in "theme":
+            await pilot.press(ch)
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        for ch in "ocean":
+            await pilot.press(ch)
+        await pilot.pause(0.3)
+        palette = app.screen
+        options = palette.query_one("CommandList").option_count
+        assert options >= 1
+        assert "my-ocean" in str(palette.query_one("CommandList").get_option_at_index(0).prompt)
+
+
+def test_every_slash_command_has_a_handler():
+    from swamla_tui.ui.slash import SlashCommands
+
+    handlers = SlashCommands.__new__(SlashCommands)
+    handlers.__init__(app=None)  # type: ignore[arg-type]
+    assert {spec.name for spec in COMMANDS} == set(handlers._handlers)
+
+
+def test_keys_help_is_built_from_bindings():
+    from swamla_tui.ui.screens.batch import BatchScreen
+    from swamla_tui.ui.screens.keys_help import key_label, key_rows
+
+    assert [key_label(k) for k in ("ctrl+l", "escape", "R", "r", "f1", "question_mark")] == [
+        "Ctrl+L",
+        "Esc",
+        "Shift+R",
+        "r",
+        "F1",
+        "?",
+    ]
+    rows = dict(key_rows(BatchScreen.BINDINGS, BatchScreen.EXTRA_KEYS))
+    assert rows["+ / ="].startswith("Double the batch size")
+    assert rows["F1 / ?"] == "This help"
+    assert rows["Enter / click"].startswith("Show the whole prompt")
+    assert len(rows) == len({b.action for b in BatchScreen.BINDINGS}) + 1
+
+
+async def test_sliders_use_the_one_range_table(tmp_path):
+    from swamla_tui.params import PARAM_SPECS
+
+    app = make_app(FakeLM(max_length=300), tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        for name, spec in PARAM_SPECS.items():
+            slider = app.sidebar.slider(name)
+            hi = 300 if name == "max_new_tokens" else spec.hi
+            assert (slider.minimum, slider.maximum, slider.step) == (spec.lo, hi, spec.step)

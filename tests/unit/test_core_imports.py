@@ -18,9 +18,16 @@ CORE = [
     "swamla_tui.tokenizer",
     "swamla_tui.commands",
     "swamla_tui.conversation",
+    "swamla_tui.transcript",
+    "swamla_tui.session",
+    "swamla_tui.batch",
+    "swamla_tui.headless",
+    "swamla_tui.protocols",
+    "swamla_tui.paths",
     "swamla_tui.export",
     "swamla_tui.prompts_file",
     "swamla_tui.model",
+    "swamla_tui.ui.options",
 ]
 
 
@@ -66,6 +73,8 @@ def test_pure_modules_do_not_import_torch():
         "import sys\n"
         "import swamla_tui.commands, swamla_tui.conversation, swamla_tui.prompts_file\n"
         "import swamla_tui.export, swamla_tui.params, swamla_tui.errors\n"
+        "import swamla_tui.session, swamla_tui.transcript, swamla_tui.batch\n"
+        "import swamla_tui.headless, swamla_tui.protocols, swamla_tui.paths, swamla_tui.cli\n"
         "assert 'torch' not in sys.modules, 'torch imported by a pure module'\n"
         "print('ok')\n"
     )

@@ -26,6 +26,3 @@ class ChatLog(VerticalScroll, can_focus=True):
 
     def messages(self) -> list[ChatMessage]:
         return list(self.query(ChatMessage))
-
-    async def clear(self) -> None:
-        await self.remove_children()

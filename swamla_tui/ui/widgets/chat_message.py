@@ -9,7 +9,8 @@ ROLE_TITLES = {"user": "You", "assistant": "Assistant", "notice": "", "error": "
 
 
 class ChatMessage(Widget):
-    """A message; assistant messages grow with `append` while the reply streams in."""
+    """A message. An assistant message is replaced with `set_text` as the reply streams in
+    (from the throttled buffer) and finished with `mark`."""
 
     DEFAULT_CSS = """
     ChatMessage {
@@ -70,11 +71,6 @@ class ChatMessage(Widget):
                 f"\n— {status}", style=self.get_component_rich_style("chat-message--status")
             )
         return text
-
-    def append(self, piece: str) -> None:
-        if piece:
-            self.text += piece
-            self._render_text()
 
     def set_text(self, text: str) -> None:
         self.text = text

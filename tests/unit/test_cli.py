@@ -1,0 +1,68 @@
+"""The CLI's own checks and what it builds: one range table, the batch job, the app options."""
+
+from __future__ import annotations
+
+import pytest
+
+from swamla_tui.cli import app_options, batch_job, build_parser, check_args, main
+from swamla_tui.commands import CommandError, parse_command
+from swamla_tui.params import PARAM_SPECS
+from swamla_tui.prompts_file import DEFAULT_PROMPTS
+
+
+def args(*argv: str):
+    return build_parser().parse_args(list(argv))
+
+
+@pytest.mark.parametrize("name", ["temperature", "top_k", "top_p", "repetition_penalty"])
+def test_flag_ranges_are_the_slider_and_command_ranges(name):
+    spec = PARAM_SPECS[name]
+    fmt = (lambda v: str(int(v))) if spec.integer else (lambda v: f"{v:g}")
+    assert check_args(args(f"--{name}", fmt(spec.hi))) is None
+    assert check_args(args(f"--{name}", fmt(spec.lo))) is None
+    too_big = fmt(spec.hi + 1)
+    error = check_args(args(f"--{name}", too_big))
+    assert error == f"--{name} must be between {spec.lo:g} and {spec.hi:g}, got {too_big}"
+    with pytest.raises(CommandError):
+        parse_command(f"/{name} {too_big}")
+
+
+def test_repetition_penalty_3_is_refused_everywhere(capsys):
+    assert main(["--repetition_penalty", "3"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "swamla-tui: error: --repetition_penalty must be between 1 and 2, got 3"
+    )
+
+
+def test_max_new_tokens_has_only_a_lower_bound_here():
+    assert check_args(args("--max_new_tokens", "100000")) is None
+    assert check_args(args("--max_new_tokens", "0")) == "--max_new_tokens must be >= 1, got 0"
+
+
+def test_batch_job_and_app_options_from_flags(tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("one\n\n two \n", encoding="utf-8")
+    ns = args(
+        "--prompts_file",
+        str(prompts),
+        "--batch_size",
+        "3",
+        "--output",
+        "o.csv",
+        "--temperature",
+        "0.5",
+        "--seed",
+        "7",
+    )
+    job = batch_job(ns)
+    assert (job.prompts, job.batch_size, job.output) == (["one", "two"], 3, "o.csv")
+    assert (job.params.temperature, job.params.seed) == (0.5, 7)
+    assert batch_job(args()).prompts == list(DEFAULT_PROMPTS)
+    options = app_options(args("--mode", "batch", "--resume", "--theme", "light"), "hi")
+    assert (options.mode, options.resume, options.theme, options.notice) == (
+        "batch",
+        True,
+        "light",
+        "hi",
+    )
+    assert options.params is not app_options(args(), None).params

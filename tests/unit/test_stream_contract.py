@@ -1,0 +1,64 @@
+"""One contract, two implementations: the test fake and the real `LoadedModel.stream`.
+
+The UI tests run against `tests.fakes.FakeLM`; these checks keep the fake honest by
+running the same assertions on the reference checkpoint (greedy, test tokenizer).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from swamla_tui.params import SamplingParams
+from tests.fakes import FakeLM
+
+PROMPT = "You: Hello there, how are you today?\nAssistant:"
+
+
+@pytest.fixture(params=["fake", "real"])
+def model(request: pytest.FixtureRequest):
+    if request.param == "fake":
+        return FakeLM([" Once", " upon", " a", " time", ",", " there", " was", " a", " fox"])
+    return request.getfixturevalue("fixture_lm")
+
+
+def greedy(max_new_tokens: int = 16) -> SamplingParams:
+    return SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens)
+
+
+def test_pieces_are_the_text_and_figures_add_up(model):
+    params = greedy(8)
+    stream = model.stream(PROMPT, params)
+    assert stream.finish_reason is None
+    pieces = list(stream)
+    assert pieces and all(isinstance(p, str) and p for p in pieces)
+    assert "".join(pieces) == stream.text
+    assert stream.params is params  # the live object, read before each token
+    assert stream.finish_reason in ("length", "eos")
+    assert 1 <= stream.new_tokens <= 8
+    assert stream.prompt_tokens == len(model.encode(PROMPT))
+    assert stream.context_tokens == stream.prompt_tokens + stream.new_tokens
+    assert stream.tokens_per_second >= 0.0
+    assert stream.truncated is False
+
+
+def test_stop_string_ends_the_stream_and_is_never_yielded(model):
+    full = "".join(model.stream(PROMPT, greedy()))
+    assert len(full) >= 6, full
+    stop = full[len(full) // 2 : len(full) // 2 + 3]
+    stream = model.stream(PROMPT, greedy(), stop=(stop,))
+    pieces = list(stream)
+    assert "".join(pieces) == full[: full.find(stop)] == stream.text
+    assert all(stop not in piece for piece in pieces)
+    assert stop not in stream.text
+    assert stream.finish_reason == "stop"
+
+
+def test_cancel_ends_the_stream_within_one_token(model):
+    stream = model.stream(PROMPT, greedy(64))
+    pieces = iter(stream)
+    next(pieces)
+    made = stream.new_tokens
+    stream.cancel()
+    list(pieces)
+    assert stream.finish_reason == "cancelled"
+    assert stream.new_tokens <= made + 1
