@@ -37,6 +37,7 @@ from typing import Any
 
 from .errors import SwamlaError
 from .paths import data_dir
+from .stops import cut_at_stop
 
 __all__ = [
     "ASSISTANT_CUE",
@@ -70,11 +71,7 @@ def cut_reply(generated: str) -> str:
     Cut at the first ``"\\nYou:"`` (the model began the user's next line) and strip the
     surrounding whitespace, as the original script did.
     """
-    for stop in STOP_STRINGS:
-        index = generated.find(stop)
-        if index >= 0:
-            generated = generated[:index]
-    return generated.strip()
+    return cut_at_stop(generated, STOP_STRINGS)[0].strip()
 
 
 @dataclass

@@ -11,20 +11,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from swamla_tui.params import SamplingParams
-
-
-def held_back(text: str, stops: Sequence[str]) -> int:
-    """How many trailing characters of `text` could start a stop string (kept back)."""
-    hold = 0
-    for stop in stops:
-        for n in range(min(len(stop) - 1, len(text)), 0, -1):
-            if text.endswith(stop[:n]):
-                hold = max(hold, n)
-                break
-    return hold
+from swamla_tui.stops import cut_at_stop, held_back
 
 
 class FakeStream:
@@ -58,13 +49,12 @@ class FakeStream:
 
     def _release(self, final: bool) -> str:
         """What is certainly not part of a stop string; sets "stop" when one appears."""
-        for stop in self.stop:
-            index = self._pending.find(stop)
-            if index >= 0:
-                out, self._pending = self._pending[:index], ""
-                self.finish_reason = "stop"
-                self.text += out
-                return out
+        out, hit = cut_at_stop(self._pending, self.stop)
+        if hit:
+            self._pending = ""
+            self.finish_reason = "stop"
+            self.text += out
+            return out
         keep = 0 if final else held_back(self._pending, self.stop)
         out = self._pending[: len(self._pending) - keep]
         self._pending = self._pending[len(out) :]
@@ -188,3 +178,16 @@ def loader_for(lm: Any) -> Callable[[Callable[[str], None]], Any]:
         return lm
 
     return loader
+
+
+@dataclass
+class Outcome:
+    """A batch result (`swamla_tui.protocols.BatchOutcome`) without the engine."""
+
+    index: int
+    prompt: str
+    completion: str
+    new_tokens: int
+    seconds: float
+    finish_reason: str
+    truncated: bool = False

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 
 import pytest
 
@@ -19,17 +18,7 @@ from swamla_tui.batch import (
     run_chunks,
 )
 from swamla_tui.params import SamplingParams
-
-
-@dataclass
-class Outcome:
-    index: int
-    prompt: str
-    completion: str
-    new_tokens: int
-    seconds: float
-    finish_reason: str
-    truncated: bool = False
+from tests.fakes import Outcome
 
 
 class Echo:

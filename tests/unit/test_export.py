@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,29 +12,16 @@ from hypothesis import strategies as st
 
 from swamla_tui.errors import SwamlaError
 from swamla_tui.export import FIELDS, format_for, render_results, write_results
-
-
-@dataclass
-class FakeResult:
-    """Shaped like the engine's BatchResult."""
-
-    index: int
-    prompt: str
-    completion: str
-    new_tokens: int
-    seconds: float
-    finish_reason: str
-    truncated: bool = False
-
+from tests.fakes import Outcome
 
 RESULTS = [
-    FakeResult(0, "Once upon a time,", " there was a | pipe", 12, 0.5, "length"),
-    FakeResult(1, "Ünïcödé 日本語 🎉", "line one\nline two\r\nthree", 3, 1.25, "eos"),
-    FakeResult(2, 'Quotes "and", commas', "back\\slash and \\| escaped", 0, 0.0, "stop"),
+    Outcome(0, "Once upon a time,", " there was a | pipe", 12, 0.5, "length"),
+    Outcome(1, "Ünïcödé 日本語 🎉", "line one\nline two\r\nthree", 3, 1.25, "eos"),
+    Outcome(2, 'Quotes "and", commas', "back\\slash and \\| escaped", 0, 0.0, "stop"),
 ]
 
 
-def as_dict(r: FakeResult) -> dict[str, object]:
+def as_dict(r: Outcome) -> dict[str, object]:
     return {key: getattr(r, key) for key in FIELDS}
 
 
