@@ -22,6 +22,16 @@ def make_app(lm: Any, tmp_path: Path, **options: Any) -> SwamlaApp:
     return SwamlaApp(loader_for(lm), AppOptions(data_dir=tmp_path / "data", **options))
 
 
+def batch_mode_app(lm: Any, tmp_path: Path, prompts: list[str], **options: Any) -> SwamlaApp:
+    """The app as ``--mode batch --prompts_file F`` starts it (F written under `tmp_path`)."""
+    prompts_file = tmp_path / "prompts.txt"
+    prompts_file.write_text("\n".join(prompts) + "\n", encoding="utf-8")
+    return SwamlaApp(
+        lambda progress: lm,
+        AppOptions(mode="batch", prompts_file=str(prompts_file), data_dir=tmp_path, **options),
+    )
+
+
 async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

@@ -13,6 +13,8 @@ from swamla_tui.batch import PromptFinished, RunProgress
 from swamla_tui.params import SamplingParams
 from swamla_tui.ui.screens.batch import BatchDetailScreen, BatchScreen
 
+from .pilot import batch_mode_app
+
 SIZE = (120, 36)
 PROMPTS = [
     "Once upon a time, in a land far away,",
@@ -299,16 +301,7 @@ def test_finished_table_snapshot(snap_compare, fixture_lm):
 
 
 async def test_real_app_opens_batch_view(fixture_lm, tmp_path):
-    from swamla_tui.ui.app import AppOptions, SwamlaApp
-
-    prompts_file = tmp_path / "prompts.txt"
-    prompts_file.write_text("\n".join(PROMPTS[:3]) + "\n", encoding="utf-8")
-    app = SwamlaApp(
-        lambda progress: fixture_lm,
-        AppOptions(
-            params=greedy(), mode="batch", prompts_file=str(prompts_file), data_dir=tmp_path
-        ),
-    )
+    app = batch_mode_app(fixture_lm, tmp_path, PROMPTS[:3], params=greedy())
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, BatchScreen))
         screen = app.screen
@@ -372,16 +365,7 @@ async def test_sliders_change_the_batch_params_only(fixture_lm):
 
 async def test_real_app_batch_row_opens_in_chat(fixture_lm, tmp_path):
     """Key `c` on a row: the batch view closes and the prompt waits in the chat input."""
-    from swamla_tui.ui.app import AppOptions, SwamlaApp
-
-    prompts_file = tmp_path / "prompts.txt"
-    prompts_file.write_text("\n".join(PROMPTS[:2]) + "\n", encoding="utf-8")
-    app = SwamlaApp(
-        lambda progress: fixture_lm,
-        AppOptions(
-            params=greedy(), mode="batch", prompts_file=str(prompts_file), data_dir=tmp_path
-        ),
-    )
+    app = batch_mode_app(fixture_lm, tmp_path, PROMPTS[:2], params=greedy())
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, BatchScreen))
         screen = app.screen
