@@ -8,6 +8,10 @@ worker too: it tokenizes and trims the history (on a copy of the conversation), 
 the stream and pushes text pieces into a `ThrottledBuffer`; it reports everything else
 with messages, so app state only ever changes on the UI thread. The buffer is drained
 at most ~30 times a second whatever the token rate.
+
+One piece at ~450 lines: what is left is the App subclass itself (bindings, layout,
+message handlers, actions), which Textual wants on one class; the reply, the slash
+commands, loading, the palette, themes and every screen and widget are their own modules.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from .screens.batch import BatchScreen
 from .screens.help import HelpScreen
 from .settings import Settings
 from .slash import SlashCommands
-from .themes import DEFAULT_THEME, LIGHT_THEME, load_themes, resolve_theme_name
+from .themes import DEFAULT_THEME, LIGHT_THEME, choose_theme, load_themes
 from .widgets.chat_log import ChatLog
 from .widgets.chat_message import ChatMessage
 from .widgets.prompt_input import PromptInput
@@ -117,14 +121,11 @@ class SwamlaApp(App[int]):
         themes = load_themes()
         for theme in themes.themes:
             self.register_theme(theme)
-        self._start_warnings = list(themes.warnings)
-        chosen = resolve_theme_name(options.theme, set(self.available_themes))
-        if options.theme and chosen is None:
-            names = ", ".join(sorted(self.available_themes))
-            self._start_warnings.append(f"Unknown theme {options.theme!r}; available: {names}")
-        if chosen is None:
-            chosen = resolve_theme_name(self.settings.get("theme"), set(self.available_themes))
-        self.theme = chosen or DEFAULT_THEME
+        chosen, warning = choose_theme(
+            options.theme, self.settings.get("theme"), set(self.available_themes)
+        )
+        self.theme = chosen
+        self._start_warnings = themes.warnings + ([warning] if warning else [])
 
     @property
     def conversation(self) -> Conversation:

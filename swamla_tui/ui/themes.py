@@ -30,6 +30,7 @@ __all__ = [
     "THEMES_DIR",
     "LoadedThemes",
     "bundled_themes",
+    "choose_theme",
     "load_themes",
     "resolve_theme_name",
     "theme_from_file",
@@ -126,3 +127,19 @@ def resolve_theme_name(name: str | None, available: set[str]) -> str | None:
         if candidate in available:
             return candidate
     return None
+
+
+def choose_theme(
+    requested: str | None, remembered: object, available: set[str]
+) -> tuple[str, str | None]:
+    """The theme to start with, and a warning when `requested` (``--theme``) is unknown.
+
+    ``--theme`` wins, then the remembered choice, then `DEFAULT_THEME`.
+    """
+    chosen = resolve_theme_name(requested, available)
+    warning = None
+    if requested and chosen is None:
+        warning = f"Unknown theme {requested!r}; available: {', '.join(sorted(available))}"
+    if chosen is None and isinstance(remembered, str):
+        chosen = resolve_theme_name(remembered, available)
+    return chosen or DEFAULT_THEME, warning
