@@ -21,12 +21,20 @@ class UnsafeCheckpointError(CheckpointError):
 
 
 class TokenizerError(SwamlaError):
-    """The tokenizer cannot be loaded (typically: not cached while offline)."""
+    """The tokenizer cannot be loaded, or it failed while encoding or decoding."""
 
 
 class PromptsFileError(SwamlaError):
     """The prompts file is missing, unreadable or not UTF-8."""
 
 
-class GenerationError(SwamlaError):
-    """Generation failed (e.g. out of memory); the conversation is kept."""
+def first_line(exc: BaseException, limit: int = 120) -> str:
+    """The first non-empty line of an exception's message (its type name if it has none).
+
+    Library errors often span many lines (torch's load errors, tracebacks of remote code);
+    a user sees one line, cut to `limit` characters.
+    """
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return type(exc).__name__
