@@ -149,8 +149,10 @@ def _plain_number(v: Any) -> int | float | None:
     """A metadata number as a Python int/float (training code often logs numpy scalars)."""
     if isinstance(v, bool):
         return None
-    if isinstance(v, (int, float)):
-        return v
+    if isinstance(v, int):
+        return int(v)
+    if isinstance(v, float):
+        return float(v)  # np.float64 is a float subclass: keep a plain float
     item = getattr(v, "item", None)  # numpy / 0-d torch scalars
     if callable(item) and getattr(v, "ndim", 1) == 0:
         out = item()

@@ -25,6 +25,8 @@ EXPANSION_SLACK = 64 * 2**20
 
 
 def _mb(n: int) -> str:
+    if n < 2**20:
+        return f"{n:,} bytes"
     return f"{n / 2**20:,.1f} MB" if n < 2**30 else f"{n / 2**30:,.1f} GB"
 
 

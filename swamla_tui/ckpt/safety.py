@@ -344,6 +344,15 @@ def numpy_globals(names: set[str]) -> list[tuple[Any, str]]:
         return []
     import importlib
 
+    if "numpy.dtype" in wanted:  # torch checks the class of each dtype the pickle builds
+        try:
+            dtypes = importlib.import_module("numpy.dtypes")
+            wanted += [
+                f"numpy.dtypes.{c}" for c in dir(dtypes) if _VALUE_RE.match(f"numpy.dtypes.{c}")
+            ]
+        except ImportError:
+            pass
+
     out: list[tuple[Any, str]] = []
     for name in wanted:
         mod, _, attr = name.rpartition(".")
