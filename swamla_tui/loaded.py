@@ -16,8 +16,9 @@ from typing import Any
 import torch
 
 from .checkpoint import RawCheckpoint, read_checkpoint_mapped, unpack
+from .ckpt import tensors as ckpt_tensors
 from .ckpt.sources import resolve
-from .ckpt.tensors import check_state_dict, drop_mapped_pages, first_nonfinite
+from .ckpt.tensors import check_state_dict, drop_mapped_pages
 from .engine.batch import BatchResult
 from .engine.options import EngineOptions
 from .errors import CheckpointError, SwamlaError, first_line
@@ -131,7 +132,8 @@ def _build(
     # second copy of the weights is ever held
     colmajor = device.type == "cpu" and dtype == torch.float32 and opts.cpu_layout
     tensors = {}
-    for k in expected:
+    bad: list[str] = []  # weights holding NaN/Inf (checked while each is still in cache)
+    for k in sorted(expected):
         if k == "lm_head.weight":
             continue
         src = weights[k]
@@ -144,6 +146,8 @@ def _build(
             t = t.clone()
         if mapped and t.data_ptr() != src.data_ptr():
             drop_mapped_pages(src)
+        if not bad and not ckpt_tensors.all_finite(t):
+            bad.append(k)
         tensors[k] = t
     try:
         model.load_state_dict(tensors, strict=False, assign=True)
@@ -151,10 +155,9 @@ def _build(
         raise CheckpointError(
             f"{source}: its weights do not fit the SWA-MLA model ({first_line(e, 100)})"
         ) from None
-    bad = first_nonfinite(sorted(tensors.items()))
-    if bad is not None:
+    if bad:
         notices.append(
-            f"weights contain NaN or Inf (first: {bad}): replies will be empty or garbage"
+            f"weights contain NaN or Inf (first: {bad[0]}): replies will be empty or garbage"
         )
     model.lm_head.weight = model.transformer.wte.weight  # type: ignore[union-attr,assignment]  # keep the tie after assign
     model.init_buffers(device)  # RoPE tables were created on meta

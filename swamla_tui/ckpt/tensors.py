@@ -107,17 +107,20 @@ def drop_mapped_pages(t: torch.Tensor) -> None:
         return
 
 
-def first_nonfinite(tensors: Iterable[tuple[str, torch.Tensor]]) -> str | None:
-    """The name of the first floating tensor holding NaN or Inf, else None.
+def all_finite(t: torch.Tensor) -> bool:
+    """False when a floating tensor holds NaN or Inf.
 
-    One `sum` per tensor (a single pass, no temporary of the tensor's size); only a
-    non-finite sum is confirmed element-wise, since finite weights could in principle
-    overflow a float32 sum.
+    One `sum` (a single pass, no temporary of the tensor's size), called right after the
+    tensor was written so much of it is still in cache; only a non-finite sum is confirmed
+    element-wise, since finite weights could in principle overflow a float32 sum.
     """
-    for name, t in tensors:
-        if not t.is_floating_point() or t.numel() == 0:
-            continue
-        finite_sum = bool(torch.isfinite(t.sum(dtype=torch.float32)))
-        if not finite_sum and not bool(torch.isfinite(t).all()):
-            return name
-    return None
+    if not t.is_floating_point() or t.numel() == 0:
+        return True
+    if bool(torch.isfinite(t.sum(dtype=torch.float32))):
+        return True
+    return bool(torch.isfinite(t).all())
+
+
+def first_nonfinite(tensors: Iterable[tuple[str, torch.Tensor]]) -> str | None:
+    """The name of the first floating tensor holding NaN or Inf, else None."""
+    return next((name for name, t in tensors if not all_finite(t)), None)
