@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import time
@@ -19,6 +18,8 @@ from typing import Any
 import torch
 
 from .engine.generate import Generation
+from .engine.options import EngineOptions
+from .engine.pool import CachePool
 from .engine.sampling import sample
 from .model.config import ModelConfig
 from .model.transformer import SWAMLA
@@ -53,11 +54,7 @@ def build_model(cfg: ModelConfig, device: torch.device, dtype: torch.dtype, wind
     m.lm_head.weight = m.transformer.wte.weight
     m = m.to(dtype).eval().requires_grad_(False)
     m.init_buffers(device)
-    if (
-        device.type == "cpu"
-        and dtype == torch.float32
-        and os.environ.get("SWAMLA_CPU_LAYOUT", "1") != "0"
-    ):
+    if device.type == "cpu" and dtype == torch.float32 and EngineOptions.from_env().cpu_layout:
         m.use_cpu_decode_layout()  # as `swamla_tui.load` does
     return m
 
@@ -67,26 +64,8 @@ def sync(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
-class _Pool:
-    """Caches + captured graphs reused across runs, as LoadedModel does."""
-
-    def __init__(self, model: SWAMLA, max_length: int, graphs: bool) -> None:
-        self.model, self.max_length, self.graphs, self.d = model, max_length, graphs, {}
-
-    def __call__(self, b: int, size: int, pad: int) -> tuple[Any, Any]:
-        from .engine.decoder import GraphLoop
-
-        if not self.graphs:
-            return self.model.setup_cache(b, size, pad=pad), None
-        key = (b, pad)
-        if key not in self.d:
-            c = self.model.setup_cache(b, self.max_length + pad, pad=pad)
-            self.d[key] = (c, GraphLoop(self.model, c))
-        return self.d[key]
-
-
 def engine_run(
-    model: SWAMLA, prompts: list[list[int]], new: int, params: SamplingParams, pool: _Pool
+    model: SWAMLA, prompts: list[list[int]], new: int, params: SamplingParams, pool: CachePool
 ) -> dict[str, float]:
     dev = model.transformer.wte.weight.device
     p = params.copy(max_new_tokens=new)
@@ -200,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model(cfg, dev, dt, a.window)
     nparam = model.num_params()
     wbytes = nparam * torch.finfo(dt).bits // 8
-    pool = _Pool(model, 2048, graphs)
+    pool = CachePool(model, 2048, graphs=graphs, compile=EngineOptions.from_env().compile)
     params = SamplingParams(temperature=0.8, top_k=50, top_p=0.9, repetition_penalty=1.1, seed=0)
     gen = torch.Generator().manual_seed(1)
     rand = lambda n: torch.randint(0, cfg.vocab_size, (n,), generator=gen).tolist()  # noqa: E731

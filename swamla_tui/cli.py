@@ -145,6 +145,7 @@ def make_loader(
     chosen = args.tokenizer if tokenizer is None else tokenizer
 
     def loader(progress: Callable[[str], None]) -> Model:
+        from .engine.options import EngineOptions
         from .loaded import load
 
         lm: Model = load(
@@ -156,6 +157,7 @@ def make_loader(
             swa_attention=args.swa_attention,
             max_length=args.max_length,
             progress=progress,
+            engine=EngineOptions.from_env(compile=args.compile or None),
         )
         return lm
 
@@ -196,8 +198,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if bad:
         _err(bad)
         return 2
-    if args.compile:
-        os.environ["SWAMLA_COMPILE"] = "1"
     source, notice = model_source(args)
     loader = make_loader(args, source)
     try:

@@ -21,7 +21,7 @@ class UnsafeCheckpointError(CheckpointError):
 
 
 class TokenizerError(SwamlaError):
-    """The tokenizer cannot be loaded (typically: not cached while offline)."""
+    """The tokenizer cannot be loaded, or it failed while encoding or decoding."""
 
 
 class PromptsFileError(SwamlaError):

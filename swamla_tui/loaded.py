@@ -1,23 +1,30 @@
-"""`swamla_tui.load()`: the public Python API, used by the CLI and the UI alike."""
+"""`swamla_tui.load()`: the public Python API, used by the CLI and the UI alike.
+
+Loading is: resolve the source, read the checkpoint safely, check every tensor's layout,
+infer the config, build the model on the meta device and assign the weights (converted
+to the running dtype, with the CPU decode layout where it helps), then warn about what
+would make replies empty or wrong (NaN/Inf weights, vocabulary mismatches).
+`LoadedModel` (what `load` returns) lives in `loaded_model.py`.
+"""
 
 from __future__ import annotations
 
 import os
-import sys
-import threading
-import time
-import zipfile
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from .checkpoint import RawCheckpoint, read_checkpoint, resolve, unpack
-from .errors import CheckpointError, SwamlaError
-from .model.config import ModelConfig, infer_config
+from .checkpoint import RawCheckpoint, read_checkpoint_mapped, unpack
+from .ckpt import tensors as ckpt_tensors
+from .ckpt.sources import resolve
+from .ckpt.tensors import check_state_dict, drop_mapped_pages
+from .engine.batch import BatchResult
+from .engine.options import EngineOptions
+from .errors import CheckpointError, SwamlaError, one_line
+from .loaded_model import LoadedModel
+from .model.config import infer_config
 from .model.transformer import SWAMLA, wants_column_major
-from .params import SamplingParams
 
 _DTYPES = {
     "float32": torch.float32,
@@ -60,286 +67,14 @@ def pick_device(device: str | torch.device | None, notices: list[str]) -> torch.
         try:  # a GPU the installed PyTorch has no kernels for fails here, not mid-reply
             (torch.ones(2, device=dev) * 2).sum().item()
         except Exception as e:  # noqa: BLE001
-            first = (str(e).splitlines() or [type(e).__name__])[0]
-            notices.append(f"CUDA device unusable ({first[:80]}): running on the CPU")
+            notices.append(f"CUDA device unusable ({one_line(e, 80)}): running on the CPU")
             return torch.device("cpu")
     elif dev.type != "cpu":
         raise SwamlaError(f"unsupported device '{device}': use cpu, cuda, cuda:N or auto")
     return dev
 
 
-@dataclass
-class BatchResult:
-    index: int
-    prompt: str
-    completion: str
-    new_tokens: int
-    seconds: float
-    finish_reason: str
-    truncated: bool = False
-
-
-class LoadedModel:
-    """A loaded checkpoint: model, tokenizer and the generation entry points."""
-
-    def __init__(
-        self,
-        model: SWAMLA,
-        config: ModelConfig,
-        tokenizer: Any,
-        *,
-        source: str,
-        meta: dict[str, Any],
-        max_length: int,
-        stored_dtype: str,
-        notices: list[str],
-    ) -> None:
-        self.model = model
-        self.config = config
-        self.tokenizer = tokenizer
-        self.source = source
-        self.meta = meta
-        self.max_length = max_length
-        self.stored_dtype = stored_dtype
-        self.notices = notices
-        self.device = model.transformer.wte.weight.device
-        self.dtype = model.transformer.wte.weight.dtype
-        self.eos_id: int | None = getattr(tokenizer, "eos_token_id", None) if tokenizer else None
-        self.use_cuda_graph = self.device.type == "cuda" and os.environ.get(
-            "SWAMLA_CUDA_GRAPHS", "1"
-        ) not in ("0", "false")
-        self._pool: dict[tuple[int, int], Any] = {}
-        self._lock = threading.Lock()
-
-    # -- description ------------------------------------------------------------
-    @property
-    def n_params(self) -> int:
-        return self.model.num_params()
-
-    def summary(self) -> str:
-        c = self.config
-        dt = str(self.dtype).removeprefix("torch.")
-        return f"{self.n_params:,} params · {c.n_swa} SWA + {c.n_mla} MLA · {dt} · {self.device}"
-
-    def card(self) -> dict[str, str]:
-        c = self.config
-        card: dict[str, str] = {
-            "source": self.source,
-            "format": str(self.meta.get("format", "")),
-            "parameters": f"{self.n_params:,}",
-            "layers": f"{c.n_layer} ({c.n_swa} SWA + {c.n_mla} MLA): "
-            + ",".join(k.upper() for k in c.layer_kinds),
-            "n_embd / heads": f"{c.n_embd} / {c.n_head} (SWA kv heads {c.n_kv_head}, head dim {c.head_dim})",
-            "vocab / block_size": f"{c.vocab_size} / {c.block_size}",
-            "SWA": f"window {c.swa_window}, sinks {c.swa_sink_size}, attention "
-            + ("windowed" if self.model.swa_window else "full causal (as trained)"),
-            "MLA": f"r {c.kv_lora_rank}, dn {c.qk_nope_head_dim}, dr {c.qk_rope_head_dim}, "
-            f"dv {c.v_head_dim}, q_lora {c.q_lora_rank or 'off'}",
-            "norm / MLP": f"{'RMSNorm' if c.norm == 'rms' else 'DynamicTanh'} / SwiGLU {c.mlp_hidden}",
-            "stored dtype": self.stored_dtype,
-            "running": f"{str(self.dtype).removeprefix('torch.')} on {self.device}",
-            "max_length": str(self.max_length),
-        }
-        for k in ("step", "total_tokens", "val_loss"):
-            if k in self.meta:
-                v = self.meta[k]
-                card[k] = f"{v:.4f}" if isinstance(v, float) else f"{v:,}"
-        card["tokenizer"] = (
-            getattr(self.tokenizer, "name_or_path", "?") if self.tokenizer else "none"
-        )
-        return card
-
-    # -- text ---------------------------------------------------------------------
-    def _need_tokenizer(self) -> Any:
-        if self.tokenizer is None:
-            raise SwamlaError("no tokenizer loaded: pass --tokenizer PATH")
-        return self.tokenizer
-
-    def encode(self, text: str) -> list[int]:
-        return list(self._need_tokenizer().encode(text, add_special_tokens=False))
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self._need_tokenizer().decode(list(ids), skip_special_tokens=False)
-
-    # -- the reference path ---------------------------------------------------------
-    def logits(self, ids: torch.Tensor) -> torch.Tensor:
-        """Plain full causal forward from position 0: LongTensor [B, T] -> logits [B, T, V]."""
-        with torch.inference_mode():
-            return self.model(ids.to(self.device)).float()
-
-    # -- generation -------------------------------------------------------------------
-    def cache_pool(self, batch: int, size: int, pad: int) -> tuple[Any, Any]:
-        """Caches (and, on CUDA, the captured decode graph) are allocated once per shape."""
-        from .engine.decoder import GraphLoop
-
-        if not self.use_cuda_graph:
-            return self.model.setup_cache(batch, size, pad=pad), None
-        size = self.max_length + pad  # one shape per batch size: the graph is reused
-        key = (batch, size, pad)
-        with self._lock:
-            if key not in self._pool:
-                if len(self._pool) > 4:
-                    self._pool.clear()
-                cache = self.model.setup_cache(batch, size, pad=pad)
-                self._pool[key] = (cache, GraphLoop(self.model, cache))
-            return self._pool[key]
-
-    def _params(self, params: SamplingParams | None, overrides: dict[str, Any]) -> SamplingParams:
-        p = params if params is not None else SamplingParams()
-        for k, v in overrides.items():
-            if not hasattr(p, k):
-                raise TypeError(f"unknown sampling parameter '{k}'")
-            setattr(p, k, v)
-        return p
-
-    def generate_ids(
-        self,
-        prompts: list[list[int]],
-        max_new_tokens: int = 256,
-        temperature: float = 0.8,
-        top_k: int = 50,
-        top_p: float = 0.9,
-        repetition_penalty: float = 1.1,
-        seed: int | None = None,
-        batch_size: int | None = None,
-    ) -> list[list[int]]:
-        """New ids only, one list per prompt; prompts run batched internally."""
-        from .engine.generate import Generation
-
-        params = SamplingParams(temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed)
-        bs = batch_size or self.default_batch_size()
-        out: list[list[int]] = []
-        for i in range(0, len(prompts), bs):
-            gen = Generation(
-                self.model,
-                prompts[i : i + bs],
-                params,
-                max_length=self.max_length,
-                eos_id=self.eos_id,
-                use_graph=self.use_cuda_graph,
-                cache_pool=self.cache_pool,
-            )
-            for _ in gen:
-                pass
-            out.extend(r.new for r in gen.rows)
-        return out
-
-    def stream(
-        self,
-        text: str,
-        params: SamplingParams | None = None,
-        *,
-        stop: Sequence[str] = (),
-        **overrides: Any,
-    ) -> Any:
-        from .engine.stream import TokenStream
-
-        p = self._params(params, overrides)
-        return TokenStream(self, self.encode(text), p, stop)
-
-    def generate(self, text: str, *, stop: Sequence[str] = (), **kw: Any) -> str:
-        s = self.stream(text, SamplingParams(), stop=stop, **kw)
-        return "".join(s)
-
-    def default_batch_size(self) -> int:
-        return 64 if self.device.type == "cuda" else 16
-
-    def generate_batch(
-        self,
-        texts: Sequence[str],
-        params: SamplingParams | None = None,
-        *,
-        batch_size: int | None = None,
-        stop: Sequence[str] = (),
-        cancel: threading.Event | None = None,
-    ) -> Iterator[BatchResult]:
-        """Run prompts in batches; yield each result as its row finishes.
-
-        `params` is read when each batch starts (and live within it), so a change applies
-        to prompts not yet started.
-        """
-        from .engine.generate import Generation
-
-        p = params or SamplingParams()
-        bs = batch_size or self.default_batch_size()
-        cancel = cancel or threading.Event()
-        for start in range(0, len(texts), bs):
-            chunk = list(texts[start : start + bs])
-            if cancel.is_set():
-                for j, t in enumerate(chunk):
-                    yield BatchResult(start + j, t, "", 0, 0.0, "cancelled")
-                continue
-            ids = [self.encode(t) for t in chunk]
-            gen = Generation(
-                self.model,
-                ids,
-                p,
-                max_length=self.max_length,
-                eos_id=self.eos_id,
-                cancel=cancel,
-                use_graph=self.use_cuda_graph,
-                cache_pool=self.cache_pool,
-            )
-            t0 = time.perf_counter()
-            reported = [False] * len(chunk)
-            for step in gen:
-                for j, tok in enumerate(step):
-                    r = gen.rows[j]
-                    if tok is not None and stop and r.finish is None:
-                        txt = self.decode(r.new)
-                        if any(s in txt for s in stop):
-                            gen.finish(j, "stop")
-                    if r.finish is not None and not reported[j]:
-                        reported[j] = True
-                        yield self._result(start + j, chunk[j], r, t0, stop)
-            for j, r in enumerate(gen.rows):
-                if not reported[j]:
-                    yield self._result(start + j, chunk[j], r, t0, stop)
-
-    def _result(
-        self, index: int, prompt: str, r: Any, t0: float, stop: Sequence[str]
-    ) -> BatchResult:
-        new = [t for t in r.new if t != self.eos_id]
-        text = self.decode(new) if new else ""
-        for s in stop:
-            if s in text:
-                text = text[: text.index(s)]
-        return BatchResult(
-            index=index,
-            prompt=prompt,
-            completion=text,
-            new_tokens=len(r.new),
-            seconds=time.perf_counter() - t0,
-            finish_reason=r.finish or "cancelled",
-            truncated=r.truncated,
-        )
-
-
 # ------------------------------------------------------------------------------ load()
-def _drop_mapped_pages(t: torch.Tensor) -> None:
-    """Let the kernel drop the file pages of a copied tensor (Linux; best effort).
-
-    Only for tensors in a read-only use of a private file mapping (torch.load mmap=True):
-    a dropped page is read again from the file if touched, so nothing is lost; it keeps
-    peak RSS near one copy of the weights instead of two.
-    """
-    if not sys.platform.startswith("linux") or t.numel() == 0:
-        return
-    try:
-        import ctypes
-        import mmap
-
-        page = mmap.PAGESIZE
-        start = t.data_ptr()
-        end = start + t.numel() * t.element_size()
-        a, b = -(-start // page) * page, end // page * page  # whole pages inside the tensor
-        if b > a:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.madvise(ctypes.c_void_p(a), ctypes.c_size_t(b - a), 4)  # MADV_DONTNEED
-    except Exception:  # noqa: BLE001 - an optimisation only
-        return
-
-
 def _build(
     raw: RawCheckpoint,
     device: torch.device,
@@ -350,7 +85,9 @@ def _build(
     notices: list[str],
     source: str,
     mapped: bool = False,
+    engine: EngineOptions | None = None,
 ) -> LoadedModel:
+    opts = engine or EngineOptions()
     sd = raw.state_dict
     cfg = infer_config(sd, raw.args)
     stored = sorted(
@@ -378,22 +115,25 @@ def _build(
     unexpected = sorted(set(weights) - expected)
     if unexpected:
         notices.append(f"ignored {len(unexpected)} unknown tensors (e.g. {unexpected[0]})")
+    floating = {k for k, v in model.state_dict().items() if v.is_floating_point()}
     for k in expected & set(weights):
         want = shapes[k]
         if tuple(weights[k].shape) != want:
             raise CheckpointError(
                 f"{source}: tensor {k} has shape {tuple(weights[k].shape)}, expected {tuple(want)}"
             )
+        if k in floating and not weights[k].is_floating_point():
+            raise CheckpointError(
+                f"{source}: tensor {k} is stored as {str(weights[k].dtype).removeprefix('torch.')}"
+                ": a weight must be floating point"
+            )
     # CPU float32: tall/square matrices column-major (faster matrix-vector products;
     # in bfloat16 row-major is faster), written straight from the checkpoint so no
     # second copy of the weights is ever held
-    colmajor = (
-        device.type == "cpu"
-        and dtype == torch.float32
-        and os.environ.get("SWAMLA_CPU_LAYOUT", "1") != "0"
-    )
+    colmajor = device.type == "cpu" and dtype == torch.float32 and opts.cpu_layout
     tensors = {}
-    for k in expected:
+    bad: list[str] = []  # weights holding NaN/Inf (checked while each is still in cache)
+    for k in sorted(expected):
         if k == "lm_head.weight":
             continue
         src = weights[k]
@@ -405,10 +145,21 @@ def _build(
             # would crash us (SIGBUS) mid-reply, so the weights get memory of their own
             t = t.clone()
         if mapped and t.data_ptr() != src.data_ptr():
-            _drop_mapped_pages(src)
+            drop_mapped_pages(src)
+        if not bad and not ckpt_tensors.all_finite(t):
+            bad.append(k)
         tensors[k] = t
-    model.load_state_dict(tensors, strict=False, assign=True)
-    model.lm_head.weight = model.transformer.wte.weight  # keep the tie after assign
+    try:
+        model.load_state_dict(tensors, strict=False, assign=True)
+    except RuntimeError as e:  # after the checks above: a layout the model cannot take
+        raise CheckpointError(
+            f"{source}: its weights do not fit the SWA-MLA model ({one_line(e, 100)})"
+        ) from None
+    if bad:
+        notices.append(
+            f"weights contain NaN or Inf (first: {bad[0]}): replies will be empty or garbage"
+        )
+    model.lm_head.weight = model.transformer.wte.weight  # type: ignore[union-attr,assignment]  # keep the tie after assign
     model.init_buffers(device)  # RoPE tables were created on meta
     model.eval().requires_grad_(False)
     ml = min(int(max_length or cfg.block_size), cfg.block_size)
@@ -423,6 +174,7 @@ def _build(
         max_length=ml,
         stored_dtype=", ".join(stored),
         notices=notices,
+        engine_options=opts,
     )
 
 
@@ -436,8 +188,14 @@ def load(
     swa_attention: str = "full",
     max_length: int | None = 2048,
     progress: Callable[[str], None] | None = None,
+    engine: EngineOptions | None = None,
 ) -> LoadedModel:
-    """Load a checkpoint file, a local folder or a Hub repo id (see the README)."""
+    """Load a checkpoint file, a local folder or a Hub repo id (see the README).
+
+    `engine`: how to decode (CUDA graphs, compile, CPU layout); None means the defaults
+    with the user's environment overrides (`EngineOptions.from_env()`).
+    """
+    opts = engine if engine is not None else EngineOptions.from_env()
     say = progress or (lambda _s: None)
     if swa_attention not in ("full", "window"):
         raise SwamlaError(f"swa_attention must be 'full' or 'window', not '{swa_attention}'")
@@ -449,7 +207,9 @@ def load(
     say(f"Finding {source}")
     res = resolve(source, hf_checkpoint, progress)
     say(f"Reading {res.path.name}")
-    raw = unpack(read_checkpoint(res.path), str(res.path))
+    obj, mapped = read_checkpoint_mapped(res.path)  # zip files are memory-mapped
+    raw = unpack(obj, str(res.path))
+    check_state_dict(raw.state_dict, str(res.path))
     tok: Any = None
     if tokenizer is not False:
         from .tokenizer import load_tokenizer
@@ -459,13 +219,26 @@ def load(
         spec = None if tokenizer is None or tokenizer is True else tokenizer
         tok = load_tokenizer(spec, folder=res.folder, name=name)
     say(f"Building model on {dev}")
-    mapped = zipfile.is_zipfile(res.path)  # read_checkpoint memory-maps zip-format files
-    lm = _build(raw, dev, dt, swa_attention, max_length, tok, notices, res.label, mapped)
-    if tok is not None and len(tok) > lm.config.vocab_size:
-        lm.notices.append(
-            f"tokenizer has {len(tok)} tokens but the model only {lm.config.vocab_size}"
-        )
+    lm = _build(raw, dev, dt, swa_attention, max_length, tok, notices, res.label, mapped, opts)
+    lm.notices.extend(_vocab_notices(tok, lm.config.vocab_size))
     return lm
+
+
+def _vocab_notices(tok: Any, model_vocab: int) -> list[str]:
+    if tok is None:
+        return []
+    n = len(tok)
+    if n > model_vocab:
+        return [
+            f"tokenizer has {n} tokens but the model only {model_vocab}: "
+            "prompts using the extra tokens are refused"
+        ]
+    if n < model_vocab:
+        return [
+            f"the model has {model_vocab} token ids but the tokenizer only {n}: "
+            "generated ids above the tokenizer's decode to nothing"
+        ]
+    return []
 
 
 __all__ = ["load", "LoadedModel", "BatchResult", "parse_dtype", "pick_device"]

@@ -26,9 +26,11 @@ class ReplyStream(Protocol):
     """
 
     params: SamplingParams
-    text: str
     finish_reason: str | None
     truncated: bool
+
+    @property
+    def text(self) -> str: ...
 
     @property
     def prompt_tokens(self) -> int: ...

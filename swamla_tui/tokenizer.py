@@ -1,4 +1,11 @@
-"""Tokenizer discovery (local first, never a surprise download) and incremental decoding."""
+"""Tokenizer discovery: local first, never a surprise download, never code from a folder.
+
+A tokenizer folder is untrusted like a checkpoint: its `tokenizer_config.json` may carry
+an `auto_map` naming Python files in the folder. Tokenizers are always loaded with
+`trust_remote_code=False` (transformers then refuses, or uses its own class, and never
+asks), and a tokenizer file that is a FIFO or a device is refused before anything opens it.
+Encoding and decoding go through `engine.text.TextCodec` (failures become one line).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,26 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import _offline, _quiet_hub, has_tokenizer_files
-from .errors import TokenizerError
+from .ckpt.sources import (
+    TOKENIZER_FILES,
+    has_tokenizer_files,
+    offline,
+    quiet_hub,
+    special_file_kind,
+)
+from .engine.text import PASS_THROUGH, IncrementalDecoder, TextCodec  # noqa: F401 - re-exported
+from .errors import TokenizerError, one_line
+
+# files transformers may open from a tokenizer folder
+_OPENED = (*TOKENIZER_FILES, "special_tokens_map.json", "added_tokens.json", "merges.txt",
+           "config.json", "chat_template.jinja")  # fmt: skip
+
+
+def _refuse_special_files(folder: Path) -> None:
+    for name in _OPENED:
+        kind = special_file_kind(folder / name)
+        if kind is not None:
+            raise TokenizerError(f"{folder / name}: is {kind}, not a tokenizer file (refused)")
 
 
 def load_tokenizer(spec: str | os.PathLike[str] | None, *, folder: Path | None, name: str) -> Any:
@@ -19,8 +44,8 @@ def load_tokenizer(spec: str | os.PathLike[str] | None, *, folder: Path | None, 
         from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()
-        _quiet_hub()
+        hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+        quiet_hub()
     except ImportError as e:  # pragma: no cover
         raise TokenizerError(f"transformers is needed to load a tokenizer: {e}") from None
 
@@ -41,55 +66,32 @@ def _fetch(auto: Any, name: str) -> Any:
     try:
         return _from_pretrained(auto, name, local=True, wanted=name)
     except TokenizerError:
-        if _offline():
+        if offline():
             raise
     return _from_pretrained(auto, name, local=False, wanted=name)
 
 
 def _from_pretrained(auto: Any, target: str, *, local: bool, wanted: str) -> Any:
-    try:
-        tok = auto.from_pretrained(target, local_files_only=local)
-    except Exception as e:  # transformers raises OSError/ValueError/HF errors
+    folder = Path(target).expanduser()
+    if folder.is_dir():
+        _refuse_special_files(folder)
+    try:  # never run code shipped with a tokenizer, never ask whether to
+        tok = auto.from_pretrained(target, local_files_only=local, trust_remote_code=False)
+    except PASS_THROUGH:
+        raise
+    except BaseException as e:  # noqa: BLE001 - HF errors, and pyo3 panics of a bad tokenizer.json
+        if "trust_remote_code" in str(e) or "custom code" in str(e):
+            raise TokenizerError(
+                f"tokenizer '{wanted}' needs code shipped with it (auto_map), which is never "
+                "run: pass --tokenizer PATH with a plain tokenizer.json"
+            ) from None
         if local:
             raise TokenizerError(
                 f"tokenizer '{wanted}' is not available locally"
-                + (" and the Hub is offline or unreachable" if _offline() else "")
+                + (" and the Hub is offline or unreachable" if offline() else "")
                 + ": pass --tokenizer PATH (a folder with tokenizer.json) or a cached name"
             ) from None
-        first = (str(e).splitlines() or [type(e).__name__])[0]
         raise TokenizerError(
-            f"tokenizer '{wanted}' could not be loaded ({first[:90]}): pass --tokenizer PATH"
+            f"tokenizer '{wanted}' could not be loaded ({one_line(e, 90)}): pass --tokenizer PATH"
         ) from None
     return tok
-
-
-class IncrementalDecoder:
-    """Turns a growing list of ids into text pieces without splitting a UTF-8 character.
-
-    Byte-level BPE tokens can end mid-character; decoding only the new ids would print
-    U+FFFD. We decode a small window and hold back text that ends in a replacement char.
-    """
-
-    def __init__(self, tokenizer: Any) -> None:
-        self.tok = tokenizer
-        self.ids: list[int] = []
-        self._start = 0  # ids before this are fully emitted
-        self._emitted = ""  # text of ids[_start:] already emitted
-
-    def push(self, token_id: int) -> str:
-        self.ids.append(token_id)
-        text = self.tok.decode(self.ids[self._start :], skip_special_tokens=False)
-        if text.endswith("\ufffd"):
-            return ""
-        piece = text[len(self._emitted) :]
-        self._emitted = text
-        if len(self.ids) - self._start > 8:  # keep the window short
-            self._start = len(self.ids)
-            self._emitted = ""
-        return piece
-
-    def flush(self) -> str:
-        text = self.tok.decode(self.ids[self._start :], skip_special_tokens=False)
-        piece = text[len(self._emitted) :]
-        self._start, self._emitted = len(self.ids), ""
-        return piece

@@ -9,13 +9,13 @@ On CUDA the one-token step is captured once in a CUDA graph and replayed.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..errors import one_line
 from ..model.cache import ModelCache, StepContext, visible
 from ..model.transformer import SWAMLA
 
@@ -59,7 +59,9 @@ class GraphLoop:
 
     min_bucket = 128  # smallest attended length a graph is captured for
 
-    def __init__(self, model: SWAMLA, cache: ModelCache, *, capture: bool = True) -> None:
+    def __init__(
+        self, model: SWAMLA, cache: ModelCache, *, capture: bool = True, compile: bool = False
+    ) -> None:
         self.model, self.cache, self.capture_enabled = model, cache, capture
         b, dev = cache.batch, cache.lin_key_pos.device
         v = model.cfg.vocab_size
@@ -77,7 +79,7 @@ class GraphLoop:
         self.last_logits: Tensor | None = None
         self._outs: dict[int, Tensor] = {}  # attended length -> that graph's logits buffer
         self.body = self._body
-        if capture and os.environ.get("SWAMLA_COMPILE", "0") not in ("0", "", "false"):
+        if capture and compile:
             try:  # fuses the many small elementwise kernels; the graph then replays fewer
                 self.body = torch.compile(self._body, dynamic=False)
             except Exception:  # noqa: BLE001
@@ -113,7 +115,7 @@ class GraphLoop:
             t.copy_(v)
 
     def _capture_with(self, body: Callable[[], None], saved: list[Tensor]) -> None:
-        s = torch.cuda.Stream()
+        s = torch.cuda.Stream()  # type: ignore[no-untyped-call]
         s.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(s):  # warm-up (lazy inits, compilation) outside the capture
             for _ in range(2):
@@ -138,9 +140,8 @@ class GraphLoop:
                 raise
             import warnings
 
-            first = (str(e).splitlines() or [type(e).__name__])[0][:120]
             warnings.warn(
-                f"torch.compile failed ({first}); using the plain CUDA graph", stacklevel=2
+                f"torch.compile failed ({one_line(e)}); using the plain CUDA graph", stacklevel=2
             )
             self._restore(saved)
             self.body = self._body
@@ -195,7 +196,7 @@ class BatchDecoder:
         self.max_length = max_length
         self.use_graph = use_graph
         self.cache_pool = cache_pool
-        self.device = model.transformer.wte.weight.device
+        self.device = model.lm_head.weight.device  # tied to the embedding
         self.cache: ModelCache | None = None
         self.graph: GraphLoop | None = None
         self.lengths: list[int] = []  # tokens in the cache per row (= next position)
@@ -275,7 +276,9 @@ class BatchDecoder:
         except Exception as e:  # noqa: BLE001 - capture can fail on exotic setups
             import warnings
 
-            warnings.warn(f"CUDA graph capture failed, decoding eagerly: {e}", stacklevel=2)
+            warnings.warn(
+                f"CUDA graph capture failed, decoding eagerly: {one_line(e)}", stacklevel=2
+            )
             self.graph, self.graph_failed = None, True
             return None
         self._advanced()

@@ -62,7 +62,7 @@ class Generation:
         self.dec = BatchDecoder(
             model, max_length=max_length, use_graph=use_graph, cache_pool=cache_pool
         )
-        self.device = model.transformer.wte.weight.device
+        self.device = model.lm_head.weight.device  # tied to the embedding
         self.t_start = time.perf_counter()
         self.t_prefill_done: float | None = None
 
@@ -98,7 +98,9 @@ class Generation:
             generator=gen,
         )
 
-    def _prefill(self, rows: list[list[int]], capacity: int, old_seen: torch.Tensor | None):
+    def _prefill(
+        self, rows: list[list[int]], capacity: int, old_seen: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.dec.prefill(rows, capacity=capacity)
         seen = self.dec.seen_buffer(self.model.cfg.vocab_size)
         if old_seen is not None:
@@ -160,7 +162,7 @@ class Generation:
                 nxt = self._sample(self.dec.step(ids), seen, gen)
             ids = nxt
 
-    def _reencode(self, seen: torch.Tensor):
+    def _reencode(self, seen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Context reached max_length (or the cache its capacity): re-encode from position 0."""
         ctxs = [self._context(r) for r in self.rows]
         if max(len(c) for c in ctxs) >= self.max_length:

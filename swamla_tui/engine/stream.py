@@ -5,22 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 from ..params import SamplingParams
-from ..tokenizer import IncrementalDecoder
-from .generate import Generation
+from ..stops import StopText, held_back
+from .core import Engine
+from .text import IncrementalDecoder, TextCodec
 
-
-def _held_back(text: str, stops: Sequence[str]) -> int:
-    """How many trailing chars of `text` could be the start of a stop string."""
-    hold = 0
-    for s in stops:
-        for n in range(min(len(s) - 1, len(text)), 0, -1):
-            if text.endswith(s[:n]):
-                hold = max(hold, n)
-                break
-    return hold
+_held_back = held_back  # the name tests and older callers use
 
 
 class TokenStream:
@@ -28,41 +19,37 @@ class TokenStream:
 
     def __init__(
         self,
-        lm: Any,
+        engine: Engine,
+        codec: TextCodec,
         prompt_ids: list[int],
         params: SamplingParams,
         stop: Sequence[str] = (),
     ) -> None:
-        self.lm = lm
+        self.engine = engine
+        self.codec = codec
         self.params = params
         self.stop = tuple(s for s in stop if s)
         self._cancel = threading.Event()
         self.prompt_tokens = len(prompt_ids)
-        self._gen = Generation(
-            lm.model,
-            [prompt_ids],
-            params,
-            max_length=lm.max_length,
-            eos_id=lm.eos_id,
-            cancel=self._cancel,
-            use_graph=lm.use_cuda_graph,
-            cache_pool=lm.cache_pool,
-        )
+        self._gen = engine.generation([prompt_ids], params, self._cancel)
         self.truncated = self._gen.rows[0].truncated
-        self.text = ""
-        self._pending = ""
+        self._stops = StopText(self.stop)
         self.finish_reason: str | None = None
         self.t_start = time.perf_counter()
         self.time_to_first_token: float | None = None
 
     # -- live figures -------------------------------------------------------
     @property
+    def text(self) -> str:
+        return self._stops.text
+
+    @property
     def new_tokens(self) -> int:
         return len(self._gen.rows[0].new)
 
     @property
     def context_tokens(self) -> int:
-        return min(self.prompt_tokens, self.lm.max_length) + self.new_tokens
+        return min(self.prompt_tokens, self.engine.max_length) + self.new_tokens
 
     @property
     def tokens_per_second(self) -> float:
@@ -78,8 +65,8 @@ class TokenStream:
 
     # -- iteration ------------------------------------------------------------
     def __iter__(self) -> Iterator[str]:
-        dec = IncrementalDecoder(self.lm.tokenizer)
-        eos = self.lm.eos_id
+        dec = IncrementalDecoder(self.codec)
+        eos = self.engine.eos_id
         for step in self._gen:
             tok = step[0]
             if tok is None:
@@ -88,33 +75,18 @@ class TokenStream:
                 self.time_to_first_token = time.perf_counter() - self.t_start
             if tok == eos:
                 break
-            self._pending += dec.push(tok)
-            out = self._release()
+            out = self._stops.push(dec.push(tok))
             if out:
                 yield out
-            if self.finish_reason == "stop":
+            if self._stops.stopped:
+                self.finish_reason = "stop"
                 self._gen.finish(0, "stop")
                 break
-        if self.finish_reason != "stop":
-            self._pending += dec.flush()
-            out = self._release(final=True)
+        if not self._stops.stopped:
+            out = self._stops.finish(dec.flush())
             if out:
                 yield out
+            if self._stops.stopped:
+                self.finish_reason = "stop"
         if self.finish_reason is None:
             self.finish_reason = self._gen.rows[0].finish or "length"
-
-    def _release(self, final: bool = False) -> str:
-        """Emit what is certainly not part of a stop string; detect stops."""
-        for s in self.stop:
-            idx = self._pending.find(s)
-            if idx >= 0:
-                out = self._pending[:idx]
-                self._pending = ""
-                self.text += out
-                self.finish_reason = "stop"
-                return out
-        hold = 0 if final else _held_back(self._pending, self.stop)
-        out = self._pending[: len(self._pending) - hold]
-        self._pending = self._pending[len(out) :]
-        self.text += out
-        return out

@@ -259,8 +259,8 @@ def test_cuda_graph_step_matches_full_forward(expected):
         lm = swamla_tui.load(FIXTURE_CKPT, tokenizer=False, device="cuda", swa_attention=mode)
         ids = expected["input_ids"]
         ref = lm.logits(ids).cpu()
-        dec = BatchDecoder(lm.model, max_length=128, use_graph=True, cache_pool=lm.cache_pool)
-        assert lm.use_cuda_graph
+        dec = BatchDecoder(lm.model, max_length=128, use_graph=True, cache_pool=lm.engine.pool)
+        assert lm.engine.pool.graphs
         errs = []
         with torch.inference_mode():
             lg = dec.prefill([ids[0, :10].tolist(), ids[1, :4].tolist()], capacity=100)

@@ -142,7 +142,7 @@ def test_fp8_optimizer_state_loads_without_torchao():
     assert "torchao" not in sys.modules
     state = obj["optimizer"]["state"]
     some = next(iter(state.values()))
-    from swamla_tui.checkpoint import _OptimStateStandIn
+    from swamla_tui.ckpt.safety import OptimStateStandIn as _OptimStateStandIn
 
     assert any(
         isinstance(v, _OptimStateStandIn) and type(v).__name__ == "OptimStateFp8"
@@ -549,7 +549,7 @@ def test_other_torchao_optimizer_states_load_without_torchao(tmp_path):
     """An 8-bit AdamW state (torchao's OptimState8bit) gets the same inert stand-in."""
     import subprocess
 
-    from swamla_tui.checkpoint import _OptimStateStandIn
+    from swamla_tui.ckpt.safety import OptimStateStandIn as _OptimStateStandIn
 
     sd_path = tmp_path / "sd.pt"
     torch.save({k: v for k, v in read_checkpoint(FIXTURE_CKPT)["model"].items()}, sd_path)

@@ -1,0 +1,191 @@
+"""`LoadedModel`: a loaded checkpoint with its tokenizer, and the generation entry points.
+
+It describes the model (`card`, `summary`) and turns text into engine calls; the engine
+below it gets only an `Engine` value (model, limits, eos id, cache pool) and a `TextCodec`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+
+from .engine.batch import BatchResult, run_batch
+from .engine.core import Engine
+from .engine.options import EngineOptions
+from .engine.pool import CachePool
+from .engine.stream import TokenStream
+from .engine.text import TextCodec
+from .errors import SwamlaError
+from .model.config import ModelConfig
+from .model.transformer import SWAMLA
+from .params import SamplingParams
+
+
+class LoadedModel:
+    """A loaded checkpoint: model, tokenizer and the generation entry points."""
+
+    def __init__(
+        self,
+        model: SWAMLA,
+        config: ModelConfig,
+        tokenizer: Any,
+        *,
+        source: str,
+        meta: dict[str, Any],
+        max_length: int,
+        stored_dtype: str,
+        notices: list[str],
+        engine_options: EngineOptions | None = None,
+    ) -> None:
+        self.model = model
+        self.config = config
+        self.tokenizer = tokenizer
+        self.source = source
+        self.meta = meta
+        self.max_length = max_length
+        self.stored_dtype = stored_dtype
+        self.notices = notices
+        head = model.lm_head.weight  # tied to the embedding
+        self.device = head.device
+        self.dtype = head.dtype
+        self.eos_id: int | None = getattr(tokenizer, "eos_token_id", None) if tokenizer else None
+        self.engine_options = engine_options or EngineOptions()
+        graphs = self.device.type == "cuda" and self.engine_options.cuda_graphs
+        pool = CachePool(model, max_length, graphs=graphs, compile=self.engine_options.compile)
+        self.engine = Engine(model, max_length, self.eos_id, pool)
+        self.codec = TextCodec(tokenizer) if tokenizer is not None else None
+
+    # -- description ------------------------------------------------------------
+    @property
+    def n_params(self) -> int:
+        return int(self.model.num_params())
+
+    def summary(self) -> str:
+        c = self.config
+        dt = str(self.dtype).removeprefix("torch.")
+        return f"{self.n_params:,} params · {c.n_swa} SWA + {c.n_mla} MLA · {dt} · {self.device}"
+
+    def card(self) -> dict[str, str]:
+        c = self.config
+        card: dict[str, str] = {
+            "source": self.source,
+            "format": str(self.meta.get("format", "")),
+            "parameters": f"{self.n_params:,}",
+            "layers": f"{c.n_layer} ({c.n_swa} SWA + {c.n_mla} MLA): "
+            + ",".join(k.upper() for k in c.layer_kinds),
+            "n_embd / heads": f"{c.n_embd} / {c.n_head} (SWA kv heads {c.n_kv_head}, head dim {c.head_dim})",
+            "vocab / block_size": f"{c.vocab_size} / {c.block_size}",
+            "SWA": f"window {c.swa_window}, sinks {c.swa_sink_size}, attention "
+            + ("windowed" if self.model.swa_window else "full causal (as trained)"),
+            "MLA": f"r {c.kv_lora_rank}, dn {c.qk_nope_head_dim}, dr {c.qk_rope_head_dim}, "
+            f"dv {c.v_head_dim}, q_lora {c.q_lora_rank or 'off'}",
+            "norm / MLP": f"{'RMSNorm' if c.norm == 'rms' else 'DynamicTanh'} / SwiGLU {c.mlp_hidden}",
+            "stored dtype": self.stored_dtype,
+            "running": f"{str(self.dtype).removeprefix('torch.')} on {self.device}",
+            "max_length": str(self.max_length),
+        }
+        for k in ("step", "total_tokens", "val_loss"):
+            if k in self.meta:
+                v = self.meta[k]
+                card[k] = f"{v:.4f}" if isinstance(v, float) else f"{v:,}"
+        card["tokenizer"] = (
+            getattr(self.tokenizer, "name_or_path", "?") if self.tokenizer else "none"
+        )
+        return card
+
+    # -- text ---------------------------------------------------------------------
+    def _need_codec(self) -> TextCodec:
+        if self.codec is None:
+            raise SwamlaError("no tokenizer loaded: pass --tokenizer PATH")
+        return self.codec
+
+    def encode(self, text: str) -> list[int]:
+        return self._need_codec().encode(text)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._need_codec().decode(ids)
+
+    # -- the reference path ---------------------------------------------------------
+    def logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """Plain full causal forward from position 0: LongTensor [B, T] -> logits [B, T, V]."""
+        with torch.inference_mode():
+            out: torch.Tensor = self.model(ids.to(self.device))
+            return out.float()
+
+    # -- generation -------------------------------------------------------------------
+    @staticmethod
+    def _params(params: SamplingParams | None, overrides: dict[str, Any]) -> SamplingParams:
+        """The live `params` when nothing is overridden; otherwise a copy with the overrides
+        (the caller's object is never changed)."""
+        p = params if params is not None else SamplingParams()
+        for k in overrides:
+            if not hasattr(p, k):
+                raise TypeError(f"unknown sampling parameter '{k}'")
+        return p.copy(**overrides) if overrides else p
+
+    def default_batch_size(self) -> int:
+        return 64 if self.device.type == "cuda" else 16
+
+    def generate_ids(
+        self,
+        prompts: list[list[int]],
+        max_new_tokens: int = 256,
+        temperature: float = 0.8,
+        top_k: int = 50,
+        top_p: float = 0.9,
+        repetition_penalty: float = 1.1,
+        seed: int | None = None,
+        batch_size: int | None = None,
+    ) -> list[list[int]]:
+        """New ids only, one list per prompt; prompts run batched internally."""
+        params = SamplingParams(temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed)
+        bs = batch_size or self.default_batch_size()
+        out: list[list[int]] = []
+        for i in range(0, len(prompts), bs):
+            gen = self.engine.generation(prompts[i : i + bs], params)
+            for _ in gen:
+                pass
+            out.extend(r.new for r in gen.rows)
+        return out
+
+    def stream(
+        self,
+        text: str,
+        params: SamplingParams | None = None,
+        *,
+        stop: Sequence[str] = (),
+        **overrides: Any,
+    ) -> TokenStream:
+        p = self._params(params, overrides)
+        codec = self._need_codec()
+        return TokenStream(self.engine, codec, codec.encode(text), p, stop)
+
+    def generate(self, text: str, *, stop: Sequence[str] = (), **kw: Any) -> str:
+        s = self.stream(text, SamplingParams(), stop=stop, **kw)
+        return "".join(s)
+
+    def generate_batch(
+        self,
+        texts: Sequence[str],
+        params: SamplingParams | None = None,
+        *,
+        batch_size: int | None = None,
+        stop: Sequence[str] = (),
+        cancel: threading.Event | None = None,
+    ) -> Iterator[BatchResult]:
+        """Run prompts in batches; yield each result as its row finishes (see engine.batch)."""
+        return run_batch(
+            self.engine,
+            self._need_codec(),
+            texts,
+            params or SamplingParams(),
+            batch_size=batch_size or self.default_batch_size(),
+            stop=stop,
+            cancel=cancel,
+        )
+
+
+__all__ = ["LoadedModel", "BatchResult"]
