@@ -2,14 +2,18 @@
 
 The model is built from `config.json` (no inference from shapes: the export says what
 it is), on the meta device, and the weights are taken from `model.safetensors` through
-safetensors' memory map: no pickle is read, nothing is unpickled, and only the tensors
-the model needs are touched.
+safetensors' memory map: no pickle is read, nothing is unpickled, and a tensor already in
+the wanted dtype and layout is used in place, straight from the page cache (a bfloat16
+export run in bfloat16 loads without copying anything). The file is therefore mapped
+while the model lives: re-exporting replaces files by rename (safe), but overwriting
+`model.safetensors` in place under a running model would crash it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,7 +48,7 @@ def read_export_config(folder: Path) -> dict[str, Any]:
 
 def model_config(data: dict[str, Any], where: str) -> ModelConfig:
     from ..model.config import ModelConfig
-    from .remote.configuration_swamla import dataclass_from_dict
+    from .remote.swamla_dict_config import dataclass_from_dict
 
     try:
         return dataclass_from_dict(ModelConfig, data["swamla_model"])
@@ -65,6 +69,29 @@ def _tensors(path: Path) -> dict[str, torch.Tensor]:
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise CheckpointError(f"{path}: not a readable safetensors file ({first[:90]})") from None
+
+
+def _drop_pages(t: torch.Tensor) -> None:
+    """Let the kernel drop the file pages behind a tensor that was copied (Linux only).
+
+    The safetensors file is mapped read-only, so a dropped page is simply read again if
+    touched; without this, every page read for a copy stays counted in the process's RSS.
+    """
+    if not sys.platform.startswith("linux") or t.device.type != "cpu" or t.numel() == 0:
+        return
+    try:
+        import ctypes
+        import mmap
+
+        page = mmap.PAGESIZE
+        start = t.data_ptr()
+        end = start + t.numel() * t.element_size()
+        a, b = -(-start // page) * page, end // page * page  # whole pages inside the tensor
+        if b > a:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.madvise(ctypes.c_void_p(a), ctypes.c_size_t(b - a), 4)  # MADV_DONTNEED
+    except Exception:  # noqa: BLE001 - an optimisation only
+        return
 
 
 def _tokenizer(spec: str | os.PathLike[str] | None, folder: Path, name: str) -> Any:
@@ -159,6 +186,8 @@ def load_exported(
         t = src.to(device=dev, dtype=dt if src.is_floating_point() else None)
         if colmajor and wants_column_major(k, t.shape):
             t = t.t().contiguous().t()
+        if t.data_ptr() != src.data_ptr():
+            _drop_pages(src)  # copied: its file pages need not stay resident
         tensors[k] = t
     model.load_state_dict(tensors, strict=False, assign=True)
     for alias, target in tied.items():  # re-tie (the head to the embedding)

@@ -35,7 +35,7 @@ FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 REMOTE_DIR = Path(__file__).resolve().parent / "remote"
-REMOTE_FILES = ("configuration_swamla.py", "modeling_swamla.py")
+REMOTE_FILES = ("configuration_swamla.py", "modeling_swamla.py", "swamla_dict_config.py")
 _DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "fp32": torch.float32,
@@ -145,9 +145,11 @@ def export_checkpoint(
             del tensors
             cfg = _config(lm, name, tied)
             (tmp / CONFIG).write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
-            for fname in REMOTE_FILES:
-                shutil.copyfile(REMOTE_DIR / fname, tmp / fname)
             flatten_into(tmp)
+            for fname in REMOTE_FILES:
+                if (tmp / fname).exists():
+                    raise ExportError(f"model module {fname} clashes with the remote-code file")
+                shutil.copyfile(REMOTE_DIR / fname, tmp / fname)
             if lm.tokenizer is not None:
                 lm.tokenizer.save_pretrained(str(tmp))
             for f in tmp.iterdir():  # each file replaced atomically; config.json last

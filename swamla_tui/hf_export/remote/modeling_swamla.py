@@ -23,7 +23,8 @@ from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from .configuration_swamla import SwamlaConfig, dataclass_from_dict
+from .configuration_swamla import SwamlaConfig
+from .swamla_dict_config import dataclass_from_dict
 from .swamla_model import SWAMLA, ModelConfig
 
 _V5 = int(transformers.__version__.split(".")[0]) >= 5
