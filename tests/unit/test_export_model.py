@@ -1,0 +1,238 @@
+"""Export: safetensors folder, read back by our loader and by transformers (remote code)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import swamla_tui
+from swamla_tui.errors import CheckpointError, SwamlaError
+from swamla_tui.hf_export import (
+    ExportError,
+    export_checkpoint,
+    flatten,
+    is_export_folder,
+    load_exported,
+)
+from tests.helpers import FIXTURE_CKPT, FIXTURE_EXPECTED, ROOT
+
+
+def _header(path: Path) -> dict:
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    return json.loads(raw[8 : 8 + n])
+
+
+@pytest.fixture(scope="module")
+def exported(fixture_lm, tmp_path_factory) -> Path:
+    return export_checkpoint(fixture_lm, tmp_path_factory.mktemp("export") / "out")
+
+
+@pytest.fixture(scope="module")
+def expected() -> dict:
+    return torch.load(FIXTURE_EXPECTED, weights_only=True)
+
+
+def test_folder_contents_and_config(fixture_lm, exported):
+    names = {p.name for p in exported.iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json"} <= names
+    assert {"configuration_swamla.py", "modeling_swamla.py", "swamla_model.py"} <= names
+    assert not [n for n in names if n.endswith((".pt", ".bin", ".pkl")) or n.startswith(".")]
+    cfg = json.loads((exported / "config.json").read_text())
+    assert cfg["swamla_model"] == fixture_lm.config.to_dict()
+    assert cfg["swamla_model"]["layer_kinds"] == ["swa", "swa", "mla", "swa", "swa", "mla"]
+    assert cfg["swamla_model"]["tokenizer_name"] == fixture_lm.config.tokenizer_name
+    prov = cfg["provenance"]
+    assert prov["source"] == fixture_lm.source and prov["step"] == fixture_lm.meta["step"]
+    assert {"total_tokens", "val_loss"} <= set(prov)
+    assert cfg["auto_map"]["AutoModelForCausalLM"] == "modeling_swamla.SwamlaForCausalLM"
+    assert cfg["tied_weights"] == {"lm_head.weight": "transformer.wte.weight"}
+    assert is_export_folder(exported) and not is_export_folder(FIXTURE_CKPT.parent)
+
+
+def test_safetensors_is_plain_tensors_head_stored_once(fixture_lm, exported):
+    path = exported / "model.safetensors"
+    assert path.read_bytes()[:2] != b"PK" and b"\x80\x02" not in path.read_bytes()[:16]
+    head = _header(path)
+    assert head.pop("__metadata__")["format"] == "pt"
+    want = set(fixture_lm.model.state_dict()) - {"lm_head.weight"}
+    assert set(head) == want  # no optimizer state, no attn.mask buffers, head once
+    assert {v["dtype"] for v in head.values()} == {"F32"}
+    n_bytes = sum(v["data_offsets"][1] - v["data_offsets"][0] for v in head.values())
+    assert n_bytes == 4 * fixture_lm.n_params
+
+
+def test_load_exported_is_faithful(fixture_lm, exported, expected):
+    lm = load_exported(exported)
+    got = lm.logits(expected["input_ids"])
+    assert (got - expected["logits"]).abs().max() <= 1e-4
+    assert torch.equal(got, fixture_lm.logits(expected["input_ids"]))
+    assert lm.n_params == expected["params"] == fixture_lm.n_params
+    assert lm.meta["step"] == fixture_lm.meta["step"] and lm.meta["format"] == "safetensors export"
+    assert lm.encode("Hello there") == fixture_lm.encode("Hello there")
+    greedy = lm.generate_ids(
+        expected["prompt_ids"].tolist(), max_new_tokens=60, temperature=1.0, top_k=1,
+        top_p=1.0, repetition_penalty=1.0,
+    )  # fmt: skip
+    assert greedy == expected["greedy_ids"].tolist()
+
+
+def test_bfloat16_export(tmp_path, expected):
+    lm16 = swamla_tui.load(FIXTURE_CKPT, tokenizer=False, dtype="bfloat16")
+    out = export_checkpoint(lm16, tmp_path / "bf16", dtype="bfloat16")
+    head = _header(out / "model.safetensors")
+    head.pop("__metadata__")
+    assert {v["dtype"] for v in head.values()} == {"BF16"}
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    back = load_exported(out, tokenizer=False, dtype="bfloat16")
+    ids = expected["input_ids"]
+    assert torch.equal(back.logits(ids), lm16.logits(ids))
+    f32 = load_exported(out, tokenizer=False)  # float32 from bf16 weights: close, not equal
+    assert (f32.logits(ids) - expected["logits"]).abs().max() < 0.5
+
+
+def test_reexport_replaces_and_other_folders_are_refused(fixture_lm, tmp_path):
+    out = export_checkpoint(fixture_lm, tmp_path / "x")
+    export_checkpoint(fixture_lm, out, dtype="bf16")  # an earlier export: replaced
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    assert not [p for p in out.iterdir() if p.name.startswith(".export-")]
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for target, words in ((busy, "not empty"), (afile, "not a folder")):
+        with pytest.raises(ExportError, match=words) as e:
+            export_checkpoint(fixture_lm, target)
+        assert "\n" not in str(e.value)
+    with pytest.raises(ExportError, match="float32 or bfloat16"):
+        export_checkpoint(fixture_lm, tmp_path / "y", dtype="int8")
+    assert (busy / "notes.txt").read_text() == "mine" and not (tmp_path / "y").exists()
+
+
+def test_load_exported_bad_folders_are_one_line(exported, tmp_path):
+    def broken(name: str) -> Path:
+        d = tmp_path / name
+        shutil.copytree(exported, d)
+        return d
+
+    cases = []
+    d = broken("noconfig")
+    (d / "config.json").unlink()
+    cases.append((d, "no config.json"))
+    d = broken("garbage")
+    (d / "config.json").write_text("{not json")
+    cases.append((d, "unreadable"))
+    d = broken("truncated")
+    data = (d / "model.safetensors").read_bytes()
+    (d / "model.safetensors").write_bytes(data[: len(data) // 2])
+    cases.append((d, "safetensors"))
+    d = broken("unknown_field")
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["swamla_model"]["moe_experts"] = 8
+    (d / "config.json").write_text(json.dumps(cfg))
+    cases.append((d, "moe_experts"))
+    d = broken("shape")
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["swamla_model"]["mlp_hidden"] = 128
+    (d / "config.json").write_text(json.dumps(cfg))
+    cases.append((d, "has shape"))
+    d = broken("newer")
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["swamla_export"] = 99
+    (d / "config.json").write_text(json.dumps(cfg))
+    cases.append((d, "newer"))
+    for folder, words in cases:
+        with pytest.raises(CheckpointError) as e:
+            load_exported(folder, tokenizer=False)
+        assert words in str(e.value) and "\n" not in str(e.value), (folder.name, str(e.value))
+    with pytest.raises(SwamlaError, match="swa_attention"):
+        load_exported(exported, swa_attention="sliding")
+
+
+# ------------------------------------------------------------------------------ remote code
+def test_flat_model_code_is_self_contained(exported):
+    flat = sorted(exported.glob("swamla_*.py"))
+    model_files = sorted((ROOT / "swamla_tui" / "model").glob("*.py"))
+    assert len([f for f in flat if f.name.startswith("swamla_model")]) == len(model_files)
+    assert (exported / "swamla_errors.py").is_file()  # config.py imports ..errors
+    for f in [*flat, exported / "modeling_swamla.py", exported / "configuration_swamla.py"]:
+        text = f.read_text()
+        assert "from .." not in text and "swamla_tui." not in text.replace("# Copied from", "")
+
+
+def test_flatten_follows_new_modules_and_subpackages(tmp_path, monkeypatch):
+    """A layer kind added later (here a subpackage importing up two levels) is exported."""
+    pkg = tmp_path / "swamla_tui"
+    shutil.copytree(ROOT / "swamla_tui" / "model", pkg / "model")
+    for name in ("errors.py", "params.py"):
+        shutil.copy(ROOT / "swamla_tui" / name, pkg / name)
+    (pkg / "__init__.py").write_text("")
+    kind = pkg / "model" / "newkind"
+    kind.mkdir()
+    (kind / "__init__.py").write_text("from .block import NewBlock\n")
+    (kind / "block.py").write_text(
+        "from __future__ import annotations\n\n"
+        "from ...params import SamplingParams\n"
+        "from ..layers import (\n    RMSNorm,\n    make_norm,  # a comment\n)\n"
+        "from swamla_tui.errors import SwamlaError\n\n"
+        "class NewBlock:\n    parts = (SamplingParams, RMSNorm, make_norm, SwamlaError)\n"
+    )
+    monkeypatch.setattr(flatten, "PKG_ROOT", pkg)
+    out = tmp_path / "flat_pkg"
+    out.mkdir()
+    (out / "__init__.py").write_text("")
+    names = flatten.flatten_into(out)
+    assert {"swamla_model_newkind.py", "swamla_model_newkind_block.py", "swamla_params.py"} <= set(
+        names
+    )
+    block = (out / "swamla_model_newkind_block.py").read_text()
+    assert "from .swamla_params import SamplingParams" in block
+    assert "from .swamla_model_layers import RMSNorm, make_norm" in block
+    assert "from .swamla_errors import SwamlaError" in block
+    proc = subprocess.run(
+        [sys.executable, "-c", "import flat_pkg.swamla_model_newkind as m; print(m.NewBlock.parts)"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "swamla_params.SamplingParams" in proc.stdout
+
+
+def test_flatten_refuses_what_remote_code_cannot_copy(tmp_path, monkeypatch):
+    pkg = tmp_path / "swamla_tui"
+    (pkg / "model").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "model" / "__init__.py").write_text("from . import layers\n")
+    (pkg / "model" / "layers.py").write_text("X = 1\n")
+    monkeypatch.setattr(flatten, "PKG_ROOT", pkg)
+    with pytest.raises(flatten.FlattenError, match="cannot be flattened"):
+        flatten.flatten_into(tmp_path)
+
+
+def test_transformers_loads_the_export(exported, expected, tmp_path):
+    out = tmp_path / "result.json"
+    env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "hf_remote_check.py"), str(exported),
+         str(FIXTURE_EXPECTED), str(out)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["class"] == "SwamlaForCausalLM" and res["dtype"] == "torch.float32"
+    assert res["max_diff_vs_fixture"] <= 1e-4
+    assert res["greedy"] == expected["greedy_ids"][:, :12].tolist()
+    assert res["left_pad_diff"] <= 1e-5 and res["right_pad_diff"] <= 1e-5
+    assert res["loss_diff"] <= 1e-5
+    assert res["pipeline_text_starts"] is True
+    assert res["swamla_tui_imported"] is False  # the folder runs on its own
+    assert res["encoded"] == load_exported(exported).encode("Hello there, how are you?")
