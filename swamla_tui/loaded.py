@@ -19,59 +19,14 @@ from .checkpoint import RawCheckpoint, read_checkpoint_mapped, unpack
 from .ckpt import tensors as ckpt_tensors
 from .ckpt.sources import resolve
 from .ckpt.tensors import check_state_dict, drop_mapped_pages
+from .devices import parse_dtype, pick_device
 from .engine.batch import BatchResult
 from .engine.options import EngineOptions
 from .errors import CheckpointError, SwamlaError, one_line
+from .hf_export import is_export_folder, load_exported
 from .loaded_model import LoadedModel
 from .model.config import infer_config
 from .model.transformer import SWAMLA, wants_column_major
-
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "float": torch.float32,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-}
-
-
-def parse_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            raise SwamlaError(f"unsupported dtype {dtype}: use float32, float16 or bfloat16")
-        return dtype
-    if dtype is None or str(dtype).lower() == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    key = str(dtype).lower().removeprefix("torch.")
-    if key not in _DTYPES:
-        raise SwamlaError(f"unknown dtype '{dtype}': use float32, float16 or bfloat16")
-    return _DTYPES[key]
-
-
-def pick_device(device: str | torch.device | None, notices: list[str]) -> torch.device:
-    """'cpu', 'cuda', 'cuda:N' or 'auto'; CUDA that is absent or unusable falls back to CPU."""
-    want = str(device or "auto").lower()
-    if want == "auto":
-        want = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(want)
-    except RuntimeError:
-        raise SwamlaError(f"unknown device '{device}': use cpu, cuda, cuda:N or auto") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            notices.append("CUDA is not available: running on the CPU")
-            return torch.device("cpu")
-        try:  # a GPU the installed PyTorch has no kernels for fails here, not mid-reply
-            (torch.ones(2, device=dev) * 2).sum().item()
-        except Exception as e:  # noqa: BLE001
-            notices.append(f"CUDA device unusable ({one_line(e, 80)}): running on the CPU")
-            return torch.device("cpu")
-    elif dev.type != "cpu":
-        raise SwamlaError(f"unsupported device '{device}': use cpu, cuda, cuda:N or auto")
-    return dev
 
 
 # ------------------------------------------------------------------------------ load()
@@ -199,6 +154,12 @@ def load(
     say = progress or (lambda _s: None)
     if swa_attention not in ("full", "window"):
         raise SwamlaError(f"swa_attention must be 'full' or 'window', not '{swa_attention}'")
+    if is_export_folder(source):  # a folder written by --export: safetensors + config.json
+        return load_exported(
+            source, device=device, dtype=dtype, tokenizer=tokenizer,
+            hf_checkpoint=hf_checkpoint, swa_attention=swa_attention,
+            max_length=max_length, progress=progress,
+        )  # fmt: skip
     notices: list[str] = []
     dev = pick_device(device, notices)
     dt = parse_dtype(dtype, dev)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +23,7 @@ from ..errors import CheckpointError
 from .writer import CONFIG, FORMAT_VERSION, WEIGHTS
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..loaded import LoadedModel
+    from ..loaded_model import LoadedModel
     from ..model.config import ModelConfig
 
 
@@ -71,29 +70,6 @@ def _tensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: not a readable safetensors file ({first[:90]})") from None
 
 
-def _drop_pages(t: torch.Tensor) -> None:
-    """Let the kernel drop the file pages behind a tensor that was copied (Linux only).
-
-    The safetensors file is mapped read-only, so a dropped page is simply read again if
-    touched; without this, every page read for a copy stays counted in the process's RSS.
-    """
-    if not sys.platform.startswith("linux") or t.device.type != "cpu" or t.numel() == 0:
-        return
-    try:
-        import ctypes
-        import mmap
-
-        page = mmap.PAGESIZE
-        start = t.data_ptr()
-        end = start + t.numel() * t.element_size()
-        a, b = -(-start // page) * page, end // page * page  # whole pages inside the tensor
-        if b > a:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.madvise(ctypes.c_void_p(a), ctypes.c_size_t(b - a), 4)  # MADV_DONTNEED
-    except Exception:  # noqa: BLE001 - an optimisation only
-        return
-
-
 def _tokenizer(spec: str | os.PathLike[str] | None, folder: Path, name: str) -> Any:
     """The folder's own tokenizer files, read without ever running the folder's code.
 
@@ -134,8 +110,10 @@ def load_exported(
     hf_checkpoint: str | None = None,
 ) -> LoadedModel:
     """Same arguments and result as `swamla_tui.load`, for a folder from `export_checkpoint`."""
+    from ..ckpt.tensors import drop_mapped_pages
+    from ..devices import parse_dtype, pick_device
     from ..errors import SwamlaError
-    from ..loaded import LoadedModel, parse_dtype, pick_device
+    from ..loaded_model import LoadedModel
     from ..model.transformer import SWAMLA, wants_column_major
 
     say = progress or (lambda _s: None)
@@ -187,7 +165,7 @@ def load_exported(
         if colmajor and wants_column_major(k, t.shape):
             t = t.t().contiguous().t()
         if t.data_ptr() != src.data_ptr():
-            _drop_pages(src)  # copied: its file pages need not stay resident
+            drop_mapped_pages(src)  # copied: its file pages need not stay resident
         tensors[k] = t
     model.load_state_dict(tensors, strict=False, assign=True)
     for alias, target in tied.items():  # re-tie (the head to the embedding)

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from .. import __version__
+from .._version import __version__
 from ..errors import SwamlaError
 from .flatten import flatten_into
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..loaded import LoadedModel
+    from ..loaded_model import LoadedModel
 
 ExportDtype = Literal["float32", "bfloat16"]
 FORMAT_VERSION = 1
