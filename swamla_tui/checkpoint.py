@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from .errors import CheckpointError, UnsafeCheckpointError
+from .model.generation import prune_state_dict
 
 # ----------------------------------------------------------------------------- allow-list
 _ALLOWED_EXACT = {
@@ -235,23 +236,26 @@ def strip_prefixes(key: str) -> str:
 
 def unpack(obj: dict[str, Any], origin: str = "checkpoint") -> RawCheckpoint:
     """Recognise a training checkpoint, a hub `pytorch_model.bin` or a bare state dict."""
-    if isinstance(obj.get("model"), dict):
-        sd, kind = obj["model"], "training checkpoint"
-    elif isinstance(obj.get("model_state_dict"), dict):
-        sd, kind = obj["model_state_dict"], "hub checkpoint"
+    if isinstance(obj.get("model_state_dict"), dict):  # v2 §2: model_state_dict, else model
+        sd, wkey = obj["model_state_dict"], "model_state_dict"
+        kind = "hub checkpoint" if "val_loss" in obj else "training checkpoint"
+    elif isinstance(obj.get("model"), dict):
+        sd, kind, wkey = obj["model"], "training checkpoint", "model"
     elif obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        sd, kind = obj, "state dict"
+        sd, kind, wkey = obj, "state dict", ""
     else:
         keys = ", ".join(sorted(map(str, obj))[:6])
         raise CheckpointError(
             f"{origin}: not an SWA-MLA checkpoint (no 'model' or 'model_state_dict'; keys: {keys})"
         )
-    clean = {strip_prefixes(k): v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    clean = prune_state_dict(
+        {strip_prefixes(k): v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    )
     args = obj.get("config") if isinstance(obj.get("config"), dict) else {}
-    meta: dict[str, Any] = {"format": kind}
-    for k in ("step", "total_tokens", "val_loss"):
+    meta: dict[str, Any] = {"format": kind, "weights_key": wkey}
+    for k in ("step", "total_tokens", "val_loss", "total_tokens_seen"):
         if k in obj and isinstance(obj[k], (int, float)):
-            meta[k] = obj[k]
+            meta["total_tokens" if k == "total_tokens_seen" else k] = obj[k]
     return RawCheckpoint(clean, dict(args or {}), meta)
 
 

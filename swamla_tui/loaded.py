@@ -15,7 +15,14 @@ import torch
 
 from .checkpoint import RawCheckpoint, read_checkpoint, resolve, unpack
 from .errors import CheckpointError, SwamlaError
-from .model.config import ModelConfig, infer_config
+from .model.config import ModelConfig
+from .model.generation import (
+    config_notices,
+    engram_token_map,
+    model_card_lines,
+    resolve_model,
+    stored_dtypes,
+)
 from .model.transformer import SWAMLA, wants_column_major
 from .params import SamplingParams
 
@@ -108,6 +115,8 @@ class LoadedModel:
         self.use_cuda_graph = self.device.type == "cuda" and os.environ.get(
             "SWAMLA_CUDA_GRAPHS", "1"
         ) not in ("0", "false")
+        # the graph loop does not save/restore recurrent state around its warm-up runs
+        self.use_cuda_graph = self.use_cuda_graph and not model.has_recurrent_state
         self._pool: dict[tuple[int, int], Any] = {}
         self._lock = threading.Lock()
 
@@ -119,27 +128,37 @@ class LoadedModel:
     def summary(self) -> str:
         c = self.config
         dt = str(self.dtype).removeprefix("torch.")
-        return f"{self.n_params:,} params · {c.n_swa} SWA + {c.n_mla} MLA · {dt} · {self.device}"
+        head = f"{self.n_params:,} params"
+        active = self.model.active_params()
+        if active != self.n_params:
+            head += f" ({active:,} active)"
+        parts = [head, c.kinds_text(), dt, str(self.device), c.generation]
+        if c.moe is not None:
+            kind = "latent MoE" if c.moe.latent else "MoE"
+            parts.append(f"{kind} top-{c.moe.top_k} of {c.moe.n_experts}")
+        if c.engram is not None:
+            parts.append(f"Engram x{len(c.engram.layers)}")
+        return " · ".join(parts)
 
     def card(self) -> dict[str, str]:
         c = self.config
+        short = {"swa": "SWA", "mla": "MLA", "deltanet": "DN"}
         card: dict[str, str] = {
             "source": self.source,
             "format": str(self.meta.get("format", "")),
+            "generation": str(self.meta.get("generation", c.generation)),
             "parameters": f"{self.n_params:,}",
-            "layers": f"{c.n_layer} ({c.n_swa} SWA + {c.n_mla} MLA): "
-            + ",".join(k.upper() for k in c.layer_kinds),
-            "n_embd / heads": f"{c.n_embd} / {c.n_head} (SWA kv heads {c.n_kv_head}, head dim {c.head_dim})",
+            "active parameters": f"{self.model.active_params():,} per token",
+            "layers": f"{c.n_layer} ({c.kinds_text()}): "
+            + ",".join(short[k] for k in c.layer_kinds),
+            "n_embd / heads": f"{c.n_embd} / {c.n_head}"
+            + (f" (SWA kv heads {c.n_kv_head}, head dim {c.head_dim})" if c.n_swa else ""),
             "vocab / block_size": f"{c.vocab_size} / {c.block_size}",
-            "SWA": f"window {c.swa_window}, sinks {c.swa_sink_size}, attention "
-            + ("windowed" if self.model.swa_window else "full causal (as trained)"),
-            "MLA": f"r {c.kv_lora_rank}, dn {c.qk_nope_head_dim}, dr {c.qk_rope_head_dim}, "
-            f"dv {c.v_head_dim}, q_lora {c.q_lora_rank or 'off'}",
-            "norm / MLP": f"{'RMSNorm' if c.norm == 'rms' else 'DynamicTanh'} / SwiGLU {c.mlp_hidden}",
-            "stored dtype": self.stored_dtype,
-            "running": f"{str(self.dtype).removeprefix('torch.')} on {self.device}",
-            "max_length": str(self.max_length),
         }
+        card.update(model_card_lines(c, self.model.swa_window))
+        card["stored dtype"] = self.stored_dtype
+        card["running"] = f"{str(self.dtype).removeprefix('torch.')} on {self.device}"
+        card["max_length"] = str(self.max_length)
         for k in ("step", "total_tokens", "val_loss"):
             if k in self.meta:
                 v = self.meta[k]
@@ -350,24 +369,23 @@ def _build(
     notices: list[str],
     source: str,
     mapped: bool = False,
+    generation: str | None = None,
+    engram_mapping: Sequence[int] | None = None,
+    train_args: dict[str, Any] | None = None,
 ) -> LoadedModel:
-    sd = raw.state_dict
-    cfg = infer_config(sd, raw.args)
-    stored = sorted(
-        {
-            str(v.dtype).removeprefix("torch.")
-            for k, v in sd.items()
-            if v.is_floating_point() and not k.endswith("attn.mask")
-        }
-    )
-    if len(stored) > 1:
+    args = {**raw.args, **(train_args or {})}
+    wkey = str(raw.meta.get("weights_key", ""))
+    cfg, weights, why = resolve_model(raw.state_dict, raw.args, wkey, generation, train_args)
+    raw.meta["generation"] = f"{cfg.generation}: {why}"
+    notices.extend(config_notices(cfg, args))
+    stored, bf16_experts = stored_dtypes(weights)
+    if len(stored) > 1 and not bf16_experts:  # bf16 routed experts: normal since Jan 30 2026
         to = str(dtype).removeprefix("torch.")
         notices.append(f"mixed stored dtypes ({', '.join(stored)}): converted whole to {to}")
     with torch.device("meta"):
         model = SWAMLA(cfg, swa_window=(swa_attention == "window"))
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     expected = set(shapes)
-    weights = {k: v for k, v in sd.items() if not k.endswith("attn.mask")}
     # the head is tied to the embedding: a state dict may store it once, under wte
     missing = sorted(expected - set(weights) - {"lm_head.weight"})
     if missing:
@@ -411,6 +429,9 @@ def _build(
     model.lm_head.weight = model.transformer.wte.weight  # keep the tie after assign
     model.init_buffers(device)  # RoPE tables were created on meta
     model.eval().requires_grad_(False)
+    model.prepare(column_major=colmajor)  # fused products for decoding (DeltaNet, MoE)
+    if cfg.engram is not None:
+        model.set_token_mapping(engram_token_map(cfg, tokenizer, engram_mapping, source))
     ml = min(int(max_length or cfg.block_size), cfg.block_size)
     if max_length and max_length > cfg.block_size and max_length != 2048:
         notices.append(f"max_length {max_length} is above block_size: using {cfg.block_size}")
@@ -436,8 +457,19 @@ def load(
     swa_attention: str = "full",
     max_length: int | None = 2048,
     progress: Callable[[str], None] | None = None,
+    generation: str = "auto",
+    engram_mapping: Sequence[int] | None = None,
+    train_args: dict[str, Any] | None = None,
 ) -> LoadedModel:
-    """Load a checkpoint file, a local folder or a Hub repo id (see the README)."""
+    """Load a checkpoint file, a local folder or a Hub repo id (see the README).
+
+    `generation`: "auto" (default) dates the checkpoint from its weights and saved config
+    (v2 spec §1); "G1".."G6" overrides the two switches invisible in the weights (MLA q_pe
+    rotation, dense-MLP SiLU half), e.g. for a bare state dict. `engram_mapping`: the
+    token -> canonical id list an Engram model uses instead of the one built from the
+    tokenizer. `train_args`: training-argument entries that override or complete the
+    checkpoint's saved config (e.g. {"n_activated": 2}: the MoE top-k is in no weight).
+    """
     say = progress or (lambda _s: None)
     if swa_attention not in ("full", "window"):
         raise SwamlaError(f"swa_attention must be 'full' or 'window', not '{swa_attention}'")
@@ -460,7 +492,10 @@ def load(
         tok = load_tokenizer(spec, folder=res.folder, name=name)
     say(f"Building model on {dev}")
     mapped = zipfile.is_zipfile(res.path)  # read_checkpoint memory-maps zip-format files
-    lm = _build(raw, dev, dt, swa_attention, max_length, tok, notices, res.label, mapped)
+    lm = _build(
+        raw, dev, dt, swa_attention, max_length, tok, notices, res.label, mapped,
+        generation=generation, engram_mapping=engram_mapping, train_args=train_args,
+    )  # fmt: skip
     if tok is not None and len(tok) > lm.config.vocab_size:
         lm.notices.append(
             f"tokenizer has {len(tok)} tokens but the model only {lm.config.vocab_size}"
