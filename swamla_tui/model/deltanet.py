@@ -25,8 +25,11 @@ from .layers import RMSNorm, SwiGLU
 
 
 def l2norm(k: Tensor) -> Tensor:
-    """k / sqrt(max(sum k², 1e-12)) over the last axis (the trainer's HEAD form)."""
-    return k * torch.rsqrt(torch.clamp((k * k).sum(-1, keepdim=True), min=1e-12))
+    """k / sqrt(max(sum k², 1e-12)) over the last axis (the trainer's HEAD form).
+
+    sqrt(max(s, 1e-12)) = max(sqrt(s), 1e-6), which is what F.normalize computes.
+    """
+    return F.normalize(k, dim=-1, eps=1e-6)
 
 
 def delta_rule_loop(
@@ -167,6 +170,9 @@ class DeltaNetAttention(nn.Module):
         """Pre-conv q|k|v [B, T, 3P] and the raw gate / beta logits [B, T, H]."""
         y = F.linear(u, self._in.get())
         h = self.h
+        g, b = y[..., -2 * h :].split(h, dim=-1)
+        if not self.latent and not self.share:  # already q|k|v side by side
+            return y[..., : 3 * self.p], g, b
         if self.latent:
             r = self.q_down.weight.shape[0] if not self.share else self.qk_down.weight.shape[0]
             parts = list(y[..., : y.shape[-1] - 2 * h].split(r, dim=-1))
@@ -176,7 +182,6 @@ class DeltaNetAttention(nn.Module):
             parts = list(y[..., : y.shape[-1] - 2 * h].split(self.p, dim=-1))
         if self.share:
             parts = [parts[0], parts[0], parts[1]]
-        g, b = y[..., -2 * h :].split(h, dim=-1)
         return torch.cat(parts, dim=-1), g, b
 
     def _out(self, o: Tensor) -> Tensor:
@@ -193,7 +198,7 @@ class DeltaNetAttention(nn.Module):
             if k > 1:
                 hist.copy_(zc[:, -(k - 1) :])
         if z.shape[1] == 1:  # decode: K multiply-adds per channel
-            return (torch.einsum("bkc,ck->bc", zc, w[:, 0]) + bias)[:, None]
+            return (zc * w[:, 0].t()).sum(1, keepdim=True) + bias
         return F.conv1d(zc.transpose(1, 2), w, bias, groups=w.shape[0]).transpose(1, 2)
 
     def forward(
@@ -210,6 +215,8 @@ class DeltaNetAttention(nn.Module):
         """
         bsz, t, _ = u.shape
         z, g, b = self._project(u)
+        if t == 1:
+            pad = None  # one-token calls are decode steps: every row has a real token
         if pad is not None:
             z = z.masked_fill(pad[..., None], 0.0)
         y = self._conv(z, conv)
