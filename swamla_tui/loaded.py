@@ -132,7 +132,9 @@ class LoadedModel:
         active = self.model.active_params()
         if active != self.n_params:
             head += f" ({active:,} active)"
-        parts = [head, c.kinds_text(), dt, str(self.device), c.generation]
+        parts = [head, c.kinds_text(), dt, str(self.device)]
+        if c.generation not in ("G1", "G2"):  # v1 models keep the v1 line
+            parts.append(c.generation)
         if c.moe is not None:
             kind = "latent MoE" if c.moe.latent else "MoE"
             parts.append(f"{kind} top-{c.moe.top_k} of {c.moe.n_experts}")
