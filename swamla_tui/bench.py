@@ -1,9 +1,12 @@
 """Benchmark: `python -m swamla_tui.bench` (a script, not a test).
 
-Builds the 262M reference model (preset small) with random weights and prints, from one
-run on one device/dtype: engine decode tok/s single-stream at several prompt lengths, the
-full-recompute loop (what the original script does) through our own forward, batched
-throughput, time to first token, and the bandwidth bound (copy bandwidth / weight bytes).
+Builds a model with random weights and prints, from one run on one device/dtype: engine
+decode tok/s single-stream at several prompt lengths, the full-recompute loop (what the
+original script does) through our own forward, batched throughput, time to first token, the
+bandwidth bound (copy bandwidth / weight bytes) and the matrix-product floor (one decode
+step's weight products alone, at batch 1). Presets: `small` (the 262M v1 reference model,
+default) and `moe-1b` (the trainer's default since Dec 2025: DeltaNet + MLA, latent MoE;
+only its *active* weights count towards the floor).
 """
 
 from __future__ import annotations
@@ -16,12 +19,16 @@ import time
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from .engine.generate import Generation
 from .engine.options import EngineOptions
 from .engine.pool import CachePool
 from .engine.sampling import sample
-from .model.config import ModelConfig
+from .model.config import DeltaNetConfig, ModelConfig, MoEConfig
+from .model.deltanet import DeltaNetBlock, WeDLMAdapter
+from .model.mla import MLABlock
+from .model.moe import MoE
 from .model.transformer import SWAMLA
 from .params import SamplingParams
 
@@ -36,6 +43,23 @@ def reference_config(vocab: int = 50257, layers: int = 12) -> ModelConfig:
     )  # fmt: skip
 
 
+def moe_1b_config(vocab: int = 50257) -> ModelConfig:
+    """The trainer's `--size moe-1b` at HEAD defaults (v2 spec §3, §6.3): 12 layers, C 1024,
+    12 heads, DeltaNet 2 + MLA 1 per cycle, latent MoE (L 256, 128 experts of 256, top-12,
+    one shared expert of 1024), per-layer MLA kv ranks from the base 256."""
+    n, c = 12, 1024
+    kinds = ["deltanet" if i % 3 < 2 else "mla" for i in range(n)]
+    ranks = [int(256 * (0.5 + 1.5 * i / (n - 1))) if k == "mla" else 0 for i, k in enumerate(kinds)]
+    return ModelConfig(
+        n_layer=n, n_embd=c, n_head=12, n_kv_head=12, vocab_size=vocab, block_size=2048,
+        layer_kinds=kinds, kv_lora_rank=ranks[2], qk_nope_head_dim=128, qk_rope_head_dim=64,
+        v_head_dim=128, mlp_hidden=4 * c, generation="G6", kv_ranks=ranks,
+        deltanet=DeltaNetConfig(n_head=12, head_dim=c // 12, conv_kernel=4),
+        moe=MoEConfig(latent=True, n_experts=128, top_k=12, n_shared=1, shared_dim=1024,
+                      expert_dim=256, width=256),
+    )  # fmt: skip
+
+
 def build_model(cfg: ModelConfig, device: torch.device, dtype: torch.dtype, window: bool) -> SWAMLA:
     torch.manual_seed(0)
     with torch.device("meta"):
@@ -43,7 +67,7 @@ def build_model(cfg: ModelConfig, device: torch.device, dtype: torch.dtype, wind
     m = m.to_empty(device=device)
     with torch.no_grad():
         for name, p in m.named_parameters():
-            if name.endswith("weight") and p.ndim == 2:
+            if name.endswith("weight") and p.ndim >= 2:
                 p.normal_(0.0, 0.02)
             elif "alpha" in name:
                 p.fill_(0.5)
@@ -51,12 +75,89 @@ def build_model(cfg: ModelConfig, device: torch.device, dtype: torch.dtype, wind
                 p.zero_()
             else:
                 p.fill_(1.0)
+        for name, b in m.named_buffers():
+            if name.endswith("expert_bias"):
+                b.normal_(0.0, 0.01)
     m.lm_head.weight = m.transformer.wte.weight
     m = m.to(dtype).eval().requires_grad_(False)
     m.init_buffers(device)
-    if device.type == "cpu" and dtype == torch.float32 and EngineOptions.from_env().cpu_layout:
+    colmajor = (
+        device.type == "cpu" and dtype == torch.float32 and EngineOptions.from_env().cpu_layout
+    )
+    if colmajor:
         m.use_cpu_decode_layout()  # as `swamla_tui.load` does
+    m.prepare(column_major=colmajor)
     return m
+
+
+def active_products(model: SWAMLA) -> tuple[list[torch.Tensor], list[tuple[torch.Tensor, ...]]]:
+    """The weight matrices one decode step multiplies (as the model holds them, fused where
+    it fuses), and per MoE layer top-k experts' weights gathered contiguous: only the
+    active weights, so the floor is what reading them through matrix-vector products costs."""
+    mats: list[torch.Tensor] = []
+    experts: list[tuple[torch.Tensor, ...]] = []
+    for blk in model.transformer.h:
+        if isinstance(blk, DeltaNetBlock):
+            a = blk.attn.deltanet if isinstance(blk.attn, WeDLMAdapter) else blk.attn
+            mats.append(a._in.get())
+            mats += [
+                getattr(a, f"{nm}_up").weight
+                for nm in ("qk", "q", "k", "v")
+                if hasattr(a, f"{nm}_up")
+            ]
+            mats += [a.o_up.weight, a.o_down.weight] if a.latent else [a.o_proj.weight]
+            mats += [blk.mlp.gate_up_proj.weight, blk.mlp.down_proj.weight]
+        else:
+            at = blk.attn
+            names = (
+                ("wq", "wq_a", "wq_b", "wkv_a", "wkv_b", "wo")
+                if isinstance(blk, MLABlock)
+                else ("q_proj", "k_proj", "v_proj", "o_proj")
+            )
+            mats += [getattr(at, nm).weight for nm in names if hasattr(at, nm)]
+            ffn = blk.ffn if isinstance(blk, MLABlock) else blk.mlp
+            if isinstance(ffn, MoE):
+                mats.append(ffn._in.get())
+                mats += [s.down_proj.weight for s in ffn.shared_experts]
+                mats += [ffn.up_proj.weight] if ffn.cfg.latent else []
+                sel = torch.randperm(ffn.cfg.n_experts)[: ffn.cfg.top_k].to(mats[-1].device)
+                ex = ffn.experts
+                experts.append(
+                    (ex.gate_up_weight[sel].contiguous(), ex.down_weight[sel].contiguous())
+                )
+            else:
+                mats += [ffn.gate_up_proj.weight, ffn.down_proj.weight]
+    mats.append(model.transformer.wte.weight)  # the tied head
+    return mats, experts
+
+
+def matmul_floor(model: SWAMLA, reps: int = 9) -> tuple[float, int]:
+    """Seconds per decode step of the active weight products alone at batch 1, and their bytes."""
+    dev = model.transformer.wte.weight.device
+    mats, experts = active_products(model)
+    xs = [torch.randn(1, w.shape[1], dtype=w.dtype, device=dev) for w in mats]
+    exs = [
+        (torch.randn(gu.shape[0], 1, gu.shape[1], dtype=gu.dtype, device=dev),
+         torch.randn(dw.shape[0], 1, dw.shape[1], dtype=dw.dtype, device=dev), gu, dw)
+        for gu, dw in experts
+    ]  # fmt: skip
+    nbytes = sum(w.numel() * w.element_size() for w in mats)
+    nbytes += sum(
+        gu.numel() * gu.element_size() + dw.numel() * dw.element_size() for gu, dw in experts
+    )
+    times = []
+    with torch.inference_mode():
+        for _ in range(reps):
+            sync(dev)
+            t0 = time.perf_counter()
+            for x, w in zip(xs, mats, strict=True):
+                F.linear(x, w)
+            for xg, xd, gu, dw in exs:
+                torch.bmm(xg, gu)
+                torch.bmm(xd, dw)
+            sync(dev)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times[2:]), nbytes
 
 
 def sync(dev: torch.device) -> None:
@@ -138,6 +239,7 @@ def copy_bandwidth(dev: torch.device, mb: int = 512) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m swamla_tui.bench", description=__doc__)
+    ap.add_argument("--preset", default="small", choices=("small", "moe-1b"))
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--lengths", default="32,512,1024")
@@ -175,10 +277,14 @@ def main(argv: list[str] | None = None) -> int:
     }[a.dtype]
     graphs = dev.type == "cuda" and not a.no_graphs
     skip = set(filter(None, a.skip.split(",")))
-    cfg = reference_config()
+    if a.preset == "moe-1b" and not a.recompute_new:
+        skip.add("recompute")  # a full forward per token of a 1B model: minutes per length
+    cfg = moe_1b_config() if a.preset == "moe-1b" else reference_config()
+    graphs = graphs and a.preset == "small"  # recurrent state: the engine decodes eagerly
     model = build_model(cfg, dev, dt, a.window)
     nparam = model.num_params()
-    wbytes = nparam * torch.finfo(dt).bits // 8
+    active = model.active_params()
+    wbytes = active * torch.finfo(dt).bits // 8
     pool = CachePool(model, 2048, graphs=graphs, compile=EngineOptions.from_env().compile)
     params = SamplingParams(temperature=0.8, top_k=50, top_p=0.9, repetition_penalty=1.1, seed=0)
     gen = torch.Generator().manual_seed(1)
@@ -189,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
         if dev.type == "cuda"
         else platform.processor() or "cpu",
         "dtype": str(dt).removeprefix("torch."),
+        "preset": a.preset,
         "params": nparam,
+        "active_params": active,
         "threads": torch.get_num_threads(),
         "cuda_graphs": graphs,
         "swa_attention": "window" if a.window else "full",
@@ -199,10 +307,18 @@ def main(argv: list[str] | None = None) -> int:
     res["copy_GBps"] = bw
     res["bandwidth_bound_tok_s"] = bw * 1e9 / wbytes
     print(
-        f"# {res['device']} · {res['dtype']} · {nparam:,} params · threads {res['threads']} · graphs {graphs}"
+        f"# {a.preset} · {res['device']} · {res['dtype']} · {nparam:,} params "
+        f"({active:,} active per token) · threads {res['threads']} · graphs {graphs}"
     )
     print(
         f"copy bandwidth {bw:.1f} GB/s (read+write) -> bound {res['bandwidth_bound_tok_s']:.1f} tok/s"
+    )
+    floor_s, floor_bytes = matmul_floor(model)
+    res["floor_tok_s"] = 1.0 / floor_s
+    print(
+        f"matrix-product floor (active weights, batch 1): {floor_s * 1000:.1f} ms/step -> "
+        f"{1.0 / floor_s:.1f} tok/s ({floor_bytes / floor_s / 1e9:.1f} GB/s of weights)",
+        flush=True,
     )
 
     engine_run(model, [rand(16)], 8, params, pool)  # warm-up (and graph capture)
@@ -210,8 +326,14 @@ def main(argv: list[str] | None = None) -> int:
     for L in lens:
         engine_run(model, [rand(L)], 2, params, pool)  # first use of this prefill shape
         r = engine_run(model, [rand(L)], a.new, params, pool)
+        # the floor again right after: on a shared machine the load changes within a run
+        r["floor_tok_s"] = 1.0 / matmul_floor(model)[0]
         res[f"engine_{L}"] = r
-        line = f"prompt {L:5d}: engine {r['decode_tok_s']:8.1f} tok/s  (ttft {r['ttft_s'] * 1000:7.1f} ms)"
+        line = (
+            f"prompt {L:5d}: engine {r['decode_tok_s']:8.1f} tok/s "
+            f"({100 * r['decode_tok_s'] / r['floor_tok_s']:3.0f}% of the floor measured "
+            f"next to it, {r['floor_tok_s']:.1f} tok/s) (ttft {r['ttft_s'] * 1000:7.1f} ms)"
+        )
         if "recompute" not in skip:
             n_rc = a.recompute_new or (8 if dev.type == "cuda" else (4 if L <= 64 else 2))
             rc = recompute_run(model, rand(L), n_rc, params)

@@ -38,6 +38,7 @@ from .ckpt.sources import (  # noqa: F401 - re-exported: the public names of thi
 )
 from .ckpt.unpickler import restricted_pickle_module
 from .errors import CheckpointError, UnsafeCheckpointError, one_line
+from .model.generation import prune_state_dict
 
 
 def _reason(msg: str) -> str:
@@ -172,26 +173,29 @@ def strip_prefixes(key: str) -> str:
 
 def unpack(obj: dict[str, Any], origin: str = "checkpoint") -> RawCheckpoint:
     """Recognise a training checkpoint, a hub `pytorch_model.bin` or a bare state dict."""
-    if isinstance(obj.get("model"), dict):
-        sd, kind = obj["model"], "training checkpoint"
-    elif isinstance(obj.get("model_state_dict"), dict):
-        sd, kind = obj["model_state_dict"], "hub checkpoint"
+    if isinstance(obj.get("model_state_dict"), dict):  # v2 §2: model_state_dict, else model
+        sd, wkey = obj["model_state_dict"], "model_state_dict"
+        kind = "hub checkpoint" if "val_loss" in obj else "training checkpoint"
+    elif isinstance(obj.get("model"), dict):
+        sd, kind, wkey = obj["model"], "training checkpoint", "model"
     elif obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        sd, kind = obj, "state dict"
+        sd, kind, wkey = obj, "state dict", ""
     else:
         keys = ", ".join(sorted(map(str, obj))[:6])
         raise CheckpointError(
             f"{origin}: not an SWA-MLA checkpoint (no 'model' or 'model_state_dict'; keys: {keys})"
         )
-    clean = {
-        strip_prefixes(k): v
-        for k, v in sd.items()
-        if isinstance(k, str) and isinstance(v, torch.Tensor)
-    }
+    clean = prune_state_dict(
+        {
+            strip_prefixes(k): v
+            for k, v in sd.items()
+            if isinstance(k, str) and isinstance(v, torch.Tensor)
+        }
+    )
     args = obj.get("config") if isinstance(obj.get("config"), dict) else {}
-    meta: dict[str, Any] = {"format": kind}
-    for k in ("step", "total_tokens", "val_loss"):
+    meta: dict[str, Any] = {"format": kind, "weights_key": wkey}
+    for k in ("step", "total_tokens", "val_loss", "total_tokens_seen"):
         v = _plain_number(obj.get(k))
         if v is not None:
-            meta[k] = v
+            meta["total_tokens" if k == "total_tokens_seen" else k] = v
     return RawCheckpoint(clean, dict(args or {}), meta)

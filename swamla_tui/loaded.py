@@ -10,7 +10,7 @@ would make replies empty or wrong (NaN/Inf weights, vocabulary mismatches).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -25,7 +25,13 @@ from .engine.options import EngineOptions
 from .errors import CheckpointError, SwamlaError, one_line
 from .hf_export import is_export_folder, load_exported
 from .loaded_model import LoadedModel
-from .model.config import infer_config
+from .model.generation import (
+    config_notices,
+    engram_token_map,
+    is_mask_key,
+    resolve_model,
+    stored_dtypes,
+)
 from .model.transformer import SWAMLA, wants_column_major
 
 
@@ -41,25 +47,24 @@ def _build(
     source: str,
     mapped: bool = False,
     engine: EngineOptions | None = None,
+    generation: str | None = None,
+    engram_mapping: Sequence[int] | None = None,
+    train_args: dict[str, Any] | None = None,
 ) -> LoadedModel:
     opts = engine or EngineOptions()
-    sd = raw.state_dict
-    cfg = infer_config(sd, raw.args)
-    stored = sorted(
-        {
-            str(v.dtype).removeprefix("torch.")
-            for k, v in sd.items()
-            if v.is_floating_point() and not k.endswith("attn.mask")
-        }
-    )
-    if len(stored) > 1:
+    args = {**raw.args, **(train_args or {})}
+    wkey = str(raw.meta.get("weights_key", ""))
+    cfg, weights, why = resolve_model(raw.state_dict, raw.args, wkey, generation, train_args)
+    raw.meta["generation"] = f"{cfg.generation}: {why}"
+    notices.extend(config_notices(cfg, args))
+    stored, bf16_experts = stored_dtypes(weights)
+    if len(stored) > 1 and not bf16_experts:  # bf16 routed experts: normal since Jan 30 2026
         to = str(dtype).removeprefix("torch.")
         notices.append(f"mixed stored dtypes ({', '.join(stored)}): converted whole to {to}")
     with torch.device("meta"):
         model = SWAMLA(cfg, swa_window=(swa_attention == "window"))
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     expected = set(shapes)
-    weights = {k: v for k, v in sd.items() if not k.endswith("attn.mask")}
     # the head is tied to the embedding: a state dict may store it once, under wte
     missing = sorted(expected - set(weights) - {"lm_head.weight"})
     if missing:
@@ -117,6 +122,9 @@ def _build(
     model.lm_head.weight = model.transformer.wte.weight  # type: ignore[union-attr,assignment]  # keep the tie after assign
     model.init_buffers(device)  # RoPE tables were created on meta
     model.eval().requires_grad_(False)
+    model.prepare(column_major=colmajor)  # fused products for decoding (DeltaNet, MoE)
+    if cfg.engram is not None:
+        model.set_token_mapping(engram_token_map(cfg, tokenizer, engram_mapping, source))
     ml = min(int(max_length or cfg.block_size), cfg.block_size)
     if max_length and max_length > cfg.block_size and max_length != 2048:
         notices.append(f"max_length {max_length} is above block_size: using {cfg.block_size}")
@@ -144,11 +152,20 @@ def load(
     max_length: int | None = 2048,
     progress: Callable[[str], None] | None = None,
     engine: EngineOptions | None = None,
+    generation: str = "auto",
+    engram_mapping: Sequence[int] | None = None,
+    train_args: dict[str, Any] | None = None,
 ) -> LoadedModel:
     """Load a checkpoint file, a local folder or a Hub repo id (see the README).
 
     `engine`: how to decode (CUDA graphs, compile, CPU layout); None means the defaults
     with the user's environment overrides (`EngineOptions.from_env()`).
+    `generation`: "auto" (default) dates the checkpoint from its weights and saved config
+    (v2 spec §1); "G1".."G6" overrides the two switches invisible in the weights (MLA q_pe
+    rotation, dense-MLP SiLU half), e.g. for a bare state dict. `engram_mapping`: the
+    token -> canonical id list an Engram model uses instead of the one built from the
+    tokenizer. `train_args`: training-argument entries that override or complete the
+    checkpoint's saved config (e.g. {"n_activated": 2}: the MoE top-k is in no weight).
     """
     opts = engine if engine is not None else EngineOptions.from_env()
     say = progress or (lambda _s: None)
@@ -170,7 +187,8 @@ def load(
     say(f"Reading {res.path.name}")
     obj, mapped = read_checkpoint_mapped(res.path)  # zip files are memory-mapped
     raw = unpack(obj, str(res.path))
-    check_state_dict(raw.state_dict, str(res.path))
+    # SWA mask buffers were reduced to shape-only (meta) tensors by `unpack`: not weights
+    check_state_dict({k: v for k, v in raw.state_dict.items() if not is_mask_key(k)}, str(res.path))
     tok: Any = None
     if tokenizer is not False:
         from .tokenizer import load_tokenizer
@@ -180,7 +198,10 @@ def load(
         spec = None if tokenizer is None or tokenizer is True else tokenizer
         tok = load_tokenizer(spec, folder=res.folder, name=name)
     say(f"Building model on {dev}")
-    lm = _build(raw, dev, dt, swa_attention, max_length, tok, notices, res.label, mapped, opts)
+    lm = _build(
+        raw, dev, dt, swa_attention, max_length, tok, notices, res.label, mapped, opts,
+        generation=generation, engram_mapping=engram_mapping, train_args=train_args,
+    )  # fmt: skip
     lm.notices.extend(_vocab_notices(tok, lm.config.vocab_size))
     return lm
 

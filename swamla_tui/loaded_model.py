@@ -20,6 +20,7 @@ from .engine.stream import TokenStream
 from .engine.text import TextCodec
 from .errors import SwamlaError
 from .model.config import ModelConfig
+from .model.generation import model_card_lines
 from .model.transformer import SWAMLA
 from .params import SamplingParams
 
@@ -54,6 +55,8 @@ class LoadedModel:
         self.eos_id: int | None = getattr(tokenizer, "eos_token_id", None) if tokenizer else None
         self.engine_options = engine_options or EngineOptions()
         graphs = self.device.type == "cuda" and self.engine_options.cuda_graphs
+        # the graph loop does not save/restore recurrent state around its warm-up runs
+        graphs = graphs and not model.has_recurrent_state
         pool = CachePool(model, max_length, graphs=graphs, compile=self.engine_options.compile)
         self.engine = Engine(model, max_length, self.eos_id, pool)
         self.codec = TextCodec(tokenizer) if tokenizer is not None else None
@@ -66,27 +69,39 @@ class LoadedModel:
     def summary(self) -> str:
         c = self.config
         dt = str(self.dtype).removeprefix("torch.")
-        return f"{self.n_params:,} params · {c.n_swa} SWA + {c.n_mla} MLA · {dt} · {self.device}"
+        head = f"{self.n_params:,} params"
+        active = self.model.active_params()
+        if active != self.n_params:
+            head += f" ({active:,} active)"
+        parts = [head, c.kinds_text(), dt, str(self.device)]
+        if c.generation not in ("G1", "G2"):  # v1 models keep the v1 line
+            parts.append(c.generation)
+        if c.moe is not None:
+            kind = "latent MoE" if c.moe.latent else "MoE"
+            parts.append(f"{kind} top-{c.moe.top_k} of {c.moe.n_experts}")
+        if c.engram is not None:
+            parts.append(f"Engram x{len(c.engram.layers)}")
+        return " · ".join(parts)
 
     def card(self) -> dict[str, str]:
         c = self.config
+        short = {"swa": "SWA", "mla": "MLA", "deltanet": "DN"}
         card: dict[str, str] = {
             "source": self.source,
             "format": str(self.meta.get("format", "")),
+            "generation": str(self.meta.get("generation", c.generation)),
             "parameters": f"{self.n_params:,}",
-            "layers": f"{c.n_layer} ({c.n_swa} SWA + {c.n_mla} MLA): "
-            + ",".join(k.upper() for k in c.layer_kinds),
-            "n_embd / heads": f"{c.n_embd} / {c.n_head} (SWA kv heads {c.n_kv_head}, head dim {c.head_dim})",
+            "active parameters": f"{self.model.active_params():,} per token",
+            "layers": f"{c.n_layer} ({c.kinds_text()}): "
+            + ",".join(short[k] for k in c.layer_kinds),
+            "n_embd / heads": f"{c.n_embd} / {c.n_head}"
+            + (f" (SWA kv heads {c.n_kv_head}, head dim {c.head_dim})" if c.n_swa else ""),
             "vocab / block_size": f"{c.vocab_size} / {c.block_size}",
-            "SWA": f"window {c.swa_window}, sinks {c.swa_sink_size}, attention "
-            + ("windowed" if self.model.swa_window else "full causal (as trained)"),
-            "MLA": f"r {c.kv_lora_rank}, dn {c.qk_nope_head_dim}, dr {c.qk_rope_head_dim}, "
-            f"dv {c.v_head_dim}, q_lora {c.q_lora_rank or 'off'}",
-            "norm / MLP": f"{'RMSNorm' if c.norm == 'rms' else 'DynamicTanh'} / SwiGLU {c.mlp_hidden}",
-            "stored dtype": self.stored_dtype,
-            "running": f"{str(self.dtype).removeprefix('torch.')} on {self.device}",
-            "max_length": str(self.max_length),
         }
+        card.update(model_card_lines(c, self.model.swa_window))
+        card["stored dtype"] = self.stored_dtype
+        card["running"] = f"{str(self.dtype).removeprefix('torch.')} on {self.device}"
+        card["max_length"] = str(self.max_length)
         for k in ("step", "total_tokens", "val_loss"):
             if k in self.meta:
                 v = self.meta[k]

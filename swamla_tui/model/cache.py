@@ -8,11 +8,16 @@ Layout (B = batch, S = slots):
 Each cache family keeps `key_pos[B, S]`: the RoPE position of the token in each slot, -1
 for an empty slot or a pad. Attention masks are built from these positions alone, which
 is what makes ragged batches, sinks and windows one rule.
+
+Recurrent state (v2) does not grow with the context: per DeltaNet layer the state S
+`[B, H, d, d]` (float32) and the conv window (the last K-1 pre-convolution q/k/v vectors);
+for Engram the last canonical ids and, per Engram layer, the last normalised gated vectors
+its dilated convolution reads. `reset` zeroes them: a row starts from zero state.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import Tensor
 
@@ -43,12 +48,23 @@ class ModelCache:
     ring_size: int = 0
     ring_key_pos: Tensor | None = None  # [B, ring_size]
     written: int = 0  # absolute number of token slots written so far (pads included)
+    dn_state: list[Tensor | None] = field(default_factory=list)  # per layer: [B, H, d, d] fp32
+    dn_conv: list[Tensor | None] = field(default_factory=list)  # per layer: [B, K-1, 3P]
+    engram_ids: Tensor | None = None  # [B, max_n - 1] canonical ids before the next token
+    engram_conv: list[Tensor | None] = field(default_factory=list)  # per layer: [B, (Kc-1)δ, C]
+
+    def recurrent(self) -> list[Tensor]:
+        """Every tensor a decode step updates in place besides the slot caches."""
+        out = [t for t in (*self.dn_state, *self.dn_conv, *self.engram_conv) if t is not None]
+        return out + ([self.engram_ids] if self.engram_ids is not None else [])
 
     def reset(self) -> None:
         self.written = 0
         self.lin_key_pos.fill_(-1)
         if self.ring_key_pos is not None:
             self.ring_key_pos.fill_(-1)
+        for t in self.recurrent():
+            t.zero_()
 
     def ring_slot(self, a: int) -> int:
         if a < self.ring_size:

@@ -1,4 +1,4 @@
-"""Building blocks shared by both layer kinds: norms, RoPE, SwiGLU MLP (spec §3)."""
+"""Building blocks shared by the layer kinds: norms, RoPE, SwiGLU MLP (spec §3, v2 §3)."""
 
 from __future__ import annotations
 
@@ -16,13 +16,20 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
+            # the same function in one fused op (decoding runs a few dozen norms per token)
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
         x32 = x.float()
         normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * normed.to(x.dtype)
 
 
 class DynamicTanh(nn.Module):
-    """DyT: tanh(alpha * x) * weight + bias, the norm-free alternative some runs use."""
+    """DyT: tanh(alpha * x) * weight + bias, the norm-free alternative some runs use.
+
+    The trainer stores `alpha` as a 0-dimensional scalar; the loader reshapes it to [1]
+    (`generation.adapt_weights`), which broadcasts the same.
+    """
 
     def __init__(self, dim: int, alpha_shape: tuple[int, ...] = (1,)) -> None:
         super().__init__()
@@ -39,15 +46,22 @@ def make_norm(kind: str, dim: int) -> nn.Module:
 
 
 class SwiGLU(nn.Module):
-    """gate_up_proj -> halves (a, b) -> down_proj(a * silu(b)): SiLU on the *second* half."""
+    """gate_up_proj -> halves (a, b) -> down_proj(a * silu(b)).
 
-    def __init__(self, dim: int, hidden: int, bias: bool = False) -> None:
+    SiLU on the *second* half (G1-G5), or on the *first* (`silu_first`: G6's fused Triton
+    kernel, and every MoE shared expert), v2 §3.1.
+    """
+
+    def __init__(self, dim: int, hidden: int, bias: bool = False, silu_first: bool = False) -> None:
         super().__init__()
+        self.silu_first = silu_first
         self.gate_up_proj = nn.Linear(dim, 2 * hidden, bias=bias)
         self.down_proj = nn.Linear(hidden, dim, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
         a, b = self.gate_up_proj(x).chunk(2, dim=-1)
+        if self.silu_first:
+            return self.down_proj(F.silu(a) * b)
         return self.down_proj(a * F.silu(b))
 
 

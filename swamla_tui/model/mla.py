@@ -1,7 +1,9 @@
-"""MLA attention layer (spec §5) and its block.
+"""MLA attention layer (spec §5, v2 §3) and its block.
 
-Quirk kept: `q_pe` is rotated by *head index*, not by token position (the original
-applied RoPE while the head axis stood where the position axis belongs).
+Quirk kept for G1-G4: `q_pe` is rotated by *head index*, not by token position (the
+original applied RoPE while the head axis stood where the position axis belongs); G5-G6
+rotate it at the token position like k_pe. From G2 each layer has its own kv rank.
+The block's feed-forward is a SwiGLU MLP or a (latent) MoE, optionally preceded by Engram.
 The full forward expands the latent into per-head keys/values; the cached path keeps
 only the normalised latent `c_n` and the rotated `k_pe`, with `W_k` absorbed into the
 query and `W_v` applied after the weighted sum (320 values per token in the 262M model).
@@ -14,14 +16,17 @@ from torch import Tensor, nn
 
 from .cache import ModelCache, StepContext
 from .config import ModelConfig
+from .engram import Engram
 from .layers import SwiGLU, apply_rope, make_norm, rope_tables
+from .moe import MoE
 
 
 class MLAAttention(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, layer: int = 0) -> None:
         super().__init__()
         c, h = cfg.n_embd, cfg.n_head
-        self.h, self.r = h, cfg.kv_lora_rank
+        self.h, self.r = h, cfg.kv_rank(layer)
+        self.q_by_position = cfg.q_pe_by_position
         self.dn, self.dr, self.dv = cfg.qk_nope_head_dim, cfg.qk_rope_head_dim, cfg.v_head_dim
         self.scale = (self.dn + self.dr) ** -0.5
         qd = h * (self.dn + self.dr)
@@ -38,12 +43,16 @@ class MLAAttention(nn.Module):
         # The quirk: head h's q_pe uses the angle of *position h*.
         self.register_buffer("q_rope", rope_tables(self.dr, h), persistent=False)  # [H, dr/2, 2]
 
-    def _query(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _query(self, x: Tensor, cs: Tensor) -> tuple[Tensor, Tensor]:
+        """cs: the tokens' RoPE table [B|1, T, dr/2, 2] (used from G5 on)."""
         b, t, _ = x.shape
         q = self.wq_b(self.q_norm(self.wq_a(x))) if hasattr(self, "wq_a") else self.wq(x)
         q = q.view(b, t, self.h, self.dn + self.dr)  # [B, T, H, dn+dr]
         q_nope, q_pe = q.split((self.dn, self.dr), dim=-1)
-        q_pe = apply_rope(q_pe, self.q_rope)  # rotated by head index (quirk)
+        if self.q_by_position:
+            q_pe = apply_rope(q_pe, cs[:, :, None])  # at the token's position (G5+)
+        else:
+            q_pe = apply_rope(q_pe, self.q_rope)  # rotated by head index (quirk, G1-G4)
         return q_nope, q_pe
 
     def _latent(self, x: Tensor, cs: Tensor) -> tuple[Tensor, Tensor]:
@@ -53,7 +62,7 @@ class MLAAttention(nn.Module):
     def forward(self, x: Tensor, cs: Tensor) -> Tensor:
         """Reference path: expand keys/values per head, plain causal attention."""
         b, t, _ = x.shape
-        q_nope, q_pe = self._query(x)
+        q_nope, q_pe = self._query(x, cs)
         c_n, k_pe = self._latent(x, cs)
         kv = self.wkv_b(c_n).view(b, t, self.h, self.dn + self.dv)
         k_nope, v = kv.split((self.dn, self.dv), dim=-1)  # [B, T, H, dn], [B, T, H, dv]
@@ -69,7 +78,7 @@ class MLAAttention(nn.Module):
         self, x: Tensor, cs: Tensor, layer: int, cache: ModelCache, ctx: StepContext
     ) -> Tensor:
         b, t, _ = x.shape
-        q_nope, q_pe = self._query(x)
+        q_nope, q_pe = self._query(x, cs)
         c_n, k_pe = self._latent(x, cs)
         kvc = cache.mla_kv[layer]
         assert kvc is not None
@@ -93,14 +102,26 @@ class MLAAttention(nn.Module):
 
 
 class MLABlock(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, layer: int = 0) -> None:
         super().__init__()
-        self.attn_norm = make_norm(cfg.norm, cfg.n_embd)
-        self.attn = MLAAttention(cfg)
-        self.ffn_norm = make_norm(cfg.norm, cfg.n_embd)
-        self.ffn = SwiGLU(cfg.n_embd, cfg.mlp_hidden or 4 * cfg.n_embd, cfg.bias)
+        c = cfg.n_embd
+        if cfg.engram is not None and layer in cfg.engram.layers:
+            self.engram = Engram(c, cfg.engram)
+        self.attn_norm = make_norm(cfg.norm, c)
+        self.attn = MLAAttention(cfg, layer)
+        self.ffn_norm = make_norm(cfg.norm, c)
+        self.ffn: SwiGLU | MoE = (
+            MoE(c, cfg.moe, cfg.bias)
+            if cfg.moe is not None
+            else SwiGLU(c, cfg.mlp_hidden or 4 * c, cfg.bias, silu_first=cfg.silu_first)
+        )
+
+    @property
+    def has_engram(self) -> bool:
+        return hasattr(self, "engram")
 
     def forward(self, x: Tensor, rope: Tensor) -> Tensor:
+        """The block after Engram (the model adds Engram's output, which needs the ids)."""
         x = x + self.attn(self.attn_norm(x), rope)
         return x + self.ffn(self.ffn_norm(x))
 

@@ -3,6 +3,8 @@
 Quirk kept by default: the training code built a sliding-window mask but attended with a
 plain causal mask, so the weights expect *full causal* attention. `window=True` applies
 the real window with sinks (an option that bounds memory and changes outputs).
+Exception (G3 flash SWA, recognised by `attn.causal_mask` buffers): those layers did apply
+their per-layer window w_i (no sinks), so `fixed_window` applies it in every path.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from .layers import SwiGLU, apply_rope, make_norm
 
 
 class SWAAttention(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, layer: int = 0) -> None:
         super().__init__()
         c, hd = cfg.n_embd, cfg.head_dim
         self.n_head, self.n_kv, self.hd = cfg.n_head, cfg.n_kv_head, hd
         self.window, self.sinks = cfg.swa_window, cfg.swa_sink_size
+        self.fixed_window = cfg.swa_layer_window(layer) if cfg.swa_flash else None
         self.q_proj = nn.Linear(c, cfg.n_head * hd, bias=cfg.bias)
         self.k_proj = nn.Linear(c, cfg.n_kv_head * hd, bias=cfg.bias)
         self.v_proj = nn.Linear(c, cfg.n_kv_head * hd, bias=cfg.bias)
@@ -60,7 +63,10 @@ class SWAAttention(nn.Module):
         b, t, _ = x.shape
         q, k, v = self._qkv(x, cs)
         mask = None
-        if window:
+        if self.fixed_window is not None:
+            pos = torch.arange(t, device=x.device)[None]
+            mask = visible(pos, pos, self.fixed_window, 0)
+        elif window:
             pos = torch.arange(t, device=x.device)[None]
             mask = visible(pos, pos, self.window, self.sinks)
         y = self._attend(q, k, v, mask)
@@ -87,17 +93,21 @@ class SWAAttention(nn.Module):
             kc.index_copy_(2, ctx.lin_slots, k)
             vc.index_copy_(2, ctx.lin_slots, v)
             n = ctx.lin_len
-            y = self._attend(q, kc[:, :, :n], vc[:, :, :n], ctx.lin_mask)
+            mask = ctx.lin_mask
+            if self.fixed_window is not None:
+                mask = visible(cache.lin_key_pos[:, :n], ctx.pos, self.fixed_window, 0)
+            y = self._attend(q, kc[:, :, :n], vc[:, :, :n], mask)
         return self.o_proj(y.transpose(1, 2).reshape(b, t, -1))
 
 
 class SWABlock(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, layer: int = 0) -> None:
         super().__init__()
-        self.norm1 = make_norm(cfg.norm, cfg.n_embd)
-        self.attn = SWAAttention(cfg)
-        self.norm2 = make_norm(cfg.norm, cfg.n_embd)
-        self.mlp = SwiGLU(cfg.n_embd, cfg.mlp_hidden or 4 * cfg.n_embd, cfg.bias)
+        c = cfg.n_embd
+        self.norm1 = make_norm(cfg.norm, c)
+        self.attn = SWAAttention(cfg, layer)
+        self.norm2 = make_norm(cfg.norm, c)
+        self.mlp = SwiGLU(c, cfg.mlp_hidden or 4 * c, cfg.bias, silu_first=cfg.silu_first)
 
     def forward(self, x: Tensor, rope: Tensor, window: bool = False) -> Tensor:
         x = x + self.attn(self.norm1(x), rope, window)

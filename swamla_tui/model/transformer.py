@@ -1,4 +1,10 @@
-"""The SWA-MLA transformer: tied embeddings, a stack of SWA/MLA blocks, RMS/DyT final norm."""
+"""The SWA-MLA transformer: tied embeddings, a stack of SWA / MLA / DeltaNet blocks, final norm.
+
+One class serves every generation (v1 and v2 G1-G6): the config says which block each
+layer is and which semantic switches apply. Two paths share the weights:
+- `forward(ids)`: the plain full forward from position 0 (the reference);
+- `setup_cache` + `step_context` + `forward_cached`: incremental decoding for the engine.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +13,42 @@ from torch import Tensor, nn
 
 from .cache import ModelCache, StepContext, visible
 from .config import ModelConfig
+from .deltanet import DeltaNetBlock
 from .layers import make_norm, rope_tables
 from .mla import MLABlock
+from .moe import MoE
 from .swa import SWABlock
 
 
 def wants_column_major(name: str, shape: torch.Size | tuple[int, ...]) -> bool:
     """The CPU decode layout's rule (see `SWAMLA.use_cpu_decode_layout`)."""
-    return len(shape) == 2 and shape[0] >= shape[1] and "wkv_b" not in name
+    return (
+        len(shape) == 2 and shape[0] >= shape[1] and "wkv_b" not in name and ".tables." not in name
+    )
 
 
 class SWAMLA(nn.Module):
     def __init__(self, cfg: ModelConfig, *, swa_window: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
-        self.swa_window = swa_window  # False: full causal SWA layers, as trained (spec §4)
+        # False: full causal SWA layers, as trained (spec §4); flash SWA always windows itself
+        self.swa_window = swa_window and not cfg.swa_flash
+        blocks: list[nn.Module] = []
+        for i, kind in enumerate(cfg.layer_kinds):
+            if kind == "swa":
+                blocks.append(SWABlock(cfg, i))
+            elif kind == "mla":
+                blocks.append(MLABlock(cfg, i))
+            else:
+                assert cfg.deltanet is not None
+                hidden = cfg.mlp_hidden or 4 * cfg.n_embd
+                blocks.append(
+                    DeltaNetBlock(cfg.n_embd, cfg.deltanet, hidden, cfg.bias, cfg.silu_first)
+                )
         self.transformer = nn.ModuleDict(
             {
                 "wte": nn.Embedding(cfg.vocab_size, cfg.n_embd),
-                "h": nn.ModuleList(
-                    SWABlock(cfg) if kind == "swa" else MLABlock(cfg) for kind in cfg.layer_kinds
-                ),
+                "h": nn.ModuleList(blocks),
                 "ln_f": make_norm(cfg.norm, cfg.n_embd),
             }
         )
@@ -38,6 +59,18 @@ class SWAMLA(nn.Module):
         self.register_buffer(
             "rope_mla", rope_tables(max(cfg.qk_rope_head_dim, 2), n_pos), persistent=False
         )
+        # Engram's token -> canonical id map: from the tokenizer, never stored (v2 §7.1)
+        self.engram_map: Tensor | None = None
+
+    @property
+    def has_recurrent_state(self) -> bool:
+        """DeltaNet or Engram layers: decode state that is updated in place each step."""
+        return self.cfg.n_deltanet > 0 or self.cfg.engram is not None
+
+    def set_token_mapping(self, mapping: Tensor) -> None:
+        """The [vocab] int64 token -> canonical id map Engram layers need."""
+        dev = self.transformer.wte.weight.device
+        self.engram_map = mapping.to(device=dev, dtype=torch.long)
 
     def init_buffers(self, device: torch.device | str | None = None) -> None:
         """(Re)build the RoPE tables in float32 on `device`.
@@ -51,6 +84,17 @@ class SWAMLA(nn.Module):
         for blk in self.transformer.h:
             if isinstance(blk, MLABlock):
                 blk.attn.q_rope = rope_tables(cfg.qk_rope_head_dim, cfg.n_head, device)
+        if self.engram_map is not None:
+            self.engram_map = self.engram_map.to(device)
+
+    def prepare(self, column_major: bool = False) -> None:
+        """Fuse the products that share an input (DeltaNet, MoE) for decoding; call after
+        the weights are final (after loading, `.to()` or `use_cpu_decode_layout`)."""
+        for blk in self.transformer.h:
+            if isinstance(blk, DeltaNetBlock):
+                blk.attn.prepare(column_major)
+            elif isinstance(blk, MLABlock) and isinstance(blk.ffn, MoE):
+                blk.ffn.prepare(column_major)
 
     def use_cpu_decode_layout(self) -> None:
         """Store tall and square weight matrices (rows >= columns) column-major.
@@ -61,7 +105,7 @@ class SWAMLA(nn.Module):
         1.5x faster (measured on the 2-core CPU: 15 -> 23 GB/s; one 262M decode step
         79 -> 66 ms). Wide ones (down_proj) stay row-major, which is faster for them.
         Same values, same module API; `wkv_b` is left alone because the absorbed MLA path
-        views it per head.
+        views it per head. Call `prepare(column_major=True)` afterwards.
         """
         with torch.no_grad():
             for name, p in self.named_parameters():
@@ -71,18 +115,44 @@ class SWAMLA(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # the tied matrix is counted once
 
+    def active_params(self) -> int:
+        """Parameters one token uses: routed experts count top-k of E (v2 §6)."""
+        n = self.num_params()
+        for blk in self.transformer.h:
+            if isinstance(blk, MLABlock) and isinstance(blk.ffn, MoE):
+                m, ex = blk.ffn.cfg, blk.ffn.experts
+                per = (ex.gate_up_weight.numel() + ex.down_weight.numel()) // m.n_experts
+                n -= per * (m.n_experts - m.top_k)
+        return n
+
+    def _canonical(self, idx: Tensor, pad: Tensor | None) -> Tensor:
+        if self.engram_map is None:
+            raise RuntimeError("Engram layers need the token mapping (set_token_mapping)")
+        c = self.engram_map[idx]
+        return c if pad is None else c.masked_fill(pad, 0)
+
     # ------------------------------------------------------------------ reference path
     def forward(self, idx: Tensor) -> Tensor:
         """Plain full causal forward from position 0: [B, T] ids -> [B, T, V] logits."""
-        t = idx.shape[1]
+        b, t = idx.shape
         if t > self.cfg.block_size:
             raise ValueError(f"sequence of {t} tokens exceeds block_size {self.cfg.block_size}")
         x = self.transformer.wte(idx)
         cs_swa, cs_mla = self.rope_swa[None, :t], self.rope_mla[None, :t]
+        pos = torch.arange(t, device=idx.device)[None]
+        ext = None
+        if self.cfg.engram is not None:  # history of max_n - 1 zeros before position 0
+            hist = idx.new_zeros(b, self.cfg.engram.history)
+            ext = torch.cat((hist, self._canonical(idx, None)), dim=1)
         for blk in self.transformer.h:
-            if isinstance(blk, SWABlock):
+            if isinstance(blk, DeltaNetBlock):
+                x = blk(x, pos)
+            elif isinstance(blk, SWABlock):
                 x = blk(x, cs_swa, self.swa_window)
             else:
+                if blk.has_engram:
+                    assert ext is not None
+                    x = x + blk.engram(x, ext)
                 x = blk(x, cs_mla)
         return self.lm_head(self.transformer.ln_f(x))
 
@@ -98,23 +168,34 @@ class SWAMLA(nn.Module):
         cfg = self.cfg
         dev = self.transformer.wte.weight.device
         dt = dtype or self.transformer.wte.weight.dtype
-        swa_k: list[Tensor | None] = []
-        swa_v: list[Tensor | None] = []
-        mla: list[Tensor | None] = []
+        n = cfg.n_layer
+        swa_k: list[Tensor | None] = [None] * n
+        swa_v: list[Tensor | None] = [None] * n
+        mla: list[Tensor | None] = [None] * n
+        dn_state: list[Tensor | None] = [None] * n
+        dn_conv: list[Tensor | None] = [None] * n
+        eng_conv: list[Tensor | None] = [None] * n
         ring_prefix = pad + cfg.swa_sink_size
         ring_size = min(max_len, ring_prefix + cfg.swa_window + 1)
-        for kind in cfg.layer_kinds:
+        zeros = lambda *s, d=dt: torch.zeros(s, dtype=d, device=dev)  # noqa: E731
+        for i, kind in enumerate(cfg.layer_kinds):
             if kind == "swa":
                 s = ring_size if self.swa_window else max_len
-                shape = (batch, cfg.n_kv_head, s, cfg.head_dim)
-                swa_k.append(torch.zeros(shape, dtype=dt, device=dev))
-                swa_v.append(torch.zeros(shape, dtype=dt, device=dev))
-                mla.append(None)
+                swa_k[i] = zeros(batch, cfg.n_kv_head, s, cfg.head_dim)
+                swa_v[i] = zeros(batch, cfg.n_kv_head, s, cfg.head_dim)
+            elif kind == "mla":
+                mla[i] = zeros(batch, max_len, cfg.kv_rank(i) + cfg.qk_rope_head_dim)
+                if cfg.engram is not None and i in cfg.engram.layers:
+                    span = (cfg.engram.conv_kernel - 1) * cfg.engram.dilation
+                    eng_conv[i] = zeros(batch, span, cfg.n_embd)
             else:
-                swa_k.append(None)
-                swa_v.append(None)
-                shape2 = (batch, max_len, cfg.kv_lora_rank + cfg.qk_rope_head_dim)
-                mla.append(torch.zeros(shape2, dtype=dt, device=dev))
+                dc = cfg.deltanet
+                assert dc is not None
+                dn_state[i] = zeros(batch, dc.n_head, dc.head_dim, dc.head_dim, d=torch.float32)
+                dn_conv[i] = zeros(batch, dc.conv_kernel - 1, 3 * dc.proj_dim)
+        eng_ids = None
+        if cfg.engram is not None:
+            eng_ids = zeros(batch, cfg.engram.history, d=torch.long)
         return ModelCache(
             batch=batch,
             lin_size=max_len,
@@ -130,6 +211,10 @@ class SWAMLA(nn.Module):
                 if self.swa_window
                 else None
             ),
+            dn_state=dn_state,
+            dn_conv=dn_conv,
+            engram_ids=eng_ids,
+            engram_conv=eng_conv,
         )
 
     def step_context(
@@ -166,13 +251,29 @@ class SWAMLA(nn.Module):
     def forward_cached(
         self, idx: Tensor, pos: Tensor, cache: ModelCache, ctx: StepContext
     ) -> Tensor:
-        """Forward for new tokens given the cache: ids/pos [B, T] -> logits [B, T, V]."""
+        """Forward for new tokens given the cache: ids/pos [B, T] -> logits [B, T, V].
+
+        Pads (pos -1) are leading: they stay out of DeltaNet states, conv windows and
+        Engram histories, so each row starts from its own first token.
+        """
         x = self.transformer.wte(idx)
         p = pos.clamp(min=0)
         cs_swa, cs_mla = self.rope_swa[p], self.rope_mla[p]  # [B, T, d/2, 2]
+        pad = pos < 0 if self.has_recurrent_state else None
+        ext = None
+        if self.cfg.engram is not None and cache.engram_ids is not None:
+            ext = torch.cat((cache.engram_ids, self._canonical(idx, pad)), dim=1)
+            hist = cache.engram_ids.shape[1]
+            if hist:
+                cache.engram_ids.copy_(ext[:, -hist:])
         for i, blk in enumerate(self.transformer.h):
-            if isinstance(blk, SWABlock):
+            if isinstance(blk, DeltaNetBlock):
+                x = blk(x, p, pad=pad, state=cache.dn_state[i], conv=cache.dn_conv[i])
+            elif isinstance(blk, SWABlock):
                 x = blk.forward_cached(x, cs_swa, i, cache, ctx)
             else:
+                if blk.has_engram:
+                    assert ext is not None
+                    x = x + blk.engram(x, ext, pad, cache.engram_conv[i])
                 x = blk.forward_cached(x, cs_mla, i, cache, ctx)
         return self.lm_head(self.transformer.ln_f(x))

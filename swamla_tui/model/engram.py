@@ -1,0 +1,149 @@
+"""Engram n-gram memory (v2 spec §7): token compression, hashing, tables, gating, conv.
+
+The token -> canonical id mapping is not stored in checkpoints: it is rebuilt from the
+tokenizer. The trainer numbered groups in the order a fast tokenizer's `get_vocab()` happened
+to iterate (random per process, unrecoverable); we number them in ascending token-id order,
+as a slow tokenizer would, and accept a supplied mapping instead (§7.1 quirk b).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import EngramConfig
+from .layers import RMSNorm
+
+_STRIP = "\u2581\u0120 "  # '▁', 'Ġ', space
+
+
+def normalise_token(s: str) -> str:
+    """NFKC, NFD, drop Mn marks, lowercase, strip leading ▁/Ġ/space, collapse whitespace.
+
+    Quirk kept: NFD turns byte-level 'Ġ' into 'G' + a mark before the strip step, so 'Ġthe'
+    becomes 'gthe' (the marker is never stripped).
+    """
+    s = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", s))
+    s = "".join(ch for ch in s if unicodedata.category(ch) != "Mn").lower()
+    return " ".join(s.lstrip(_STRIP).split())
+
+
+def token_mapping(vocab: Mapping[str, int], size: int) -> Tensor:
+    """Canonical id for each token id < size ([size] int64); groups numbered 0, 1, ... as
+    each normalised string is first met in ascending token-id order. Ids without a
+    tokenizer entry map to 0."""
+    groups: dict[str, int] = {}
+    out = [0] * size
+    for tok, i in sorted(vocab.items(), key=lambda kv: kv[1]):
+        c = groups.setdefault(normalise_token(tok), len(groups))
+        if 0 <= i < size:
+            out[i] = c
+    return torch.tensor(out, dtype=torch.long)
+
+
+def mapping_tensor(mapping: Sequence[int] | Tensor, size: int) -> Tensor:
+    """A supplied mapping as [size] int64 (shorter ones are padded with 0)."""
+    m = torch.as_tensor(mapping, dtype=torch.long).flatten()
+    if m.numel() < size:
+        m = torch.cat((m, torch.zeros(size - m.numel(), dtype=torch.long)))
+    return m[:size].clone()
+
+
+class EngramEmbeddings(nn.Module):
+    def __init__(self, cfg: EngramConfig) -> None:
+        super().__init__()
+        heads = range(cfg.n_hash_heads)
+        names = [f"n{n}_h{h}" for n in cfg.orders for h in heads]
+        self.tables = nn.ModuleDict(
+            {
+                nm: nn.Embedding(size, cfg.slot)
+                for nm, size in zip(names, cfg.table_sizes, strict=True)
+            }
+        )
+        self.register_buffer(
+            "hash_seeds", torch.zeros(cfg.n_seed_rows, cfg.n_hash_heads, dtype=torch.long)
+        )
+
+
+class EngramGating(nn.Module):
+    def __init__(self, c: int, d_mem: int, bias: bool) -> None:
+        super().__init__()
+        self.w_v = nn.Linear(d_mem, c, bias=bias)
+        self.w_k = nn.Sequential(nn.Linear(d_mem, c, bias=bias))
+        self.query_norm = RMSNorm(c)
+        self.key_norm = RMSNorm(c)
+
+
+class EngramConv(nn.Module):
+    def __init__(self, c: int, kernel: int) -> None:
+        super().__init__()
+        self.norm = RMSNorm(c)
+        self.conv = nn.Conv1d(c, c, kernel, groups=c, bias=False)
+
+
+class Engram(nn.Module):
+    """`transformer.h.<i>.engram`: adds its output to the residual before the MLA block."""
+
+    def __init__(self, c: int, cfg: EngramConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.c = c
+        self.embeddings = EngramEmbeddings(cfg)
+        self.gating = EngramGating(c, cfg.d_mem, cfg.bias)
+        self.conv = EngramConv(c, cfg.conv_kernel)
+
+    def memory(self, ext: Tensor, t: int) -> Tensor:
+        """Concatenated table rows [B, T, d_mem] for the last t positions of `ext`.
+
+        ext [B, hist + T]: canonical ids, the `hist = max_n - 1` before the new tokens first
+        (0 before the start). Hash of the n-gram ending at t: XOR over its first three terms
+        of c[t-n+1+i] * seeds[i, head] (int64), then mod the table's size.
+        """
+        hist = self.cfg.history
+        seeds = self.embeddings.hash_seeds
+        out = []
+        for n in self.cfg.orders:
+            h = None
+            for i in range(min(n, 3)):
+                start = hist - n + 1 + i
+                term = ext[:, start : start + t, None] * seeds[i]  # [B, T, K_h]
+                h = term if h is None else torch.bitwise_xor(h, term)
+            assert h is not None
+            for kh in range(self.cfg.n_hash_heads):
+                table = self.embeddings.tables[f"n{n}_h{kh}"]
+                out.append(table(torch.remainder(h[..., kh], table.weight.shape[0])))
+        return torch.cat(out, dim=-1)
+
+    def forward(
+        self, x: Tensor, ext: Tensor, pad: Tensor | None = None, conv: Tensor | None = None
+    ) -> Tensor:
+        """The Engram output [B, T, C] for the residual x [B, T, C] (not yet added).
+
+        `conv` [B, (Kc-1)δ, C]: a cache's last normalised gated vectors (updated in place);
+        `pad` [B, T]: leading pads, kept out of that history.
+        """
+        t = x.shape[1]
+        m = self.memory(ext, t).to(x.dtype)
+        g = self.gating
+        v = g.w_v(m)
+        kk = g.w_k(m)
+        score = (g.query_norm(x) * g.key_norm(kk)).sum(-1, keepdim=True) * self.c**-0.5
+        z = torch.sigmoid(score) * v
+        nz = self.conv.norm(z)
+        if pad is not None:
+            nz = nz.masked_fill(pad[..., None], 0.0)
+        dil = self.cfg.dilation
+        span = (self.cfg.conv_kernel - 1) * dil
+        if conv is None:
+            nc = F.pad(nz, (0, 0, span, 0))
+        else:
+            nc = torch.cat((conv, nz), dim=1)
+            if span:
+                conv.copy_(nc[:, -span:])
+        w = self.conv.conv.weight  # [C, 1, Kc]
+        y = F.conv1d(nc.transpose(1, 2), w, None, dilation=dil, groups=w.shape[0]).transpose(1, 2)
+        return F.silu(y) + z
