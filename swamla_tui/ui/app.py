@@ -445,7 +445,7 @@ class SwamlaApp(App[int]):
         if not prompt:
             return
         box = self.prompt_input
-        box.load_text(prompt)
+        box.load_text(visible(prompt))  # a prompts file's line: the input shows it raw
         box.move_cursor(box.document.end)
         box.focus()
 

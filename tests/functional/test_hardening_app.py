@@ -101,6 +101,12 @@ async def test_batch_view_shows_escapes_visibly(tmp_path):
         await pilot.pause()
         assert raw_controls(app.export_screenshot()) == []
         assert screen.rows[0].completion == HOSTILE  # the row (and an export) stay raw
+        # c: the prompt goes to the chat input, which would show it raw
+        await pilot.press("c")
+        await wait_for(pilot, lambda: not isinstance(app.screen, BatchScreen | BatchDetailScreen))
+        await pilot.pause()
+        assert app.prompt_input.text == "prompt ␛]52;c;SGVsbG8=␇"
+        assert raw_controls(app.export_screenshot()) == []
 
 
 async def test_batch_path_with_markup_is_shown_literally(tmp_path, monkeypatch):
