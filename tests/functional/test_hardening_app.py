@@ -5,6 +5,8 @@ notices (12), ``/save`` keeps an existing file (15). The app keeps running throu
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import threading
 
@@ -35,6 +37,17 @@ from .pilot import (
     wait_idle,
     wait_loaded,
 )
+
+
+class PanickyEncode:
+    """A tokenizer's encode that panics in Rust (counts its calls)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, text: str) -> list[int]:
+        self.calls += 1
+        raise PanicException("encode panicked")
 
 
 def transcript_files(tmp_path):
@@ -140,6 +153,26 @@ async def test_rust_panic_in_workers_is_a_notice(tmp_path):
         await send(pilot, "again")
         await wait_idle(pilot)
         assert app.conversation.turns[-1].user == "again"  # the app kept running
+
+    # the tokenizer itself panics: context count (a worker) and the reply's planning
+    lm = FakeLM()
+    lm.encode = PanickyEncode()  # type: ignore[method-assign]
+    app = make_app(lm, tmp_path)
+    escaped: list[object] = []  # a worker's uncaught panic: "Task exception was never retrieved"
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda loop, ctx: escaped.append(ctx))
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_loaded(pilot)
+            await send(pilot, "hello")
+            await wait_idle(pilot)
+            assert lm.encode.calls >= 2  # the context count and the reply's plan both ran it
+            assert any("PanicException: encode panicked" in e for e in errors(app))
+            assert app.is_running and app.prompt_input.text == "hello"  # given back
+        gc.collect()  # a task holding an unretrieved exception reports it when collected
+    finally:
+        loop.set_exception_handler(None)
+    assert escaped == []
 
     blm = HostileBatchLM(error_after=1, error=PanicException("tokenizer panicked"))
     app = batch_mode_app(blm, tmp_path, ["one", "two", "three"])
