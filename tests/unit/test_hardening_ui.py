@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import subprocess
 import sys
 import textwrap
@@ -18,7 +19,7 @@ import pytest
 
 from swamla_tui import cli
 from swamla_tui.batch import BatchJob
-from swamla_tui.commands import SEED_MAX, CommandError, parse_command
+from swamla_tui.commands import COMMANDS, SEED_MAX, CommandError, parse_command
 from swamla_tui.conversation import Conversation, Turn, save_conversation
 from swamla_tui.errors import SwamlaError
 from swamla_tui.headless import run_headless
@@ -169,6 +170,23 @@ def test_huge_integers_are_command_errors(name, digits):
             parse_command(f"/{name} {value}")
         msg = str(ei.value)
         assert "\n" not in msg and len(msg) < 200 and "expects a whole number" in msg
+
+
+def test_fuzzed_command_lines_only_raise_command_error():
+    """2,000 seeded random lines (100,000 were run once: all CommandError or a command)."""
+    rng = random.Random(11)
+    names = [s.name for s in COMMANDS] + [a for s in COMMANDS for a in s.aliases]
+    pieces = [*"0123456789+-.eE !/[]\\'\" \t", "\x1b", "\x9b", "\x00", "日", "inf", "off"]
+    for _ in range(2_000):
+        if rng.random() < 0.3:
+            value = rng.choice("+- ").strip() + rng.choice("09") * rng.choice([4_300, 4_301, 9_000])
+        else:
+            value = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        line = f"/{rng.choice(names)}{'!' if rng.random() < 0.1 else ''} {value}"
+        try:
+            parse_command(line, max_new_tokens_limit=rng.choice([1, 2048, 10**6]))
+        except CommandError as exc:
+            assert "\n" not in str(exc)
 
 
 def test_leading_zeros_still_parse():
