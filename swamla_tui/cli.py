@@ -19,6 +19,7 @@ from .errors import TokenizerError, one_line
 from .params import PARAM_SPECS, SamplingParams
 from .prompts_file import load_batch_prompts
 from .protocols import Loader, Model
+from .safe_text import visible
 from .ui.options import AppOptions
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
@@ -165,7 +166,7 @@ def make_loader(
 
 
 def _err(msg: str) -> None:
-    print(f"swamla-tui: error: {msg}", file=sys.stderr)
+    print(f"swamla-tui: error: {visible(msg)}", file=sys.stderr)
 
 
 def batch_job(args: argparse.Namespace) -> BatchJob:
@@ -218,20 +219,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _err(one_line(e))
         return 1
+    except BaseException as e:  # a Rust panic in the tokenizer (pyo3 PanicException)
+        if (
+            isinstance(e, SystemExit | GeneratorExit)
+            or args.debug
+            or os.environ.get("SWAMLA_DEBUG")
+        ):
+            raise
+        _err(one_line(e))
+        return 1
 
 
 def _info(args: argparse.Namespace, source: str) -> int:
+    # Every string here can come from the checkpoint (key names, metadata): `visible`.
     def say(text: str) -> None:
-        print(f"… {text}", file=sys.stderr)
+        print(f"… {visible(text)}", file=sys.stderr)
 
     try:
         lm = make_loader(args, source)(say)
     except TokenizerError as e:  # the card does not need a tokenizer
-        print(f"note: {e}", file=sys.stderr)
+        print(f"note: {visible(str(e))}", file=sys.stderr)
         lm = make_loader(args, source, tokenizer=False)(say)
     for n in lm.notices:
-        print(f"note: {n}", file=sys.stderr)
-    card = lm.card()
+        print(f"note: {visible(n)}", file=sys.stderr)
+    card = {visible(str(k)): visible(str(v)) for k, v in lm.card().items()}
     width = max(len(k) for k in card)
     for k, v in card.items():
         print(f"{k.rjust(width)}  {v}")

@@ -20,6 +20,8 @@ Decisions (the UI relies on them):
   system prompt verbatim (surrounding blanks stripped).
 * ``/save`` and ``/batch`` take the rest of the line as a path (spaces allowed; one pair of
   surrounding quotes is removed; ``~`` is *not* expanded here).
+* ``/save`` never replaces an existing file; ``/save! path`` does (a ``!`` right after
+  the name, as in vi's ``:w!``; `Command.force` is True). No other command takes ``!``.
 * ``/help`` accepts an optional command name (``/help temp`` or ``/help /temp``); the
   value is then the canonical name.
 """
@@ -79,6 +81,8 @@ class CommandSpec:
     param: str | None = None
     """`SamplingParams` field that the command reads or sets, if any."""
     aliases: tuple[str, ...] = ()
+    force: bool = False
+    """Whether ``/name!`` is accepted (``/save!`` overwrites an existing file)."""
 
     @property
     def usage(self) -> str:
@@ -149,8 +153,10 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(
         "save",
         "[path]",
-        "Save the conversation (.md or .json; default: the data folder)",
+        "Save the conversation (.md or .json; default: the data folder); "
+        "/save! path replaces an existing file",
         "opt_path",
+        force=True,
     ),
     CommandSpec("info", "", "Show the model card", "none"),
     CommandSpec(
@@ -183,6 +189,8 @@ class Command:
     """The raw argument text as typed, surrounding blanks stripped."""
     clear: bool = False
     """True for ``/seed off`` and ``/system off``."""
+    force: bool = False
+    """True for ``/save! path`` (replace an existing file)."""
 
     @property
     def spec(self) -> CommandSpec:
@@ -279,9 +287,12 @@ def _parse_float(spec: CommandSpec, args: str) -> float:
 
 def _parse_int(spec: CommandSpec, args: str, lo: int, hi: int, note: str = "") -> int:
     expected = f"/{spec.name} expects a whole number between {lo} and {hi}{note}"
-    if not _INT_RE.fullmatch(args):
+    # More digits than the bound has is out of range: checked before int(), which raises
+    # ValueError past 4,300 digits (Python's int-string limit).
+    digits = args.lstrip("+-").lstrip("0")
+    if not _INT_RE.fullmatch(args) or len(digits) > len(str(max(abs(lo), abs(hi)))):
         raise CommandError(f"{expected}, got {_quote(args)}")
-    value = int(args)
+    value = int(digits or "0") * (-1 if args.startswith("-") else 1)
     if not lo <= value <= hi:
         raise CommandError(f"{expected}, got {_quote(args)}")
     return value
@@ -301,11 +312,15 @@ def parse_command(line: str, *, max_new_tokens_limit: int = 2048) -> Command:
         raise CommandError("Type a command name after / — /help lists them")
     raw_name = parts[0]
     args = parts[1].strip() if len(parts) > 1 else ""
-    spec = _BY_NAME.get(raw_name.lower())
+    force = len(raw_name) > 1 and raw_name.endswith("!")
+    key = raw_name.lower().removesuffix("!") if force else raw_name.lower()
+    spec = _BY_NAME.get(key)
     if spec is None:
-        raise _unknown(raw_name.lower())
+        raise _unknown(key)
     name = spec.name
     kind = spec.kind
+    if force and not spec.force:
+        raise CommandError(f"/{name} takes no '!' (only /save! does: it replaces a file)")
 
     if kind == "none":
         if args:
@@ -353,7 +368,7 @@ def parse_command(line: str, *, max_new_tokens_limit: int = 2048) -> Command:
     path = _unquote(args)
     if not path:
         raise CommandError(f"/{name} expects a file path: {spec.usage}")
-    return Command(name, path, args)
+    return Command(name, path, args, force=force)
 
 
 def complete(prefix: str) -> list[str]:

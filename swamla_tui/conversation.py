@@ -231,12 +231,14 @@ def save_conversation(
     path: str | os.PathLike[str] | None = None,
     *,
     directory: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write ``/save [path]``: Markdown or JSON chosen by the extension.
 
     Without `path` the file goes to `directory` (default ``data_dir() / "exports"``) as
     ``conversation-<time>.md``. ``~`` is expanded. Returns the path written; raises
-    `SwamlaError` for an unknown extension or a write failure.
+    `SwamlaError` for an unknown extension, a write failure, or an existing file unless
+    `overwrite` (``/save! path``): a typo must not replace a file silently.
     """
     if path is None or not str(path).strip():
         folder = Path(directory) if directory is not None else data_dir() / "exports"
@@ -258,8 +260,14 @@ def save_conversation(
         raise SwamlaError(f"{_one_line(str(target))}: {what} (use .md or .json)")
     text = conversation.to_markdown() if fmt == "md" else conversation.to_json()
     try:
-        with open(target, "w", encoding="utf-8") as fh:
+        # "x" creates the file or fails: no window between a check and the write
+        with open(target, "w" if overwrite else "x", encoding="utf-8") as fh:
             fh.write(text)
+    except FileExistsError:
+        name = _one_line(str(target))
+        if target.is_dir():
+            raise SwamlaError(f"{name} is a folder: give a file name (.md or .json)") from None
+        raise SwamlaError(f"{name} already exists: /save! {name} overwrites it") from None
     except OSError as exc:
         raise SwamlaError(f"cannot write {_one_line(str(target))}: {exc.strerror or exc}") from None
     return target

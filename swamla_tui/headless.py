@@ -26,6 +26,7 @@ from .batch import BatchJob, BatchRow, PromptFinished, eta_seconds, run_chunks
 from .errors import SwamlaError
 from .export import FIELDS, format_for, write_results
 from .protocols import Loader, Model
+from .safe_text import json_line_safe, visible
 
 __all__ = ["Progress", "check_output", "run_headless"]
 
@@ -121,8 +122,8 @@ class _StdoutWriter:
     def push(self, rows: list[BatchRow]) -> None:
         while self.next < len(rows) and rows[self.next].has_result:
             rec = {k: rows[self.next].record()[k] for k in FIELDS}
-            try:
-                self.stream.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            try:  # json_line_safe: same JSON value, no raw C1 controls on a terminal
+                self.stream.write(json_line_safe(json.dumps(rec, ensure_ascii=False)) + "\n")
             except UnicodeEncodeError:  # a stdout that is not UTF-8: escape, still JSON
                 self.stream.write(json.dumps(rec) + "\n")
             self.next += 1
@@ -157,9 +158,9 @@ def run_headless(
     if job.output:
         check_output(job.output)
 
-    lm = loader(lambda text: print(f"… {text}", file=err, flush=True))
+    lm = loader(lambda text: print(f"… {visible(text)}", file=err, flush=True))
     for notice in lm.notices:
-        print(f"note: {notice}", file=err)
+        print(f"note: {visible(notice)}", file=err)
     batch_size = job.batch_size or lm.default_batch_size()
     n = len(job.prompts)
     print(

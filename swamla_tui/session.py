@@ -19,9 +19,22 @@ from pathlib import Path
 
 from .conversation import Conversation, Turn, save_conversation
 from .errors import SwamlaError
-from .transcript import Transcript, TranscriptStore
+from .transcript import Transcript, TranscriptBusy, TranscriptStore
 
-__all__ = ["ChatSession", "TurnPlan", "plan_turn"]
+__all__ = ["ChatSession", "Resumed", "TurnPlan", "plan_turn"]
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """What ``--resume`` found (the app turns it into notices)."""
+
+    path: Path
+    """The transcript the conversation was read from."""
+    skipped: int
+    """Lines of it that could not be used (damaged, crafted, a crash mid-write)."""
+    busy: bool
+    """Another instance holds it: this one writes to a new transcript (`ChatSession.
+    transcript`), which starts with a copy of the conversation."""
 
 
 @dataclass(frozen=True)
@@ -92,23 +105,48 @@ class ChatSession:
         except SwamlaError as exc:
             self.report(str(exc))
 
-    def resume_latest(self) -> Path | None:
+    def resume_latest(self) -> Resumed | None:
         """Reopen the most recent transcript (``--resume``); None when there is none.
 
-        A system prompt given on the command line wins over the resumed one (and the
-        change is recorded). Raises `SwamlaError` when the transcript cannot be read.
+        The transcript is locked before it is read; when another instance holds it, the
+        conversation is read anyway and continues in a new transcript that starts with
+        a copy of it (two writers would interleave turns). A system prompt given on the
+        command line wins over the resumed one (and the change is recorded). Raises
+        `SwamlaError` when the transcript cannot be read.
         """
         path = self.store.latest()
         if path is None:
             return None
-        conversation = TranscriptStore.load(path)
-        self.transcript = self.store.reopen(path)
+        try:
+            transcript: Transcript | None = self.store.reopen(path)
+        except TranscriptBusy:
+            transcript = None
+        try:
+            replay = TranscriptStore.replay(path)
+        except SwamlaError:
+            if transcript is not None:
+                transcript.close()
+            raise
+        conversation = replay.conversation
+        if transcript is None:
+            transcript = self.store.new(
+                system=conversation.system,
+                meta={"source": self.source, "resumed_from": path.name},
+                seed=list(conversation.turns),
+            )
+        self.close()
+        self.transcript = transcript
         system = self.conversation.system
         self.conversation = conversation
         if self._system_given and system != conversation.system:
             conversation.set_system(system)
             self._record(lambda t: t.record_system(conversation.system))
-        return path
+        return Resumed(path, replay.skipped, busy=transcript.path != path)
+
+    def close(self) -> None:
+        """Release the transcript (its lock) when the app ends; a later event reopens it."""
+        if self.transcript is not None:
+            self.transcript.close()
 
     # -- turns ---------------------------------------------------------------------------
 
@@ -155,7 +193,12 @@ class ChatSession:
         return self.conversation.history_text()
 
     def save(
-        self, path: str | os.PathLike[str] | None, *, directory: str | os.PathLike[str]
+        self,
+        path: str | os.PathLike[str] | None,
+        *,
+        directory: str | os.PathLike[str],
+        overwrite: bool = False,
     ) -> Path:
-        """``/save``: Markdown or JSON by the extension; raises `SwamlaError`."""
-        return save_conversation(self.conversation, path, directory=directory)
+        """``/save`` (``/save!``: `overwrite`): Markdown or JSON by the extension; raises
+        `SwamlaError`, also when the file exists and `overwrite` is False."""
+        return save_conversation(self.conversation, path, directory=directory, overwrite=overwrite)

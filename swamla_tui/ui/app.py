@@ -34,6 +34,7 @@ from ..errors import SwamlaError
 from ..params import SamplingParams
 from ..paths import data_dir
 from ..protocols import ChatModel, Loader, Model
+from ..safe_text import visible
 from ..session import ChatSession
 from ..transcript import TranscriptStore
 from .loading import load_model
@@ -182,8 +183,10 @@ class SwamlaApp(App[int]):
         self._load_model()
 
     def on_unmount(self) -> None:
-        """Leaving: stop a reply in progress so its thread ends within one token."""
+        """Leaving: stop a reply in progress so its thread ends within one token; release
+        the transcript's lock (another instance may resume it)."""
         self.reply.stop()
+        self.session.close()
 
     def _remember_theme(self, theme: Theme) -> None:
         self.settings.set("theme", theme.name)
@@ -235,7 +238,7 @@ class SwamlaApp(App[int]):
     def _count_context(self, lm: ChatModel, text: str) -> None:
         try:
             tokens = len(lm.encode(text))
-        except Exception:  # noqa: BLE001 - the count is only a detail
+        except BaseException:  # noqa: BLE001 - only a detail (a tokenizer panic too)
             return
         self.post_message(ContextCounted(tokens))
 
@@ -264,13 +267,19 @@ class SwamlaApp(App[int]):
 
     def _resume_last(self) -> None:
         try:
-            path = self.session.resume_latest()
+            resumed = self.session.resume_latest()
         except SwamlaError as exc:
             self.add_notice(f"Could not resume: {exc}", error=True)
             return
-        if path is None:
+        if resumed is None:
             self.add_notice("No earlier conversation to resume.")
             return
+        path = resumed.path
+        if resumed.skipped:
+            n = resumed.skipped
+            self.add_notice(
+                f"Skipped {n} unreadable line{'s' if n != 1 else ''} of {path.name}.", error=True
+            )
         turns = self.conversation.turns
         for turn in turns:
             user = self.chat.add_message("user", turn.user)
@@ -279,6 +288,11 @@ class SwamlaApp(App[int]):
                 reply.mark("stopped", stopped=True)
             self.turn_widgets.append((user, reply))
         self.add_notice(f"Resumed {len(turns)} turn(s) from {path.name}.")
+        if resumed.busy and self.session.transcript is not None:
+            self.add_notice(
+                f"{path.name} is open in another swamla-tui: this chat continues in "
+                f"{self.session.transcript.path.name}."
+            )
 
     def set_param(self, name: str, value: object) -> None:
         """Change a sampling parameter everywhere: params, running stream, slider."""
@@ -376,12 +390,14 @@ class SwamlaApp(App[int]):
     def action_save(self) -> None:
         self.save(None)
 
-    def save(self, path: str | None) -> None:
+    def save(self, path: str | None, *, overwrite: bool = False) -> None:
         if not self.conversation.turns:
             self.add_notice("Nothing to save yet.")
             return
         try:
-            written = self.session.save(path, directory=self.data_dir / "exports")
+            written = self.session.save(
+                path, directory=self.data_dir / "exports", overwrite=overwrite
+            )
         except SwamlaError as exc:
             self.add_notice(str(exc), error=True)
             return
@@ -429,7 +445,7 @@ class SwamlaApp(App[int]):
         if not prompt:
             return
         box = self.prompt_input
-        box.load_text(prompt)
+        box.load_text(visible(prompt))  # a prompts file's line: the input shows it raw
         box.move_cursor(box.document.end)
         box.focus()
 
@@ -442,9 +458,9 @@ class SwamlaApp(App[int]):
 
 def _summary(lm: Model) -> str:
     try:
-        return str(lm.summary())
+        return visible(str(lm.summary()))
     except Exception:  # noqa: BLE001 - the summary is only a label
-        return str(getattr(lm, "source", "model"))
+        return visible(str(getattr(lm, "source", "model")))
 
 
 def run_app(loader: Loader, options: AppOptions) -> int:

@@ -43,7 +43,7 @@ class SlashCommands:
             "max": self._value,
             "seed": self._cmd_seed,
             "system": self._cmd_system,
-            "save": lambda c: app.save(str(c.value) if c.value else None),
+            "save": lambda c: app.save(str(c.value) if c.value else None, overwrite=c.force),
             "info": self._cmd_info,
             "batch": lambda c: app.open_batch(str(c.value) if c.value else None),
         }

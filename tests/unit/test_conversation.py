@@ -390,6 +390,7 @@ def test_latest_is_most_recently_written(tmp_path: Path) -> None:
     os.utime(second.path, (2_000_000, 2_000_000))
     assert store.latest() == second.path
     # Resuming the first one and writing to it makes it the latest.
+    first.close()  # its writer ended (an open one is locked: tests/unit/test_hardening_ui.py)
     resumed = store.reopen(first.path)
     assert resumed.started
     resumed.append_turn(Turn("e", "f"))

@@ -43,8 +43,11 @@ def test_transcript_records_and_resume(tmp_path):
     kinds = [json.loads(line)["type"] for line in path.read_text().splitlines()]
     assert kinds == ["header", "turn", "turn", "undo", "system"]
 
+    session.close()  # the first instance ended: its lock is released
     again = ChatSession(TranscriptStore(tmp_path / "t"), system="New system.")
-    assert again.resume_latest() == path
+    resumed = again.resume_latest()
+    assert resumed is not None and resumed.path == path and not resumed.busy
+    assert again.transcript is not None and again.transcript.path == path
     assert [t.user.split()[1] for t in again.conversation.turns] == ["0"]
     assert again.conversation.system == "New system."  # the command line wins, recorded
     assert json.loads(path.read_text().splitlines()[-1])["system"] == "New system."

@@ -29,6 +29,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header
 
@@ -49,6 +50,7 @@ from ...params import SamplingParams
 from ...paths import data_dir
 from ...prompts_file import load_batch_prompts
 from ...protocols import BatchModel
+from ...safe_text import visible
 from ..throttle import ThrottledBuffer
 from ..widgets.ask_line import AskLine
 from ..widgets.batch_bar import BatchBar
@@ -207,7 +209,22 @@ class BatchScreen(Screen[str | None]):
     def _source_name(self) -> str:
         if self._given_prompts is not None:
             return f"{len(self._given_prompts)} prompts"
-        return Path(self.path).name if self.path else "default prompts"
+        return visible(Path(self.path).name) if self.path else "default prompts"
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Notices here quote paths, file lines and model errors: literal text, never markup
+        (``/batch /tmp/x[/]y.txt`` must not raise a MarkupError), controls made visible."""
+        super().notify(
+            visible(message), title=title, severity=severity, timeout=timeout, markup=markup
+        )
 
     def _load(self, *, start: bool) -> None:
         try:
@@ -282,7 +299,7 @@ class BatchScreen(Screen[str | None]):
                 if isinstance(event, ChunkStarted):
                     chunk = event.indices
                 self._buffer.push(event)
-        except Exception as exc:  # noqa: BLE001 - shown in the rows, the screen stays up
+        except BaseException as exc:  # noqa: BLE001 - shown in the rows (a Rust panic too)
             self._buffer.push(ChunkFailed(chunk, one_line(exc)))
         finally:
             self._buffer.push(RunEnded())

@@ -10,6 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from ...batch import BatchRow
+from ...safe_text import visible
 
 __all__ = ["BatchDetailScreen"]
 
@@ -52,17 +53,17 @@ class BatchDetailScreen(ModalScreen[str | None]):
         row = self.row
         with Vertical() as box:
             box.border_title = f"Prompt {row.index + 1}"
-            yield Static(Text(row_meta(row)), classes="detail--meta")
+            yield Static(Text(visible(row_meta(row))), classes="detail--meta")
             with VerticalScroll():
                 yield Static("Prompt", classes="detail--heading")
-                yield Static(Text(row.prompt), id="detail-prompt")
+                yield Static(Text(visible(row.prompt)), id="detail-prompt")
                 yield Static("Completion", classes="detail--heading")
                 body = row.completion
                 if row.error:
                     body = f"error: {row.error}"
                 elif not body and not row.has_result:
                     body = "(not run yet)"
-                yield Static(Text(body), id="detail-completion")
+                yield Static(Text(visible(body)), id="detail-completion")
             yield Static(
                 "Esc / Enter: close · c: open the prompt in chat", classes="dialog--footer"
             )

@@ -11,6 +11,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from ...batch import BatchRow, RowStatus
+from ...safe_text import visible
 
 __all__ = ["COLUMNS", "ROW_CHUNK", "BatchTable", "clip"]
 
@@ -38,8 +39,11 @@ STATUS_STYLE_VARS: dict[RowStatus, str] = {
 
 
 def clip(text: str, width: int) -> str:
-    """First line of `text`, cut to `width` cells with an ellipsis (cheap: no measuring)."""
-    lines = text.strip().splitlines()
+    """First line of `text`, cut to `width` cells with an ellipsis (cheap: no measuring).
+
+    Control characters are made visible first (prompts and completions are untrusted).
+    """
+    lines = visible(text).strip().splitlines()
     first = lines[0] if lines else ""
     more = len(lines) > 1
     if len(first) > width or (more and len(first) >= width):

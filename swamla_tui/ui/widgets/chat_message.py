@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
+from ...safe_text import visible
+
 ROLE_TITLES = {"user": "You", "assistant": "Assistant", "notice": "", "error": "Error"}
 
 
@@ -64,7 +66,7 @@ class ChatMessage(Widget):
             text.append("\n")
         if self.role == "error":
             text.append("⚠ ")
-        text.append(shown)
+        text.append(visible(shown))  # model output and notices: no raw escapes
         status = "generating…" if streaming else self.status
         if status:
             text.append(

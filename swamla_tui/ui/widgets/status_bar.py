@@ -6,6 +6,8 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from ...safe_text import visible
+
 
 class StatusBar(Widget):
     DEFAULT_CSS = """
@@ -40,5 +42,5 @@ class StatusBar(Widget):
         for i, part in enumerate(parts):
             if i:
                 text.append("  │  ", style="dim")
-            text.append(part, style="bold" if i == 0 else "")
+            text.append(visible(part), style="bold" if i == 0 else "")
         return text
