@@ -117,6 +117,7 @@ def test_apply_event_row_states():
         "new_tokens": 3,
         "seconds": 0.5,
         "finish_reason": "length",
+        "error": None,
     }
 
 
