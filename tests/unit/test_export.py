@@ -180,8 +180,16 @@ def test_csv_and_jsonl_round_trip_property(
     tmp_path_factory: pytest.TempPathFactory, items: list[tuple[str, str, int]]
 ) -> None:
     results = [
-        {"prompt": p, "completion": c, "new_tokens": n, "seconds": 0.5, "finish_reason": "eos"}
-        for p, c, n in items
+        {
+            "index": i,
+            "prompt": p,
+            "completion": c,
+            "new_tokens": n,
+            "seconds": 0.5,
+            "finish_reason": "eos",
+            "error": None,
+        }
+        for i, (p, c, n) in enumerate(items)
     ]
     folder = tmp_path_factory.mktemp("export")
     csv_path = write_results(results, folder / "r.csv")
