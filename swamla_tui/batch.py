@@ -126,6 +126,7 @@ class BatchRow:
         self.seconds = float(secs) if isinstance(secs, int | float) else None
         self.finish_reason = str(record.get("finish_reason"))
         self.error = str(record["error"]) if record.get("error") else None
+        self.truncated = bool(record.get("truncated"))
         self.status = "error" if self.finish_reason == "error" else "done"
 
     def record(self) -> dict[str, Any]:
