@@ -205,6 +205,12 @@ def run_distributed(
     say = err if lead else io.StringIO()  # one progress display: rank 0's
     backend = _backend(device)
     if backend == "nccl":
+        gpus = torch.cuda.device_count()
+        if info.local_rank >= gpus:  # torchrun then stops the other ranks
+            raise SwamlaError(
+                f"rank {info.rank} has LOCAL_RANK {info.local_rank} but this machine has "
+                f"{gpus} GPU(s): use --nproc_per_node {gpus} or --device cpu"
+            )
         torch.cuda.set_device(info.local_rank)
     dist.init_process_group(backend=backend)
     try:
