@@ -100,12 +100,14 @@ class Journal:
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Write `record` as one line, in one write call (a crash tears at most this line)."""
-        self.fh.write(json.dumps(dict(record), ensure_ascii=False) + "\n")
-        self.fh.flush()
-        self._dirty = True
-        now = self.clock()
-        if now - self._last_sync >= self.sync_every:
-            self.sync()
+        try:
+            self.fh.write(json.dumps(dict(record), ensure_ascii=False) + "\n")
+            self.fh.flush()
+            self._dirty = True
+            if self.clock() - self._last_sync >= self.sync_every:
+                self.sync()
+        except OSError as exc:  # a full disk, a removed folder: one line, rows so far kept
+            raise SwamlaError(f"cannot write {self.path}: {exc.strerror or exc}") from None
 
     def sync(self) -> None:
         if self._dirty:

@@ -242,10 +242,12 @@ def test_prompt_beyond_the_vocabulary_fails_alone(fixture_lm, tmp_path: Path) ->
 def test_kill_9_mid_run_loses_only_rows_in_flight(
     test_tokenizer_dir: Path, fixture_lm, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    prompts = [f"Once upon a time {i}," for i in range(16)]
+    # Enough rows, one at a time, that a fast machine is still mid-run when it is killed.
+    n = 64
+    prompts = [f"Once upon a time {i}," for i in range(n)]
     (tmp_path / "p.txt").write_text("\n".join(prompts) + "\n", encoding="utf-8")
     out = tmp_path / "out.jsonl"
-    argv = cli_argv(test_tokenizer_dir, tmp_path / "p.txt", out, "--max_new_tokens", 6)
+    argv = cli_argv(test_tokenizer_dir, tmp_path / "p.txt", out, "--max_new_tokens", 8)
     child = subprocess.Popen(
         [sys.executable, "-m", "swamla_tui", *argv, "--batch_size", "1"],
         cwd=ROOT,
@@ -258,7 +260,7 @@ def test_kill_9_mid_run_loses_only_rows_in_flight(
         while time.monotonic() < deadline and child.poll() is None:
             if out.exists() and out.read_bytes().count(b"\n") >= 3:
                 break
-            time.sleep(0.05)
+            time.sleep(0.01)
         assert child.poll() is None, "the run ended before it could be killed"
         child.send_signal(signal.SIGKILL)
         child.wait(30)
@@ -270,14 +272,14 @@ def test_kill_9_mid_run_loses_only_rows_in_flight(
     kept = [json.loads(line) for line in complete]  # every complete line is a valid row
     assert 3 <= len(kept) < len(prompts)
     with open(out, "ab") as fh:  # and a write torn by the kill is repaired by the rerun
-        fh.write(b'{"index": 15, "prompt": "Once up')
+        fh.write(b'{"index": 63, "prompt": "Once up')
     capsys.readouterr()
-    assert main([*argv, "--batch_size", "4"]) == 0
-    assert f"resuming: {len(kept)} of 16 done" in capsys.readouterr().err
+    assert main([*argv, "--batch_size", "16"]) == 0
+    assert f"resuming: {len(kept)} of {n} done" in capsys.readouterr().err
     records = read_records(out)
     assert [r["prompt"] for r in records] == prompts
-    params = SamplingParams(temperature=0.0, max_new_tokens=6)
+    params = SamplingParams(temperature=0.0, max_new_tokens=8)
     alone = {r.index: r.completion for r in fixture_lm.generate_batch(prompts, params)}
-    assert [r["completion"] for r in records] == [alone[i] for i in range(16)]
+    assert [r["completion"] for r in records] == [alone[i] for i in range(n)]
     by_index = {r["index"]: r for r in records}
     assert all(by_index[k["index"]] == k for k in kept)  # kept as written, not run again
