@@ -81,3 +81,29 @@ def test_two_gloo_ranks_resume_and_equal_one_process(
     assert "Running 5 prompts" in done.stderr and "2 ranks (gloo), about 3 each" in done.stderr
     assert done.stderr.count("… Done: 7/7 prompts") == 1  # one progress display: rank 0's
     assert without_timing(read_records(merged)) == without_timing(read_records(single))
+
+
+def test_rank_worker_hands_over_final_rows_and_its_failure() -> None:
+    from swamla_tui.batch import BatchJob
+    from swamla_tui.distributed import _Worker
+    from swamla_tui.params import SamplingParams
+    from tests.batch_support import EchoBatchLM
+
+    prompts = ["a", "b BAD", "c", "d", "e"]
+    job = BatchJob(prompts, SamplingParams(temperature=0.0))
+    worker = _Worker(EchoBatchLM(), job, [0, 1, 3], batch_size=2)
+    worker.start()
+    got: list[dict[str, object]] = []
+    while not (worker.done.is_set() and worker.results.empty()):
+        got += worker.collect(0.05)
+    assert [r["index"] for r in got] == [0, 1, 3]  # its shard only, failures included
+    assert got[1]["finish_reason"] == "error" and got[1]["error"]
+    assert worker.error is None
+
+    def boom(count: int) -> None:
+        raise RuntimeError("CUDA out of memory")
+
+    failing = _Worker(EchoBatchLM(boom), job, [2, 4], batch_size=1)
+    failing.start()
+    assert failing.done.wait(10)
+    assert failing.error == "RuntimeError: CUDA out of memory"
