@@ -14,7 +14,7 @@ own thread (the screen: on the UI thread, from a throttled buffer).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -56,6 +56,8 @@ class BatchJob:
     params: SamplingParams
     batch_size: int | None = None
     output: str | None = None
+    overwrite: bool = False
+    """Start over even when `output` holds results of an earlier run of these prompts."""
 
     def rows(self) -> list[BatchRow]:
         """One queued row per prompt, in input order."""
@@ -90,18 +92,45 @@ class BatchRow:
             return self.new_tokens / self.seconds
         return None
 
+    @property
+    def final(self) -> bool:
+        """The row has its final result (answered or failed): a rerun need not redo it.
+
+        A cancelled row is not final: it was in flight when the run stopped.
+        """
+        return self.finish_reason in ANSWERED or self.finish_reason == "error"
+
     def apply(self, outcome: BatchOutcome) -> None:
-        """Take the model's result for this prompt."""
+        """Take the model's result for this prompt.
+
+        ``finish_reason == "error"`` (the prompt could not run, e.g. token ids beyond the
+        model's vocabulary) makes the row "error" with the outcome's reason.
+        """
         self.completion = outcome.completion
         self.new_tokens = int(outcome.new_tokens)
         self.seconds = float(outcome.seconds)
         self.finish_reason = outcome.finish_reason
         self.truncated = bool(outcome.truncated)
-        self.error = None
-        self.status = "stopped" if outcome.finish_reason == "cancelled" else "done"
+        failed = outcome.finish_reason == "error"
+        self.error = (str(getattr(outcome, "error", "")) or "failed") if failed else None
+        if failed:
+            self.status = "error"
+        else:
+            self.status = "stopped" if outcome.finish_reason == "cancelled" else "done"
+
+    def restore(self, record: Mapping[str, Any]) -> None:
+        """Take a result read back from an earlier run's output (resume)."""
+        self.completion = str(record.get("completion") or "")
+        tokens, secs = record.get("new_tokens"), record.get("seconds")
+        self.new_tokens = int(tokens) if isinstance(tokens, int | float) else None
+        self.seconds = float(secs) if isinstance(secs, int | float) else None
+        self.finish_reason = str(record.get("finish_reason"))
+        self.error = str(record["error"]) if record.get("error") else None
+        self.truncated = bool(record.get("truncated"))
+        self.status = "error" if self.finish_reason == "error" else "done"
 
     def record(self) -> dict[str, Any]:
-        """The fields written by `swamla_tui.export` (plus `index` for the order)."""
+        """The fields written by `swamla_tui.export` (`index` counts from 0, input order)."""
         return {
             "index": self.index,
             "prompt": self.prompt,
@@ -109,6 +138,7 @@ class BatchRow:
             "new_tokens": self.new_tokens,
             "seconds": self.seconds,
             "finish_reason": self.finish_reason,
+            "error": self.error,
         }
 
 

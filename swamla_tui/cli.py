@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import __version__
 from .batch import BatchJob
+from .distributed import rank_device, torchrun_world
 from .errors import TokenizerError, one_line
 from .params import PARAM_SPECS, SamplingParams
 from .prompts_file import load_batch_prompts
@@ -79,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", help="batch mode: write results without a screen (.jsonl, .csv, .md)"
     )
     a.add_argument("--batch_size", type=int, default=None, help="batch mode: prompts per batch")
+    a.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="batch mode: start over instead of resuming the rows --output already holds",
+    )
     a.add_argument("--resume", action="store_true", help="reopen the last conversation")
     a.add_argument("--demo", action="store_true", help="open the bundled demo model")
     a.add_argument("--info", action="store_true", help="print the model card and exit")
@@ -151,7 +157,7 @@ def make_loader(
 
         lm: Model = load(
             source,
-            device=args.device,
+            device=rank_device(args.device),
             dtype=args.dtype,
             tokenizer=chosen,
             hf_checkpoint=args.hf_checkpoint,
@@ -176,6 +182,7 @@ def batch_job(args: argparse.Namespace) -> BatchJob:
         params=params_from_args(args),
         batch_size=args.batch_size,
         output=args.output or None,
+        overwrite=args.overwrite,
     )
 
 
@@ -204,6 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.info:
             return _info(args, source)
+        if args.mode == "batch" and torchrun_world() > 1:
+            from .distributed import run_distributed
+
+            return run_distributed(batch_job(args), loader, device=args.device)
         headless = args.mode == "batch" and (args.output or not sys.stdout.isatty())
         if headless:
             from .headless import run_headless

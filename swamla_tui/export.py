@@ -3,7 +3,10 @@
 The format is picked from the output file's extension so that ``--output results.csv``
 needs no separate flag. Results may be `BatchResult` objects or plain dicts; they are
 written in input order (sorted by their ``index`` when every result has one, because
-`generate_batch` yields them as they finish), one record per prompt with `FIELDS`.
+`generate_batch` yields them as they finish), one record per prompt with `FIELDS`:
+``index`` counts prompts from 0 in input order; ``error`` is the reason of a prompt that
+could not run (``finish_reason`` "error"), null otherwise. Markdown shows the index as
+its 1-based ``#`` column.
 """
 
 from __future__ import annotations
@@ -19,13 +22,29 @@ from typing import Any
 
 from .errors import SwamlaError
 
-__all__ = ["FIELDS", "FORMATS", "export_results", "format_for", "render_results", "write_results"]
+__all__ = [
+    "FIELDS",
+    "FORMATS",
+    "export_results",
+    "format_for",
+    "render_results",
+    "write_atomically",
+    "write_results",
+]
 
-FIELDS: tuple[str, ...] = ("prompt", "completion", "new_tokens", "seconds", "finish_reason")
+FIELDS: tuple[str, ...] = (
+    "index",
+    "prompt",
+    "completion",
+    "new_tokens",
+    "seconds",
+    "finish_reason",
+    "error",
+)
 
 FORMATS: dict[str, str] = {".jsonl": "jsonl", ".csv": "csv", ".md": "md", ".markdown": "md"}
 
-_MD_HEADERS = ("#", "prompt", "completion", "new tokens", "seconds", "finish")
+_MD_HEADERS = ("#", "prompt", "completion", "new tokens", "seconds", "finish", "error")
 
 
 def _one_line(text: str) -> str:
@@ -57,7 +76,10 @@ def _records(results: Iterable[Any]) -> list[dict[str, Any]]:
     if items and all(isinstance(i, int) for i in indexes):
         order = sorted(range(len(items)), key=lambda i: indexes[i])
         items = [items[i] for i in order]
-    return [{key: _get(r, key) for key in FIELDS} for r in items]
+    records = [{key: _get(r, key) for key in FIELDS} for r in items]
+    for rec in records:  # "" (a result object's "no error") and None are the same
+        rec["error"] = rec["error"] or None
+    return records
 
 
 def _md_cell(value: Any) -> str:
@@ -75,10 +97,12 @@ def _md_cell(value: Any) -> str:
 def _render_md(records: list[dict[str, Any]]) -> str:
     lines = [
         "| " + " | ".join(_MD_HEADERS) + " |",
-        "| " + " | ".join(["---:"] + ["---"] * 2 + ["---:"] * 2 + ["---"]) + " |",
+        "| " + " | ".join(["---:"] + ["---"] * 2 + ["---:"] * 2 + ["---"] * 2) + " |",
     ]
     for number, rec in enumerate(records, 1):
-        cells = [str(number)] + [_md_cell(rec[key]) for key in FIELDS]
+        index = rec["index"]
+        shown = index + 1 if isinstance(index, int) else number
+        cells = [str(shown)] + [_md_cell(rec[key]) for key in FIELDS if key != "index"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -117,14 +141,31 @@ def write_results(results: Iterable[Any], path: str | os.PathLike[str]) -> Path:
     text = render_results(results, fmt)
     target = Path(path)
     try:
-        # newline="" keeps csv's \r\n as is and writes \n elsewhere on every platform.
-        with open(target, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+        write_atomically(target, text)
     except OSError as exc:
         raise SwamlaError(
             f"cannot write {_one_line(os.fspath(path))}: {exc.strerror or exc}"
         ) from None
     return target
+
+
+def write_atomically(target: Path, text: str) -> None:
+    """Replace `target` with `text` so that a crash leaves the old file or the new one.
+
+    Written to a temporary file beside it, synced, then renamed over it (the rename is
+    atomic on POSIX and Windows filesystems). ``newline=""`` keeps csv's ``\r\n`` as is
+    and writes ``\n`` elsewhere on every platform.
+    """
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def export_results(

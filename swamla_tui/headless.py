@@ -2,9 +2,12 @@
 
 The CLI builds a `BatchJob` (prompts from ``--prompts_file`` or the original script's five
 default prompts, sampling flags, batch size, output); `run_headless` runs it through
-`swamla_tui.batch.run_chunks` and writes one record per prompt in input order: to the
-job's output in the format its extension names (.jsonl, .csv, .md), or to stdout as
-JSONL. Progress and warnings go to stderr so stdout stays machine-readable.
+`swamla_tui.batch.run_chunks`. With an output file every finished row is journalled at
+once (`swamla_tui.resume`: a kill loses only the rows in flight, a rerun skips the rows
+done) and the output is written in input order when the run ends, in the format its
+extension names (.jsonl, .csv, .md); without one, stdout gets JSONL in input order.
+Progress and warnings go to stderr so stdout stays machine-readable. SIGTERM stops a run
+like Ctrl+C: finished rows are kept, the exit status is 143 (130 for Ctrl+C).
 
 Failures the user can cause (unknown output format, unwritable output) raise
 `SwamlaError`; `cli.main` turns them into one line ``swamla-tui: error: ...`` and exit
@@ -15,10 +18,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
@@ -26,9 +31,10 @@ from .batch import BatchJob, BatchRow, PromptFinished, eta_seconds, run_chunks
 from .errors import SwamlaError
 from .export import FIELDS, format_for, write_results
 from .protocols import Loader, Model
+from .resume import Journal, finish, open_journal
 from .safe_text import json_line_safe, visible
 
-__all__ = ["Progress", "check_output", "run_headless"]
+__all__ = ["Progress", "ResultSink", "Terminated", "check_output", "run_headless"]
 
 
 def check_output(output: str) -> None:
@@ -57,12 +63,15 @@ class Progress:
         *,
         clock: Callable[[], float] = time.perf_counter,
         every: float = 2.0,
+        already: int = 0,
     ) -> None:
         self.total = total
         self.stream = stream
         self.clock = clock
         self.t0 = clock()
-        self.done = 0
+        self.already = already
+        """Rows done by an earlier run (resume): counted, but not in the pace or ETA."""
+        self.done = already
         self.tokens = 0
         try:
             self.tty = bool(stream.isatty())
@@ -77,7 +86,7 @@ class Progress:
         parts = [f"[{self.done}/{self.total}] {elapsed:.1f} s"]
         if elapsed > 0 and self.tokens:
             parts.append(f"{self.tokens / elapsed:.1f} tok/s")
-        eta = eta_seconds(elapsed, self.done, self.total)
+        eta = eta_seconds(elapsed, self.done - self.already, self.total - self.already)
         if eta is not None:
             parts.append(f"ETA {eta:.0f} s")
         return " · ".join(parts)
@@ -108,7 +117,7 @@ class Progress:
         self.stream.flush()
 
     def finish(self) -> None:
-        if self._dirty or self.tty or self.done == 0:
+        if self._dirty or self.tty or self.done == self.already:
             self._emit(final=True)
 
 
@@ -141,6 +150,110 @@ def _truncation_warning(lm: Model, row: BatchRow) -> str:
     )
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: stop the run the way Ctrl+C does (exit status 143)."""
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM raises `Terminated` in the main thread, as SIGINT does.
+
+    Outside the main thread (where Python cannot install handlers) nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class ResultSink:
+    """Where finished rows go: the journal (output file) or stdout, and the progress line.
+
+    `start` reads back what an earlier run finished (resume); `take` records one finished
+    row; `close` writes the output and the closing line and returns the exit status. The
+    torchrun driver (`swamla_tui.distributed`) feeds rank 0's sink with every rank's rows.
+    """
+
+    def __init__(self, job: BatchJob, lm: Model, err: TextIO, out: TextIO) -> None:
+        self.job, self.lm, self.err = job, lm, err
+        self.rows = job.rows()
+        self.journal: Journal | None = None
+        self.stdout = None if job.output else _StdoutWriter(out)
+        self.progress: Progress | None = None
+
+    def start(self) -> list[int]:
+        """Open the journal; the row indices still to run, in input order."""
+        n = len(self.rows)
+        if self.job.output:
+            self.journal, done = open_journal(
+                self.job.output, self.job.prompts, overwrite=self.job.overwrite
+            )
+            for i, rec in done.items():
+                self.rows[i].restore(rec)
+            if done:
+                print(f"resuming: {len(done):,} of {n:,} done", file=self.err, flush=True)
+        todo = [r.index for r in self.rows if not r.final]
+        self.progress = Progress(n, self.err, already=n - len(todo))
+        return todo
+
+    def take(self, row: BatchRow) -> None:
+        """`row` (one of `rows`) just got its result."""
+        assert self.progress is not None
+        if self.journal is not None and row.final:
+            self.journal.append(row.record())
+        if row.truncated:
+            self.progress.note(_truncation_warning(self.lm, row))
+        self.progress.advance(row.new_tokens or 0)
+        if self.stdout is not None:
+            self.stdout.push(self.rows)
+
+    def close(self, stopped: KeyboardInterrupt | None) -> int:
+        """Write the output; 0 all answered, 1 some not, 130 Ctrl+C, 143 SIGTERM."""
+        assert self.progress is not None
+        self.progress.finish()
+        rows, n, output = self.rows, len(self.rows), self.job.output
+        if self.journal is not None and output:
+            if all(r.final for r in rows):
+                finish(self.journal, output, [r.record() for r in rows])
+            else:  # stopped: the journal stays for a rerun; CSV/MD get what is finished
+                self.journal.close()
+                if self.journal.path != Path(output):
+                    write_results([r.record() for r in rows if r.final], output)
+        answered = sum(1 for r in rows if r.answered)
+        failed = sum(1 for r in rows if r.status == "error")
+        written = f", written to {output}" if output else ""
+        if failed:
+            written = f", {failed} failed{written}"
+        if stopped is not None:
+            what = "terminated" if isinstance(stopped, Terminated) else "interrupted"
+            again = " (run it again to resume)" if output else ""
+            print(
+                f"swamla-tui: {what}: {answered} of {n} prompts answered{written}{again}",
+                file=self.err,
+            )
+            return 143 if isinstance(stopped, Terminated) else 130
+        elapsed = time.perf_counter() - self.progress.t0
+        print(f"… Done: {answered}/{n} prompts in {elapsed:.1f} s{written}", file=self.err)
+        return 0 if answered == n else 1
+
+
+def announce(err: TextIO, todo: int, batch_size: int, output: str | None) -> None:
+    print(
+        f"… Running {todo} prompt{'s' if todo != 1 else ''} "
+        f"in batches of {batch_size} → {output or 'stdout'}",
+        file=err,
+        flush=True,
+    )
+
+
 def run_headless(
     job: BatchJob,
     loader: Loader,
@@ -148,10 +261,11 @@ def run_headless(
     err: TextIO | None = None,
     out: TextIO | None = None,
 ) -> int:
-    """Run every prompt of `job` and write the results; returns the exit status.
+    """Run every prompt of `job` (those not done by an earlier run) and write the results.
 
-    0: every prompt answered; 1: some were not; 130: interrupted (Ctrl+C), the finished
-    ones written; 141: stdout closed early (``| head``).
+    Returns the exit status: 0 every prompt answered; 1 some were not (a failed prompt);
+    130 interrupted (Ctrl+C), 143 terminated (SIGTERM), the finished rows kept; 141
+    stdout closed early (``| head``).
     """
     err = err if err is not None else sys.stderr
     out = out if out is not None else sys.stdout
@@ -162,53 +276,29 @@ def run_headless(
     for notice in lm.notices:
         print(f"note: {visible(notice)}", file=err)
     batch_size = job.batch_size or lm.default_batch_size()
-    n = len(job.prompts)
-    print(
-        f"… Running {n} prompt{'s' if n != 1 else ''} "
-        f"in batches of {batch_size} → {job.output or 'stdout'}",
-        file=err,
-        flush=True,
-    )
-
-    rows = job.rows()
-    progress = Progress(n, err)
-    stdout = None if job.output else _StdoutWriter(out)
+    sink = ResultSink(job, lm, err, out)
     cancel = threading.Event()
-    interrupted = False
-    try:
-        for event in run_chunks(
-            lm, job.prompts, params=job.params, batch_size=batch_size, cancel=cancel
-        ):
-            if not isinstance(event, PromptFinished):
-                continue
-            row = rows[event.index]
-            row.apply(event.outcome)
-            if row.truncated:
-                progress.note(_truncation_warning(lm, row))
-            progress.advance(row.new_tokens or 0)
-            if stdout is not None:
-                stdout.push(rows)
-    except KeyboardInterrupt:
-        cancel.set()
-        interrupted = True
-    except BrokenPipeError:  # `... | head`: the reader is gone, stop quietly
-        cancel.set()
+    stopped: KeyboardInterrupt | None = None
+    with sigterm_as_interrupt():
         try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, out.fileno())
-        except (OSError, ValueError):
-            pass
-        return 141
-    progress.finish()
-
-    finished = [r.record() for r in rows if r.has_result]
-    if job.output:
-        write_results(finished, job.output)
-    answered = sum(1 for r in rows if r.answered)
-    written = f", written to {job.output}" if job.output else ""
-    if interrupted:
-        print(f"swamla-tui: interrupted: {answered} of {n} prompts answered{written}", file=err)
-        return 130
-    elapsed = time.perf_counter() - progress.t0
-    print(f"… Done: {answered}/{n} prompts in {elapsed:.1f} s{written}", file=err)
-    return 0 if answered == n else 1
+            todo = sink.start()
+            announce(err, len(todo), batch_size, job.output)
+            for event in run_chunks(
+                lm, job.prompts, todo, params=job.params, batch_size=batch_size, cancel=cancel
+            ):
+                if isinstance(event, PromptFinished):
+                    row = sink.rows[event.index]
+                    row.apply(event.outcome)
+                    sink.take(row)
+        except KeyboardInterrupt as exc:  # Ctrl+C, or SIGTERM (`Terminated`)
+            cancel.set()
+            stopped = exc
+        except BrokenPipeError:  # `... | head`: the reader is gone, stop quietly
+            cancel.set()
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, out.fileno())
+            except (OSError, ValueError):
+                pass
+            return 141
+        return sink.close(stopped)

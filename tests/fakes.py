@@ -191,3 +191,4 @@ class Outcome:
     seconds: float
     finish_reason: str
     truncated: bool = False
+    error: str = ""

@@ -8,6 +8,7 @@ import pytest
 
 from swamla_tui.batch import (
     BatchJob,
+    BatchRow,
     ChunkFailed,
     ChunkStarted,
     PromptFinished,
@@ -117,6 +118,7 @@ def test_apply_event_row_states():
         "new_tokens": 3,
         "seconds": 0.5,
         "finish_reason": "length",
+        "error": None,
     }
 
 
@@ -128,3 +130,20 @@ def test_eta():
     assert run.eta(104.0) == pytest.approx(12.0)
     run.end(110.0, stopped=True)
     assert run.elapsed == 10.0 and run.stopped
+
+
+def test_a_failed_outcome_makes_the_row_failed_with_its_reason():
+    row = BatchRow(0, "big")
+    row.apply(Outcome(0, "big", "", 0, 0.0, "error", error="token id 600 is beyond the vocabulary"))
+    assert (row.status, row.error, row.answered, row.final) == (
+        "error",
+        "token id 600 is beyond the vocabulary",
+        False,
+        True,
+    )
+    assert row.record()["error"] == "token id 600 is beyond the vocabulary"
+    row.apply(Outcome(0, "big", "x", 1, 0.1, "cancelled"))
+    assert (row.status, row.error, row.final) == ("stopped", None, False)
+    again = BatchRow(0, "big")
+    again.restore(row.record() | {"finish_reason": "error", "error": "why"})
+    assert (again.status, again.error, again.final) == ("error", "why", True)

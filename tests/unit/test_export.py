@@ -22,7 +22,9 @@ RESULTS = [
 
 
 def as_dict(r: Outcome) -> dict[str, object]:
-    return {key: getattr(r, key) for key in FIELDS}
+    rec = {key: getattr(r, key) for key in FIELDS}
+    rec["error"] = rec["error"] or None  # written as null when the row did not fail
+    return rec
 
 
 def test_format_for() -> None:
@@ -90,16 +92,16 @@ def test_markdown_table_shape(tmp_path: Path) -> None:
     path = write_results(RESULTS, tmp_path / "out.md")
     lines = path.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 2 + len(RESULTS)
-    assert lines[0] == "| # | prompt | completion | new tokens | seconds | finish |"
+    assert lines[0] == "| # | prompt | completion | new tokens | seconds | finish | error |"
     assert set(lines[1]) <= set("|-: ")
     for line in lines:
         assert line.startswith("| ") and line.endswith(" |")
-        # Every row has six cells: count pipes that are not escaped.
+        # Every row has seven cells: count pipes that are not escaped.
         unescaped = line.replace("\\\\", "").replace("\\|", "")
-        assert unescaped.count("|") == 7, line
+        assert unescaped.count("|") == 8, line
     assert lines[2].startswith("| 1 | Once upon a time, | ")
     assert "a \\| pipe" in lines[2]
-    assert "| 12 | 0.50 | length |" in lines[2]
+    assert "| 12 | 0.50 | length |  |" in lines[2]
     assert "line one<br>line two<br>three" in lines[3]
     assert "Ünïcödé 日本語 🎉" in lines[3]
     assert "back\\\\slash and \\\\\\| escaped" in lines[4]
@@ -111,7 +113,7 @@ def test_markdown_cells_never_break_lines() -> None:
     lines = text.split("\n")
     assert len(lines) == 4 and lines[-1] == ""
     assert "a<br>b<br>c<br>d" in lines[2]
-    assert lines[2].endswith("|  |  |  |  |")
+    assert lines[2].endswith("|  |  |  |  |  |")
 
 
 def test_input_order_restored_from_index(tmp_path: Path) -> None:
@@ -122,7 +124,7 @@ def test_input_order_restored_from_index(tmp_path: Path) -> None:
 
 
 def test_order_kept_without_index() -> None:
-    dicts = [as_dict(r) for r in reversed(RESULTS)]
+    dicts = [{k: v for k, v in as_dict(r).items() if k != "index"} for r in reversed(RESULTS)]
     rows = [json.loads(line) for line in render_results(dicts, "jsonl").splitlines()]
     assert [row["prompt"] for row in rows] == [r.prompt for r in reversed(RESULTS)]
 
@@ -131,11 +133,13 @@ def test_dicts_and_missing_fields(tmp_path: Path) -> None:
     path = write_results([{"prompt": "p", "completion": "c", "extra": 1}], tmp_path / "o.jsonl")
     row = json.loads(path.read_text(encoding="utf-8"))
     assert row == {
+        "index": None,
         "prompt": "p",
         "completion": "c",
         "new_tokens": None,
         "seconds": None,
         "finish_reason": None,
+        "error": None,
     }
 
 
@@ -143,7 +147,7 @@ def test_empty_results(tmp_path: Path) -> None:
     assert write_results([], tmp_path / "e.jsonl").read_text() == ""
     assert (
         write_results([], tmp_path / "e.csv").read_bytes()
-        == b"prompt,completion,new_tokens,seconds,finish_reason\r\n"
+        == b"index,prompt,completion,new_tokens,seconds,finish_reason,error\r\n"
     )
     assert len(write_results([], tmp_path / "e.md").read_text().splitlines()) == 2
 
@@ -176,8 +180,16 @@ def test_csv_and_jsonl_round_trip_property(
     tmp_path_factory: pytest.TempPathFactory, items: list[tuple[str, str, int]]
 ) -> None:
     results = [
-        {"prompt": p, "completion": c, "new_tokens": n, "seconds": 0.5, "finish_reason": "eos"}
-        for p, c, n in items
+        {
+            "index": i,
+            "prompt": p,
+            "completion": c,
+            "new_tokens": n,
+            "seconds": 0.5,
+            "finish_reason": "eos",
+            "error": None,
+        }
+        for i, (p, c, n) in enumerate(items)
     ]
     folder = tmp_path_factory.mktemp("export")
     csv_path = write_results(results, folder / "r.csv")
@@ -189,3 +201,28 @@ def test_csv_and_jsonl_round_trip_property(
     assert [json.loads(line) for line in lines] == results
     md = write_results(results, folder / "r.md").read_text(encoding="utf-8")
     assert len(md.split("\n")) == 3 + len(results)
+
+
+def test_failed_row_shows_its_reason(tmp_path: Path) -> None:
+    failed = Outcome(0, "big", "", 0, 0.0, "error", error="token id 600 is beyond the vocabulary")
+    for name in ("f.jsonl", "f.csv", "f.md"):
+        text = write_results([failed, RESULTS[1]], tmp_path / name).read_text(encoding="utf-8")
+        assert "token id 600 is beyond the vocabulary" in text, name
+    row = json.loads((tmp_path / "f.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert (row["finish_reason"], row["index"]) == ("error", 0)
+    md = (tmp_path / "f.md").read_text(encoding="utf-8").splitlines()
+    assert md[2].startswith("| 1 | big |") and md[3].startswith("| 2 | ")
+
+
+def test_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "o.jsonl"
+    path.write_text("old\n")
+
+    def boom(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("swamla_tui.export.os.replace", boom)
+    with pytest.raises(SwamlaError, match="No space left"):
+        write_results(RESULTS, path)
+    assert path.read_text() == "old\n"  # the old file is intact, no temporary left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.jsonl"]

@@ -24,7 +24,7 @@ PROMPTS = [
     "science",
 ]
 ANSWERED = {"length", "stop", "eos"}
-FIELDS = ["prompt", "completion", "new_tokens", "seconds", "finish_reason"]
+FIELDS = ["index", "prompt", "completion", "new_tokens", "seconds", "finish_reason", "error"]
 
 
 @pytest.fixture
