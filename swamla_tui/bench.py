@@ -16,7 +16,7 @@ import json
 import platform
 import statistics
 import time
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -25,16 +25,17 @@ from .engine.generate import Generation
 from .engine.options import EngineOptions
 from .engine.pool import CachePool
 from .engine.sampling import sample
-from .model.config import DeltaNetConfig, ModelConfig, MoEConfig
+from .model.config import DeltaNetConfig, LayerKind, ModelConfig, MoEConfig
 from .model.deltanet import DeltaNetBlock, WeDLMAdapter
 from .model.mla import MLABlock
 from .model.moe import MoE
+from .model.swa import SWABlock
 from .model.transformer import SWAMLA
 from .params import SamplingParams
 
 
 def reference_config(vocab: int = 50257, layers: int = 12) -> ModelConfig:
-    kinds = ["swa" if i % 3 < 2 else "mla" for i in range(layers)]
+    kinds: list[LayerKind] = ["swa" if i % 3 < 2 else "mla" for i in range(layers)]
     return ModelConfig(
         n_layer=layers, n_embd=1024, n_head=16, n_kv_head=16, vocab_size=vocab,
         block_size=2048, layer_kinds=kinds, swa_window=256, swa_sink_size=4,
@@ -48,7 +49,7 @@ def moe_1b_config(vocab: int = 50257) -> ModelConfig:
     12 heads, DeltaNet 2 + MLA 1 per cycle, latent MoE (L 256, 128 experts of 256, top-12,
     one shared expert of 1024), per-layer MLA kv ranks from the base 256."""
     n, c = 12, 1024
-    kinds = ["deltanet" if i % 3 < 2 else "mla" for i in range(n)]
+    kinds: list[LayerKind] = ["deltanet" if i % 3 < 2 else "mla" for i in range(n)]
     ranks = [int(256 * (0.5 + 1.5 * i / (n - 1))) if k == "mla" else 0 for i, k in enumerate(kinds)]
     return ModelConfig(
         n_layer=n, n_embd=c, n_head=12, n_kv_head=12, vocab_size=vocab, block_size=2048,
@@ -115,10 +116,10 @@ def active_products(model: SWAMLA) -> tuple[list[torch.Tensor], list[tuple[torch
                 else ("q_proj", "k_proj", "v_proj", "o_proj")
             )
             mats += [getattr(at, nm).weight for nm in names if hasattr(at, nm)]
-            ffn = blk.ffn if isinstance(blk, MLABlock) else blk.mlp
+            ffn = blk.ffn if isinstance(blk, MLABlock) else cast(SWABlock, blk).mlp
             if isinstance(ffn, MoE):
                 mats.append(ffn._in.get())
-                mats += [s.down_proj.weight for s in ffn.shared_experts]
+                mats += [s.down_proj.weight for s in ffn._shared()]
                 mats += [ffn.up_proj.weight] if ffn.cfg.latent else []
                 sel = torch.randperm(ffn.cfg.n_experts)[: ffn.cfg.top_k].to(mats[-1].device)
                 ex = ffn.experts
@@ -288,7 +289,10 @@ def main(argv: list[str] | None = None) -> int:
     pool = CachePool(model, 2048, graphs=graphs, compile=EngineOptions.from_env().compile)
     params = SamplingParams(temperature=0.8, top_k=50, top_p=0.9, repetition_penalty=1.1, seed=0)
     gen = torch.Generator().manual_seed(1)
-    rand = lambda n: torch.randint(0, cfg.vocab_size, (n,), generator=gen).tolist()  # noqa: E731
+
+    def rand(n: int) -> list[int]:
+        ids: list[int] = torch.randint(0, cfg.vocab_size, (n,), generator=gen).tolist()
+        return ids
 
     res: dict[str, Any] = {
         "device": torch.cuda.get_device_name(dev)
@@ -352,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if "alone" not in skip and a.alone:
             t0 = time.perf_counter()
-            n = 0
+            n = 0.0  # the steps of each run (engine_run's figures are floats)
             for pr in prompts[: a.alone]:
                 r1 = engine_run(model, [pr], a.batch_new, params, pool)
                 n += r1["steps"]

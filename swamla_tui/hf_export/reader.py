@@ -77,7 +77,7 @@ def _tokenizer(spec: str | os.PathLike[str] | None, folder: Path, name: str) -> 
     on stdin whether to run it (or wait for an answer in the app): a neutral config and
     `trust_remote_code=False` keep it to the tokenizer files.
     """
-    from ..checkpoint import has_tokenizer_files
+    from ..ckpt.sources import has_tokenizer_files
     from ..errors import TokenizerError
     from ..tokenizer import load_tokenizer
 
@@ -86,7 +86,7 @@ def _tokenizer(spec: str | os.PathLike[str] | None, folder: Path, name: str) -> 
     from transformers import AutoTokenizer, PretrainedConfig
     from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # transformers: untyped
     try:
         return AutoTokenizer.from_pretrained(
             str(folder), config=PretrainedConfig(), trust_remote_code=False, local_files_only=True

@@ -15,6 +15,8 @@ Quirks kept: no activation after the short convolutions, g and β come from the 
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -135,13 +137,25 @@ class ShortConv(nn.Module):
 
 
 class DeltaNetAttention(nn.Module):
+    # Projections set by name in __init__ (which exist depends on share_qk / latent_dim);
+    # declared here so they are typed as Linear, not via nn.Module.__getattr__.
+    q_down: nn.Linear
+    q_up: nn.Linear
+    k_up: nn.Linear
+    qk_down: nn.Linear
+    qk_up: nn.Linear
+    v_up: nn.Linear
+
     def __init__(self, c: int, cfg: DeltaNetConfig) -> None:
         super().__init__()
         h, p, r = cfg.n_head, cfg.proj_dim, cfg.latent_dim
         self.h, self.d, self.p, self.k = h, cfg.head_dim, p, cfg.conv_kernel
         self.share, self.latent = cfg.share_qk, r > 0
         self.scale = cfg.head_dim**-0.5
-        lin = lambda i, o: nn.Linear(i, o, bias=False)  # noqa: E731
+
+        def lin(i: int, o: int) -> nn.Linear:
+            return nn.Linear(i, o, bias=False)
+
         names = (["qk"] if self.share else ["q", "k"]) + ["v"]
         for nm in names:
             if r:
@@ -170,22 +184,22 @@ class DeltaNetAttention(nn.Module):
         """Pre-conv q|k|v [B, T, 3P] and the raw gate / beta logits [B, T, H]."""
         y = F.linear(u, self._in.get())
         h = self.h
-        g, b = y[..., -2 * h :].split(h, dim=-1)
+        g, b = torch.split(y[..., -2 * h :], h, dim=-1)
         if not self.latent and not self.share:  # already q|k|v side by side
             return y[..., : 3 * self.p], g, b
         if self.latent:
             r = self.q_down.weight.shape[0] if not self.share else self.qk_down.weight.shape[0]
-            parts = list(y[..., : y.shape[-1] - 2 * h].split(r, dim=-1))
+            parts = list(torch.split(y[..., : y.shape[-1] - 2 * h], r, dim=-1))
             ups = [self.qk_up] if self.share else [self.q_up, self.k_up]
             parts = [m(x) for m, x in zip([*ups, self.v_up], parts, strict=True)]
         else:
-            parts = list(y[..., : y.shape[-1] - 2 * h].split(self.p, dim=-1))
+            parts = list(torch.split(y[..., : y.shape[-1] - 2 * h], self.p, dim=-1))
         if self.share:
             parts = [parts[0], parts[0], parts[1]]
         return torch.cat(parts, dim=-1), g, b
 
     def _out(self, o: Tensor) -> Tensor:
-        return self.o_up(self.o_down(o)) if self.latent else self.o_proj(o)
+        return cast(Tensor, self.o_up(self.o_down(o)) if self.latent else self.o_proj(o))
 
     def _conv(self, z: Tensor, hist: Tensor | None) -> Tensor:
         """Causal depthwise conv of z [B, T, 3P]; `hist` [B, K-1, 3P] (updated) or zeros."""
@@ -255,7 +269,7 @@ class WeDLMAdapter(nn.Module):
         rows = self.position_embeddings.weight.shape[0]
         p = self.position_embeddings(pos.clamp(0, rows - 1))  # [B|1, T, C]
         u2 = self.pos_norm(u + torch.sigmoid(self.position_gate(u)) * p)
-        return self.deltanet(u2, **kw)
+        return cast(Tensor, self.deltanet(u2, **kw))
 
 
 class DeltaNetBlock(nn.Module):
@@ -284,4 +298,4 @@ class DeltaNetBlock(nn.Module):
         else:
             a = self.attn(u, pad=pad, state=state, conv=conv)
         x = x + a
-        return x + self.mlp(self.norm2(x))
+        return cast(Tensor, x + self.mlp(self.norm2(x)))

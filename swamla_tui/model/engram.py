@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +55,8 @@ def mapping_tensor(mapping: Sequence[int] | Tensor, size: int) -> Tensor:
 
 
 class EngramEmbeddings(nn.Module):
+    hash_seeds: Tensor  # a buffer (register_buffer)
+
     def __init__(self, cfg: EngramConfig) -> None:
         super().__init__()
         heads = range(cfg.n_hash_heads)
@@ -114,7 +117,7 @@ class Engram(nn.Module):
                 h = term if h is None else torch.bitwise_xor(h, term)
             assert h is not None
             for kh in range(self.cfg.n_hash_heads):
-                table = self.embeddings.tables[f"n{n}_h{kh}"]
+                table = cast(nn.Embedding, self.embeddings.tables[f"n{n}_h{kh}"])
                 out.append(table(torch.remainder(h[..., kh], table.weight.shape[0])))
         return torch.cat(out, dim=-1)
 
@@ -146,4 +149,4 @@ class Engram(nn.Module):
                 conv.copy_(nc[:, -span:])
         w = self.conv.conv.weight  # [C, 1, Kc]
         y = F.conv1d(nc.transpose(1, 2), w, None, dilation=dil, groups=w.shape[0]).transpose(1, 2)
-        return F.silu(y) + z
+        return cast(Tensor, F.silu(y) + z)

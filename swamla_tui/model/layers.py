@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -61,8 +63,8 @@ class SwiGLU(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         a, b = self.gate_up_proj(x).chunk(2, dim=-1)
         if self.silu_first:
-            return self.down_proj(F.silu(a) * b)
-        return self.down_proj(a * F.silu(b))
+            return cast(Tensor, self.down_proj(F.silu(a) * b))
+        return cast(Tensor, self.down_proj(a * F.silu(b)))
 
 
 def rope_tables(dim: int, n_pos: int, device: torch.device | str | None = None) -> Tensor:
@@ -78,7 +80,7 @@ def apply_rope(x: Tensor, cs: Tensor) -> Tensor:
     x: [..., D]; cs: [..., D // 2, 2] broadcastable to x's leading dims.
     The rotation runs in float32 and is cast back to x's dtype.
     """
-    xf = x.float().unflatten(-1, (-1, 2))  # [..., D/2, 2]
+    xf = torch.unflatten(x.float(), -1, (-1, 2))  # [..., D/2, 2]
     x0, x1 = xf[..., 0], xf[..., 1]
     cos, sin = cs[..., 0], cs[..., 1]
     out = torch.stack((x0 * cos - x1 * sin, x1 * cos + x0 * sin), dim=-1)

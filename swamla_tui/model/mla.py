@@ -11,6 +11,8 @@ query and `W_v` applied after the weighted sum (320 values per token in the 262M
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 
@@ -22,6 +24,8 @@ from .moe import MoE
 
 
 class MLAAttention(nn.Module):
+    q_rope: Tensor  # a buffer (register_buffer), rebuilt by SWAMLA.init_buffers
+
     def __init__(self, cfg: ModelConfig, layer: int = 0) -> None:
         super().__init__()
         c, h = cfg.n_embd, cfg.n_head
@@ -72,7 +76,7 @@ class MLAAttention(nn.Module):
         y = torch.nn.functional.scaled_dot_product_attention(
             q, k, v.transpose(1, 2), is_causal=True, scale=self.scale
         )  # [B, H, T, dv]
-        return self.wo(y.transpose(1, 2).reshape(b, t, self.h * self.dv))
+        return cast(Tensor, self.wo(y.transpose(1, 2).reshape(b, t, self.h * self.dv)))
 
     def forward_cached(
         self, x: Tensor, cs: Tensor, layer: int, cache: ModelCache, ctx: StepContext
@@ -98,7 +102,7 @@ class MLAAttention(nn.Module):
         y = torch.einsum("bhtr,hvr->bthv", o_lat, w_v)  # [B, T, H, dv]
         if self.wkv_b.bias is not None:
             y = y + self.wkv_b.bias.view(self.h, self.dn + self.dv)[:, self.dn :]
-        return self.wo(y.reshape(b, t, self.h * self.dv))
+        return cast(Tensor, self.wo(y.reshape(b, t, self.h * self.dv)))
 
 
 class MLABlock(nn.Module):
@@ -123,10 +127,10 @@ class MLABlock(nn.Module):
     def forward(self, x: Tensor, rope: Tensor) -> Tensor:
         """The block after Engram (the model adds Engram's output, which needs the ids)."""
         x = x + self.attn(self.attn_norm(x), rope)
-        return x + self.ffn(self.ffn_norm(x))
+        return cast(Tensor, x + self.ffn(self.ffn_norm(x)))
 
     def forward_cached(
         self, x: Tensor, rope: Tensor, layer: int, cache: ModelCache, ctx: StepContext
     ) -> Tensor:
         x = x + self.attn.forward_cached(self.attn_norm(x), rope, layer, cache, ctx)
-        return x + self.ffn(self.ffn_norm(x))
+        return cast(Tensor, x + self.ffn(self.ffn_norm(x)))

@@ -17,6 +17,8 @@ Two ways to run the routed experts, same function:
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -35,6 +37,8 @@ def route(logits: Tensor, expert_bias: Tensor, k: int) -> tuple[Tensor, Tensor]:
 
 
 class Router(nn.Module):
+    expert_bias: Tensor  # a buffer (register_buffer)
+
     def __init__(self, c: int, n_experts: int) -> None:
         super().__init__()
         self.gate = nn.Linear(c, n_experts, bias=False)
@@ -132,12 +136,16 @@ class MoE(nn.Module):
         self.experts = Experts(cfg.n_experts, cfg.width, cfg.expert_dim, cfg.expert_bias)
         # one product for everything that reads x: router, shared gate_up, latent down
         refs = [(self.router.gate, "weight")]
-        refs += [(s.gate_up_proj, "weight") for s in self.shared_experts]
+        refs += [(s.gate_up_proj, "weight") for s in self._shared()]
         if cfg.latent:
             refs.append((self.down_proj, "weight"))
         self._in = RowFusion(refs)
         self._split = [cfg.n_experts] + [2 * cfg.shared_dim] * cfg.n_shared
         self._split += [cfg.width] if cfg.latent else []
+
+    def _shared(self) -> list[SwiGLU]:
+        """The shared experts, typed (a ModuleList yields plain Modules)."""
+        return [cast(SwiGLU, s) for s in self.shared_experts]
 
     def prepare(self, column_major: bool = False) -> None:
         self._in.fuse(column_major)
@@ -146,14 +154,14 @@ class MoE(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         shape = x.shape
         xf = x.reshape(-1, shape[-1])  # [N, C]
-        parts = F.linear(xf, self._in.get()).split(self._split, dim=-1)
+        parts = torch.split(F.linear(xf, self._in.get()), self._split, dim=-1)
         sel, w = route(parts[0], self.router.expert_bias, self.cfg.top_k)
         routed = self.experts(parts[-1] if self.cfg.latent else xf, sel, w)
         y = self.up_proj(routed) if self.cfg.latent else routed
-        for j, s in enumerate(self.shared_experts):
+        for j, s in enumerate(self._shared()):
             h = parts[1 + j]
             if s.gate_up_proj.bias is not None:
                 h = h + s.gate_up_proj.bias
             a, b = h.chunk(2, dim=-1)
             y = y + s.down_proj(F.silu(a) * b)
-        return y.view(shape)
+        return cast(Tensor, y.view(shape))

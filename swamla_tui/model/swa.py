@@ -9,6 +9,8 @@ their per-layer window w_i (no sinks), so `fixed_window` applies it in every pat
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -70,7 +72,7 @@ class SWAAttention(nn.Module):
             pos = torch.arange(t, device=x.device)[None]
             mask = visible(pos, pos, self.window, self.sinks)
         y = self._attend(q, k, v, mask)
-        return self.o_proj(y.transpose(1, 2).reshape(b, t, -1))
+        return cast(Tensor, self.o_proj(y.transpose(1, 2).reshape(b, t, -1)))
 
     def forward_cached(
         self, x: Tensor, cs: Tensor, layer: int, cache: ModelCache, ctx: StepContext
@@ -97,7 +99,7 @@ class SWAAttention(nn.Module):
             if self.fixed_window is not None:
                 mask = visible(cache.lin_key_pos[:, :n], ctx.pos, self.fixed_window, 0)
             y = self._attend(q, kc[:, :, :n], vc[:, :, :n], mask)
-        return self.o_proj(y.transpose(1, 2).reshape(b, t, -1))
+        return cast(Tensor, self.o_proj(y.transpose(1, 2).reshape(b, t, -1)))
 
 
 class SWABlock(nn.Module):
@@ -111,10 +113,10 @@ class SWABlock(nn.Module):
 
     def forward(self, x: Tensor, rope: Tensor, window: bool = False) -> Tensor:
         x = x + self.attn(self.norm1(x), rope, window)
-        return x + self.mlp(self.norm2(x))
+        return cast(Tensor, x + self.mlp(self.norm2(x)))
 
     def forward_cached(
         self, x: Tensor, rope: Tensor, layer: int, cache: ModelCache, ctx: StepContext
     ) -> Tensor:
         x = x + self.attn.forward_cached(self.norm1(x), rope, layer, cache, ctx)
-        return x + self.mlp(self.norm2(x))
+        return cast(Tensor, x + self.mlp(self.norm2(x)))

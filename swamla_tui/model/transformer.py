@@ -8,6 +8,8 @@ layer is and which semantic switches apply. Two paths share the weights:
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 
@@ -27,7 +29,22 @@ def wants_column_major(name: str, shape: torch.Size | tuple[int, ...]) -> bool:
     )
 
 
+class Trunk(nn.Module):
+    """The `transformer.*` part: a plain module (not a ModuleDict) so the attributes are
+    typed; same registration order and names, so the state-dict keys stay
+    `transformer.wte.weight`, `transformer.h.<i>...`, `transformer.ln_f...`."""
+
+    def __init__(self, wte: nn.Embedding, h: nn.ModuleList, ln_f: nn.Module) -> None:
+        super().__init__()
+        self.wte = wte
+        self.h = h
+        self.ln_f = ln_f
+
+
 class SWAMLA(nn.Module):
+    rope_swa: Tensor  # buffers (register_buffer): typed as tensors, not modules
+    rope_mla: Tensor
+
     def __init__(self, cfg: ModelConfig, *, swa_window: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
@@ -45,12 +62,10 @@ class SWAMLA(nn.Module):
                 blocks.append(
                     DeltaNetBlock(cfg.n_embd, cfg.deltanet, hidden, cfg.bias, cfg.silu_first)
                 )
-        self.transformer = nn.ModuleDict(
-            {
-                "wte": nn.Embedding(cfg.vocab_size, cfg.n_embd),
-                "h": nn.ModuleList(blocks),
-                "ln_f": make_norm(cfg.norm, cfg.n_embd),
-            }
+        self.transformer = Trunk(
+            nn.Embedding(cfg.vocab_size, cfg.n_embd),
+            nn.ModuleList(blocks),
+            make_norm(cfg.norm, cfg.n_embd),
         )
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # tied
@@ -150,11 +165,12 @@ class SWAMLA(nn.Module):
             elif isinstance(blk, SWABlock):
                 x = blk(x, cs_swa, self.swa_window)
             else:
-                if blk.has_engram:
+                mb = cast(MLABlock, blk)  # the third kind
+                if mb.has_engram:
                     assert ext is not None
-                    x = x + blk.engram(x, ext)
-                x = blk(x, cs_mla)
-        return self.lm_head(self.transformer.ln_f(x))
+                    x = x + mb.engram(x, ext)
+                x = mb(x, cs_mla)
+        return cast(Tensor, self.lm_head(self.transformer.ln_f(x)))
 
     # ------------------------------------------------------------------ cached path
     def setup_cache(
@@ -177,7 +193,10 @@ class SWAMLA(nn.Module):
         eng_conv: list[Tensor | None] = [None] * n
         ring_prefix = pad + cfg.swa_sink_size
         ring_size = min(max_len, ring_prefix + cfg.swa_window + 1)
-        zeros = lambda *s, d=dt: torch.zeros(s, dtype=d, device=dev)  # noqa: E731
+
+        def zeros(*s: int, d: torch.dtype = dt) -> Tensor:
+            return torch.zeros(s, dtype=d, device=dev)
+
         for i, kind in enumerate(cfg.layer_kinds):
             if kind == "swa":
                 s = ring_size if self.swa_window else max_len
@@ -272,8 +291,9 @@ class SWAMLA(nn.Module):
             elif isinstance(blk, SWABlock):
                 x = blk.forward_cached(x, cs_swa, i, cache, ctx)
             else:
-                if blk.has_engram:
+                mb = cast(MLABlock, blk)  # the third kind
+                if mb.has_engram:
                     assert ext is not None
-                    x = x + blk.engram(x, ext, pad, cache.engram_conv[i])
-                x = blk.forward_cached(x, cs_mla, i, cache, ctx)
-        return self.lm_head(self.transformer.ln_f(x))
+                    x = x + mb.engram(x, ext, pad, cache.engram_conv[i])
+                x = mb.forward_cached(x, cs_mla, i, cache, ctx)
+        return cast(Tensor, self.lm_head(self.transformer.ln_f(x)))
