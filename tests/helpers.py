@@ -59,3 +59,19 @@ def make_test_tokenizer(folder: Path) -> Path:
     )
     fast.save_pretrained(str(folder))
     return folder
+
+
+def make_chatml_tokenizer(folder: Path) -> Path:
+    """The test tokenizer with ``<|im_start|>`` / ``<|im_end|>`` added as special tokens
+    (as instruction-tuned checkpoints ship them); ids stay below the fixture's vocab."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer.from_str(_tokenizer_json())
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>"
+    )
+    fast.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    fast.save_pretrained(str(folder))
+    return folder
