@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from .checkpoint import RawCheckpoint, read_checkpoint, resolve, unpack
-from .errors import CheckpointError, SwamlaError
+from .errors import CheckpointError, SwamlaError, TokenizerError
 from .model.config import ModelConfig, infer_config
 from .model.transformer import SWAMLA, wants_column_major
 from .params import SamplingParams
@@ -145,7 +145,7 @@ class LoadedModel:
                 v = self.meta[k]
                 card[k] = f"{v:.4f}" if isinstance(v, float) else f"{v:,}"
         card["tokenizer"] = (
-            getattr(self.tokenizer, "name_or_path", "?") if self.tokenizer else "none"
+            getattr(self.tokenizer, "name_or_path", "?") if self.tokenizer else "not found"
         )
         return card
 
@@ -436,8 +436,12 @@ def load(
     swa_attention: str = "full",
     max_length: int | None = 2048,
     progress: Callable[[str], None] | None = None,
+    tokenizer_optional: bool = False,
 ) -> LoadedModel:
-    """Load a checkpoint file, a local folder or a Hub repo id (see the README)."""
+    """Load a checkpoint file, a local folder or a Hub repo id (see the README).
+
+    `tokenizer_optional`: a tokenizer that cannot be loaded becomes a notice and the model
+    comes back without one (``--info``: the checkpoint is read once, not twice)."""
     say = progress or (lambda _s: None)
     if swa_attention not in ("full", "window"):
         raise SwamlaError(f"swa_attention must be 'full' or 'window', not '{swa_attention}'")
@@ -457,7 +461,12 @@ def load(
         say("Loading tokenizer")
         name = str(raw.args.get("tokenizer_name") or "openai-community/gpt2")
         spec = None if tokenizer is None or tokenizer is True else tokenizer
-        tok = load_tokenizer(spec, folder=res.folder, name=name)
+        try:
+            tok = load_tokenizer(spec, folder=res.folder, name=name)
+        except TokenizerError as exc:
+            if not tokenizer_optional:
+                raise
+            notices.append(str(exc))
     say(f"Building model on {dev}")
     mapped = zipfile.is_zipfile(res.path)  # read_checkpoint memory-maps zip-format files
     lm = _build(raw, dev, dt, swa_attention, max_length, tok, notices, res.label, mapped)
