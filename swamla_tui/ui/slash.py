@@ -46,6 +46,8 @@ class SlashCommands:
             "save": lambda c: app.save(str(c.value) if c.value else None),
             "info": self._cmd_info,
             "batch": lambda c: app.open_batch(str(c.value) if c.value else None),
+            "copy": lambda c: app.copy_last_reply(),
+            "markdown": self._cmd_markdown,
         }
 
     def run(self, line: str) -> None:
@@ -113,6 +115,12 @@ class SlashCommands:
         app.session.set_system(None if command.clear else str(command.value))
         app.update_context()
         app.add_notice("system prompt cleared" if command.clear else "system prompt set")
+
+    def _cmd_markdown(self, command: cmds.Command) -> None:
+        app = self.app
+        on = (not app.markdown) if command.value is None else bool(command.value)
+        app.set_markdown(on)
+        app.add_notice("Replies shown as Markdown." if on else "Replies shown as raw text.")
 
     def _cmd_info(self, command: cmds.Command) -> None:
         app = self.app
