@@ -11,8 +11,8 @@ the window is reserved for the reply, `reply_reserve` = min(max_new_tokens,
 max(max_length // 4, min(64, max_length // 2))) tokens; the system prompt, the new
 message and as many whole past turns (newest first) as fit in the rest are sent. A reply
 that grows past the reserve is not cut: when it reaches the end of the window the engine
-slides the window (it re-encodes the last max_length tokens) as it does for any long
-generation. With the defaults (max_new_tokens 256) a 256-token model keeps 192 tokens of
+slides the window (it keeps the most recent three quarters and re-encodes them) as it
+does for any long generation. With the defaults (max_new_tokens 256) a 256-token model keeps 192 tokens of
 history and a 2048-token one 1,792, instead of none when max_new_tokens equals the window.
 
 Transcript writes that fail do not undo the change they record: the session reports the
