@@ -66,7 +66,14 @@ from .widgets.status_bar import StatusBar
 __all__ = ["AppOptions", "SwamlaApp", "run_app"]
 
 BUSY = "A reply is in progress — press Esc to stop it first."
-HELD = "A reply is in progress: your message stays in the input — Enter sends it when the reply is done (Esc stops it)."
+HELD = (
+    "A reply is in progress: your message stays in the input — Enter sends it when the"
+    " reply is done (Esc stops it)."
+)
+HELD_LOADING = (
+    "The model is still loading: your message stays in the input — Enter sends it once"
+    " the model is loaded."
+)
 
 
 class SwamlaApp(App[int]):
@@ -183,7 +190,7 @@ class SwamlaApp(App[int]):
         if self._theme_given:  # --theme is remembered like a Ctrl+T choice
             self.settings.set("theme", self.theme)
         self.reply.mount()
-        self.prompt_input.keep_text = lambda text: self.generating and not cmds.is_command(text)
+        self.prompt_input.keep_text = self._keeps_message
         self.prompt_input.focus()
         self.chat.markdown = self.markdown
         self.status_bar.status = "Loading model…"
@@ -323,9 +330,15 @@ class SwamlaApp(App[int]):
         else:
             self.send(cmds.literal_text(line))
 
+    def _keeps_message(self, text: str) -> bool:
+        """Enter keeps a message in the input while a reply runs or the model loads."""
+        if cmds.is_command(text):
+            return False
+        return self.generating or (self.lm is None and self.load_failed is None)
+
     @on(PromptInput.Held)
     def _on_held(self, event: PromptInput.Held) -> None:
-        self.add_notice(HELD)
+        self.add_notice(HELD if self.generating else HELD_LOADING)
 
     @on(PromptInput.ScrollChat)
     def _on_scroll_chat(self, event: PromptInput.ScrollChat) -> None:

@@ -165,11 +165,11 @@ async def test_message_typed_during_a_reply_stays_in_the_input(tmp_path):
         lm.release(10)
         await wait_idle(pilot)
         await pilot.press("enter")
+        await wait_for(pilot, lambda: len(lm.prompts) == 2)
+        lm.release(10)
         await wait_idle(pilot)
-        await pilot.pause()
-        assert [t.user for t in app.conversation.turns][-1] == "second" or lm.prompts[-1].endswith(
-            "You: second\nAssistant:"
-        )
+        assert lm.prompts[1].endswith("You: second\nAssistant:")
+        assert [t.user for t in app.conversation.turns] == ["first", "second"]
 
 
 async def test_keys_in_one_burst_keep_their_order(tmp_path):
@@ -302,3 +302,28 @@ async def test_light_theme_slider_track_is_visible(tmp_path):
 def test_messages_can_be_focused_notices_cannot():
     assert ChatMessage("assistant", "x").can_focus and ChatMessage("user", "x").can_focus
     assert not ChatMessage("notice", "x").can_focus
+
+
+async def test_message_typed_while_loading_stays_in_the_input(tmp_path):
+    import threading
+
+    from swamla_tui.ui.app import SwamlaApp
+    from swamla_tui.ui.options import AppOptions
+
+    lm, ready = FakeLM(), threading.Event()
+
+    def slow_loader(progress):
+        ready.wait(10)
+        return lm
+
+    app = SwamlaApp(slow_loader, AppOptions(data_dir=tmp_path / "data"))
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "early bird")
+        assert app.lm is None and app.prompt_input.text == "early bird"
+        assert "still loading" in notices(app)[-1]
+        ready.set()
+        await wait_loaded(pilot)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: bool(lm.prompts))
+        await wait_idle(pilot)
+        assert lm.prompts == ["You: early bird\nAssistant:"]
