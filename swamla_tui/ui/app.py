@@ -9,9 +9,10 @@ the stream and pushes text pieces into a `ThrottledBuffer`; it reports everythin
 with messages, so app state only ever changes on the UI thread. The buffer is drained
 at most ~30 times a second whatever the token rate.
 
-One piece at ~450 lines: what is left is the App subclass itself (bindings, layout,
+One piece at ~520 lines: what is left is the App subclass itself (bindings, layout,
 message handlers, actions), which Textual wants on one class; the reply, the slash
-commands, loading, the palette, themes and every screen and widget are their own modules.
+commands, loading, the palette, themes, the header line and every screen and widget are
+their own modules.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from .messages import (
     ReplyStarted,
     TurnPlanned,
 )
-from .model_header import header_line
+from .model_header import model_header, model_summary
 from .options import AppOptions
 from .palette import chat_commands
 from .reply import ReplyController
@@ -226,10 +227,10 @@ class SwamlaApp(App[int]):
         self.lm = lm = message.lm
         self.session.source = getattr(lm, "source", None)
         self.session.set_format(chat_format_of(lm))
-        summary = _summary(lm)
+        summary = model_summary(lm)
         self.status_bar.status = "Ready"
         self.status_bar.model = summary
-        self.sub_title = _header(lm)
+        self.sub_title = model_header(lm)
         self.sidebar.set_max_length(int(lm.max_length))
         self.update_context()
         if self._load_message is not None:
@@ -411,18 +412,6 @@ class SwamlaApp(App[int]):
             timeout=3,
         )
 
-    def copy_text(self, text: str, what: str) -> None:
-        """Put `text` on the clipboard (OSC 52, so it works over SSH in most terminals)."""
-        self.copy_to_clipboard(text)
-        self.add_notice(f"Copied {what} to the clipboard ({count_noun(len(text), 'character')}).")
-
-    def copy_last_reply(self) -> None:
-        turns = self.conversation.turns
-        if not turns or not turns[-1].assistant:
-            self.add_notice("No reply to copy yet.")
-            return
-        self.copy_text(turns[-1].assistant, "the last reply")
-
     def set_markdown(self, on: bool) -> None:
         """Render replies as Markdown or raw text (remembered)."""
         self.markdown = self.chat.markdown = on
@@ -533,20 +522,6 @@ class SwamlaApp(App[int]):
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from chat_commands(self)
         yield from super().get_system_commands(screen)
-
-
-def _summary(lm: Model) -> str:
-    try:
-        return str(lm.summary())
-    except Exception:  # noqa: BLE001 - the summary is only a label
-        return str(getattr(lm, "source", "model"))
-
-
-def _header(lm: Model) -> str:
-    try:
-        return header_line(dict(lm.card()))
-    except Exception:  # noqa: BLE001 - the header is only a label
-        return _summary(lm)
 
 
 def run_app(loader: Loader, options: AppOptions) -> int:

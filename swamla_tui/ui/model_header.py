@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["checkpoint_name", "header_line", "short_count"]
+from ..protocols import ChatModel
+
+__all__ = ["checkpoint_name", "header_line", "model_header", "model_summary", "short_count"]
 
 
 def short_count(text: str) -> str:
@@ -58,3 +60,19 @@ def header_line(card: dict[str, str], summary: str = "") -> str:
     if summary:
         bits.append(summary)
     return " · ".join(bits)
+
+
+def model_summary(lm: ChatModel) -> str:
+    """The model's one-line summary (size, layers, dtype, device) for the status bar."""
+    try:
+        return str(lm.summary())
+    except Exception:  # noqa: BLE001 - the summary is only a label
+        return str(getattr(lm, "source", "model"))
+
+
+def model_header(lm: ChatModel) -> str:
+    """`header_line` of the model's card (its summary when the card fails)."""
+    try:
+        return header_line(dict(lm.card()))
+    except Exception:  # noqa: BLE001 - the header is only a label
+        return model_summary(lm)

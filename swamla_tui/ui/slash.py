@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from .. import commands as cmds
 from ..errors import one_line
 from ..params import PARAM_SPECS, RANGES
+from ..session import count_noun
 
 if TYPE_CHECKING:  # pragma: no cover
     from .app import SwamlaApp
@@ -46,7 +47,7 @@ class SlashCommands:
             "save": lambda c: app.save(str(c.value) if c.value else None),
             "info": self._cmd_info,
             "batch": lambda c: app.open_batch(str(c.value) if c.value else None),
-            "copy": lambda c: app.copy_last_reply(),
+            "copy": self._cmd_copy,
             "markdown": self._cmd_markdown,
         }
 
@@ -115,6 +116,19 @@ class SlashCommands:
         app.session.set_system(None if command.clear else str(command.value))
         app.update_context()
         app.add_notice("system prompt cleared" if command.clear else "system prompt set")
+
+    def _cmd_copy(self, command: cmds.Command) -> None:
+        """The last reply to the clipboard (OSC 52: most terminals, also over SSH)."""
+        app = self.app
+        turns = app.conversation.turns
+        if not turns or not turns[-1].assistant:
+            app.add_notice("No reply to copy yet.")
+            return
+        text = turns[-1].assistant
+        app.copy_to_clipboard(text)
+        app.add_notice(
+            f"Copied the last reply to the clipboard ({count_noun(len(text), 'character')})."
+        )
 
     def _cmd_markdown(self, command: cmds.Command) -> None:
         app = self.app
