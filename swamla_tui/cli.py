@@ -8,7 +8,9 @@ checkpoint path exists, is readable and looks like a checkpoint file (a PyTorch 
 pickle) or a folder holding one; a ``--tokenizer`` given as a path exists. Failures that
 need the weights or the tokenizer read (seconds) are shown in the app.
 
-Progress lines ("… Finding", "… Reading") go to stderr only when it is a terminal.
+``--info`` prints its progress lines ("… Finding", "… Reading") only when stderr is a
+terminal, so a script sees the card or one error line. (The headless batch runner keeps
+its own stderr lines: a log of a long run wants them.)
 """
 
 from __future__ import annotations
@@ -283,12 +285,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.compile:
         os.environ["SWAMLA_COMPILE"] = "1"
     source, notice = model_source(args)
-    quiet = not _stderr_is_terminal()
     try:
         if args.info:
-            return _info(args, source, quiet=quiet)
+            return _info(args, source, quiet=not _stderr_is_terminal())
         headless = args.mode == "batch" and (args.output or not sys.stdout.isatty())
-        loader = make_loader(args, source, quiet=quiet and bool(headless))
+        loader = make_loader(args, source)  # headless: its runner owns its stderr lines
         if headless:
             from .headless import run_headless
 
