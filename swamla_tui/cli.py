@@ -2,6 +2,15 @@
 
 Nothing heavy is imported before the UI starts (torch loads in the app's worker), and any
 failure the user can cause ends in one line on stderr, never a traceback (`--debug` shows it).
+
+What can be checked in milliseconds is checked before the screen opens (`preflight`): the
+checkpoint path exists, is readable and looks like a checkpoint file (a PyTorch zip or
+pickle) or a folder holding one; a ``--tokenizer`` given as a path exists. Failures that
+need the weights or the tokenizer read (seconds) are shown in the app.
+
+``--info`` prints its progress lines ("… Finding", "… Reading") only when stderr is a
+terminal, so a script sees the card or one error line. (The headless batch runner keeps
+its own stderr lines: a log of a long run wants them.)
 """
 
 from __future__ import annotations
@@ -15,8 +24,9 @@ from pathlib import Path
 
 from . import __version__
 from .batch import BatchJob
+from .chat_format import with_chat_format
 from .distributed import rank_device, torchrun_world
-from .errors import TokenizerError, one_line
+from .errors import one_line
 from .params import PARAM_SPECS, SamplingParams
 from .prompts_file import load_batch_prompts
 from .protocols import Loader, Model
@@ -36,7 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint",
         help="checkpoint file or local folder (flat or checkpoint_tokens_* subfolders)",
     )
-    g.add_argument("--hf_model", help="Hugging Face Hub repo id, e.g. user/swamla-small")
+    g.add_argument(
+        "--hf_model",
+        "--hf_repo_id",
+        dest="hf_model",
+        help="Hugging Face Hub repo id, e.g. user/swamla-small (--hf_repo_id: the same)",
+    )
     g.add_argument("--mode", choices=("chat", "batch"), default="chat")
     g.add_argument("--prompts_file", help="batch mode: one prompt per line")
     g.add_argument("--max_new_tokens", type=int, default=256)
@@ -56,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--max_length", type=int, default=2048, help="context kept for generation (<= block_size)"
     )
     g.add_argument("--system_prompt", default=None)
+    g.add_argument(
+        "--chatml",
+        action="store_true",
+        help="ChatML turns for instruction-tuned checkpoints (default: detected from the "
+        "tokenizer's <|im_start|>/<|im_end|> tokens)",
+    )
     a = p.add_argument_group("swamla-tui")
     a.add_argument(
         "--hf_checkpoint",
@@ -77,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a.add_argument("--theme", default=None, help="UI theme (dark, light); remembered")
     a.add_argument(
-        "--output", help="batch mode: write results without a screen (.jsonl, .csv, .md)"
+        "--output",
+        help="write batch results without a screen (.jsonl, .csv, .md; implies --mode batch)",
     )
     a.add_argument("--batch_size", type=int, default=None, help="batch mode: prompts per batch")
     a.add_argument(
@@ -142,14 +164,73 @@ def model_source(args: argparse.Namespace) -> tuple[str, str | None]:
     return str(DEMO_DIR), notice
 
 
-def make_loader(
-    args: argparse.Namespace, source: str, *, tokenizer: str | bool | None = None
-) -> Loader:
+_CHECKPOINT_SUFFIXES = (".pt", ".bin", ".pth", ".ckpt")
+
+
+def _looks_local(text: str) -> bool:
+    """A path, not a Hub id: it starts like one, has a file suffix or 2+ slashes."""
+    return (
+        text.startswith((".", "/", "~", os.sep))
+        or text.endswith(_CHECKPOINT_SUFFIXES)
+        or text.count("/") >= 2
+        or Path(text.split("/")[0]).is_dir()
+        or "/" not in text
+    )
+
+
+def _holds_checkpoint(folder: Path) -> bool:
+    """A checkpoint file in `folder` or one level down (checkpoint_tokens_* folders)."""
+    for level in (folder, *(p for p in folder.iterdir() if p.is_dir())):
+        for p in level.iterdir():
+            if p.is_file() and p.name.endswith(_CHECKPOINT_SUFFIXES):
+                return True
+    return False
+
+
+def preflight(args: argparse.Namespace) -> str | None:
+    """The millisecond checks of the model paths (see the module docstring); an error line."""
+    if args.checkpoint and _looks_local(args.checkpoint):
+        name = args.checkpoint
+        path = Path(name).expanduser()
+        try:
+            if not path.exists():
+                return f"--checkpoint {name}: no such file or folder"
+            if path.is_dir():
+                if not _holds_checkpoint(path):
+                    return (
+                        f"--checkpoint {name}: no checkpoint in this folder (looked for "
+                        "*.pt, *.bin, *.pth and checkpoint_tokens_*/pytorch_model.bin)"
+                    )
+            elif not path.is_file():
+                return f"--checkpoint {name}: not a regular file (a FIFO or device is refused)"
+            else:
+                with open(path, "rb") as fh:
+                    head = fh.read(4)
+                if not head:
+                    return f"--checkpoint {name}: empty file"
+                if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+                    return f"--checkpoint {name}: not a PyTorch checkpoint (neither zip nor pickle)"
+        except OSError as exc:
+            return f"--checkpoint {name}: cannot read it ({exc.strerror or exc})"
+    tok = args.tokenizer
+    if tok and (tok.startswith((".", "/", "~", os.sep)) or tok.count("/") >= 2):
+        path = Path(tok).expanduser()
+        if not path.exists():
+            return f"--tokenizer {tok}: no such folder"
+        if not path.is_dir():
+            return f"--tokenizer {tok}: not a folder (give the folder holding tokenizer.json)"
+        if not os.access(path, os.R_OK | os.X_OK):
+            return f"--tokenizer {tok}: cannot read it (permission denied)"
+    return None
+
+
+def make_loader(args: argparse.Namespace, source: str, *, quiet: bool = False) -> Loader:
     """The loader the UI or the headless runner calls (torch is imported only then).
 
-    `tokenizer` False loads without a tokenizer (``--info`` when none can be found).
+    The model comes back with its conversation format (`swamla_tui.chat_format`).
+    `quiet` drops the progress lines (stderr is not a terminal). For ``--info`` a missing
+    tokenizer is not an error (the card says "not found"): the checkpoint is read once.
     """
-    chosen = args.tokenizer if tokenizer is None else tokenizer
 
     def loader(progress: Callable[[str], None]) -> Model:
         from .engine.options import EngineOptions
@@ -159,14 +240,15 @@ def make_loader(
             source,
             device=rank_device(args.device),
             dtype=args.dtype,
-            tokenizer=chosen,
+            tokenizer=args.tokenizer,
             hf_checkpoint=args.hf_checkpoint,
             swa_attention=args.swa_attention,
             max_length=args.max_length,
-            progress=progress,
+            progress=(lambda _text: None) if quiet else progress,
             engine=EngineOptions.from_env(compile=args.compile or None),
+            tokenizer_optional=bool(args.info),
         )
-        return lm
+        return with_chat_format(lm, chatml=args.chatml, system=args.system_prompt)
 
     return loader
 
@@ -206,16 +288,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if bad:
         _err(bad)
         return 2
+    if args.output and args.mode != "batch":
+        args.mode = "batch"  # --output only makes sense for a batch run
+    bad = preflight(args)
+    if bad:
+        _err(bad)
+        return 1
     source, notice = model_source(args)
-    loader = make_loader(args, source)
     try:
         if args.info:
-            return _info(args, source)
+            return _info(args, source, quiet=not _stderr_is_terminal())
         if args.mode == "batch" and torchrun_world() > 1:
             from .distributed import run_distributed
 
-            return run_distributed(batch_job(args), loader, device=args.device)
+            return run_distributed(batch_job(args), make_loader(args, source), device=args.device)
         headless = args.mode == "batch" and (args.output or not sys.stdout.isatty())
+        loader = make_loader(args, source)  # headless: its runner owns its stderr lines
         if headless:
             from .headless import run_headless
 
@@ -241,16 +329,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _info(args: argparse.Namespace, source: str) -> int:
-    # Every string here can come from the checkpoint (key names, metadata): `visible`.
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _info(args: argparse.Namespace, source: str, *, quiet: bool) -> int:
+    """Print the model card. Exit 0 without a tokenizer too: the card is still useful,
+    and its "tokenizer" line says "not found" (the reason is a note on stderr).
+    Every string here can come from the checkpoint (key names, metadata): `visible`."""
+
     def say(text: str) -> None:
         print(f"… {visible(text)}", file=sys.stderr)
 
-    try:
-        lm = make_loader(args, source)(say)
-    except TokenizerError as e:  # the card does not need a tokenizer
-        print(f"note: {visible(str(e))}", file=sys.stderr)
-        lm = make_loader(args, source, tokenizer=False)(say)
+    lm = make_loader(args, source, quiet=quiet)(say)
     for n in lm.notices:
         print(f"note: {visible(n)}", file=sys.stderr)
     card = {visible(str(k)): visible(str(v)) for k, v in lm.card().items()}

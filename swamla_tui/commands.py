@@ -54,6 +54,8 @@ SEED_MAX = 2**63 - 1
 
 # Words that clear an optional setting (/seed, /system).
 _CLEAR_WORDS = frozenset({"off", "none"})
+# Values of an on/off command (/markdown).
+_SWITCH_WORDS = {"on": True, "off": False, "true": True, "false": False, "yes": True, "no": False}
 
 _FLOAT_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 _INT_RE = re.compile(r"[+-]?\d+", re.ASCII)
@@ -77,7 +79,8 @@ class CommandSpec:
     help: str
     """One-line description."""
     kind: str
-    """How the argument is parsed: none, help, float, int, max, seed, text, path, opt_path."""
+    """How the argument is parsed: none, help, float, int, max, seed, text, path, opt_path,
+    switch (``on``/``off``; no argument toggles: `Command.value` None)."""
     param: str | None = None
     """`SamplingParams` field that the command reads or sets, if any."""
     aliases: tuple[str, ...] = ()
@@ -159,6 +162,10 @@ COMMANDS: tuple[CommandSpec, ...] = (
         force=True,
     ),
     CommandSpec("info", "", "Show the model card", "none"),
+    CommandSpec("copy", "", "Copy the last reply to the clipboard", "none"),
+    CommandSpec(
+        "markdown", "[on|off]", "Show replies as Markdown or raw text (remembered)", "switch"
+    ),
     CommandSpec(
         "batch",
         "<file>",
@@ -178,8 +185,9 @@ class Command:
     """One parsed slash command.
 
     `value` is already validated and typed: float for /temp, /topp, /reppen; int for
-    /topk, /max, /seed; str for /system, /save, /batch and /help; None when the command
-    takes no value, when it should show the current value, or when it clears a setting.
+    /topk, /max, /seed; bool for /markdown; str for /system, /save, /batch and /help; None
+    when the command
+    takes no value, shows the current value, toggles (/markdown) or clears a setting.
     """
 
     name: str
@@ -359,6 +367,12 @@ def parse_command(line: str, *, max_new_tokens_limit: int = 2048) -> Command:
             return Command(name, None, args, clear=True)
         return Command(name, _parse_int(spec, args, 0, SEED_MAX, " or 'off'"), args)
 
+    if kind == "switch":
+        word = args.lower()
+        if word not in _SWITCH_WORDS:
+            raise CommandError(f"/{name} expects on or off, got {_quote(args)}")
+        return Command(name, _SWITCH_WORDS[word], args)
+
     if kind == "text":
         if args.lower() in _CLEAR_WORDS:
             return Command(name, None, args, clear=True)
@@ -396,4 +410,6 @@ def complete(prefix: str) -> list[str]:
         return [f"/{spec.name} {s.name}" for s in COMMANDS if s.name.startswith(token)]
     if spec.kind in {"seed", "text"} and token and "off".startswith(token):
         return [f"/{spec.name} off"]
+    if spec.kind == "switch":
+        return [f"/{spec.name} {w}" for w in ("on", "off") if w.startswith(token)]
     return []

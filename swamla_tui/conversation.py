@@ -1,7 +1,8 @@
-"""Chat state in the original script's prompt format, history trimming and ``/save``.
+"""Chat state, its prompt (in the conversation's `ChatFormat`), history trimming, ``/save``.
 
-Pure Python (no torch, no textual). The prompt format (spec §7) is kept byte for byte
-because checkpoints fine-tuned on the original script's chats expect it::
+Pure Python (no torch, no textual). The default prompt format (spec §7) is kept byte for
+byte because checkpoints fine-tuned on the original script's chats expect it (ChatML, for
+instruction-tuned checkpoints, is described in `swamla_tui.chat_format`)::
 
     <system prompt>\\n\\n            (only when a system prompt is set)
     You: <text>\\n
@@ -12,8 +13,8 @@ because checkpoints fine-tuned on the original script's chats expect it::
 
 Decisions (the UI relies on them):
 
-* `cut_reply` cuts the generated text at the first ``"\\nYou:"`` and strips surrounding
-  whitespace: the model's first token after ``"Assistant:"`` is normally a space, and the
+* `cut_reply` (and `ChatFormat.cut_reply`) cuts the generated text at the first stop
+  string (``"\\nYou:"``; ChatML: ``<|im_end|>``) and strips surrounding whitespace: the model's first token after ``"Assistant:"`` is normally a space, and the
   history line adds exactly one space back (``"Assistant: " + reply``).
 * User messages are stripped too, so the prompt never holds ``"You:  hi  \\n"``.
 * Trimming (`Conversation.fit`) never deletes turns: it moves `context_start` forward so
@@ -35,9 +36,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .chat_format import PLAIN, ChatFormat
 from .errors import SwamlaError
 from .paths import data_dir
-from .stops import cut_at_stop
 
 __all__ = [
     "ASSISTANT_CUE",
@@ -57,8 +58,8 @@ SYSTEM_SEPARATOR = "\n\n"
 USER_PREFIX = "You: "
 ASSISTANT_PREFIX = "Assistant: "
 ASSISTANT_CUE = "Assistant:"
-STOP_STRINGS: tuple[str, ...] = ("\nYou:",)
-"""Pass these as ``stop=`` to the engine: the model starts the user's next line."""
+STOP_STRINGS: tuple[str, ...] = PLAIN.stop
+"""The plain format's stop strings: the model starts the user's next line."""
 
 CONVERSATION_VERSION = 1
 CONVERSATION_FORMAT = "swamla-tui conversation"
@@ -71,7 +72,7 @@ def cut_reply(generated: str) -> str:
     Cut at the first ``"\\nYou:"`` (the model began the user's next line) and strip the
     surrounding whitespace, as the original script did.
     """
-    return cut_at_stop(generated, STOP_STRINGS)[0].strip()
+    return PLAIN.cut_reply(generated)
 
 
 @dataclass
@@ -94,6 +95,8 @@ class Conversation:
     system: str | None = None
     turns: list[Turn] = field(default_factory=list)
     context_start: int = 0
+    chat_format: ChatFormat = PLAIN
+    """How the prompt is written (not saved: it belongs to the model, not the chat)."""
 
     # -- prompt format -------------------------------------------------------------
     def set_system(self, text: str | None) -> None:
@@ -107,26 +110,24 @@ class Conversation:
         return self.turns[self.context_start :]
 
     def history_text(self) -> str:
-        """System prompt and the in-context turns, in the original script's format."""
-        parts: list[str] = []
-        if self.system:
-            parts.append(self.system + SYSTEM_SEPARATOR)
-        for turn in self.context_turns:
-            parts.append(f"{USER_PREFIX}{turn.user}\n{ASSISTANT_PREFIX}{turn.assistant}\n")
+        """System prompt and the in-context turns, in the conversation's format."""
+        fmt = self.chat_format
+        parts = [fmt.system_text(self.system)]
+        parts += [fmt.turn_text(turn.user, turn.assistant) for turn in self.context_turns]
         return "".join(parts)
 
     def prompt_for(self, user_msg: str) -> str:
         """The text to generate from when the user sends `user_msg`."""
-        return f"{self.history_text()}{USER_PREFIX}{user_msg.strip()}\n{ASSISTANT_CUE}"
+        return self.history_text() + self.chat_format.cue_text(user_msg.strip())
 
     def copy(self) -> Conversation:
         """An independent copy (a worker thread may trim it while the UI keeps the original)."""
-        return Conversation(self.system, list(self.turns), self.context_start)
+        return Conversation(self.system, list(self.turns), self.context_start, self.chat_format)
 
     # -- editing -------------------------------------------------------------------
     def add_turn(self, user: str, assistant: str, stopped: bool = False) -> Turn:
-        """Record a finished exchange; the reply goes through `cut_reply`."""
-        turn = Turn(user.strip(), cut_reply(assistant), stopped)
+        """Record a finished exchange; the reply is cut by the format's `cut_reply`."""
+        turn = Turn(user.strip(), self.chat_format.cut_reply(assistant), stopped)
         self.turns.append(turn)
         return turn
 
@@ -156,7 +157,7 @@ class Conversation:
     ) -> int:
         """Drop the oldest turns from the context until the prompt has <= `max_tokens`.
 
-        `max_tokens` should leave room for the reply (context length minus max new tokens).
+        `max_tokens` should leave room for the reply (`swamla_tui.session.reply_reserve`).
         The prompt measured is `prompt_for(user_msg)`, or `history_text()` when `user_msg`
         is None. The system prompt and the new message are never dropped, so the prompt
         may still be too long after every turn went (the engine then truncates it).

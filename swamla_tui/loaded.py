@@ -22,7 +22,7 @@ from .ckpt.tensors import check_state_dict, drop_mapped_pages
 from .devices import parse_dtype, pick_device
 from .engine.batch import BatchResult
 from .engine.options import EngineOptions
-from .errors import CheckpointError, SwamlaError, one_line
+from .errors import CheckpointError, SwamlaError, TokenizerError, one_line
 from .hf_export import is_export_folder, load_exported
 from .loaded_model import LoadedModel
 from .model.generation import (
@@ -155,8 +155,12 @@ def load(
     generation: str = "auto",
     engram_mapping: Sequence[int] | None = None,
     train_args: dict[str, Any] | None = None,
+    tokenizer_optional: bool = False,
 ) -> LoadedModel:
     """Load a checkpoint file, a local folder or a Hub repo id (see the README).
+
+    `tokenizer_optional`: a tokenizer that cannot be loaded becomes a notice and the model
+    comes back without one (``--info``: the checkpoint is read once, not twice).
 
     `engine`: how to decode (CUDA graphs, compile, CPU layout); None means the defaults
     with the user's environment overrides (`EngineOptions.from_env()`).
@@ -196,7 +200,12 @@ def load(
         say("Loading tokenizer")
         name = str(raw.args.get("tokenizer_name") or "openai-community/gpt2")
         spec = None if tokenizer is None or tokenizer is True else tokenizer
-        tok = load_tokenizer(spec, folder=res.folder, name=name)
+        try:
+            tok = load_tokenizer(spec, folder=res.folder, name=name)
+        except TokenizerError as exc:
+            if not tokenizer_optional:
+                raise
+            notices.append(str(exc))
     say(f"Building model on {dev}")
     lm = _build(
         raw, dev, dt, swa_attention, max_length, tok, notices, res.label, mapped, opts,

@@ -107,7 +107,7 @@ class LoadedModel:
                 v = self.meta[k]
                 card[k] = f"{v:.4f}" if isinstance(v, float) else f"{v:,}"
         card["tokenizer"] = (
-            getattr(self.tokenizer, "name_or_path", "?") if self.tokenizer else "none"
+            getattr(self.tokenizer, "name_or_path", "?") if self.tokenizer else "not found"
         )
         return card
 

@@ -6,6 +6,15 @@ it): every method of `ChatSession` runs on the UI thread; `plan_turn` is a funct
 `Conversation` *copy* (`ChatSession.snapshot`) so a worker thread can tokenize and trim
 without touching the session, and the UI applies the result with `ChatSession.trim_to`.
 
+History rule (what the model sees; README "Chat history"): before each message a part of
+the window is reserved for the reply, `reply_reserve` = min(max_new_tokens,
+max(max_length // 4, min(64, max_length // 2))) tokens; the system prompt, the new
+message and as many whole past turns (newest first) as fit in the rest are sent. A reply
+that grows past the reserve is not cut: when it reaches the end of the window the engine
+slides the window (it keeps the most recent three quarters and re-encodes them) as it
+does for any long generation. With the defaults (max_new_tokens 256) a 256-token model keeps 192 tokens of
+history and a 2048-token one 1,792, instead of none when max_new_tokens equals the window.
+
 Transcript writes that fail do not undo the change they record: the session reports the
 one-line error through `report` and goes on (a full disk must not eat a reply).
 """
@@ -17,11 +26,42 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .chat_format import ChatFormat
 from .conversation import Conversation, Turn, save_conversation
 from .errors import SwamlaError
 from .transcript import Transcript, TranscriptBusy, TranscriptStore
 
-__all__ = ["ChatSession", "Resumed", "TurnPlan", "plan_turn"]
+__all__ = [
+    "ChatSession",
+    "ContextUsage",
+    "Resumed",
+    "TurnPlan",
+    "context_usage",
+    "count_noun",
+    "dropped_notice",
+    "plan_turn",
+    "reply_reserve",
+]
+
+
+def count_noun(n: int, noun: str) -> str:
+    """``"1 turn"``, ``"2 turns"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def dropped_notice(n: int) -> str:
+    """The notice shown when `n` more turns left the context."""
+    what = (
+        "the oldest turn no longer reaches" if n == 1 else f"the oldest {n} turns no longer reach"
+    )
+    return f"The conversation outgrew the context: {what} the model."
+
+
+def reply_reserve(max_length: int, max_new_tokens: int) -> int:
+    """Tokens of the window kept free for the reply (see the module docstring)."""
+    window = max(1, int(max_length))
+    floor = max(window // 4, min(64, window // 2))
+    return max(1, min(int(max_new_tokens), floor))
 
 
 @dataclass(frozen=True)
@@ -57,11 +97,11 @@ def plan_turn(
 ) -> TurnPlan:
     """Fit `conversation` (a copy: it is trimmed in place) and build the prompt.
 
-    The prompt leaves room for `max_new_tokens` within `max_length`; the oldest turns
+    The prompt leaves `reply_reserve` tokens of `max_length` free; the oldest turns
     leave the context first (see `Conversation.fit`). Runs in a worker: `count_tokens`
     is the tokenizer.
     """
-    budget = max(1, int(max_length) - int(max_new_tokens))
+    budget = max(1, int(max_length) - reply_reserve(max_length, max_new_tokens))
     dropped = conversation.fit(count_tokens, budget, user_text)
     return TurnPlan(
         user=user_text.strip(),
@@ -69,6 +109,28 @@ def plan_turn(
         context_start=conversation.context_start,
         dropped=dropped,
     )
+
+
+@dataclass(frozen=True)
+class ContextUsage:
+    """What the next message would carry: history tokens, and turns left out of it."""
+
+    tokens: int
+    turns_out: int
+
+
+def context_usage(
+    conversation: Conversation,
+    count_tokens: Callable[[str], int],
+    *,
+    max_length: int,
+    max_new_tokens: int,
+) -> ContextUsage:
+    """The context gauge: the history as the next message would send it (fitted on a
+    copy by the same rule as `plan_turn`), so the gauge shows what the model sees."""
+    conv = conversation.copy()
+    plan_turn(conv, "", count_tokens, max_length=max_length, max_new_tokens=max_new_tokens)
+    return ContextUsage(count_tokens(conv.history_text()), conv.context_start)
 
 
 class ChatSession:
@@ -147,6 +209,14 @@ class ChatSession:
         """Release the transcript (its lock) when the app ends; a later event reopens it."""
         if self.transcript is not None:
             self.transcript.close()
+
+    def set_format(self, chat_format: ChatFormat) -> None:
+        """Use the model's conversation format; a ChatML model gets its default system
+        prompt unless one was given (``--system_prompt``) or the chat already has one."""
+        conv = self.conversation
+        conv.chat_format = chat_format
+        if not self._system_given and conv.system is None and not conv.turns:
+            conv.set_system(chat_format.default_system)
 
     # -- turns ---------------------------------------------------------------------------
 

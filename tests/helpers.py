@@ -367,3 +367,19 @@ def v2_variant_config(name: str):
         cfg.n_head, cfg.n_kv_head, cfg.swa_window, cfg.swa_sink_size = 4, 2, 8, 4
         cfg.qk_nope_head_dim, cfg.v_head_dim = 12, 12
     return cfg
+
+
+def make_chatml_tokenizer(folder: Path) -> Path:
+    """The test tokenizer with ``<|im_start|>`` / ``<|im_end|>`` added as special tokens
+    (as instruction-tuned checkpoints ship them); ids stay below the fixture's vocab."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer.from_str(_tokenizer_json())
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>"
+    )
+    fast.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    fast.save_pretrained(str(folder))
+    return folder

@@ -9,9 +9,10 @@ the stream and pushes text pieces into a `ThrottledBuffer`; it reports everythin
 with messages, so app state only ever changes on the UI thread. The buffer is drained
 at most ~30 times a second whatever the token rate.
 
-One piece at ~450 lines: what is left is the App subclass itself (bindings, layout,
+One piece at ~520 lines: what is left is the App subclass itself (bindings, layout,
 message handlers, actions), which Textual wants on one class; the reply, the slash
-commands, loading, the palette, themes and every screen and widget are their own modules.
+commands, loading, the palette, themes, the header line and every screen and widget are
+their own modules.
 """
 
 from __future__ import annotations
@@ -29,13 +30,15 @@ from textual.widgets import Footer, Header
 from textual.worker import get_current_worker
 
 from .. import commands as cmds
+from ..chat_format import chat_format_of
 from ..conversation import Conversation
 from ..errors import SwamlaError
 from ..params import SamplingParams
 from ..paths import data_dir
+from ..prompts_file import load_batch_prompts
 from ..protocols import ChatModel, Loader, Model
 from ..safe_text import visible
-from ..session import ChatSession
+from ..session import ChatSession, context_usage, count_noun
 from ..transcript import TranscriptStore
 from .loading import load_model
 from .messages import (
@@ -47,6 +50,7 @@ from .messages import (
     ReplyStarted,
     TurnPlanned,
 )
+from .model_header import model_header, model_summary
 from .options import AppOptions
 from .palette import chat_commands
 from .reply import ReplyController
@@ -64,6 +68,14 @@ from .widgets.status_bar import StatusBar
 __all__ = ["AppOptions", "SwamlaApp", "run_app"]
 
 BUSY = "A reply is in progress — press Esc to stop it first."
+HELD = (
+    "A reply is in progress: your message stays in the input — Enter sends it when the"
+    " reply is done (Esc stops it)."
+)
+HELD_LOADING = (
+    "The model is still loading: your message stays in the input — Enter sends it once"
+    " the model is loaded."
+)
 
 
 class SwamlaApp(App[int]):
@@ -87,13 +99,17 @@ class SwamlaApp(App[int]):
         ),
         Binding("f1", "help", "Help", tooltip="This help (? when the input is not focused)"),
         Binding("question_mark", "help", "Help", show=False),
+        Binding("ctrl+b", "toggle_sidebar", "Sliders", tooltip="Show / hide the sampling sidebar"),
         Binding("ctrl+l", "clear", "Clear", tooltip="Start a new conversation"),
         Binding("ctrl+r", "retry", "Retry", tooltip="Generate the last reply again"),
         Binding("ctrl+s", "save", "Save", tooltip="Save the conversation as Markdown"),
         Binding("ctrl+t", "toggle_theme", "Theme", tooltip="Toggle dark / light"),
-        Binding("ctrl+b", "toggle_sidebar", "Sliders", tooltip="Show / hide the sampling sidebar"),
         Binding(
-            "f2", "focus_sliders", "Focus sliders", show=False, tooltip="Focus the sampling sliders"
+            "f2",
+            "focus_sliders",
+            "Focus sliders",
+            show=False,
+            tooltip="Focus the sampling sliders (F2 or Esc again: back to the input)",
         ),
         Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Leave the app"),
     ]
@@ -126,7 +142,10 @@ class SwamlaApp(App[int]):
             options.theme, self.settings.get("theme"), set(self.available_themes)
         )
         self.theme = chosen
+        self._theme_given = bool(options.theme) and warning is None
         self._start_warnings = themes.warnings + ([warning] if warning else [])
+        self.markdown = bool(self.settings.get("markdown", False))
+        """Replies rendered as Markdown (``/markdown``, remembered); raw text by default."""
 
     @property
     def conversation(self) -> Conversation:
@@ -148,7 +167,7 @@ class SwamlaApp(App[int]):
                     placeholder="Message the model — Enter sends, Ctrl+J new line, /help",
                     id="prompt",
                 )
-            yield SamplingSidebar(self.params, id="sidebar")
+            yield SamplingSidebar(self.params, id="sidebar", release_focus=True)
         yield StatusBar(id="status")
         yield Footer()
 
@@ -170,8 +189,12 @@ class SwamlaApp(App[int]):
 
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, self._remember_theme)
+        if self._theme_given:  # --theme is remembered like a Ctrl+T choice
+            self.settings.set("theme", self.theme)
         self.reply.mount()
+        self.prompt_input.keep_text = self._keeps_message
         self.prompt_input.focus()
+        self.chat.markdown = self.markdown
         self.status_bar.status = "Loading model…"
         self._load_message = self.chat.add_message("notice", "Loading model…")
         if self.options.notice:
@@ -206,9 +229,11 @@ class SwamlaApp(App[int]):
     def on_model_loaded(self, message: ModelLoaded) -> None:
         self.lm = lm = message.lm
         self.session.source = getattr(lm, "source", None)
-        summary = _summary(lm)
+        self.session.set_format(chat_format_of(lm))
+        summary = model_summary(lm)
         self.status_bar.status = "Ready"
-        self.status_bar.model = self.sub_title = summary
+        self.status_bar.model = summary
+        self.sub_title = model_header(lm)
         self.sidebar.set_max_length(int(lm.max_length))
         self.update_context()
         if self._load_message is not None:
@@ -232,19 +257,25 @@ class SwamlaApp(App[int]):
     def update_context(self) -> None:
         """Recount the context the conversation takes (tokenizing runs in a worker)."""
         if self.lm is not None:
-            self._count_context(self.lm, self.session.context_text())
+            self._count_context(self.lm, self.session.snapshot(), int(self.params.max_new_tokens))
 
     @work(thread=True, exclusive=True, group="context", exit_on_error=False)
-    def _count_context(self, lm: ChatModel, text: str) -> None:
+    def _count_context(self, lm: ChatModel, conversation: Conversation, max_new: int) -> None:
+        """What the next message would carry (history fitted by the send-time rule)."""
         try:
-            tokens = len(lm.encode(text))
+            usage = context_usage(
+                conversation,
+                lambda t: len(lm.encode(t)),
+                max_length=int(lm.max_length),
+                max_new_tokens=max_new,
+            )
         except BaseException:  # noqa: BLE001 - only a detail (a tokenizer panic too)
             return
-        self.post_message(ContextCounted(tokens))
+        self.post_message(ContextCounted(usage.tokens, usage.turns_out))
 
     def on_context_counted(self, message: ContextCounted) -> None:
         if self.lm is not None:
-            self.status_bar.set_context(message.tokens, int(self.lm.max_length))
+            self.status_bar.set_context(message.tokens, int(self.lm.max_length), message.turns_out)
 
     # -- chat helpers --------------------------------------------------------------------
 
@@ -287,12 +318,13 @@ class SwamlaApp(App[int]):
             if turn.stopped:
                 reply.mark("stopped", stopped=True)
             self.turn_widgets.append((user, reply))
-        self.add_notice(f"Resumed {len(turns)} turn(s) from {path.name}.")
+        self.add_notice(f"Resumed {count_noun(len(turns), 'turn')} from {path.name}.")
         if resumed.busy and self.session.transcript is not None:
             self.add_notice(
                 f"{path.name} is open in another swamla-tui: this chat continues in "
                 f"{self.session.transcript.path.name}."
             )
+        self.update_context()
 
     def set_param(self, name: str, value: object) -> None:
         """Change a sampling parameter everywhere: params, running stream, slider."""
@@ -312,6 +344,34 @@ class SwamlaApp(App[int]):
             self.run_command(line)
         else:
             self.send(cmds.literal_text(line))
+
+    def _keeps_message(self, text: str) -> bool:
+        """Enter keeps a message in the input while a reply runs or the model loads."""
+        if cmds.is_command(text):
+            return False
+        return self.generating or (self.lm is None and self.load_failed is None)
+
+    @on(PromptInput.Held)
+    def _on_held(self, event: PromptInput.Held) -> None:
+        self.add_notice(HELD if self.generating else HELD_LOADING)
+
+    @on(PromptInput.ScrollChat)
+    def _on_scroll_chat(self, event: PromptInput.ScrollChat) -> None:
+        chat = self.chat
+        {
+            "page_up": chat.scroll_page_up,
+            "page_down": chat.scroll_page_down,
+            "home": chat.scroll_home,
+            "end": chat.scroll_end,
+        }[event.where]()
+
+    @on(SamplingSidebar.Released)
+    def _on_sidebar_released(self, event: SamplingSidebar.Released) -> None:
+        """Esc, or a printable key, on a slider: back to the input (with that key)."""
+        box = self.prompt_input
+        box.focus()
+        if event.text:
+            box.insert(event.text)
 
     def run_command(self, line: str) -> None:
         self.slash.run(line)
@@ -355,11 +415,23 @@ class SwamlaApp(App[int]):
         if self.generating:
             self.action_stop()
             return
-        selected = getattr(self.focused, "selected_text", "")
+        selected = self.screen.get_selected_text() or getattr(self.focused, "selected_text", "")
         if selected:
             self.copy_to_clipboard(selected)
+            self.notify(f"Copied {count_noun(len(selected), 'character')}.", timeout=2)
             return
-        self.notify("Ctrl+Q quits.", timeout=2)
+        self.notify(
+            "Nothing selected: drag over text to select it, or /copy copies the last reply."
+            " Ctrl+Q quits.",
+            timeout=3,
+        )
+
+    def set_markdown(self, on: bool) -> None:
+        """Render replies as Markdown or raw text (remembered)."""
+        self.markdown = self.chat.markdown = on
+        self.settings.set("markdown", on)
+        for message in self.chat.messages():
+            message.set_markdown(on)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -410,6 +482,11 @@ class SwamlaApp(App[int]):
         self.sidebar.display = not self.sidebar.display
 
     def action_focus_sliders(self) -> None:
+        """F2: focus the sliders; F2 again (or Esc) goes back to the input."""
+        focused = self.focused
+        if focused is not None and self.sidebar in focused.ancestors_with_self:
+            self.prompt_input.focus()
+            return
         self.sidebar.display = True
         self.sidebar.slider("temperature").focus()
 
@@ -432,13 +509,20 @@ class SwamlaApp(App[int]):
     # -- batch ---------------------------------------------------------------------------
 
     def open_batch(self, path: str | None = None, *, batch_size: int | None = None) -> None:
-        """Push the batch view; its result (key c) is a prompt for the chat input."""
+        """Push the batch view; its result (key c) is a prompt for the chat input.
+
+        `batch_size` None: ``--batch_size`` (None there too: the model's default)."""
         if self.lm is None:
             self.add_notice(self.load_failed or "The model is still loading.")
             return
-        screen = BatchScreen(
-            lm=self.lm, params=self.params.copy(), path=path, batch_size=batch_size
-        )
+        if path is not None:
+            try:  # a bad file is an inline error: the chat stays
+                load_batch_prompts(path)
+            except SwamlaError as exc:
+                self.add_notice(str(exc), error=True)
+                return
+        size = batch_size if batch_size is not None else self.options.batch_size
+        screen = BatchScreen(lm=self.lm, params=self.params.copy(), path=path, batch_size=size)
         self.push_screen(screen, callback=self._batch_closed)
 
     def _batch_closed(self, prompt: str | None) -> None:
@@ -454,13 +538,6 @@ class SwamlaApp(App[int]):
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from chat_commands(self)
         yield from super().get_system_commands(screen)
-
-
-def _summary(lm: Model) -> str:
-    try:
-        return visible(str(lm.summary()))
-    except Exception:  # noqa: BLE001 - the summary is only a label
-        return visible(str(getattr(lm, "source", "model")))
 
 
 def run_app(loader: Loader, options: AppOptions) -> int:

@@ -31,9 +31,11 @@ class LoadFailed(Message):
 
 @dataclass
 class ContextCounted(Message):
-    """Tokens the conversation so far takes (counted in a worker)."""
+    """Tokens the next message's history takes, and the turns left out of it (counted in
+    a worker by the send-time rule, `swamla_tui.session.context_usage`)."""
 
     tokens: int
+    turns_out: int = 0
 
 
 @dataclass

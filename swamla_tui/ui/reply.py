@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 
 from textual.worker import get_current_worker
 
-from ..conversation import STOP_STRINGS, Conversation, cut_reply
+from ..conversation import Conversation
 from ..errors import one_line
 from ..params import SamplingParams
 from ..protocols import ChatModel, ReplyStream
-from ..session import TurnPlan, plan_turn
+from ..session import TurnPlan, dropped_notice, plan_turn
 from .messages import GenerationDone, ReplyStarted, TurnPlanned
 from .throttle import ThrottledBuffer
 from .widgets.chat_message import ChatMessage
@@ -78,12 +78,8 @@ class ReplyController:
 
     def planned(self, plan: TurnPlan) -> None:
         self.app.session.trim_to(plan.context_start)
-        n = plan.dropped
-        if n:
-            self.app.add_notice(
-                f"The conversation outgrew the context: the oldest {n} turn{'s' if n != 1 else ''}"
-                " no longer reach the model."
-            )
+        if plan.dropped:
+            self.app.add_notice(dropped_notice(plan.dropped))
 
     def started(self, stream: ReplyStream) -> None:
         if self.generating:
@@ -93,7 +89,7 @@ class ReplyController:
         """Show the new text (at most REFRESH_HZ times a second) and the live figures."""
         if pieces and self.widget is not None:
             self.raw += "".join(pieces)
-            self.widget.set_text(cut_reply(self.raw))
+            self.widget.set_text(self.app.conversation.chat_format.cut_reply(self.raw))
         stream, lm = self.stream, self.app.lm
         if stream is not None and lm is not None:
             if stream.tokens_per_second:
@@ -135,8 +131,7 @@ class ReplyController:
                 if user is not None:
                     app.turn_widgets.append((user, reply))
             app.status_bar.status = "Stopped" if stopped else "Ready"
-            if stream is not None and app.lm is not None:
-                app.status_bar.set_context(stream.context_tokens, int(app.lm.max_length))
+            app.update_context()  # the gauge: what the next message will carry
         self.widget = self.user_widget = None
         app.refresh_bindings()
 
@@ -163,7 +158,7 @@ class ReplyController:
                 max_new_tokens=int(params.max_new_tokens),
             )
             app.post_message(TurnPlanned(plan))
-            stream = lm.stream(plan.prompt, params, stop=STOP_STRINGS)
+            stream = lm.stream(plan.prompt, params, stop=conversation.chat_format.stop)
             app.post_message(ReplyStarted(stream))
             if cancel.is_set():
                 stream.cancel()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from .. import commands as cmds
 from ..errors import one_line
 from ..params import PARAM_SPECS, RANGES
+from ..session import count_noun
 
 if TYPE_CHECKING:  # pragma: no cover
     from .app import SwamlaApp
@@ -46,6 +47,8 @@ class SlashCommands:
             "save": lambda c: app.save(str(c.value) if c.value else None, overwrite=c.force),
             "info": self._cmd_info,
             "batch": lambda c: app.open_batch(str(c.value) if c.value else None),
+            "copy": self._cmd_copy,
+            "markdown": self._cmd_markdown,
         }
 
     def run(self, line: str) -> None:
@@ -113,6 +116,25 @@ class SlashCommands:
         app.session.set_system(None if command.clear else str(command.value))
         app.update_context()
         app.add_notice("system prompt cleared" if command.clear else "system prompt set")
+
+    def _cmd_copy(self, command: cmds.Command) -> None:
+        """The last reply to the clipboard (OSC 52: most terminals, also over SSH)."""
+        app = self.app
+        turns = app.conversation.turns
+        if not turns or not turns[-1].assistant:
+            app.add_notice("No reply to copy yet.")
+            return
+        text = turns[-1].assistant
+        app.copy_to_clipboard(text)
+        app.add_notice(
+            f"Copied the last reply to the clipboard ({count_noun(len(text), 'character')})."
+        )
+
+    def _cmd_markdown(self, command: cmds.Command) -> None:
+        app = self.app
+        on = (not app.markdown) if command.value is None else bool(command.value)
+        app.set_markdown(on)
+        app.add_notice("Replies shown as Markdown." if on else "Replies shown as raw text.")
 
     def _cmd_info(self, command: cmds.Command) -> None:
         app = self.app

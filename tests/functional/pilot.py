@@ -11,7 +11,7 @@ from typing import Any
 from swamla_tui.params import SamplingParams
 from swamla_tui.ui.app import SwamlaApp
 from swamla_tui.ui.options import AppOptions
-from tests.fakes import loader_for
+from tests.fakes import FakeLM, Outcome, loader_for
 
 SIZE = (120, 36)
 
@@ -47,9 +47,9 @@ async def wait_loaded(pilot: Any) -> None:
     await pilot.pause()
 
 
-async def wait_idle(pilot: Any) -> None:
+async def wait_idle(pilot: Any, timeout: float = 5.0) -> None:
     app = pilot.app
-    await wait_for(pilot, lambda: not app.generating)
+    await wait_for(pilot, lambda: not app.generating, timeout)
     await pilot.pause()
 
 
@@ -70,3 +70,49 @@ def notices(app: Any) -> list[str]:
 
 def errors(app: Any) -> list[str]:
     return [m.text for m in app.chat.messages() if m.role == "error"]
+
+
+def post_keys(app: Any, keys: list[str]) -> None:
+    """Post key events in one burst, as a terminal delivers a fast `tmux send-keys`."""
+    from textual import events
+
+    for key in keys:
+        char = key if len(key) == 1 else (" " if key == "space" else None)
+        app.post_message(events.Key(key, char))
+
+
+class Recording:
+    """A real model whose stream prompts are recorded (`prompts`)."""
+
+    def __init__(self, lm: Any) -> None:
+        self.lm = lm
+        self.prompts: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.lm, name)
+
+    def stream(self, text: str, params: Any = None, *, stop: Any = (), **kw: Any) -> Any:
+        self.prompts.append(text)
+        return self.lm.stream(text, params, stop=stop, **kw)
+
+
+class GateBatchLM(FakeLM):
+    """A FakeLM with a batch run: each result waits for `release()`; once cancelled, the
+    chunk's other prompts come back "cancelled" (as the engine's do)."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.batch_sizes: list[int] = []
+
+    def generate_batch(
+        self, texts: Any, params: Any = None, *, batch_size: Any = None, stop: Any = (),
+        cancel: Any = None,
+    ) -> Any:  # fmt: skip
+        self.batch_sizes.append(len(texts))
+        for i, text in enumerate(texts):
+            while not (cancel is not None and cancel.is_set()):
+                if self.gate.acquire(timeout=0.005):
+                    yield Outcome(i, text, f"answer to {text}", 3, 0.5, "length")
+                    break
+            else:
+                yield Outcome(i, text, "", 0, 0.5, "cancelled")

@@ -335,12 +335,15 @@ async def test_open_another_file_while_rows_fill(fixture_lm, tmp_path):
         assert statuses(screen) == ["done"] * 3
         assert screen.sub_title == "Batch · small.txt"
 
-        # a missing file: a notice, an empty table, the screen stays
+        # a missing file: an error, the rows and their results stay (issue 12 §5)
         await pilot.press("o")
         screen.input.value = str(tmp_path / "missing.txt")
         await pilot.press("enter")
         await pilot.pause()
-        assert screen.rows == [] and screen.load_error and "no such file" in screen.load_error
+        assert [r.prompt for r in screen.rows] == ["one", "two", "three"]
+        assert statuses(screen) == ["done"] * 3 and screen.load_error is None
+        assert screen.table.row_count == 3 and screen.sub_title == "Batch · small.txt"
+        assert any("no such file" in n.message for n in app._notifications)
 
 
 async def test_sliders_change_the_batch_params_only(fixture_lm):

@@ -95,7 +95,9 @@ async def test_message_gets_streamed_reply_and_transcript(tmp_path):
         assert lm.streams[0].stop == ("\nYou:",)
         assert lm.streams[0].params is app.params
         assert app.status_bar.speed == "42.0 tok/s"
-        assert app.status_bar.context == f"ctx {lm.streams[0].context_tokens}/512"
+        # the gauge: the history the next message carries (the exchange just made)
+        history = "You: Hi there\nAssistant: Hello, world!\n"
+        await wait_for(pilot, lambda: app.status_bar.context == f"ctx {len(history)}/512")
         records = transcript_records(tmp_path)
         assert [r["type"] for r in records] == ["header", "turn"]
         assert records[1]["user"] == "Hi there"

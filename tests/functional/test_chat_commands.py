@@ -200,7 +200,14 @@ async def test_batch_command_opens_batch_screen_or_notice(tmp_path):
             await send(pilot, "/batch prompts.txt")
             assert errors(app)[-1] == "The batch view is not available in this build."
         else:
-            await send(pilot, "/batch prompts.txt")
+            # a missing file: an inline error, the chat stays (issue 12 §5)
+            await send(pilot, f"/batch {tmp_path / 'nope.txt'}")
+            await pilot.pause()
+            assert type(app.screen).__name__ == "Screen"
+            assert "no such file" in errors(app)[-1]
+            prompts = tmp_path / "prompts.txt"
+            prompts.write_text("one\ntwo\n", encoding="utf-8")
+            await send(pilot, f"/batch {prompts}")
             await pilot.pause()
             assert type(app.screen).__name__ == "BatchScreen"
 

@@ -119,3 +119,46 @@ def test_real_cli_in_a_terminal_chat_and_quit(tmp_path):
         assert "Traceback" not in t.text()
     finally:
         t.close()
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        TERM="xterm-256color", HF_HUB_OFFLINE="1", SWAMLA_TUI_DATA_DIR=str(tmp_path),
+        COLUMNS="80", LINES="24", PYTHONUNBUFFERED="1",
+    )  # fmt: skip
+    env.pop("TEXTUAL", None)
+    return env
+
+
+def test_missing_checkpoint_fails_before_the_screen_opens(tmp_path):
+    t = Term([sys.executable, "-m", "swamla_tui", "--checkpoint", "missing.pt"], _env(tmp_path))
+    try:
+        start = time.monotonic()
+        while t.proc.poll() is None and time.monotonic() - start < 30:
+            t.pump(0.1)
+        t.pump(0.2)
+        assert t.proc.returncode == 1
+        assert b"\x1b[?1049h" not in t.raw  # the full screen never opened
+        lines = [line for line in t.text().splitlines() if line.strip()]
+        assert lines == ["swamla-tui: error: --checkpoint missing.pt: no such file or folder"]
+    finally:
+        t.close()
+
+
+def test_keys_typed_in_one_burst_keep_their_order(tmp_path):
+    """tmux send-keys 'line one' C-j 'line two': one write, the newline stays in place."""
+    t = Term(
+        [sys.executable, "-m", "swamla_tui", "--demo", "--temperature", "0",
+         "--max_new_tokens", "8"],
+        _env(tmp_path), cols=80, rows=24,
+    )  # fmt: skip
+    try:
+        t.wait_for(lambda: "SWA" in t.text() and "MLA" in t.text(), 90, "the model to load")
+        os.write(t.master, b"line one\nline two")
+        t.pump(0.5)
+        t.type("\r")
+        t.wait_for(lambda: _turns(tmp_path), 90, "the reply to finish (transcript written)")
+        assert _turns(tmp_path)[0]["user"] == "line one\nline two"
+    finally:
+        t.close()

@@ -64,6 +64,13 @@ __all__ = ["BatchDetailScreen", "BatchRow", "BatchScreen"]
 MAX_BATCH_SIZE = 1024
 
 
+def _clear_result(row: BatchRow) -> None:
+    """Forget a row's earlier result when it runs again (the table shows "running" alone)."""
+    row.completion, row.error, row.finish_reason = "", None, None
+    row.new_tokens = row.seconds = None
+    row.truncated = False
+
+
 class BatchScreen(Screen[str | None]):
     """A table of prompts and completions, run in batches in a thread worker."""
 
@@ -306,6 +313,10 @@ class BatchScreen(Screen[str | None]):
 
     def _drain(self, events: list[RunEvent]) -> None:
         for event in events:
+            if isinstance(event, ChunkStarted):  # a re-run row loses its old result
+                for i in event.indices:
+                    _clear_result(self.rows[i])
+                    self.table.update_row(self.rows[i])
             for row in apply_event(self.rows, self.run, event):
                 self.table.update_row(row, status_only=isinstance(event, ChunkStarted | RunEnded))
             if isinstance(event, PromptFinished) and self.rows[event.index].truncated:
@@ -412,6 +423,11 @@ class BatchScreen(Screen[str | None]):
         elif mode == "open":
             if self.running:
                 self.notify("Stop the run first (s).")
+                return
+            try:  # a bad file keeps the rows (and their unexported results)
+                load_batch_prompts(value)
+            except SwamlaError as exc:
+                self.notify(f"{exc} — the current prompts stay.", severity="error", timeout=8)
                 return
             self.path, self._given_prompts = value, None
             self.sub_title = f"Batch · {self._source_name()}"

@@ -54,10 +54,12 @@ class BatchBar(Horizontal):
     ) -> None:
         count = self.query_one("#batch-count", Label)
         n = len(rows)
+        # rows of this run that got a result or an error (a stopped row is not finished)
+        finished = sum(1 for i in run.order if rows[i].status in ("done", "error"))
         if load_error:
             count.update(Text("No prompts: o opens a file", style=error_style))
         elif running:
-            text = f"{run.done}/{run.total} · {fmt_duration(now - run.started)}"
+            text = f"{finished}/{run.total} · {fmt_duration(now - run.started)}"
             eta = run.eta(now)
             if eta is not None:
                 text += f" · ETA {fmt_duration(eta)}"
@@ -66,12 +68,12 @@ class BatchBar(Horizontal):
             count.update(text)
         elif run.total:
             verb = "stopped" if run.stopped else "done"
-            count.update(f"{run.done}/{run.total} {verb} in {fmt_duration(run.elapsed or 0.0)}")
+            count.update(f"{finished}/{run.total} {verb} in {fmt_duration(run.elapsed or 0.0)}")
         else:
             count.update(f"{n} prompt{'s' if n != 1 else ''} · r runs them")
         bar = self.query_one(ProgressBar)
         if run.total:
-            bar.update(total=run.total, progress=run.done)
+            bar.update(total=run.total, progress=finished)
         else:
             bar.update(total=max(1, n), progress=0)
         parts = [f"batch {batch_size}"]

@@ -18,14 +18,15 @@ __all__ = ["COLUMNS", "ROW_CHUNK", "BatchTable", "clip"]
 ROW_CHUNK = 500
 
 # (key, label, width, right-aligned)
+# The status comes right after the number: at 80 columns the last columns are cut.
 COLUMNS: tuple[tuple[str, str, int, bool], ...] = (
     ("n", "#", 5, True),
+    ("status", "status", 7, False),
     ("prompt", "prompt", 26, False),
     ("completion", "completion", 42, False),
     ("new_tokens", "new tokens", 10, True),
     ("seconds", "seconds", 7, True),
     ("tok_s", "tok/s", 7, True),
-    ("status", "status", 7, False),
 )
 WIDTHS = {key: width for key, _label, width, _right in COLUMNS}
 
@@ -123,10 +124,10 @@ class BatchTable(DataTable[Text]):
     def _cells(self, row: BatchRow) -> list[Text]:
         return [
             Text(str(row.index + 1), justify="right"),
+            self._status_text(row),
             Text(clip(row.prompt, WIDTHS["prompt"])),
             self._completion_text(row),
             *self._number_cells(row),
-            self._status_text(row),
         ]
 
     def update_row(self, row: BatchRow, *, status_only: bool = False) -> None:

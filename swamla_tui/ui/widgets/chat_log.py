@@ -16,11 +16,14 @@ class ChatLog(VerticalScroll, can_focus=True):
     }
     """
 
+    markdown = False
+    """New assistant messages render as Markdown (the app's ``/markdown`` setting)."""
+
     def on_mount(self) -> None:
         self.anchor()
 
     def add_message(self, role: str, text: str = "") -> ChatMessage:
-        message = ChatMessage(role, text)
+        message = ChatMessage(role, text, markdown=self.markdown)
         self.mount(message)
         return message
 

@@ -1,8 +1,16 @@
-"""One message in the chat pane: user, assistant (streamed), notice or error."""
+"""One message in the chat pane: user, assistant (streamed), notice or error.
+
+User and assistant messages can be focused (click, or Tab from the chat) and ``c`` copies
+the focused one. Assistant replies are raw text by default (these are base models,
+whose output is rarely meant as Markdown); `set_markdown` renders them as Markdown.
+"""
 
 from __future__ import annotations
 
+from rich.console import Group, RenderableType
+from rich.markdown import Markdown
 from rich.text import Text
+from textual.binding import Binding
 from textual.widget import Widget
 
 from ...safe_text import visible
@@ -31,6 +39,8 @@ class ChatMessage(Widget):
     ChatMessage.-assistant { border-left: outer $success; }
     ChatMessage.-assistant > .chat-message--role { color: $success; }
     ChatMessage.-stopped > .chat-message--status { color: $warning; }
+    ChatMessage:focus { background: $boost; }
+    ChatMessage.-user:focus { background: $primary 16%; }
     ChatMessage.-notice {
         color: $text-muted;
         text-style: italic;
@@ -44,35 +54,56 @@ class ChatMessage(Widget):
     """
 
     COMPONENT_CLASSES = {"chat-message--role", "chat-message--status"}
+    BINDINGS = [Binding("c", "copy", "Copy", tooltip="Copy this message to the clipboard")]
 
-    def __init__(self, role: str, text: str = "", *, id: str | None = None) -> None:
+    def __init__(
+        self, role: str, text: str = "", *, id: str | None = None, markdown: bool = False
+    ) -> None:
         super().__init__(id=id, classes=f"-{role}")
         self.role = role
         self.text = text
         self.status = ""
+        self.markdown = markdown
+        self.can_focus = role in ("user", "assistant")
 
     def _render_text(self) -> None:
         self.refresh(layout=True)
 
-    def render(self) -> Text:
-        shown = self.text
+    def render(self) -> RenderableType:
+        shown = visible(self.text)  # model output and notices: no raw escapes
         streaming = self.has_class("-streaming")
         if self.role == "assistant" and not shown and streaming:
             shown = "…"
-        text = Text(end="")
+        head = Text(end="")
         title = ROLE_TITLES.get(self.role, "")
         if title and self.role != "error":
-            text.append(title, style=self.get_component_rich_style("chat-message--role"))
-            text.append("\n")
+            head.append(title, style=self.get_component_rich_style("chat-message--role"))
+            head.append("\n")
         if self.role == "error":
-            text.append("⚠ ")
-        text.append(visible(shown))  # model output and notices: no raw escapes
+            head.append("⚠ ")
         status = "generating…" if streaming else self.status
-        if status:
-            text.append(
-                f"\n— {status}", style=self.get_component_rich_style("chat-message--status")
-            )
+        style = self.get_component_rich_style("chat-message--status")
+        tail = Text(f"— {status}", style=style, end="") if status else None
+        if self.markdown and self.role == "assistant" and self.text:
+            head.rstrip()  # in place: Group puts each part on its own line
+            parts: list[RenderableType] = [head, Markdown(shown)]
+            return Group(*parts, tail) if tail is not None else Group(*parts)
+        text = Text(end="").join([head, Text(shown, end="")])
+        if tail is not None:
+            text.append("\n")
+            text.append_text(tail)
         return text
+
+    def set_markdown(self, markdown: bool) -> None:
+        """Render the reply as Markdown or as raw text (assistant messages only)."""
+        if self.markdown != markdown:
+            self.markdown = markdown
+            self._render_text()
+
+    def action_copy(self) -> None:
+        self.app.copy_to_clipboard(self.text)
+        who = "your" if self.role == "user" else "the assistant's"
+        self.notify(f"Copied {who} message.", timeout=2)
 
     def set_text(self, text: str) -> None:
         self.text = text

@@ -2,14 +2,22 @@
 where the terminal reports them) inserts a newline.
 
 Up on the first line / down on the last line walk the history of sent messages. While a
-slash command is typed, the rest of the command name is suggested in dim text; Tab or
-Right accepts it.
+slash command is typed, the rest of the first matching name is suggested in dim text and
+every match is listed under the input; Tab completes, and Tab again cycles through the
+matches (``/s`` -> ``/save``, ``/seed``, ``/system``).
+
+Keys handled here and not through bindings: Enter, the newline keys and the chat-scroll
+keys (PgUp/PgDn, Ctrl+Home/End, posted as `ScrollChat`). Textual runs a binding only
+after the key has bubbled up to the app, so a burst of typed keys (a paste-like
+``line one`` Ctrl+J ``line two``) would otherwise get the newline after the later
+characters.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from textual import events
 from textual.binding import Binding
@@ -17,6 +25,15 @@ from textual.message import Message
 from textual.widgets import TextArea
 
 Completer = Callable[[str], "list[str]"]
+ScrollTarget = Literal["page_up", "page_down", "home", "end"]
+
+NEWLINE_KEYS = frozenset({"ctrl+j", "shift+enter", "alt+enter"})
+SCROLL_KEYS: dict[str, ScrollTarget] = {
+    "pageup": "page_up",
+    "pagedown": "page_down",
+    "ctrl+home": "home",
+    "ctrl+end": "end",
+}
 
 
 class PromptInput(TextArea):
@@ -36,6 +53,19 @@ class PromptInput(TextArea):
         Binding("ctrl+j,shift+enter,alt+enter", "newline", "Newline", show=False),
         Binding("tab", "accept_suggestion", "Complete", show=False),
     ]
+
+    @dataclass
+    class Held(Message):
+        """Enter was pressed while `keep_text` said no: the text stays in the input."""
+
+        input: PromptInput
+        value: str
+
+    @dataclass
+    class ScrollChat(Message):
+        """PgUp/PgDn/Ctrl+Home/Ctrl+End: scroll the chat, the input keeps the focus."""
+
+        where: ScrollTarget
 
     @dataclass
     class Submitted(Message):
@@ -65,6 +95,10 @@ class PromptInput(TextArea):
             highlight_cursor_line=False,
         )
         self.completer = completer
+        self.keep_text: Callable[[str], bool] | None = None
+        """When it returns True for the text, Enter keeps it in the input (posts `Held`)."""
+        self._cycle: list[str] = []
+        self._cycle_index = -1
         self.sent_history: list[str] = []
         self._history_index: int | None = None
         self._draft = ""
@@ -72,16 +106,32 @@ class PromptInput(TextArea):
     # -- sending, newline -----------------------------------------------------------------
 
     async def _on_key(self, event: events.Key) -> None:
-        if event.key == "enter":
+        key = event.key
+        if key == "enter":
             event.stop()
             event.prevent_default()
             self.submit()
             return
+        if key in NEWLINE_KEYS:
+            event.stop()
+            event.prevent_default()
+            self.action_newline()
+            return
+        if key in SCROLL_KEYS:
+            event.stop()
+            event.prevent_default()
+            self.post_message(self.ScrollChat(SCROLL_KEYS[key]))
+            return
+        if key != "tab":
+            self._cycle = []
         await super()._on_key(event)
 
     def submit(self) -> None:
         value = self.text
         if not value.strip():
+            return
+        if self.keep_text is not None and self.keep_text(value):
+            self.post_message(self.Held(self, value))
             return
         if not self.sent_history or self.sent_history[-1] != value:
             self.sent_history.append(value)
@@ -140,27 +190,43 @@ class PromptInput(TextArea):
 
     # -- command suggestions --------------------------------------------------------------
 
-    def update_suggestion(self) -> None:
-        text = self.text
-        self.suggestion = ""
+    def matches(self, text: str) -> list[str]:
+        """The completions of `text` (a one-line slash command typed at the end)."""
         if (
             self.completer is None
             or not text.startswith("/")
             or "\n" in text
             or self.cursor_location != self.document.end
         ):
-            return
+            return []
         try:
-            matches = self.completer(text)
+            return [m for m in self.completer(text) if m.startswith(text) and m != text]
         except Exception:
-            return
-        for match in matches:
-            if match.startswith(text) and len(match) > len(text):
-                self.suggestion = match[len(text) :]
-                return
+            return []
+
+    def update_suggestion(self) -> None:
+        text = self.text
+        self.suggestion = ""
+        if self._cycle and text in self._cycle:
+            return  # cycling: the list stays as it is
+        matches = self.matches(text)
+        if matches:
+            self.suggestion = matches[0][len(text) :]
+        self.border_subtitle = "  ".join(matches) if len(matches) > 1 else ""
 
     def action_accept_suggestion(self) -> None:
-        if self.suggestion:
+        """Tab: complete; with several matches, each Tab shows the next one."""
+        if self._cycle:
+            self._cycle_index = (self._cycle_index + 1) % len(self._cycle)
+            self._show(self._cycle[self._cycle_index])
+            return
+        matches = self.matches(self.text)
+        if len(matches) > 1:
+            self._cycle, self._cycle_index = matches, 0
+            self.border_subtitle = "  ".join(matches) + "  (Tab: next)"
+            self._show(matches[0])
+        elif self.suggestion:
             self.insert(self.suggestion)
+            self.border_subtitle = ""
         else:
             self.screen.focus_next()

@@ -4,12 +4,17 @@ It owns no state beyond the sliders, built from `PARAM_SPECS` (the ranges the CL
 the slash commands use too): when a slider moves it writes the new value into the
 `SamplingParams` instance it was given (the live object a running stream reads) and
 posts `SamplingSidebar.Changed`. `set_value` moves a slider from code (slash commands).
+
+With `release_focus` (the chat screen), Esc and printable keys pressed on a slider post
+`SamplingSidebar.Released` (the chat puts the focus back in its input, with the key typed
+there) instead of vanishing. The batch screen leaves it off: its letter keys are commands.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.message import Message
@@ -49,6 +54,17 @@ class SamplingSidebar(VerticalScroll):
         def control(self) -> SamplingSidebar:
             return self.sidebar
 
+    @dataclass
+    class Released(Message):
+        """Esc (`text` empty) or a printable key (`text`) on a slider: leave the sliders."""
+
+        sidebar: SamplingSidebar
+        text: str
+
+        @property
+        def control(self) -> SamplingSidebar:
+            return self.sidebar
+
     def __init__(
         self,
         params: SamplingParams,
@@ -57,8 +73,10 @@ class SamplingSidebar(VerticalScroll):
         title: str = "Sampling",
         id: str | None = None,
         classes: str | None = None,
+        release_focus: bool = False,
     ) -> None:
         super().__init__(id=id, classes=classes)
+        self.release_focus = release_focus
         self.params = params
         self.max_length = max_length
         self.title = title
@@ -91,6 +109,17 @@ class SamplingSidebar(VerticalScroll):
             value = self.slider(name).value
             if getattr(self.params, name) != value:
                 setattr(self.params, name, value)
+
+    def on_key(self, event: events.Key) -> None:
+        # handled on the first hop up from the slider, so the key order is kept
+        if not self.release_focus:
+            return
+        if event.key == "escape":
+            event.stop()
+            self.post_message(self.Released(self, ""))
+        elif event.is_printable and event.character and event.character != "?":
+            event.stop()  # "?" stays the help key
+            self.post_message(self.Released(self, event.character))
 
     def slider(self, name: str) -> Slider:
         return self.query_one(f"#slider-{name.replace('_', '-')}", Slider)

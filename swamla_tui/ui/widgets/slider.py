@@ -36,7 +36,7 @@ class Slider(Widget, can_focus=True):
     }
     Slider > .slider--label { color: $text-muted; }
     Slider > .slider--value { color: $text; text-style: bold; }
-    Slider > .slider--track { color: $panel-lighten-2; }
+    Slider > .slider--track { color: $foreground 45%; }
     Slider > .slider--fill { color: $primary-darken-1; }
     Slider > .slider--thumb { color: $primary; text-style: bold; }
     Slider:focus > .slider--label { color: $text; text-style: bold; }

@@ -1,4 +1,8 @@
-"""One-line status bar: model summary, tokens/s, context used / max length."""
+"""One-line status bar: status, tokens/s, context used / max length, model summary.
+
+The model summary comes last: it is the longest part and the header shows the model
+too, so on a narrow terminal it is the one cut (never the context gauge).
+"""
 
 from __future__ import annotations
 
@@ -33,11 +37,15 @@ class StatusBar(Widget):
         else:
             self.speed = f"{tokens_per_second:.1f} tok/s" + (" …" if live else "")
 
-    def set_context(self, used: int, maximum: int) -> None:
-        self.context = f"ctx {used:,}/{maximum:,}"
+    def set_context(self, used: int, maximum: int, turns_out: int = 0) -> None:
+        """What the model sees (a sliding reply is shown as the full window) and how many
+        turns of the conversation are no longer part of it."""
+        self.context = f"ctx {min(used, maximum):,}/{maximum:,}"
+        if turns_out:
+            self.context += f" ({turns_out} {'turn' if turns_out == 1 else 'turns'} out)"
 
     def render(self) -> Text:
-        parts = [p for p in (self.status, self.model, self.speed, self.context) if p]
+        parts = [p for p in (self.status, self.speed, self.context, self.model) if p]
         text = Text(no_wrap=True, overflow="ellipsis", end="")
         for i, part in enumerate(parts):
             if i:

@@ -1,0 +1,329 @@
+"""The rough edges a new user hit (issue 12): memory, copy, scroll, focus, keys, labels."""
+
+from __future__ import annotations
+
+import json
+
+from textual.color import Color
+from textual.selection import Selection
+
+from swamla_tui.chat_format import CHATML
+from swamla_tui.params import SamplingParams
+from swamla_tui.session import ChatSession
+from swamla_tui.transcript import TranscriptStore
+from swamla_tui.ui.model_header import checkpoint_name, header_line, short_count
+from swamla_tui.ui.widgets.chat_message import ChatMessage
+from swamla_tui.ui.widgets.slider import Slider
+from tests.fakes import FakeLM
+
+from .pilot import (
+    SIZE,
+    Recording,
+    make_app,
+    notices,
+    post_keys,
+    send,
+    wait_for,
+    wait_idle,
+    wait_loaded,
+)
+
+# -- §1 the model remembers ---------------------------------------------------------------
+
+
+async def test_second_message_carries_the_first_exchange_at_default_settings(tmp_path):
+    lm = FakeLM(max_length=256)  # the demo's window, max_new_tokens 256 by default
+    app = make_app(lm, tmp_path, params=SamplingParams())
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        assert app.params.max_new_tokens == 256
+        await send(pilot, "Hi")
+        await wait_idle(pilot)
+        await send(pilot, "Again")
+        await wait_idle(pilot)
+        assert lm.prompts[1] == "You: Hi\nAssistant: Hello, world!\nYou: Again\nAssistant:"
+        assert not [n for n in notices(app) if "outgrew" in n]
+        history = app.conversation.history_text()  # what the next message carries
+        await wait_for(pilot, lambda: app.status_bar.context == f"ctx {len(history)}/256")
+
+
+async def test_demo_model_in_the_app_remembers(tmp_path):
+    """The real demo model (short replies) at the default settings, through the app."""
+    import swamla_tui
+    from swamla_tui.demo import DEMO_DIR
+
+    lm = Recording(swamla_tui.load(DEMO_DIR))
+    app = make_app(lm, tmp_path, params=SamplingParams(seed=0))  # default max_new_tokens
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        assert app.params.max_new_tokens == 256 == lm.max_length
+        await send(pilot, "What is a list?")
+        await wait_idle(pilot, timeout=120)
+        await send(pilot, "And a tuple?")
+        await wait_idle(pilot, timeout=120)
+        first = app.conversation.turns[0]
+        assert first.assistant
+        assert lm.prompts[1] == (
+            f"You: What is a list?\nAssistant: {first.assistant}\nYou: And a tuple?\nAssistant:"
+        )
+        assert not [n for n in notices(app) if "outgrew" in n]
+
+
+async def test_chatml_model_gets_chatml_turns(tmp_path):
+    lm = FakeLM(pieces=[" Hi", "!", "<|im_end|>", "junk"])
+    lm.chat_format = CHATML  # as `FormattedModel` carries it
+    app = make_app(lm, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "Hello")
+        await wait_idle(pilot)
+        assert lm.prompts[0] == (
+            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+            "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"
+        )
+        assert lm.streams[0].stop == CHATML.stop
+        assert app.conversation.turns[0].assistant == "Hi!"
+
+
+# -- §3 copy, scroll, focus, keys -----------------------------------------------------------
+
+
+async def test_copy_selection_last_reply_and_focused_message(tmp_path):
+    app = make_app(FakeLM(), tmp_path)
+    copied: list[str] = []
+    app.copy_to_clipboard = copied.append  # type: ignore[method-assign]
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("ctrl+c")  # nothing selected: a hint, nothing copied
+        assert copied == []
+        await send(pilot, "Hi there")
+        await wait_idle(pilot)
+        reply = [m for m in app.chat.messages() if m.role == "assistant"][-1]
+        app.screen.selections = {reply: Selection(None, None)}  # a mouse drag over it
+        await pilot.press("ctrl+c")
+        assert copied and "Hello, world!" in copied[-1]
+        await send(pilot, "/copy")
+        assert copied[-1] == "Hello, world!"
+        assert "Copied the last reply" in notices(app)[-1]
+        user = [m for m in app.chat.messages() if m.role == "user"][-1]
+        user.focus()
+        await pilot.press("c")
+        assert copied[-1] == "Hi there"
+
+
+async def test_page_keys_scroll_the_chat_from_the_input(tmp_path):
+    app = make_app(FakeLM(), tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        for i in range(40):
+            app.add_notice(f"line {i}")
+        await pilot.pause()
+        chat, box = app.chat, app.prompt_input
+        chat.scroll_end(animate=False)
+        await pilot.pause()
+        bottom = chat.scroll_y
+        assert bottom > 0 and box.has_focus
+        await pilot.press("pageup")
+        await wait_for(pilot, lambda: chat.scroll_y < bottom)
+        await pilot.press("ctrl+home")
+        await wait_for(pilot, lambda: chat.scroll_y == 0)
+        await pilot.press("pagedown")
+        await wait_for(pilot, lambda: chat.scroll_y > 0)
+        await pilot.press("ctrl+end")
+        await wait_for(pilot, lambda: chat.scroll_y == chat.max_scroll_y)
+        assert box.has_focus and box.text == ""
+
+
+async def test_sliders_give_the_focus_back(tmp_path):
+    app = make_app(FakeLM(), tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        box = app.prompt_input
+        await pilot.press("f2")
+        assert isinstance(app.focused, Slider)
+        await pilot.press("escape")
+        assert box.has_focus
+        await pilot.press("f2")
+        await pilot.press("f2")
+        assert box.has_focus
+        await pilot.press("f2", "right")  # the slider still works
+        assert app.params.temperature == 0.05
+        await pilot.press("h", "i")
+        assert box.has_focus and box.text == "hi"
+
+
+async def test_message_typed_during_a_reply_stays_in_the_input(tmp_path):
+    lm = FakeLM(hold=True)
+    app = make_app(lm, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "first")
+        assert app.generating
+        await send(pilot, "second")
+        assert app.prompt_input.text == "second"
+        assert "stays in the input" in notices(app)[-1]
+        lm.release(10)
+        await wait_idle(pilot)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(lm.prompts) == 2)
+        lm.release(10)
+        await wait_idle(pilot)
+        assert lm.prompts[1].endswith("You: second\nAssistant:")
+        assert [t.user for t in app.conversation.turns] == ["first", "second"]
+
+
+async def test_keys_in_one_burst_keep_their_order(tmp_path):
+    app = make_app(FakeLM(), tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        post_keys(app, [*"line one", "ctrl+j", *"line two"])
+        await wait_for(pilot, lambda: app.prompt_input.text.endswith("two"))
+        assert app.prompt_input.text == "line one\nline two"
+
+
+async def test_slash_completion_lists_and_cycles(tmp_path):
+    app = make_app(FakeLM(), tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        box = app.prompt_input
+        await pilot.press("slash", "s")
+        subtitle = str(box.border_subtitle)
+        assert all(name in subtitle for name in ("/seed", "/system", "/save"))
+        seen = []
+        for _ in range(4):
+            await pilot.press("tab")
+            seen.append(box.text)
+        assert sorted(seen[:3]) == ["/save", "/seed", "/system"] and seen[3] == seen[0]
+        await pilot.press("space", "o")  # typing again ends the cycle
+        assert box.text == f"{seen[0]} o"
+
+
+# -- §4 what is loaded; Markdown --------------------------------------------------------------
+
+
+def test_header_line_names_checkpoint_training_and_tokenizer(tmp_path):
+    card = {
+        "source": "user/swamla/checkpoint_tokens_2M_loss_2.1234",
+        "step": "1,200",
+        "total_tokens": "2,000,000",
+        "val_loss": "2.1234",
+        "tokenizer": "/models/tok384",
+        "chat format": "ChatML (from the tokenizer)",
+    }
+    assert header_line(card) == (
+        "user/swamla@checkpoint_tokens_2M_loss_2.1234 · step 1.2k · 2M tokens · "
+        "val_loss 2.1234 · tok tok384 · ChatML"
+    )
+    ckpt = tmp_path / "tiny.pt"
+    ckpt.write_bytes(b"x")
+    assert checkpoint_name(str(ckpt)) == "tiny.pt"
+    assert short_count("950") == "950" and short_count("n/a") == "n/a"
+
+
+async def test_header_shows_the_checkpoint(tmp_path):
+    lm = FakeLM()
+    lm.card = lambda: {"source": "runs/a/tiny.pt", "step": "120", "tokenizer": "gpt2"}
+    app = make_app(lm, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        assert app.sub_title == "tiny.pt · step 120 · tok gpt2"
+
+
+async def test_markdown_toggle_is_remembered(tmp_path):
+    lm = FakeLM(pieces=["**bold**", " and", " `code`"])
+    app = make_app(lm, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "hi")
+        await wait_idle(pilot)
+        reply = [m for m in app.chat.messages() if m.role == "assistant"][-1]
+        assert "**bold**" in reply.render().plain  # raw text by default
+        await send(pilot, "/markdown")
+        assert app.markdown and reply.markdown
+        assert not hasattr(reply.render(), "plain")  # a Markdown group
+        await send(pilot, "/markdown off")
+        assert not reply.markdown
+        await send(pilot, "/markdown on")
+    settings = json.loads((tmp_path / "data" / "settings.json").read_text(encoding="utf-8"))
+    assert settings["markdown"] is True
+    again = make_app(FakeLM(), tmp_path)
+    async with again.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        assert again.markdown and again.chat.markdown
+
+
+# -- §6 small things ----------------------------------------------------------------------------
+
+
+async def test_theme_flag_is_remembered(tmp_path):
+    app = make_app(FakeLM(), tmp_path, theme="light")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        assert app.theme == "swamla-light"
+    again = make_app(FakeLM(), tmp_path)
+    async with again.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        assert again.theme == "swamla-light"
+
+
+async def test_80_columns_keep_the_gauge_and_the_sliders_key(tmp_path):
+    app = make_app(FakeLM(), tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        await wait_for(pilot, lambda: bool(app.status_bar.context))
+        line = "".join(seg.text for seg in app.status_bar.render_line(0))
+        assert "ctx 0/512" in line
+        keys = {k.key: k for k in app.query("FooterKey")}
+        sliders = keys["ctrl+b"]
+        assert sliders.region.right <= 80 and sliders.region.width > 0
+
+
+async def test_resume_says_one_turn(tmp_path):
+    session = ChatSession(TranscriptStore(tmp_path / "data" / "transcripts"))
+    session.finish_turn("hi", "hello", stopped=False)
+    app = make_app(FakeLM(), tmp_path, resume=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        assert any(n.startswith("Resumed 1 turn from ") for n in notices(app))
+
+
+async def test_light_theme_slider_track_is_visible(tmp_path):
+    app = make_app(FakeLM(), tmp_path, theme="light")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        slider = app.sidebar.slider("top_p")
+        track = slider.get_component_rich_style("slider--track").color
+        background = slider.background_colors[1]
+        assert track is not None
+        track_color = Color.from_rich_color(track)
+        assert abs(track_color.brightness - background.brightness) > 0.35
+
+
+def test_messages_can_be_focused_notices_cannot():
+    assert ChatMessage("assistant", "x").can_focus and ChatMessage("user", "x").can_focus
+    assert not ChatMessage("notice", "x").can_focus
+
+
+async def test_message_typed_while_loading_stays_in_the_input(tmp_path):
+    import threading
+
+    from swamla_tui.ui.app import SwamlaApp
+    from swamla_tui.ui.options import AppOptions
+
+    lm, ready = FakeLM(), threading.Event()
+
+    def slow_loader(progress):
+        ready.wait(10)
+        return lm
+
+    app = SwamlaApp(slow_loader, AppOptions(data_dir=tmp_path / "data"))
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "early bird")
+        assert app.lm is None and app.prompt_input.text == "early bird"
+        assert "still loading" in notices(app)[-1]
+        ready.set()
+        await wait_loaded(pilot)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: bool(lm.prompts))
+        await wait_idle(pilot)
+        assert lm.prompts == ["You: early bird\nAssistant:"]
