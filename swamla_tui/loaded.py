@@ -20,6 +20,7 @@ from .model.generation import (
     config_notices,
     engram_token_map,
     model_card_lines,
+    parse_generation,
     resolve_model,
     stored_dtypes,
 )
@@ -473,6 +474,7 @@ def load(
     checkpoint's saved config (e.g. {"n_activated": 2}: the MoE top-k is in no weight).
     """
     say = progress or (lambda _s: None)
+    parse_generation(generation)  # a bad value fails before the file is read
     if swa_attention not in ("full", "window"):
         raise SwamlaError(f"swa_attention must be 'full' or 'window', not '{swa_attention}'")
     notices: list[str] = []
