@@ -29,6 +29,7 @@ from .model.generation import (
     config_notices,
     engram_token_map,
     is_mask_key,
+    parse_generation,
     resolve_model,
     stored_dtypes,
 )
@@ -173,6 +174,7 @@ def load(
     """
     opts = engine if engine is not None else EngineOptions.from_env()
     say = progress or (lambda _s: None)
+    parse_generation(generation)  # a bad value fails before the file is read
     if swa_attention not in ("full", "window"):
         raise SwamlaError(f"swa_attention must be 'full' or 'window', not '{swa_attention}'")
     if is_export_folder(source):  # a folder written by --export: safetensors + config.json

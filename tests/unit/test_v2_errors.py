@@ -93,3 +93,4 @@ def test_expert_shapes_that_fit_no_layout(tmp_path):
 
 def test_bad_generation_value(tmp_path):
     assert "generation must be" in _err(_save(tmp_path), generation="v7")
+    assert "generation must be" in _err(str(tmp_path / "absent.pt"), generation="G0")

@@ -112,3 +112,22 @@ def test_token_normalisation_quirks():
     m = token_mapping(vocab, 8)
     # groups numbered in ascending id order: a(0), gb(1), b(3)... ; A joins a, Ċ joins c
     assert m.tolist() == [0, 1, 0, 2, 3, 3, 0, 0]
+
+
+def test_moe_1b_preset_follows_the_trainer_defaults():
+    """The benchmark preset (built on the meta device): dims of v2 §3/§6.3, active count."""
+    from swamla_tui.bench import moe_1b_config
+    from swamla_tui.model.transformer import SWAMLA
+
+    cfg = moe_1b_config()
+    assert cfg.layer_kinds == ["deltanet", "deltanet", "mla"] * 4
+    assert cfg.deltanet is not None and cfg.deltanet.proj_dim == 1020  # 12 x (1024 // 12)
+    assert [cfg.kv_rank(i) for i in (2, 5, 8, 11)] == [
+        max(1, int(256 * (0.5 + 1.5 * i / 11))) for i in (2, 5, 8, 11)
+    ]
+    m = cfg.moe
+    assert m is not None and (m.n_experts, m.top_k, m.width, m.expert_dim) == (128, 12, 256, 256)
+    with torch.device("meta"):
+        model = SWAMLA(cfg)
+    per_expert = 256 * 512 + 256 * 256
+    assert model.active_params() == model.num_params() - 4 * (128 - 12) * per_expert
