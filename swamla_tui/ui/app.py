@@ -24,6 +24,8 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.theme import Theme
 from textual.widgets import Footer, Header
@@ -273,9 +275,29 @@ class SwamlaApp(App[int]):
             return
         self.post_message(ContextCounted(usage.tokens, usage.turns_out))
 
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Every toast is literal text with its controls made visible: notices quote paths,
+        file lines and model output (issue 11: no markup errors, no raw escapes)."""
+        super().notify(
+            visible(message), title=title, severity=severity, timeout=timeout, markup=markup
+        )
+
     def on_context_counted(self, message: ContextCounted) -> None:
-        if self.lm is not None:
-            self.status_bar.set_context(message.tokens, int(self.lm.max_length), message.turns_out)
+        if self.lm is None:
+            return
+        try:  # the count can arrive after the chat screen is gone (the app is closing)
+            bar = self.status_bar
+        except NoMatches:
+            return
+        bar.set_context(message.tokens, int(self.lm.max_length), message.turns_out)
 
     # -- chat helpers --------------------------------------------------------------------
 

@@ -92,8 +92,8 @@ def test_info_without_a_tokenizer_reads_the_checkpoint_once(capsys, monkeypatch)
     import swamla_tui.loaded as loaded
 
     reads: list[str] = []
-    real = loaded.read_checkpoint
-    monkeypatch.setattr(loaded, "read_checkpoint", lambda p: reads.append(str(p)) or real(p))
+    real = loaded.read_checkpoint_mapped
+    monkeypatch.setattr(loaded, "read_checkpoint_mapped", lambda p: reads.append(str(p)) or real(p))
     assert main(["--info", "--checkpoint", str(FIXTURE_CKPT), "--tokenizer", "no-such-tok"]) == 0
     out, err = capsys.readouterr()
     assert len(reads) == 1
