@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .batch import BatchJob
@@ -75,9 +76,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a.add_argument("--theme", default=None, help="UI theme (dark, light); remembered")
     a.add_argument(
-        "--output", help="batch mode: write results without a screen (.jsonl, .csv, .md)"
+        "--output",
+        help="batch mode: write results without a screen (.jsonl, .csv, .md); "
+        "--perplexity: also write the results as JSON",
     )
     a.add_argument("--batch_size", type=int, default=None, help="batch mode: prompts per batch")
+    e = p.add_argument_group("evaluate and export")
+    e.add_argument(
+        "--perplexity",
+        metavar="FILE",
+        help="print tokens, loss, perplexity and bits per byte of a UTF-8 text file, then exit",
+    )
+    e.add_argument(
+        "--compare",
+        metavar="PATH_OR_REPO",
+        help="a second checkpoint (file, folder or Hub repo): scored too with --perplexity",
+    )
+    e.add_argument(
+        "--stride",
+        type=int,
+        default=None,
+        help="--perplexity: tokens between window starts (default: half of --max_length)",
+    )
+    e.add_argument(
+        "--export",
+        metavar="OUT_DIR",
+        help="write the checkpoint as model.safetensors + config.json + tokenizer, then exit "
+        "(float32, or bfloat16 with --dtype bfloat16)",
+    )
     a.add_argument("--resume", action="store_true", help="reopen the last conversation")
     a.add_argument("--demo", action="store_true", help="open the bundled demo model")
     a.add_argument("--info", action="store_true", help="print the model card and exit")
@@ -117,6 +143,22 @@ def check_args(args: argparse.Namespace) -> str | None:
         return f"--max_length must be >= 2, got {args.max_length}"
     if args.batch_size is not None and args.batch_size < 1:
         return f"--batch_size must be >= 1, got {args.batch_size}"
+    return _check_eval_args(args)
+
+
+def _check_eval_args(args: argparse.Namespace) -> str | None:
+    """The evaluate/export flags: one action at a time, and flags only where they apply."""
+    if args.perplexity and args.export:
+        return "give either --perplexity or --export, not both"
+    if args.stride is not None:
+        if not args.perplexity:
+            return "--stride applies only to --perplexity"
+        if args.stride < 1:
+            return f"--stride must be >= 1, got {args.stride}"
+    if args.compare and args.export:
+        return "--compare does not apply to --export"
+    if args.compare and not args.perplexity:
+        return "--compare needs --perplexity FILE"
     return None
 
 
@@ -203,6 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.info:
             return _info(args, source)
+        if args.perplexity:
+            return _perplexity(args, source)
+        if args.export:
+            return _export(args, source)
         headless = args.mode == "batch" and (args.output or not sys.stdout.isatty())
         if headless:
             from .headless import run_headless
@@ -218,6 +264,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _err(one_line(e))
         return 1
+
+
+def _perplexity(args: argparse.Namespace, source: str) -> int:
+    """``--perplexity FILE [--compare B] [--stride N] [--output result.json]``."""
+    from .perplexity import run_perplexity
+
+    loaders: list[Callable[[Callable[[str], None]], Any]] = [make_loader(args, source)]
+    if args.compare:
+        loaders.append(make_loader(args, args.compare))
+    run_perplexity(
+        loaders,
+        args.perplexity,
+        stride=args.stride,
+        batch_size=args.batch_size,
+        output=args.output,
+    )
+    return 0
+
+
+def _export(args: argparse.Namespace, source: str) -> int:
+    """``--export OUT_DIR``: float32 unless ``--dtype`` (or auto on CUDA) says bfloat16."""
+    from .hf_export import export_checkpoint
+
+    def say(text: str) -> None:
+        print(f"… {text}", file=sys.stderr)
+
+    lm: Any = make_loader(args, source)(say)
+    for n in lm.notices:
+        print(f"note: {n}", file=sys.stderr)
+    dtype = args.dtype if args.dtype != "auto" else str(lm.dtype).removeprefix("torch.")
+    out = export_checkpoint(lm, args.export, dtype=dtype)
+    print(f"exported {lm.source} to {out} ({dtype})", file=sys.stderr)
+    return 0
 
 
 def _info(args: argparse.Namespace, source: str) -> int:

@@ -7,7 +7,7 @@ below it gets only an `Engine` value (model, limits, eos id, cache pool) and a `
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -22,6 +22,7 @@ from .errors import SwamlaError
 from .model.config import ModelConfig
 from .model.transformer import SWAMLA
 from .params import SamplingParams
+from .ppl_text import PerplexityResult
 
 
 class LoadedModel:
@@ -185,6 +186,22 @@ class LoadedModel:
             batch_size=batch_size or self.default_batch_size(),
             stop=stop,
             cancel=cancel,
+        )
+
+    def perplexity(
+        self,
+        text: str,
+        *,
+        stride: int | None = None,
+        batch_size: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> PerplexityResult:
+        """`swamla_tui.perplexity.perplexity` on this model (what `/ppl` calls, torch-free)."""
+        from .perplexity import perplexity
+
+        return perplexity(
+            self, text, stride=stride, batch_size=batch_size, progress=progress, cancel=cancel
         )
 
 

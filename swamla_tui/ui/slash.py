@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from .. import commands as cmds
 from ..errors import one_line
 from ..params import PARAM_SPECS, RANGES
+from .ppl import PerplexityRunner
 
 if TYPE_CHECKING:  # pragma: no cover
     from .app import SwamlaApp
@@ -46,7 +47,9 @@ class SlashCommands:
             "save": lambda c: app.save(str(c.value) if c.value else None),
             "info": self._cmd_info,
             "batch": lambda c: app.open_batch(str(c.value) if c.value else None),
+            "ppl": lambda c: self.ppl.start(str(c.value)),
         }
+        self.ppl = PerplexityRunner(app)
 
     def run(self, line: str) -> None:
         app = self.app
