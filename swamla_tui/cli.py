@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--compare",
         metavar="PATH_OR_REPO",
-        help="a second checkpoint (file, folder or Hub repo): scored too with --perplexity",
+        help="a second checkpoint (file, folder or Hub repo): scored too with --perplexity; "
+        "--mode batch: both models answer every prompt (same seed and settings)",
     )
     e.add_argument(
         "--stride",
@@ -157,8 +158,8 @@ def _check_eval_args(args: argparse.Namespace) -> str | None:
             return f"--stride must be >= 1, got {args.stride}"
     if args.compare and args.export:
         return "--compare does not apply to --export"
-    if args.compare and not args.perplexity:
-        return "--compare needs --perplexity FILE"
+    if args.compare and not args.perplexity and args.mode != "batch":
+        return "--compare needs --perplexity FILE or --mode batch"
     return None
 
 
@@ -206,6 +207,13 @@ def make_loader(
     return loader
 
 
+def _fits(first: Model, source: str) -> None:
+    """A/B: refuse, before loading `source`, when it would not fit next to `first`."""
+    from .memcheck import check_second_fits
+
+    check_second_fits(first, source)
+
+
 def _err(msg: str) -> None:
     print(f"swamla-tui: error: {msg}", file=sys.stderr)
 
@@ -250,6 +258,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.export:
             return _export(args, source)
         headless = args.mode == "batch" and (args.output or not sys.stdout.isatty())
+        if args.compare and not headless:
+            _err("--compare in batch mode needs --output FILE (or stdout not a terminal)")
+            return 2
+        if headless and args.compare:
+            from .headless_compare import run_headless_compare
+
+            return run_headless_compare(
+                batch_job(args),
+                loader,
+                make_loader(args, args.compare),
+                before_second=_fits,
+                compare_source=args.compare,
+            )
         if headless:
             from .headless import run_headless
 

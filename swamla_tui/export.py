@@ -13,7 +13,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,14 +50,14 @@ def _get(result: Any, key: str) -> Any:
     return getattr(result, key, None)
 
 
-def _records(results: Iterable[Any]) -> list[dict[str, Any]]:
-    """`FIELDS` of each result (missing ones as None), in input order."""
+def _records(results: Iterable[Any], fields: Sequence[str] = FIELDS) -> list[dict[str, Any]]:
+    """`fields` of each result (missing ones as None), in input order."""
     items = list(results)
     indexes = [_get(r, "index") for r in items]
     if items and all(isinstance(i, int) for i in indexes):
         order = sorted(range(len(items)), key=lambda i: indexes[i])
         items = [items[i] for i in order]
-    return [{key: _get(r, key) for key in FIELDS} for r in items]
+    return [{key: _get(r, key) for key in fields} for r in items]
 
 
 def _md_cell(value: Any) -> str:
@@ -72,20 +72,23 @@ def _md_cell(value: Any) -> str:
     return re.sub(r"\r\n|[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]", "<br>", text)
 
 
-def _render_md(records: list[dict[str, Any]]) -> str:
-    lines = [
-        "| " + " | ".join(_MD_HEADERS) + " |",
-        "| " + " | ".join(["---:"] + ["---"] * 2 + ["---:"] * 2 + ["---"]) + " |",
-    ]
+def _render_md(records: list[dict[str, Any]], fields: Sequence[str] = FIELDS) -> str:
+    headers: tuple[str, ...]
+    if tuple(fields) == FIELDS:
+        headers, align = _MD_HEADERS, ["---:"] + ["---"] * 2 + ["---:"] * 2 + ["---"]
+    else:
+        headers = ("#", *(f.replace("_", " ") for f in fields))
+        align = ["---:"] + ["---"] * len(fields)
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
     for number, rec in enumerate(records, 1):
-        cells = [str(number)] + [_md_cell(rec[key]) for key in FIELDS]
+        cells = [str(number)] + [_md_cell(rec[key]) for key in fields]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _render_csv(records: list[dict[str, Any]]) -> str:
+def _render_csv(records: list[dict[str, Any]], fields: Sequence[str] = FIELDS) -> str:
     buf = io.StringIO(newline="")
-    writer = csv.DictWriter(buf, fieldnames=list(FIELDS), lineterminator="\r\n")
+    writer = csv.DictWriter(buf, fieldnames=list(fields), lineterminator="\r\n")
     writer.writeheader()
     writer.writerows(records)
     return buf.getvalue()
@@ -95,26 +98,29 @@ def _render_jsonl(records: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records)
 
 
-def render_results(results: Iterable[Any], fmt: str) -> str:
-    """The text of `results` in `fmt` (``"jsonl"``, ``"csv"`` or ``"md"``)."""
-    records = _records(results)
+def render_results(results: Iterable[Any], fmt: str, fields: Sequence[str] = FIELDS) -> str:
+    """The text of `results` in `fmt` (``"jsonl"``, ``"csv"`` or ``"md"``); `fields`: the
+    columns (an A/B run passes `swamla_tui.compare.COMPARE_FIELDS`)."""
+    records = _records(results, fields)
     if fmt == "jsonl":
         return _render_jsonl(records)
     if fmt == "csv":
-        return _render_csv(records)
+        return _render_csv(records, fields)
     if fmt == "md":
-        return _render_md(records)
+        return _render_md(records, fields)
     raise SwamlaError(f"unknown output format {fmt!r} (use jsonl, csv or md)")
 
 
-def write_results(results: Iterable[Any], path: str | os.PathLike[str]) -> Path:
+def write_results(
+    results: Iterable[Any], path: str | os.PathLike[str], fields: Sequence[str] = FIELDS
+) -> Path:
     """Write `results` to `path` in the format its extension names; returns the path.
 
     Raises `SwamlaError` (one line) for an unknown extension or when the file cannot be
     written. The format is checked before anything is consumed or written.
     """
     fmt = format_for(path)
-    text = render_results(results, fmt)
+    text = render_results(results, fmt, fields)
     target = Path(path)
     try:
         # newline="" keeps csv's \r\n as is and writes \n elsewhere on every platform.

@@ -68,7 +68,7 @@ def test_bad_perplexity_file_is_one_line(tmp_path, capsys, content, fragment):
         (["--stride", "4"], "--stride applies only to --perplexity"),
         (["--perplexity", "a", "--stride", "0"], "--stride must be >= 1, got 0"),
         (["--export", "o", "--compare", "b"], "--compare does not apply to --export"),
-        (["--compare", "b"], "--compare needs --perplexity FILE"),
+        (["--compare", "b"], "--compare needs --perplexity FILE or --mode batch"),
     ],
 )
 def test_eval_flag_combinations(argv, message):
