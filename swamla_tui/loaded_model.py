@@ -158,11 +158,14 @@ class LoadedModel:
         params: SamplingParams | None = None,
         *,
         stop: Sequence[str] = (),
+        logprobs: int | None = None,
         **overrides: Any,
     ) -> TokenStream:
+        """`logprobs=k`: record each token's probabilities and top-k alternatives
+        (`TokenStream.token_logprobs`; decodes without CUDA graphs)."""
         p = self._params(params, overrides)
         codec = self._need_codec()
-        return TokenStream(self.engine, codec, codec.encode(text), p, stop)
+        return TokenStream(self.engine, codec, codec.encode(text), p, stop, logprobs=logprobs)
 
     def generate(self, text: str, *, stop: Sequence[str] = (), **kw: Any) -> str:
         s = self.stream(text, SamplingParams(), stop=stop, **kw)
