@@ -70,6 +70,23 @@ def main() -> None:
     print("off tok/s:", " ".join(f"{x:.2f}" for x in off), f"median {m_off:.2f}")
     print("on  tok/s:", " ".join(f"{x:.2f}" for x in on), f"median {m_on:.2f}")
     print(f"cost: {100 * (1 - m_on / m_off):+.1f}% (median on vs off)")
+    # the recording alone, on one step's logits (less exposed to machine noise)
+    from swamla_tui.engine.logprobs import record_logprobs
+
+    logits = torch.randn(1, 50257, device=dev) * 3
+    seen = torch.zeros(1, 50257, dtype=torch.bool, device=dev)
+    seen[0, ids] = True
+    chosen = logits.argmax(dim=-1)
+    times = []
+    for _ in range(50):
+        sync(dev)
+        t0 = time.perf_counter()
+        record_logprobs(logits, seen, chosen, params, a.k)
+        sync(dev)
+        times.append(time.perf_counter() - t0)
+    rec_ms = 1000 * statistics.median(times)
+    print(f"record_logprobs alone: {rec_ms:.2f} ms/step (median of 50); "
+          f"that is {100 * rec_ms / (1000 / m_off):.1f}% of one decode step at {m_off:.2f} tok/s")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -55,8 +55,18 @@ def sampling_logprobs(logits: Tensor, seen: Tensor, params: SamplingParams) -> T
         one_hot = torch.full_like(x, float("-inf"))
         return one_hot.scatter_(-1, x.argmax(dim=-1, keepdim=True), 0.0)
     x = x / float(params.temperature)
-    x = top_k_filter(x, int(params.top_k))
-    x = top_p_filter(x, float(params.top_p))
+    k, top_p = int(params.top_k), float(params.top_p)
+    if 0 < k < x.shape[-1] and top_p < 1.0:
+        # as `sample`: top-p over the k survivors only (sorts k values, not the vocabulary)
+        vals, idx = torch.topk(x, k, dim=-1)  # [B, k], descending
+        probs_k = torch.softmax(vals, dim=-1)
+        drop_k = (torch.cumsum(probs_k, dim=-1) - probs_k) >= top_p
+        drop_k[..., 0] = False
+        x = x.masked_fill(x < vals[..., -1:], float("-inf"))  # ties at the k-th kept, as there
+        drop = torch.zeros_like(x, dtype=torch.bool).scatter(-1, idx, drop_k)
+        return torch.log_softmax(x.masked_fill(drop, float("-inf")), dim=-1)
+    x = top_k_filter(x, k)
+    x = top_p_filter(x, top_p)
     return torch.log_softmax(x, dim=-1)
 
 
