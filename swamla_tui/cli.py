@@ -21,6 +21,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .batch import BatchJob
@@ -99,13 +100,38 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--theme", default=None, help="UI theme (dark, light); remembered")
     a.add_argument(
         "--output",
-        help="write batch results without a screen (.jsonl, .csv, .md; implies --mode batch)",
+        help="write batch results without a screen (.jsonl, .csv, .md; implies --mode batch); "
+        "--perplexity: also write the results as JSON",
     )
     a.add_argument("--batch_size", type=int, default=None, help="batch mode: prompts per batch")
     a.add_argument(
         "--overwrite",
         action="store_true",
         help="batch mode: start over instead of resuming the rows --output already holds",
+    )
+    e = p.add_argument_group("evaluate and export")
+    e.add_argument(
+        "--perplexity",
+        metavar="FILE",
+        help="print tokens, loss, perplexity and bits per byte of a UTF-8 text file, then exit",
+    )
+    e.add_argument(
+        "--compare",
+        metavar="PATH_OR_REPO",
+        help="a second checkpoint (file, folder or Hub repo): scored too with --perplexity; "
+        "--mode batch: both models answer every prompt (same seed and settings)",
+    )
+    e.add_argument(
+        "--stride",
+        type=int,
+        default=None,
+        help="--perplexity: tokens between window starts (default: half of --max_length)",
+    )
+    e.add_argument(
+        "--export",
+        metavar="OUT_DIR",
+        help="write the checkpoint as model.safetensors + config.json + tokenizer, then exit "
+        "(float32, or bfloat16 with --dtype bfloat16)",
     )
     a.add_argument("--resume", action="store_true", help="reopen the last conversation")
     a.add_argument("--demo", action="store_true", help="open the bundled demo model")
@@ -146,6 +172,22 @@ def check_args(args: argparse.Namespace) -> str | None:
         return f"--max_length must be >= 2, got {args.max_length}"
     if args.batch_size is not None and args.batch_size < 1:
         return f"--batch_size must be >= 1, got {args.batch_size}"
+    return _check_eval_args(args)
+
+
+def _check_eval_args(args: argparse.Namespace) -> str | None:
+    """The evaluate/export flags: one action at a time, and flags only where they apply."""
+    if args.perplexity and args.export:
+        return "give either --perplexity or --export, not both"
+    if args.stride is not None:
+        if not args.perplexity:
+            return "--stride applies only to --perplexity"
+        if args.stride < 1:
+            return f"--stride must be >= 1, got {args.stride}"
+    if args.compare and args.export:
+        return "--compare does not apply to --export"
+    if args.compare and not args.perplexity and args.mode != "batch":
+        return "--compare needs --perplexity FILE or --mode batch"
     return None
 
 
@@ -253,6 +295,13 @@ def make_loader(args: argparse.Namespace, source: str, *, quiet: bool = False) -
     return loader
 
 
+def _fits(first: Model, source: str) -> None:
+    """A/B: refuse, before loading `source`, when it would not fit next to `first`."""
+    from .memcheck import check_second_fits
+
+    check_second_fits(first, source)
+
+
 def _err(msg: str) -> None:
     print(f"swamla-tui: error: {visible(msg)}", file=sys.stderr)
 
@@ -298,12 +347,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.info:
             return _info(args, source, quiet=not _stderr_is_terminal())
+        if args.perplexity:
+            return _perplexity(args, source)
+        if args.export:
+            return _export(args, source)
         if args.mode == "batch" and torchrun_world() > 1:
             from .distributed import run_distributed
 
             return run_distributed(batch_job(args), make_loader(args, source), device=args.device)
         headless = args.mode == "batch" and (args.output or not sys.stdout.isatty())
+        if args.compare and not headless:
+            _err("--compare in batch mode needs --output FILE (or stdout not a terminal)")
+            return 2
         loader = make_loader(args, source)  # headless: its runner owns its stderr lines
+        if headless and args.compare:
+            from .headless_compare import run_headless_compare
+
+            return run_headless_compare(
+                batch_job(args),
+                loader,
+                make_loader(args, args.compare),
+                before_second=_fits,
+                compare_source=args.compare,
+            )
         if headless:
             from .headless import run_headless
 
@@ -327,6 +393,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _err(one_line(e))
         return 1
+
+
+def _perplexity(args: argparse.Namespace, source: str) -> int:
+    """``--perplexity FILE [--compare B] [--stride N] [--output result.json]``."""
+    from .perplexity import run_perplexity
+
+    loaders: list[Callable[[Callable[[str], None]], Any]] = [make_loader(args, source)]
+    if args.compare:
+        loaders.append(make_loader(args, args.compare))
+    run_perplexity(
+        loaders,
+        args.perplexity,
+        stride=args.stride,
+        batch_size=args.batch_size,
+        output=args.output,
+    )
+    return 0
+
+
+def _export(args: argparse.Namespace, source: str) -> int:
+    """``--export OUT_DIR``: float32 unless ``--dtype`` (or auto on CUDA) says bfloat16."""
+    from .hf_export import export_checkpoint
+
+    def say(text: str) -> None:
+        print(f"… {visible(text)}", file=sys.stderr)
+
+    lm: Any = make_loader(args, source)(say)
+    for n in lm.notices:
+        print(f"note: {visible(n)}", file=sys.stderr)
+    dtype = args.dtype if args.dtype != "auto" else str(lm.dtype).removeprefix("torch.")
+    out = export_checkpoint(lm, args.export, dtype=dtype)
+    print(f"exported {visible(str(lm.source))} to {visible(str(out))} ({dtype})", file=sys.stderr)
+    return 0
 
 
 def _stderr_is_terminal() -> bool:

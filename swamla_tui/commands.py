@@ -172,6 +172,13 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "Run every prompt of a file (one per line) and show the results",
         "path",
     ),
+    CommandSpec(
+        "ppl",
+        "<file>",
+        "Perplexity, loss and bits per byte of a UTF-8 text file under the model",
+        "path",
+        aliases=("perplexity",),
+    ),
 )
 
 _BY_NAME: dict[str, CommandSpec] = {}

@@ -16,7 +16,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,16 +69,17 @@ def _get(result: Any, key: str) -> Any:
     return getattr(result, key, None)
 
 
-def _records(results: Iterable[Any]) -> list[dict[str, Any]]:
-    """`FIELDS` of each result (missing ones as None), in input order."""
+def _records(results: Iterable[Any], fields: Sequence[str] = FIELDS) -> list[dict[str, Any]]:
+    """`fields` of each result (missing ones as None), in input order."""
     items = list(results)
     indexes = [_get(r, "index") for r in items]
     if items and all(isinstance(i, int) for i in indexes):
         order = sorted(range(len(items)), key=lambda i: indexes[i])
         items = [items[i] for i in order]
-    records = [{key: _get(r, key) for key in FIELDS} for r in items]
-    for rec in records:  # "" (a result object's "no error") and None are the same
-        rec["error"] = rec["error"] or None
+    records = [{key: _get(r, key) for key in fields} for r in items]
+    if "error" in fields:
+        for rec in records:  # "" (a result object's "no error") and None are the same
+            rec["error"] = rec["error"] or None
     return records
 
 
@@ -94,22 +95,28 @@ def _md_cell(value: Any) -> str:
     return re.sub(r"\r\n|[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]", "<br>", text)
 
 
-def _render_md(records: list[dict[str, Any]]) -> str:
-    lines = [
-        "| " + " | ".join(_MD_HEADERS) + " |",
-        "| " + " | ".join(["---:"] + ["---"] * 2 + ["---:"] * 2 + ["---"] * 2) + " |",
-    ]
+def _render_md(records: list[dict[str, Any]], fields: Sequence[str] = FIELDS) -> str:
+    """A table whose ``#`` column is the 1-based input index (the row number without one)."""
+    shown_fields = [f for f in fields if f != "index"]
+    headers: tuple[str, ...]
+    if tuple(fields) == FIELDS:
+        headers = _MD_HEADERS
+        align = ["---:"] + ["---"] * 2 + ["---:"] * 2 + ["---"] * 2
+    else:
+        headers = ("#", *(f.replace("_", " ") for f in shown_fields))
+        align = ["---:"] + ["---"] * len(shown_fields)
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
     for number, rec in enumerate(records, 1):
-        index = rec["index"]
+        index = rec.get("index")
         shown = index + 1 if isinstance(index, int) else number
-        cells = [str(shown)] + [_md_cell(rec[key]) for key in FIELDS if key != "index"]
+        cells = [str(shown)] + [_md_cell(rec[key]) for key in shown_fields]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _render_csv(records: list[dict[str, Any]]) -> str:
+def _render_csv(records: list[dict[str, Any]], fields: Sequence[str] = FIELDS) -> str:
     buf = io.StringIO(newline="")
-    writer = csv.DictWriter(buf, fieldnames=list(FIELDS), lineterminator="\r\n")
+    writer = csv.DictWriter(buf, fieldnames=list(fields), lineterminator="\r\n")
     writer.writeheader()
     writer.writerows(records)
     return buf.getvalue()
@@ -119,26 +126,29 @@ def _render_jsonl(records: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records)
 
 
-def render_results(results: Iterable[Any], fmt: str) -> str:
-    """The text of `results` in `fmt` (``"jsonl"``, ``"csv"`` or ``"md"``)."""
-    records = _records(results)
+def render_results(results: Iterable[Any], fmt: str, fields: Sequence[str] = FIELDS) -> str:
+    """The text of `results` in `fmt` (``"jsonl"``, ``"csv"`` or ``"md"``); `fields`: the
+    columns (an A/B run passes `swamla_tui.compare.COMPARE_FIELDS`)."""
+    records = _records(results, fields)
     if fmt == "jsonl":
         return _render_jsonl(records)
     if fmt == "csv":
-        return _render_csv(records)
+        return _render_csv(records, fields)
     if fmt == "md":
-        return _render_md(records)
+        return _render_md(records, fields)
     raise SwamlaError(f"unknown output format {fmt!r} (use jsonl, csv or md)")
 
 
-def write_results(results: Iterable[Any], path: str | os.PathLike[str]) -> Path:
+def write_results(
+    results: Iterable[Any], path: str | os.PathLike[str], fields: Sequence[str] = FIELDS
+) -> Path:
     """Write `results` to `path` in the format its extension names; returns the path.
 
     Raises `SwamlaError` (one line) for an unknown extension or when the file cannot be
     written. The format is checked before anything is consumed or written.
     """
     fmt = format_for(path)
-    text = render_results(results, fmt)
+    text = render_results(results, fmt, fields)
     target = Path(path)
     try:
         write_atomically(target, text)

@@ -7,7 +7,7 @@ below it gets only an `Engine` value (model, limits, eos id, cache pool) and a `
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -23,6 +23,7 @@ from .model.config import ModelConfig
 from .model.generation import model_card_lines
 from .model.transformer import SWAMLA
 from .params import SamplingParams
+from .ppl_text import PerplexityResult
 
 
 class LoadedModel:
@@ -172,11 +173,14 @@ class LoadedModel:
         params: SamplingParams | None = None,
         *,
         stop: Sequence[str] = (),
+        logprobs: int | None = None,
         **overrides: Any,
     ) -> TokenStream:
+        """`logprobs=k`: record each token's probabilities and top-k alternatives
+        (`TokenStream.token_logprobs`; decodes without CUDA graphs)."""
         p = self._params(params, overrides)
         codec = self._need_codec()
-        return TokenStream(self.engine, codec, codec.encode(text), p, stop)
+        return TokenStream(self.engine, codec, codec.encode(text), p, stop, logprobs=logprobs)
 
     def generate(self, text: str, *, stop: Sequence[str] = (), **kw: Any) -> str:
         s = self.stream(text, SamplingParams(), stop=stop, **kw)
@@ -200,6 +204,22 @@ class LoadedModel:
             batch_size=batch_size or self.default_batch_size(),
             stop=stop,
             cancel=cancel,
+        )
+
+    def perplexity(
+        self,
+        text: str,
+        *,
+        stride: int | None = None,
+        batch_size: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> PerplexityResult:
+        """`swamla_tui.perplexity.perplexity` on this model (what `/ppl` calls, torch-free)."""
+        from .perplexity import perplexity
+
+        return perplexity(
+            self, text, stride=stride, batch_size=batch_size, progress=progress, cancel=cancel
         )
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from .params import SamplingParams
+from .ppl_text import PerplexityResult
 
 __all__ = ["BatchModel", "BatchOutcome", "ChatModel", "Loader", "Model", "ReplyStream"]
 
@@ -129,3 +130,19 @@ class Model(ChatModel, BatchModel, Protocol):
 
 Loader = Callable[[Callable[[str], None]], Model]
 """``loader(progress) -> Model``: loads the model, reporting steps through `progress`."""
+
+
+class ScoringModel(Protocol):
+    """What ``/ppl`` needs: the perplexity of a text (`LoadedModel.perplexity`)."""
+
+    source: str
+
+    def perplexity(
+        self,
+        text: str,
+        *,
+        stride: int | None = None,
+        batch_size: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> PerplexityResult: ...

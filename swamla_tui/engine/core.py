@@ -48,6 +48,8 @@ class Engine:
         prompts: list[list[int]],
         params: SamplingParams,
         cancel: threading.Event | None = None,
+        *,
+        logprobs: int | None = None,
     ) -> Generation:
         for ids in prompts:
             reason = self.bad_ids(ids)
@@ -62,4 +64,5 @@ class Engine:
             cancel=cancel,
             use_graph=self.pool.graphs,
             cache_pool=self.pool,
+            logprobs=logprobs,
         )

@@ -13,6 +13,7 @@ import torch
 
 from ..params import SamplingParams
 from .decoder import BatchDecoder
+from .logprobs import TokenLogprobs, record_logprobs
 from .sampling import sample
 
 
@@ -24,6 +25,7 @@ class RowState:
     truncated: bool = False
     t_first: float | None = None
     t_last: float | None = None
+    logprobs: list[TokenLogprobs] = field(default_factory=list)  # one per new id, when asked
 
 
 class Generation:
@@ -46,6 +48,7 @@ class Generation:
         cancel: threading.Event | None = None,
         use_graph: bool = False,
         cache_pool: Any = None,
+        logprobs: int | None = None,
     ) -> None:
         if not prompts:
             raise ValueError("no prompts")
@@ -59,8 +62,14 @@ class Generation:
             ids = list(p) or [eos_id if eos_id is not None else 0]
             trunc = len(ids) > max_length
             self.rows.append(RowState(prompt=ids[-max_length:], truncated=trunc))
+        # log-probabilities need each step's logits on the host loop: decode eagerly then
+        self.logprobs = logprobs if logprobs and logprobs > 0 else None
+        self._pending: list[TokenLogprobs] | None = None
         self.dec = BatchDecoder(
-            model, max_length=max_length, use_graph=use_graph, cache_pool=cache_pool
+            model,
+            max_length=max_length,
+            use_graph=use_graph and self.logprobs is None,
+            cache_pool=cache_pool,
         )
         self.device = model.lm_head.weight.device  # tied to the embedding
         self.t_start = time.perf_counter()
@@ -87,6 +96,13 @@ class Generation:
     def _sample(
         self, logits: torch.Tensor, seen: torch.Tensor, gen: torch.Generator
     ) -> torch.Tensor:
+        p = self.params
+        ids = self._draw(logits, seen, gen)
+        if self.logprobs is not None:  # before `seen` learns these ids, as the sampler saw it
+            self._pending = record_logprobs(logits, seen, ids, p, self.logprobs)
+        return ids
+
+    def _draw(self, logits: torch.Tensor, seen: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         p = self.params
         return sample(
             logits,
@@ -133,6 +149,8 @@ class Generation:
                     continue
                 tok = host[i]
                 r.new.append(tok)
+                if self._pending is not None:
+                    r.logprobs.append(self._pending[i])
                 r.t_first = r.t_first or now
                 r.t_last = now
                 out.append(tok)

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from ..params import SamplingParams
 from ..stops import StopText, held_back
 from .core import Engine
+from .logprobs import TokenLogprobs
 from .text import IncrementalDecoder, TextCodec
 
 _held_back = held_back  # the name tests and older callers use
@@ -24,6 +25,8 @@ class TokenStream:
         prompt_ids: list[int],
         params: SamplingParams,
         stop: Sequence[str] = (),
+        *,
+        logprobs: int | None = None,
     ) -> None:
         self.engine = engine
         self.codec = codec
@@ -31,7 +34,7 @@ class TokenStream:
         self.stop = tuple(s for s in stop if s)
         self._cancel = threading.Event()
         self.prompt_tokens = len(prompt_ids)
-        self._gen = engine.generation([prompt_ids], params, self._cancel)
+        self._gen = engine.generation([prompt_ids], params, self._cancel, logprobs=logprobs)
         self.truncated = self._gen.rows[0].truncated
         self._stops = StopText(self.stop)
         self.finish_reason: str | None = None
@@ -58,6 +61,17 @@ class TokenStream:
             return 0.0
         dt = r.t_last - r.t_first
         return (len(r.new) - 1) / dt if dt > 0 else 0.0
+
+    @property
+    def token_logprobs(self) -> list[TokenLogprobs]:
+        """One `TokenLogprobs` per generated id (the EOS included), when asked for with
+        ``logprobs=k``; empty otherwise. Read it from the consuming thread."""
+        return self._gen.rows[0].logprobs
+
+    @property
+    def token_ids(self) -> list[int]:
+        """The generated ids so far (parallel to `token_logprobs`)."""
+        return self._gen.rows[0].new
 
     def cancel(self) -> None:
         """Thread-safe: the stream ends before producing another token."""

@@ -14,6 +14,7 @@ from .. import commands as cmds
 from ..errors import one_line
 from ..params import PARAM_SPECS, RANGES
 from ..session import count_noun
+from .ppl import PerplexityRunner
 
 if TYPE_CHECKING:  # pragma: no cover
     from .app import SwamlaApp
@@ -49,7 +50,9 @@ class SlashCommands:
             "batch": lambda c: app.open_batch(str(c.value) if c.value else None),
             "copy": self._cmd_copy,
             "markdown": self._cmd_markdown,
+            "ppl": lambda c: self.ppl.start(str(c.value)),
         }
+        self.ppl = PerplexityRunner(app)
 
     def run(self, line: str) -> None:
         app = self.app

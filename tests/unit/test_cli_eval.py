@@ -1,0 +1,103 @@
+"""The CLI's --perplexity, --compare, --stride and --export, run end to end on the reference fixture."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from swamla_tui.cli import build_parser, check_args, main
+from tests.helpers import FIXTURE_CKPT
+
+TEXT = "You: Hello there, how are you today?\nAssistant: I am fine, thank you. " * 8
+
+
+def _model_flags(tokenizer_dir) -> list[str]:
+    return ["--checkpoint", str(FIXTURE_CKPT), "--tokenizer", str(tokenizer_dir), "--device", "cpu"]
+
+
+def test_perplexity_with_compare_prints_and_writes_json(test_tokenizer_dir, tmp_path, capsys):
+    text = tmp_path / "held_out.txt"
+    text.write_text(TEXT, encoding="utf-8")
+    out = tmp_path / "result.json"
+    argv = [*_model_flags(test_tokenizer_dir), "--compare", str(FIXTURE_CKPT)]
+    argv += ["--perplexity", str(text), "--stride", "32", "--max_length", "64"]
+    assert main([*argv, "--output", str(out)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:4] == ["checkpoint", "tokens", "loss", "perplexity"]
+    assert len(table) == 3
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert [sorted(d) for d in data] == [
+        sorted(["checkpoint", "tokens", "loss", "perplexity", "bits_per_byte", "seconds"])
+    ] * 2
+    assert data[0]["loss"] == pytest.approx(data[1]["loss"])
+    assert data[0]["tokens"] > 64  # more than one window was scored
+
+
+def test_stride_changes_the_result(test_tokenizer_dir, tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text(TEXT, encoding="utf-8")
+    losses = []
+    for stride in ("8", "56"):
+        out = tmp_path / f"r{stride}.json"
+        argv = [*_model_flags(test_tokenizer_dir), "--perplexity", str(text), "--max_length", "64"]
+        assert main([*argv, "--stride", stride, "--output", str(out)]) == 0
+        losses.append(json.loads(out.read_text(encoding="utf-8"))[0]["loss"])
+    assert losses[0] != pytest.approx(losses[1], abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [(None, "no such file"), (b"\x00\x01\x02binary\xff", "")],
+)
+def test_bad_perplexity_file_is_one_line(tmp_path, capsys, content, fragment):
+    f = tmp_path / "in.txt"
+    if content is not None:
+        f.write_bytes(content)
+    assert main(["--checkpoint", str(FIXTURE_CKPT), "--perplexity", str(f)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("swamla-tui: error: ") and "\n" not in err
+    assert fragment in err and "…" not in err  # refused before any model loads
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--perplexity", "a", "--export", "b"], "give either --perplexity or --export, not both"),
+        (["--stride", "4"], "--stride applies only to --perplexity"),
+        (["--perplexity", "a", "--stride", "0"], "--stride must be >= 1, got 0"),
+        (["--export", "o", "--compare", "b"], "--compare does not apply to --export"),
+        (["--compare", "b"], "--compare needs --perplexity FILE or --mode batch"),
+    ],
+)
+def test_eval_flag_combinations(argv, message):
+    assert check_args(build_parser().parse_args(argv)) == message
+
+
+def test_export_then_load_gives_the_same_logits(test_tokenizer_dir, tmp_path, fixture_lm, capsys):
+    import swamla_tui
+
+    out = tmp_path / "exported"
+    assert (
+        main([*_model_flags(test_tokenizer_dir), "--dtype", "float32", "--export", str(out)]) == 0
+    )
+    assert "exported" in capsys.readouterr().err
+    assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
+    back = swamla_tui.load(out)
+    ids = torch.tensor([fixture_lm.encode("Hello there, how are you?")])
+    assert torch.allclose(back.logits(ids), fixture_lm.logits(ids), atol=1e-5)
+    assert back.encode("Hello") == fixture_lm.encode("Hello")
+
+
+def test_export_refuses_float16_in_one_line(test_tokenizer_dir, tmp_path, capsys):
+    argv = [
+        *_model_flags(test_tokenizer_dir),
+        "--dtype",
+        "float16",
+        "--export",
+        str(tmp_path / "o"),
+    ]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == "swamla-tui: error: export dtype must be float32 or bfloat16, not 'float16'"
