@@ -3,13 +3,12 @@
 The training argument dict never holds n_head / n_layer / n_embd / vocab_size, and custom
 runs differ from their presets, so shapes are read from the tensors (v1 spec §2, v2 spec §4)
 and the argument dict only fills what the weights cannot tell (window, sinks, tokenizer,
-the MoE top-k). The inference itself lives in `infer.py`; the generation (which decides the
-two semantic switches invisible in the weights) in `generation.py`.
+the MoE top-k). The inference itself lives in `infer.py`, generation detection (the two semantic
+switches invisible in the weights) in `detect.py`; this module imports neither.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
@@ -165,19 +164,3 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def infer_config(
-    sd: Mapping[str, Any],
-    args: Mapping[str, Any] | None = None,
-    *,
-    block_size: int | None = None,
-    generation: Generation | None = None,
-) -> ModelConfig:
-    """Derive the config from a prefix-stripped state dict and the training argument dict.
-
-    `generation=None` detects it (v2 §1); see `infer.infer_config`.
-    """
-    from .infer import infer_config as _infer
-
-    return _infer(sd, args, block_size=block_size, generation=generation)

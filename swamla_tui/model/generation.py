@@ -2,8 +2,9 @@
 
 Two semantic switches are invisible in the weights: MLA's q_pe rotation (by head index in
 G1-G4, by position in G5-G6) and the dense-MLP SiLU half (second half in G1-G5, first in G6).
-They are decided here from the layer kinds and the saved argument dict, in the spec's order;
-a bare state dict has no argument dict, so the caller may override the answer.
+`detect.py` decides them from the layer kinds and the saved argument dict, in the spec's
+order; a bare state dict has no argument dict, so `resolve_model` lets the caller override
+the answer.
 
 Also here: which stored tensors are skipped (statistics, masks, FP8 metadata, the tied head)
 and the in-memory normalisation of the weights the model reads (DyT `alpha` of shape (),
@@ -12,7 +13,6 @@ old-layout experts transposed to the new layout).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +20,22 @@ import torch
 
 from ..errors import CheckpointError
 from .config import GENERATIONS, Generation, ModelConfig
+from .detect import bf16_experts, detect_generation, is_mask_key
+from .infer import infer_config
+from .token_map import mapping_tensor, token_mapping
+
+__all__ = [
+    "adapt_weights",
+    "config_notices",
+    "detect_generation",
+    "engram_token_map",
+    "is_mask_key",
+    "model_card_lines",
+    "parse_generation",
+    "prune_state_dict",
+    "resolve_model",
+    "stored_dtypes",
+]
 
 # statistics, FP8 scaling metadata and the tied head: never read (v2 §2)
 _SKIP_SUFFIXES = (
@@ -27,13 +43,6 @@ _SKIP_SUFFIXES = (
     "ffn.router.update_count",
     "._extra_state",
 )
-# shape-only buffers: their shape tells block_size and their name flash SWA; no data needed
-_MASK_SUFFIXES = ("attn.mask", "attn.causal_mask")
-_LAYER_RE = re.compile(r"^transformer\.h\.(\d{1,6})\.")
-
-
-def is_mask_key(key: str) -> bool:
-    return key.endswith(_MASK_SUFFIXES)
 
 
 def prune_state_dict(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -63,74 +72,6 @@ def parse_generation(value: str | None) -> Generation | None:
     raise CheckpointError(
         f"generation must be auto or one of {', '.join(GENERATIONS)}, not '{value}'"
     )
-
-
-def _layer_keys(sd: Mapping[str, Any]) -> dict[int, list[str]]:
-    layers: dict[int, list[str]] = {}
-    for k in sd:
-        m = _LAYER_RE.match(k)
-        if m:
-            layers.setdefault(int(m.group(1)), []).append(k[m.end() :])
-    return layers
-
-
-def _bf16_experts(sd: Mapping[str, torch.Tensor]) -> bool:
-    """Routed experts stored bfloat16 next to float32 weights: HEAD's trainer (8db78fb)."""
-    expert = [v.dtype for k, v in sd.items() if ".ffn.experts." in k and v.is_floating_point()]
-    other = [
-        v.dtype
-        for k, v in sd.items()
-        if ".ffn.experts." not in k and v.is_floating_point() and not is_mask_key(k)
-    ]
-    return bool(expert) and all(d == torch.bfloat16 for d in expert) and torch.float32 in other
-
-
-def detect_generation(
-    sd: Mapping[str, torch.Tensor], args: Mapping[str, Any], container: str
-) -> tuple[Generation, str]:
-    """The generation and a short reason (v2 §1). `container`: the key the weights came from."""
-    layers = _layer_keys(sd)
-    swa = dn = router = flash = False
-    ranks: set[int] = set()
-    for i, keys in layers.items():
-        ks = set(keys)
-        if "attn.g_proj.weight" in ks or "attn.deltanet.g_proj.weight" in ks:
-            dn = True
-        elif "attn.wkv_a.weight" in ks:
-            nw = sd.get(f"transformer.h.{i}.attn.kv_norm.weight")
-            if nw is not None and nw.ndim == 1:
-                ranks.add(int(nw.shape[0]))
-        elif "attn.q_proj.weight" in ks:
-            swa = True
-            flash = flash or "attn.causal_mask" in ks
-        router = router or "ffn.router.gate.weight" in ks
-    if swa:
-        if router or flash:
-            why = "flash SWA buffers" if flash else "SWA layers with MoE"
-            return "G3", why
-        if any(k in args for k in ("use_moe", "use_gated_deltanet", "use_flash_attention")):
-            return "G3", "SWA layers; config has use_moe"
-        if len(ranks) > 1:
-            return "G2", "SWA layers with per-layer MLA kv ranks"
-        if "use_tensorboard" in args:
-            return "G2", "SWA layers; config has use_tensorboard"
-        return "G1", "SWA layers, one MLA kv rank"
-    if args:
-        if "use_triton_kernels" in args:
-            return "G6", "config has use_triton_kernels"
-        if "resume_from" in args:
-            return "G5", "config has resume_from"
-        if dn or "deltanet_latent_dim" in args:
-            return "G4", "config has neither use_triton_kernels nor resume_from"
-    if not dn:  # no local layers at all and no dating config key: as v1
-        return ("G3", "MLA with MoE") if router else ("G1", "MLA layers only")
-    if container == "model_state_dict" and not args:
-        return "G6", "weights under model_state_dict without a config"
-    if any(".engram." in k for k in sd):
-        return "G6", "Engram layers"
-    if _bf16_experts(sd):
-        return "G6", "routed experts stored bfloat16"
-    return "G6", "bare DeltaNet state dict: assumed G6 (HEAD); override with generation=G4/G5"
 
 
 def adapt_weights(sd: Mapping[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
@@ -164,7 +105,7 @@ def stored_dtypes(sd: Mapping[str, torch.Tensor]) -> tuple[list[str], bool]:
             if v.is_floating_point() and not is_mask_key(k)
         }
     )
-    return names, _bf16_experts(sd)
+    return names, bf16_experts(sd)
 
 
 def resolve_model(
@@ -181,8 +122,6 @@ def resolve_model(
     `generation`: None / "auto" detects it; "G1".."G6" overrides the semantic switches
     (q_pe rotation, dense-MLP SiLU half) for a bare state dict whose date is unknown.
     """
-    from .infer import infer_config
-
     want = parse_generation(generation)
     found, why = detect_generation(sd, args, weights_key)
     args = {**args, **(overrides or {})}
@@ -207,8 +146,6 @@ def config_notices(cfg: ModelConfig, args: Mapping[str, Any]) -> list[str]:
 
 def engram_token_map(cfg: ModelConfig, tokenizer: Any, mapping: Any, source: str) -> torch.Tensor:
     """The token -> canonical id map of an Engram model: supplied, else from the tokenizer."""
-    from .engram import mapping_tensor, token_mapping
-
     if mapping is not None:
         return mapping_tensor(mapping, cfg.vocab_size)
     if tokenizer is None or not hasattr(tokenizer, "get_vocab"):

@@ -25,6 +25,7 @@ from .config import (
     ModelConfig,
     MoEConfig,
 )
+from .detect import MASK_SUFFIXES, detect_generation
 
 _LAYER_RE = re.compile(r"^transformer\.h\.(\d{1,6})\.(.+)$")
 _TABLE_RE = re.compile(r"^engram\.embeddings\.tables\.n(\d{1,3})_h(\d{1,3})\.weight$")
@@ -249,9 +250,7 @@ def _engram(layers: list[_Layer], idx: list[int]) -> EngramConfig:
 def _block_size(sd: Mapping[str, Any], args: Mapping[str, Any], given: int | None) -> int:
     bs = given
     if bs is None:
-        mask = next(
-            (v for k, v in sd.items() if k.endswith(("attn.mask", "attn.causal_mask"))), None
-        )
+        mask = next((v for k, v in sd.items() if k.endswith(MASK_SUFFIXES)), None)
         if mask is not None and getattr(mask, "ndim", 0) >= 2:
             bs = int(mask.shape[-1])
     if bs is None:
@@ -269,9 +268,10 @@ def infer_config(
     block_size: int | None = None,
     generation: Generation | None = None,
 ) -> ModelConfig:
-    """Derive the config from a prefix-stripped state dict and the training argument dict."""
-    from .generation import detect_generation
+    """Derive the config from a prefix-stripped state dict and the training argument dict.
 
+    `generation=None` detects it (v2 §1, `detect.detect_generation`).
+    """
     args = dict(args or {})
     if "transformer.wte.weight" not in sd:
         raise _err("missing 'transformer.wte.weight'")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from swamla_tui.model.generation import detect_generation
+from swamla_tui.model.detect import detect_generation
 
 F32, BF16 = torch.float32, torch.bfloat16
 

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from swamla_tui.model.deltanet import delta_rule_chunked, delta_rule_step, l2norm
-from swamla_tui.model.engram import normalise_token, token_mapping
 from swamla_tui.model.moe import Experts, route
+from swamla_tui.model.token_map import normalise_token, token_mapping
 from tests.helpers import ref_route
 
 

@@ -17,7 +17,7 @@ import torch
 
 import swamla_tui
 from swamla_tui.engine.decoder import BatchDecoder
-from swamla_tui.model.engram import token_mapping
+from swamla_tui.model.token_map import token_mapping
 from swamla_tui.model.transformer import SWAMLA
 from tests.helpers import (
     V2_TOKENIZER,
