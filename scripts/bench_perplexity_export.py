@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,14 +30,14 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from measure_load_memory import build, proc_status_mb, run_script  # noqa: E402
 
 
 def _hwm_mb() -> float:
     """Peak RSS of this process (VmHWM; ru_maxrss would carry the parent's over exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return proc_status_mb("VmHWM")
 
 
 def bench_perplexity(dtype: str, n_tokens: int, stride: int | None) -> dict:
@@ -123,19 +122,10 @@ def child(mode: str, path: str, out: str | None) -> None:
 
 
 def _run(argv: list[str]) -> dict:
-    r = subprocess.run(
-        [sys.executable, __file__, *argv], capture_output=True, text=True, timeout=3600
-    )
-    line = next((ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")), None)
-    if r.returncode != 0 or line is None:
-        raise SystemExit(f"{' '.join(argv)} failed (rc {r.returncode}):\n{r.stderr[-3000:]}")
-    return dict(json.loads(line.removeprefix("RESULT ")))
+    return run_script(__file__, argv, timeout=3600)
 
 
 def bench_export(tmp_root: str, repeat: int) -> dict:
-    sys.path.insert(0, str(HERE))
-    from measure_load_memory import build
-
     tmp = Path(tempfile.mkdtemp(prefix="swamla-export-bench-", dir=tmp_root))
     try:
         ckpt = tmp / "checkpoint_1000.pt"

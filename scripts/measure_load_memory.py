@@ -31,7 +31,7 @@ REF_PARAMS = 262_516_736
 TARGET_MB = 1750.0
 
 
-def _vm(field: str) -> float:
+def proc_status_mb(field: str) -> float:
     """A /proc/self/status field (kB) in MB; NaN where /proc is absent."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -45,8 +45,8 @@ def _vm(field: str) -> float:
 def _peak() -> dict[str, float]:
     return {
         "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # kB on Linux
-        "vmhwm_mb": _vm("VmHWM"),
-        "vmrss_mb": _vm("VmRSS"),
+        "vmhwm_mb": proc_status_mb("VmHWM"),
+        "vmrss_mb": proc_status_mb("VmRSS"),
     }
 
 
@@ -90,29 +90,6 @@ def child(mode: str, path: str) -> None:
 
 
 # ------------------------------------------------------------------------------ builder
-def reference_config():
-    from swamla_tui.model.config import ModelConfig
-
-    kinds = ["swa" if i % 3 < 2 else "mla" for i in range(12)]
-    return ModelConfig(
-        n_layer=12,
-        n_embd=1024,
-        n_head=16,
-        n_kv_head=16,
-        vocab_size=50257,
-        block_size=2048,
-        layer_kinds=kinds,
-        swa_window=256,
-        swa_sink_size=4,
-        q_lora_rank=0,
-        kv_lora_rank=256,
-        qk_nope_head_dim=128,
-        qk_rope_head_dim=64,
-        v_head_dim=128,
-        mlp_hidden=4096,
-    )
-
-
 def training_args() -> dict:
     return {
         "size": "small",
@@ -139,6 +116,7 @@ def build(path: Path) -> dict[str, float]:
     """Write the training checkpoint; returns its size and the parameter count."""
     import torch
 
+    from swamla_tui.bench import reference_config  # the 262M model the benchmarks share
     from swamla_tui.model.transformer import SWAMLA
 
     cfg = reference_config()
@@ -197,18 +175,22 @@ def build(path: Path) -> dict[str, float]:
     return {"file_gb": path.stat().st_size / 1e9, "params": n_params}
 
 
-def _run_child(argv: list[str]) -> dict:
+def run_script(script: str, argv: list[str], timeout: float = 1800) -> dict:
+    """Run `script` in a fresh Python process (a clean peak RSS); its ``RESULT {json}`` line.
+
+    Shared with bench_perplexity_export.py; a failed child ends this process with its stderr.
+    """
     r = subprocess.run(
-        [sys.executable, __file__, *argv], capture_output=True, text=True, timeout=1800
+        [sys.executable, script, *argv], capture_output=True, text=True, timeout=timeout
     )
     line = next((ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if r.returncode != 0 or line is None:
         raise SystemExit(f"{' '.join(argv)} failed (rc {r.returncode}):\n{r.stderr[-3000:]}")
-    return json.loads(line.removeprefix("RESULT "))
+    return dict(json.loads(line.removeprefix("RESULT ")))
 
 
 def measure(mode: str, path: Path) -> dict:
-    return _run_child(["--child", mode, str(path)])
+    return run_script(__file__, ["--child", mode, str(path)])
 
 
 def main() -> None:
@@ -234,7 +216,7 @@ def main() -> None:
         path = work / "checkpoint_1000.pt"
         t0 = time.perf_counter()
         # built in its own process: a child inherits its parent's peak RSS (ru_maxrss)
-        info = _run_child(["--build", str(path)])
+        info = run_script(__file__, ["--build", str(path)])
         print(
             f"built {path} ({info['file_gb']:.2f} GB, {info['params']:,} params) "
             f"in {time.perf_counter() - t0:.0f} s"

@@ -28,14 +28,16 @@ format's stop strings.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from .params import SamplingParams
-from .protocols import BatchOutcome, Model, ReplyStream
+from .params import BatchOptions, SamplingParams, StreamOptions
+from .protocols import BatchOutcome, BatchRecord, Model, ReplyStream
 from .stops import cut_at_stop
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "CHATML",
@@ -122,19 +124,6 @@ def detect_chat_format(encode: Callable[[str], list[int]]) -> FormatName:
         return "plain"
 
 
-@dataclass(frozen=True)
-class _Outcome:
-    """A batch result with the prompt the user gave (not the formatted one)."""
-
-    index: int
-    prompt: str
-    completion: str
-    new_tokens: int
-    seconds: float
-    finish_reason: str
-    truncated: bool
-
-
 class FormattedModel:
     """A loaded model with its conversation format (see the module docstring).
 
@@ -187,40 +176,32 @@ class FormattedModel:
         self,
         text: str,
         params: SamplingParams | None = None,
-        *,
-        stop: Sequence[str] = (),
-        **overrides: Any,
+        **options: Unpack[StreamOptions],
     ) -> ReplyStream:
-        return self.lm.stream(text, params, stop=stop, **overrides)
+        return self.lm.stream(text, params, **options)
 
     def generate_batch(
         self,
         texts: Sequence[str],
         params: SamplingParams | None = None,
-        *,
-        batch_size: int | None = None,
-        stop: Sequence[str] = (),
-        cancel: threading.Event | None = None,
+        **options: Unpack[BatchOptions],
     ) -> Iterator[BatchOutcome]:
         fmt = self.chat_format
         if fmt.name == "plain":
-            yield from self.lm.generate_batch(
-                texts, params, batch_size=batch_size, stop=stop, cancel=cancel
-            )
+            yield from self.lm.generate_batch(texts, params, **options)
             return
         prompts = [fmt.single_prompt(t, self.system) for t in texts]
-        stops = tuple(stop) + fmt.stop
-        for r in self.lm.generate_batch(
-            prompts, params, batch_size=batch_size, stop=stops, cancel=cancel
-        ):
-            yield _Outcome(
+        formatted: BatchOptions = {**options, "stop": (*options.get("stop", ()), *fmt.stop)}
+        for r in self.lm.generate_batch(prompts, params, **formatted):
+            yield BatchRecord(
                 r.index,
-                texts[r.index],
+                texts[r.index],  # the user's prompt, not the formatted one
                 r.completion.strip(),
                 r.new_tokens,
                 r.seconds,
                 r.finish_reason,
                 r.truncated,
+                str(getattr(r, "error", "")),  # why a row failed: kept through the format
             )
 
 

@@ -6,9 +6,8 @@ below it gets only an `Engine` value (model, limits, eos id, cache pool) and a `
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -22,8 +21,17 @@ from .errors import SwamlaError
 from .model.config import ModelConfig
 from .model.generation import model_card_lines
 from .model.transformer import SWAMLA
-from .params import SamplingParams
-from .ppl_text import PerplexityResult
+from .params import BatchOptions, SamplingParams, StreamOptions
+from .ppl_text import PerplexityResult, ScoreOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+
+class LoadedStreamOptions(StreamOptions, total=False):
+    """`StreamOptions` plus what only the real model records: ``logprobs=k``."""
+
+    logprobs: int | None
 
 
 class LoadedModel:
@@ -133,7 +141,7 @@ class LoadedModel:
 
     # -- generation -------------------------------------------------------------------
     @staticmethod
-    def _params(params: SamplingParams | None, overrides: dict[str, Any]) -> SamplingParams:
+    def _params(params: SamplingParams | None, overrides: Mapping[str, object]) -> SamplingParams:
         """The live `params` when nothing is overridden; otherwise a copy with the overrides
         (the caller's object is never changed)."""
         p = params if params is not None else SamplingParams()
@@ -171,14 +179,13 @@ class LoadedModel:
         self,
         text: str,
         params: SamplingParams | None = None,
-        *,
-        stop: Sequence[str] = (),
-        logprobs: int | None = None,
-        **overrides: Any,
+        **options: Unpack[LoadedStreamOptions],
     ) -> TokenStream:
         """`logprobs=k`: record each token's probabilities and top-k alternatives
         (`TokenStream.token_logprobs`; decodes without CUDA graphs)."""
-        p = self._params(params, overrides)
+        stop = options.pop("stop", ())
+        logprobs = options.pop("logprobs", None)
+        p = self._params(params, options)
         codec = self._need_codec()
         return TokenStream(self.engine, codec, codec.encode(text), p, stop, logprobs=logprobs)
 
@@ -190,10 +197,7 @@ class LoadedModel:
         self,
         texts: Sequence[str],
         params: SamplingParams | None = None,
-        *,
-        batch_size: int | None = None,
-        stop: Sequence[str] = (),
-        cancel: threading.Event | None = None,
+        **options: Unpack[BatchOptions],
     ) -> Iterator[BatchResult]:
         """Run prompts in batches; yield each result as its row finishes (see engine.batch)."""
         return run_batch(
@@ -201,26 +205,16 @@ class LoadedModel:
             self._need_codec(),
             texts,
             params or SamplingParams(),
-            batch_size=batch_size or self.default_batch_size(),
-            stop=stop,
-            cancel=cancel,
+            batch_size=options.get("batch_size") or self.default_batch_size(),
+            stop=options.get("stop", ()),
+            cancel=options.get("cancel"),
         )
 
-    def perplexity(
-        self,
-        text: str,
-        *,
-        stride: int | None = None,
-        batch_size: int | None = None,
-        progress: Callable[[int, int], None] | None = None,
-        cancel: threading.Event | None = None,
-    ) -> PerplexityResult:
+    def perplexity(self, text: str, **options: Unpack[ScoreOptions]) -> PerplexityResult:
         """`swamla_tui.perplexity.perplexity` on this model (what `/ppl` calls, torch-free)."""
         from .perplexity import perplexity
 
-        return perplexity(
-            self, text, stride=stride, batch_size=batch_size, progress=progress, cancel=cancel
-        )
+        return perplexity(self, text, **options)
 
 
 __all__ = ["LoadedModel", "BatchResult"]

@@ -1,4 +1,5 @@
-"""Sampling parameters shared by the engine, the CLI and the UI (no torch import).
+"""Sampling parameters shared by the engine, the CLI and the UI (no torch import), and the
+keyword options of a stream and a batch call (`StreamOptions`, `BatchOptions`).
 
 `PARAM_SPECS` is the one table of accepted ranges: the CLI checks its flags against it,
 the slash commands parse values with it, and the sampling sliders are built from it, so a
@@ -7,8 +8,10 @@ value one front end accepts is never clamped by another.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Literal
+from typing import Literal, TypedDict
 
 TunableName = Literal["temperature", "top_k", "top_p", "repetition_penalty", "max_new_tokens"]
 
@@ -68,3 +71,34 @@ class SamplingParams:
 
     def as_dict(self) -> dict[str, object]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class BatchOptions(TypedDict, total=False):
+    """The keyword options of `generate_batch`, declared once: the `BatchModel` Protocol,
+    `LoadedModel`, the chat-format wrapper and the test fakes all take
+    ``**options: Unpack[BatchOptions]``, so an option added here reaches every one of them.
+    """
+
+    batch_size: int | None
+    """Rows decoded together; None (or absent): the model's `default_batch_size()`."""
+    stop: Sequence[str]
+    """Stop strings: a row ends before the first one its completion contains."""
+    cancel: threading.Event | None
+    """Set from another thread: the rows not yet finished end as ``"cancelled"``."""
+
+
+class StreamOptions(TypedDict, total=False):
+    """The keyword options of `stream`: stop strings and one-call sampling overrides.
+
+    Declared once for the `ChatModel` Protocol, `LoadedModel`, the chat-format wrapper and
+    the test fakes (``**options: Unpack[StreamOptions]``). An override makes the stream read
+    a copy of `params`, so the caller's live object is never changed.
+    """
+
+    stop: Sequence[str]
+    temperature: float
+    top_k: int
+    top_p: float
+    repetition_penalty: float
+    max_new_tokens: int
+    seed: int | None

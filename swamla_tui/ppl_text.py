@@ -8,17 +8,30 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 from .errors import SwamlaError
 
-__all__ = ["PerplexityResult", "TextFileError", "format_results", "read_text_file"]
+__all__ = ["PerplexityResult", "ScoreOptions", "TextFileError", "format_results", "read_text_file"]
 
 
 class TextFileError(SwamlaError):
     """The text file to score is missing, not a regular file, binary or not UTF-8."""
+
+
+class ScoreOptions(TypedDict, total=False):
+    """The keyword options of a perplexity run, declared once for the `ScoringModel`
+    Protocol and `LoadedModel.perplexity` (``**options: Unpack[ScoreOptions]``);
+    `swamla_tui.perplexity.perplexity` gives them their meaning and defaults."""
+
+    stride: int | None
+    batch_size: int | None
+    progress: Callable[[int, int], None] | None
+    cancel: threading.Event | None
 
 
 @dataclass

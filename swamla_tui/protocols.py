@@ -8,14 +8,25 @@ tests/unit/test_stream_contract.py). docs/ARCHITECTURE.md describes the semantic
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
-from .params import SamplingParams
-from .ppl_text import PerplexityResult
+from .params import BatchOptions, SamplingParams, StreamOptions
+from .ppl_text import PerplexityResult, ScoreOptions
 
-__all__ = ["BatchModel", "BatchOutcome", "ChatModel", "Loader", "Model", "ReplyStream"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11 on
+
+__all__ = [
+    "BatchModel",
+    "BatchOutcome",
+    "BatchRecord",
+    "ChatModel",
+    "Loader",
+    "Model",
+    "ReplyStream",
+]
 
 
 class ReplyStream(Protocol):
@@ -75,6 +86,22 @@ class BatchOutcome(Protocol):
     def truncated(self) -> bool: ...
 
 
+@dataclass(frozen=True)
+class BatchRecord:
+    """A plain `BatchOutcome`: what a wrapper or a fake yields without the engine's
+    `BatchResult` (the chat-format wrapper re-labels the engine's rows with this)."""
+
+    index: int
+    prompt: str
+    completion: str
+    new_tokens: int
+    seconds: float
+    finish_reason: str
+    truncated: bool = False
+    error: str = ""
+    """Why the row failed (``finish_reason`` "error"); empty otherwise."""
+
+
 class ChatModel(Protocol):
     """What the chat screen needs: describe the model, count tokens, stream a reply."""
 
@@ -91,9 +118,7 @@ class ChatModel(Protocol):
         self,
         text: str,
         params: SamplingParams | None = None,
-        *,
-        stop: Sequence[str] = (),
-        **overrides: Any,
+        **options: Unpack[StreamOptions],
     ) -> ReplyStream: ...
 
 
@@ -111,10 +136,7 @@ class BatchModel(Protocol):
         self,
         texts: Sequence[str],
         params: SamplingParams | None = None,
-        *,
-        batch_size: int | None = None,
-        stop: Sequence[str] = (),
-        cancel: threading.Event | None = None,
+        **options: Unpack[BatchOptions],
     ) -> Iterator[BatchOutcome]: ...
 
 
@@ -137,12 +159,4 @@ class ScoringModel(Protocol):
 
     source: str
 
-    def perplexity(
-        self,
-        text: str,
-        *,
-        stride: int | None = None,
-        batch_size: int | None = None,
-        progress: Callable[[int, int], None] | None = None,
-        cancel: threading.Event | None = None,
-    ) -> PerplexityResult: ...
+    def perplexity(self, text: str, **options: Unpack[ScoreOptions]) -> PerplexityResult: ...

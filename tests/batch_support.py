@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from swamla_tui.params import SamplingParams
+from swamla_tui.params import BatchOptions, SamplingParams
 from tests.fakes import Outcome
 from tests.helpers import FIXTURE_CKPT, ROOT
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class EchoBatchLM:
@@ -41,11 +43,9 @@ class EchoBatchLM:
         self,
         texts: Sequence[str],
         params: SamplingParams | None = None,
-        *,
-        batch_size: int | None = None,
-        stop: Sequence[str] = (),
-        cancel: threading.Event | None = None,
+        **options: Unpack[BatchOptions],
     ) -> Iterator[Outcome]:
+        cancel = options.get("cancel")
         for i, text in enumerate(texts):
             if cancel is not None and cancel.is_set():
                 yield Outcome(i, text, "", 0, 0.0, "cancelled")

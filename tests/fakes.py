@@ -11,11 +11,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from swamla_tui.params import SamplingParams
+from swamla_tui.params import SamplingParams, StreamOptions
+from swamla_tui.protocols import BatchRecord
 from swamla_tui.stops import cut_at_stop, held_back
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class FakeStream:
@@ -157,13 +160,12 @@ class FakeLM:
         self,
         text: str,
         params: SamplingParams | None = None,
-        *,
-        stop: Sequence[str] = (),
-        **overrides: Any,
+        **options: Unpack[StreamOptions],
     ) -> FakeStream:
+        stop = options.pop("stop", ())
         params = params if params is not None else SamplingParams()
-        if self.copy_params or overrides:
-            params = params.copy(**overrides)
+        if self.copy_params or options:  # what is left are sampling overrides
+            params = params.copy(**options)
         self.prompts.append(text)
         stream = FakeStream(self, text, params, tuple(stop))
         self.streams.append(stream)
@@ -180,15 +182,5 @@ def loader_for(lm: Any) -> Callable[[Callable[[str], None]], Any]:
     return loader
 
 
-@dataclass
-class Outcome:
-    """A batch result (`swamla_tui.protocols.BatchOutcome`) without the engine."""
-
-    index: int
-    prompt: str
-    completion: str
-    new_tokens: int
-    seconds: float
-    finish_reason: str
-    truncated: bool = False
-    error: str = ""
+Outcome = BatchRecord
+"""A batch result as the fakes yield it: the real plain record, not a copy of it."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,24 @@ async def wait_loaded(pilot: Any) -> None:
     app = pilot.app
     await wait_for(pilot, lambda: app.lm is not None or app.load_failed is not None)
     await pilot.pause()
+
+
+@asynccontextmanager
+async def started(app: SwamlaApp) -> AsyncIterator[Any]:
+    """`app.run_test` at the test size, entered once the model has loaded (or failed to)."""
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        yield pilot
+
+
+@asynccontextmanager
+async def loaded_app(
+    lm: Any, tmp_path: Path, **options: Any
+) -> AsyncIterator[tuple[SwamlaApp, Any]]:
+    """`make_app(lm, tmp_path, **options)` started: ``async with loaded_app(...) as (app, pilot)``."""
+    app = make_app(lm, tmp_path, **options)
+    async with started(app) as pilot:
+        yield app, pilot
 
 
 async def wait_idle(pilot: Any, timeout: float = 5.0) -> None:

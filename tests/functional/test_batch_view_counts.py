@@ -6,7 +6,14 @@ from swamla_tui.ui.screens.batch import BatchScreen
 from swamla_tui.ui.widgets.batch_bar import BatchBar
 from swamla_tui.ui.widgets.batch_table import COLUMNS
 
-from .pilot import GateBatchLM, make_app, send, wait_for, wait_loaded
+from .pilot import (
+    GateBatchLM,
+    loaded_app,
+    make_app,
+    send,
+    wait_for,
+    wait_loaded,
+)
 
 SIZE = (120, 36)
 
@@ -25,9 +32,7 @@ async def open_from_chat(pilot, app, tmp_path, prompts: list[str]) -> BatchScree
 
 async def test_batch_size_flag_is_used_by_the_batch_command(tmp_path):
     lm = GateBatchLM()  # its own default is 4
-    app = make_app(lm, tmp_path, batch_size=2)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(lm, tmp_path, batch_size=2) as (app, pilot):
         screen = await open_from_chat(pilot, app, tmp_path, [f"p{i}" for i in range(5)])
         assert screen.batch_size == 2
         lm.release(5)
@@ -37,9 +42,7 @@ async def test_batch_size_flag_is_used_by_the_batch_command(tmp_path):
 
 async def test_stop_counts_finished_rows_only_and_rerun_clears_old_results(tmp_path):
     lm = GateBatchLM()
-    app = make_app(lm, tmp_path, batch_size=3)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(lm, tmp_path, batch_size=3) as (app, pilot):
         screen = await open_from_chat(pilot, app, tmp_path, [f"p{i}" for i in range(6)])
         lm.release(2)
         await wait_for(pilot, lambda: sum(r.status == "done" for r in screen.rows) == 2)

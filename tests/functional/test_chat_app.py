@@ -14,9 +14,11 @@ from tests.fakes import FakeLM
 from .pilot import (
     SIZE,
     errors,
+    loaded_app,
     make_app,
     notices,
     send,
+    started,
     wait_for,
     wait_idle,
     wait_loaded,
@@ -59,8 +61,7 @@ async def test_load_failure_shown_and_exit_status_1(tmp_path):
         raise CheckpointError("no checkpoint at missing.pt")
 
     app = SwamlaApp(bad_loader, AppOptions(params=SamplingParams(), data_dir=tmp_path))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with started(app) as pilot:
         assert app.load_failed == "no checkpoint at missing.pt"
         assert errors(app) == ["Could not load the model: no checkpoint at missing.pt"]
         assert "Load failed" in app.status_bar.status
@@ -77,16 +78,13 @@ async def test_unexpected_load_error_is_one_line(tmp_path):
         raise RuntimeError("boom\nwith a second line")
 
     app = SwamlaApp(bad_loader, AppOptions(params=SamplingParams(), data_dir=tmp_path))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with started(app):
         assert app.load_failed == "RuntimeError: boom with a second line"
 
 
 async def test_message_gets_streamed_reply_and_transcript(tmp_path):
     lm = FakeLM()
-    app = make_app(lm, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(lm, tmp_path) as (app, pilot):
         await send(pilot, "Hi there")
         await wait_idle(pilot)
         msgs = [(m.role, m.text) for m in app.chat.messages() if m.role in ("user", "assistant")]
@@ -111,9 +109,7 @@ async def test_message_gets_streamed_reply_and_transcript(tmp_path):
 
 async def test_tokens_stream_in_before_reply_finishes(tmp_path):
     lm = FakeLM(hold=True)
-    app = make_app(lm, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(lm, tmp_path) as (app, pilot):
         await send(pilot, "Hi")
         assert app.generating
         lm.release(2)
@@ -127,9 +123,7 @@ async def test_tokens_stream_in_before_reply_finishes(tmp_path):
 
 async def test_escape_stops_reply_and_keeps_partial(tmp_path):
     lm = FakeLM(hold=True, endless=True)
-    app = make_app(lm, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(lm, tmp_path) as (app, pilot):
         await send(pilot, "Hi")
         lm.release(3)
         reply = app.reply.widget
@@ -148,9 +142,7 @@ async def test_escape_stops_reply_and_keeps_partial(tmp_path):
 
 async def test_ctrl_c_stops_reply_and_does_not_quit(tmp_path):
     lm = FakeLM(hold=True, endless=True)
-    app = make_app(lm, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(lm, tmp_path) as (app, pilot):
         await send(pilot, "Hi")
         lm.release(1)
         await wait_for(pilot, lambda: app.reply.widget.text == "Hello")
@@ -165,9 +157,7 @@ async def test_ctrl_c_stops_reply_and_does_not_quit(tmp_path):
 
 async def test_generation_error_is_a_notice_and_history_survives(tmp_path):
     lm = FakeLM()
-    app = make_app(lm, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(lm, tmp_path) as (app, pilot):
         await send(pilot, "first")
         await wait_idle(pilot)
         lm.error_after = 1
@@ -201,9 +191,7 @@ async def test_refresh_is_rate_limited(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ChatMessage, "set_text", counting)
     lm = FakeLM(["x"] * 1000, max_length=4096, delay=0.001)
-    app = make_app(lm, tmp_path, params=SamplingParams(max_new_tokens=3000))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(lm, tmp_path, params=SamplingParams(max_new_tokens=3000)) as (app, pilot):
         start = time.monotonic()
         await send(pilot, "go")
         await wait_idle(pilot)
@@ -216,9 +204,7 @@ async def test_refresh_is_rate_limited(tmp_path, monkeypatch):
 
 async def test_follows_bottom_until_user_scrolls_up(tmp_path):
     lm = FakeLM(["line\n"] * 80, hold=True)
-    app = make_app(lm, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(lm, tmp_path) as (app, pilot):
         await send(pilot, "go")
         lm.release(60)
         await wait_for(pilot, lambda: app.reply.widget.text.count("line") == 60)
@@ -236,9 +222,7 @@ async def test_follows_bottom_until_user_scrolls_up(tmp_path):
 
 async def test_context_trim_notice(tmp_path):
     lm = FakeLM([" ok"], max_length=120)
-    app = make_app(lm, tmp_path, params=SamplingParams(max_new_tokens=40))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(lm, tmp_path, params=SamplingParams(max_new_tokens=40)) as (app, pilot):
         for i in range(3):
             await send(pilot, f"message number {i} " + "z" * 10)
             await wait_idle(pilot)
@@ -249,9 +233,7 @@ async def test_context_trim_notice(tmp_path):
 
 async def test_history_and_newline_keys(tmp_path):
     lm = FakeLM()
-    app = make_app(lm, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(lm, tmp_path) as (app, pilot):
         box = app.prompt_input
         await pilot.press("a", "ctrl+j", "b")
         assert box.text == "a\nb"
@@ -273,9 +255,7 @@ async def test_history_and_newline_keys(tmp_path):
 
 async def test_resume_reopens_last_conversation(tmp_path):
     lm = FakeLM()
-    app = make_app(lm, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(lm, tmp_path) as (app, pilot):
         await send(pilot, "remember me")
         await wait_idle(pilot)
     app2 = make_app(lm, tmp_path, resume=True)
@@ -292,9 +272,10 @@ async def test_resume_reopens_last_conversation(tmp_path):
 
 
 async def test_start_notice_shown(tmp_path):
-    app = make_app(FakeLM(), tmp_path, notice="CUDA not available: using the CPU")
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(), tmp_path, notice="CUDA not available: using the CPU") as (
+        app,
+        pilot,
+    ):
         assert "CUDA not available: using the CPU" in notices(app)
 
 

@@ -10,14 +10,12 @@ from swamla_tui.params import SamplingParams
 from tests.fakes import FakeLM
 
 from .pilot import (
-    SIZE,
     errors,
-    make_app,
+    loaded_app,
     notices,
     send,
     wait_for,
     wait_idle,
-    wait_loaded,
 )
 
 VALUE_CASES = [
@@ -32,9 +30,7 @@ VALUE_CASES = [
 
 @pytest.mark.parametrize(("name", "param", "good", "value", "bad", "words"), VALUE_CASES)
 async def test_value_commands(tmp_path, name, param, good, value, bad, words):
-    app = make_app(FakeLM(), tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
         before = getattr(app.params, param)
         # no value: shows the current one
         await send(pilot, f"/{name}")
@@ -54,9 +50,7 @@ async def test_value_commands(tmp_path, name, param, good, value, bad, words):
 
 async def test_value_command_reaches_running_stream(tmp_path):
     lm = FakeLM(hold=True, endless=True)
-    app = make_app(lm, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(lm, tmp_path) as (app, pilot):
         await send(pilot, "hi")
         lm.release(1)
         # the first token must have been sampled before the command changes the params
@@ -75,9 +69,7 @@ async def test_value_command_reaches_running_stream(tmp_path):
 
 
 async def test_seed_command(tmp_path):
-    app = make_app(FakeLM(), tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
         await send(pilot, "/seed")
         assert notices(app)[-1] == "seed = 0"
         await send(pilot, "/seed 1234")
@@ -92,9 +84,7 @@ async def test_seed_command(tmp_path):
 
 async def test_system_command(tmp_path):
     lm = FakeLM()
-    app = make_app(lm, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(lm, tmp_path) as (app, pilot):
         await send(pilot, "/system")
         assert notices(app)[-1] == "system prompt: off"
         await send(pilot, "/system You are terse.")
@@ -108,9 +98,7 @@ async def test_system_command(tmp_path):
 
 async def test_quit_and_exit(tmp_path):
     for name in ("quit", "exit"):
-        app = make_app(FakeLM(), tmp_path)
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_loaded(pilot)
+        async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
             await send(pilot, f"/{name}")
             await pilot.pause()
         assert app.return_code == 0
@@ -118,9 +106,7 @@ async def test_quit_and_exit(tmp_path):
 
 async def test_clear_undo_retry(tmp_path):
     lm = FakeLM()
-    app = make_app(lm, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(lm, tmp_path) as (app, pilot):
         await send(pilot, "/undo")
         assert notices(app)[-1] == "Nothing to undo."
         await send(pilot, "/retry")
@@ -149,9 +135,7 @@ async def test_clear_undo_retry(tmp_path):
 
 
 async def test_save_command(tmp_path):
-    app = make_app(FakeLM(), tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
         await send(pilot, "/save")
         assert notices(app)[-1] == "Nothing to save yet."
         await send(pilot, "hello")
@@ -170,9 +154,7 @@ async def test_save_command(tmp_path):
 async def test_info_help_batch_unknown(tmp_path):
     from swamla_tui.ui.screens.help import HelpScreen
 
-    app = make_app(FakeLM(), tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
         await send(pilot, "/info")
         assert "layers" in notices(app)[-1] and "2 SWA + 1 MLA" in notices(app)[-1]
         await send(pilot, "/help temp")
@@ -191,9 +173,7 @@ async def test_info_help_batch_unknown(tmp_path):
 
 
 async def test_batch_command_opens_batch_screen_or_notice(tmp_path):
-    app = make_app(FakeLM(), tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
         try:
             from swamla_tui.ui.screens.batch import BatchScreen  # noqa: F401
         except ImportError:
@@ -213,9 +193,7 @@ async def test_batch_command_opens_batch_screen_or_notice(tmp_path):
 
 
 async def test_commands_suggested_while_typing(tmp_path):
-    app = make_app(FakeLM(), tmp_path, params=SamplingParams())
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(), tmp_path, params=SamplingParams()) as (app, pilot):
         box = app.prompt_input
         await pilot.press("slash", "t", "e")
         assert box.suggestion == "mp"

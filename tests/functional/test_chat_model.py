@@ -7,7 +7,15 @@ import json
 from swamla_tui.params import SamplingParams
 from tests.helpers import FIXTURE_CKPT
 
-from .pilot import SIZE, make_app, send, wait_for, wait_idle, wait_loaded
+from .pilot import (
+    SIZE,
+    loaded_app,
+    make_app,
+    send,
+    started,
+    wait_for,
+    wait_idle,
+)
 
 
 async def test_real_load_through_swamla_load(tmp_path, test_tokenizer_dir):
@@ -34,9 +42,7 @@ async def test_real_load_through_swamla_load(tmp_path, test_tokenizer_dir):
 
 async def test_real_reply_streams_with_live_params(tmp_path, fixture_lm):
     params = SamplingParams(temperature=0.0, seed=0, max_new_tokens=24)
-    app = make_app(fixture_lm, tmp_path, params=params)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(fixture_lm, tmp_path, params=params) as (app, pilot):
         await send(pilot, "Hello there, how are you today?")
         assert app.generating or app.conversation.turns
         await wait_for(pilot, lambda: not app.generating, timeout=60)
@@ -68,8 +74,7 @@ async def test_real_stop_and_slider_reach_stream(tmp_path, fixture_lm):
         streams.append(s)
         return s
 
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with started(app) as pilot:
         app.lm = _Proxy(fixture_lm, stream=spy)
         await send(pilot, "Once upon a time, in a land far away,")
         await wait_for(pilot, lambda: bool(streams), timeout=30)

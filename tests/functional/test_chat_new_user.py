@@ -19,10 +19,12 @@ from tests.fakes import FakeLM
 from .pilot import (
     SIZE,
     Recording,
+    loaded_app,
     make_app,
     notices,
     post_keys,
     send,
+    started,
     wait_for,
     wait_idle,
     wait_loaded,
@@ -33,9 +35,7 @@ from .pilot import (
 
 async def test_second_message_carries_the_first_exchange_at_default_settings(tmp_path):
     lm = FakeLM(max_length=256)  # the demo's window, max_new_tokens 256 by default
-    app = make_app(lm, tmp_path, params=SamplingParams())
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(lm, tmp_path, params=SamplingParams()) as (app, pilot):
         assert app.params.max_new_tokens == 256
         await send(pilot, "Hi")
         await wait_idle(pilot)
@@ -54,8 +54,7 @@ async def test_demo_model_in_the_app_remembers(tmp_path):
 
     lm = Recording(swamla_tui.load(DEMO_DIR))
     app = make_app(lm, tmp_path, params=SamplingParams(seed=0))  # default max_new_tokens
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with started(app) as pilot:
         assert app.params.max_new_tokens == 256 == lm.max_length
         await send(pilot, "What is a list?")
         await wait_idle(pilot, timeout=120)
@@ -72,9 +71,7 @@ async def test_demo_model_in_the_app_remembers(tmp_path):
 async def test_chatml_model_gets_chatml_turns(tmp_path):
     lm = FakeLM(pieces=[" Hi", "!", "<|im_end|>", "junk"])
     lm.chat_format = CHATML  # as `FormattedModel` carries it
-    app = make_app(lm, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(lm, tmp_path) as (app, pilot):
         await send(pilot, "Hello")
         await wait_idle(pilot)
         assert lm.prompts[0] == (
@@ -92,8 +89,7 @@ async def test_copy_selection_last_reply_and_focused_message(tmp_path):
     app = make_app(FakeLM(), tmp_path)
     copied: list[str] = []
     app.copy_to_clipboard = copied.append  # type: ignore[method-assign]
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with started(app) as pilot:
         await pilot.press("ctrl+c")  # nothing selected: a hint, nothing copied
         assert copied == []
         await send(pilot, "Hi there")
@@ -112,9 +108,7 @@ async def test_copy_selection_last_reply_and_focused_message(tmp_path):
 
 
 async def test_page_keys_scroll_the_chat_from_the_input(tmp_path):
-    app = make_app(FakeLM(), tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
         for i in range(40):
             app.add_notice(f"line {i}")
         await pilot.pause()
@@ -135,9 +129,7 @@ async def test_page_keys_scroll_the_chat_from_the_input(tmp_path):
 
 
 async def test_sliders_give_the_focus_back(tmp_path):
-    app = make_app(FakeLM(), tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
         box = app.prompt_input
         await pilot.press("f2")
         assert isinstance(app.focused, Slider)
@@ -154,9 +146,7 @@ async def test_sliders_give_the_focus_back(tmp_path):
 
 async def test_message_typed_during_a_reply_stays_in_the_input(tmp_path):
     lm = FakeLM(hold=True)
-    app = make_app(lm, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(lm, tmp_path) as (app, pilot):
         await send(pilot, "first")
         assert app.generating
         await send(pilot, "second")
@@ -173,18 +163,14 @@ async def test_message_typed_during_a_reply_stays_in_the_input(tmp_path):
 
 
 async def test_keys_in_one_burst_keep_their_order(tmp_path):
-    app = make_app(FakeLM(), tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
         post_keys(app, [*"line one", "ctrl+j", *"line two"])
         await wait_for(pilot, lambda: app.prompt_input.text.endswith("two"))
         assert app.prompt_input.text == "line one\nline two"
 
 
 async def test_slash_completion_lists_and_cycles(tmp_path):
-    app = make_app(FakeLM(), tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
         box = app.prompt_input
         await pilot.press("slash", "s")
         subtitle = str(box.border_subtitle)
@@ -223,17 +209,13 @@ def test_header_line_names_checkpoint_training_and_tokenizer(tmp_path):
 async def test_header_shows_the_checkpoint(tmp_path):
     lm = FakeLM()
     lm.card = lambda: {"source": "runs/a/tiny.pt", "step": "120", "tokenizer": "gpt2"}
-    app = make_app(lm, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(lm, tmp_path) as (app, pilot):
         assert app.sub_title == "tiny.pt · step 120 · tok gpt2"
 
 
 async def test_markdown_toggle_is_remembered(tmp_path):
     lm = FakeLM(pieces=["**bold**", " and", " `code`"])
-    app = make_app(lm, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(lm, tmp_path) as (app, pilot):
         await send(pilot, "hi")
         await wait_idle(pilot)
         reply = [m for m in app.chat.messages() if m.role == "assistant"][-1]
@@ -256,9 +238,7 @@ async def test_markdown_toggle_is_remembered(tmp_path):
 
 
 async def test_theme_flag_is_remembered(tmp_path):
-    app = make_app(FakeLM(), tmp_path, theme="light")
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(), tmp_path, theme="light") as (app, pilot):
         assert app.theme == "swamla-light"
     again = make_app(FakeLM(), tmp_path)
     async with again.run_test(size=SIZE) as pilot:
@@ -281,16 +261,12 @@ async def test_80_columns_keep_the_gauge_and_the_sliders_key(tmp_path):
 async def test_resume_says_one_turn(tmp_path):
     session = ChatSession(TranscriptStore(tmp_path / "data" / "transcripts"))
     session.finish_turn("hi", "hello", stopped=False)
-    app = make_app(FakeLM(), tmp_path, resume=True)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(), tmp_path, resume=True) as (app, pilot):
         assert any(n.startswith("Resumed 1 turn from ") for n in notices(app))
 
 
 async def test_light_theme_slider_track_is_visible(tmp_path):
-    app = make_app(FakeLM(), tmp_path, theme="light")
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(), tmp_path, theme="light") as (app, pilot):
         slider = app.sidebar.slider("top_p")
         track = slider.get_component_rich_style("slider--track").color
         background = slider.background_colors[1]

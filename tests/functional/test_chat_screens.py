@@ -12,7 +12,15 @@ from swamla_tui.ui.screens.help import HelpScreen
 from swamla_tui.ui.themes import THEMES_DIR, bundled_themes
 from tests.fakes import FakeLM
 
-from .pilot import SIZE, errors, make_app, send, wait_idle, wait_loaded
+from .pilot import (
+    SIZE,
+    errors,
+    loaded_app,
+    make_app,
+    send,
+    wait_idle,
+    wait_loaded,
+)
 
 
 def as_text(renderable) -> str:
@@ -24,9 +32,7 @@ def as_text(renderable) -> str:
 
 
 async def test_help_screen_keys_and_commands(tmp_path):
-    app = make_app(FakeLM(), tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
         await pilot.press("f1")
         assert isinstance(app.screen, HelpScreen)
         assert app.screen.query_one("#help-commands", Static)
@@ -45,9 +51,7 @@ async def test_help_screen_keys_and_commands(tmp_path):
 
 
 async def test_footer_bindings_have_descriptions(tmp_path):
-    app = make_app(FakeLM(), tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
         shown = [b for b in app.BINDINGS if getattr(b, "show", True)]
         assert shown and all(b.description for b in shown)
 
@@ -74,9 +78,7 @@ def test_tcss_uses_theme_variables_only():
 
 
 async def test_theme_from_argument_and_remembered(tmp_path):
-    app = make_app(FakeLM(), tmp_path, theme="light")
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(), tmp_path, theme="light") as (app, pilot):
         assert app.theme == "swamla-light"
         await pilot.press("ctrl+t")
         assert app.theme == "swamla-dark"
@@ -90,17 +92,13 @@ async def test_theme_from_argument_and_remembered(tmp_path):
 
 
 async def test_default_theme_and_unknown_theme(tmp_path):
-    app = make_app(FakeLM(), tmp_path, theme="no-such-theme")
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(), tmp_path, theme="no-such-theme") as (app, pilot):
         assert app.theme == "swamla-dark"
         assert errors(app)[0].startswith("Unknown theme 'no-such-theme'")
 
 
 async def test_palette_has_main_actions(tmp_path):
-    app = make_app(FakeLM(), tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
         titles = {c.title for c in app.get_system_commands(app.screen)}
         for title in (
             "Clear conversation",
@@ -124,9 +122,7 @@ async def test_palette_has_main_actions(tmp_path):
 
 
 async def test_palette_opens_and_runs_help(tmp_path):
-    app = make_app(FakeLM(), tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
         await pilot.press("ctrl+p")
         await pilot.pause()
         for ch in "Help":
@@ -138,9 +134,7 @@ async def test_palette_opens_and_runs_help(tmp_path):
 
 
 async def test_open_batch_hook(tmp_path):
-    app = make_app(FakeLM(), tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
         app.open_batch(None)
         await pilot.pause()
         try:
@@ -176,9 +170,7 @@ async def test_user_themes_from_the_config_folder(tmp_path, monkeypatch):
     (folder / "broken.toml").write_text('name = "x"\nprimary = \n', encoding="utf-8")
     (folder / "badcolour.toml").write_text('primary = "not a colour"\n', encoding="utf-8")
     monkeypatch.setenv("SWAMLA_TUI_CONFIG_DIR", str(tmp_path / "config"))
-    app = make_app(FakeLM(), tmp_path, theme="my-ocean")
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(), tmp_path, theme="my-ocean") as (app, pilot):
         assert "my-ocean" in app.available_themes
         assert app.theme == "my-ocean"
         warnings = [e for e in errors(app) if e.startswith("Skipped a user theme")]
@@ -233,9 +225,7 @@ def test_keys_help_is_built_from_bindings():
 async def test_sliders_use_the_one_range_table(tmp_path):
     from swamla_tui.params import PARAM_SPECS
 
-    app = make_app(FakeLM(max_length=300), tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(max_length=300), tmp_path) as (app, pilot):
         for name, spec in PARAM_SPECS.items():
             slider = app.sidebar.slider(name)
             hi = 300 if name == "max_new_tokens" else spec.hi

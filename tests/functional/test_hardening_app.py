@@ -30,9 +30,11 @@ from .pilot import (
     SIZE,
     batch_mode_app,
     errors,
+    loaded_app,
     make_app,
     notices,
     send,
+    started,
     wait_for,
     wait_idle,
     wait_loaded,
@@ -146,9 +148,7 @@ async def test_batch_path_with_markup_is_shown_literally(tmp_path, monkeypatch):
 
 async def test_rust_panic_in_workers_is_a_notice(tmp_path):
     lm = FakeLM(error_after=0, error=PanicException("regex panicked"))
-    app = make_app(lm, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(lm, tmp_path) as (app, pilot):
         await send(pilot, "hello")
         await wait_idle(pilot)
         assert any("PanicException: regex panicked" in e for e in errors(app))
@@ -165,8 +165,7 @@ async def test_rust_panic_in_workers_is_a_notice(tmp_path):
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(lambda loop, ctx: escaped.append(ctx))
     try:
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_loaded(pilot)
+        async with started(app) as pilot:
             await send(pilot, "hello")
             await wait_idle(pilot)
             assert lm.encode.calls >= 2  # the context count and the reply's plan both ran it
@@ -189,9 +188,7 @@ async def test_rust_panic_in_workers_is_a_notice(tmp_path):
 
 
 async def test_huge_seed_is_a_command_error(tmp_path):
-    app = make_app(FakeLM(), tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
         for line in ("/seed " + "9" * 5000, "/max " + "1" * 4301, "/top_k " + "7" * 9999):
             await send(pilot, line)
         found = errors(app)
@@ -203,8 +200,7 @@ async def test_save_keeps_an_existing_file_without_bang(tmp_path):
     app = make_app(FakeLM(), tmp_path)
     target = tmp_path / "mine.md"
     target.write_text("precious", encoding="utf-8")
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with started(app) as pilot:
         await send(pilot, "hello")
         await wait_idle(pilot)
         await send(pilot, f"/save {target}")
@@ -217,9 +213,7 @@ async def test_save_keeps_an_existing_file_without_bang(tmp_path):
 
 async def test_resume_skips_a_deep_line_with_a_notice(tmp_path):
     lm = FakeLM()
-    app = make_app(lm, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(lm, tmp_path) as (app, pilot):
         await send(pilot, "remember me")
         await wait_idle(pilot)
     [path] = transcript_files(tmp_path)
@@ -237,9 +231,7 @@ async def test_resume_skips_a_deep_line_with_a_notice(tmp_path):
 
 async def test_resume_of_a_busy_transcript_continues_in_a_new_file(tmp_path):
     lm = FakeLM()
-    app = make_app(lm, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(lm, tmp_path) as (app, pilot):
         await send(pilot, "first")
         await wait_idle(pilot)
     [path] = transcript_files(tmp_path)

@@ -7,7 +7,16 @@ import types
 
 from tests.fakes import FakeLM
 
-from .pilot import SIZE, errors, make_app, notices, send, wait_for, wait_loaded
+from .pilot import (
+    SIZE,
+    errors,
+    loaded_app,
+    make_app,
+    notices,
+    send,
+    wait_for,
+    wait_loaded,
+)
 
 TEXT = "You: Hello there, how are you today?\nAssistant: I am fine, thank you. " * 6
 
@@ -30,9 +39,7 @@ async def test_ppl_shows_the_table(fixture_lm, tmp_path):
     f = tmp_path / "held_out.txt"
     f.write_text(TEXT, encoding="utf-8")
     expected = perplexity(fixture_lm, TEXT)
-    app = make_app(fixture_lm, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(fixture_lm, tmp_path) as (app, pilot):
         await _run_ppl(pilot, app, str(f))
         shown = notices(app)[-1].splitlines()
         assert shown[0] == "Perplexity of held_out.txt"
@@ -45,9 +52,7 @@ async def test_ppl_shows_the_table(fixture_lm, tmp_path):
 async def test_ppl_bad_files_are_one_error_line(fixture_lm, tmp_path):
     binary = tmp_path / "blob.bin"
     binary.write_bytes(b"\x00\x01\xffbinary")
-    app = make_app(fixture_lm, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(fixture_lm, tmp_path) as (app, pilot):
         await _run_ppl(pilot, app, str(tmp_path / "missing.txt"))
         assert errors(app)[-1].startswith("/ppl missing.txt: ")
         assert "no such file" in errors(app)[-1]
@@ -61,9 +66,7 @@ async def test_ppl_bad_files_are_one_error_line(fixture_lm, tmp_path):
 async def test_ppl_on_a_model_without_logits_is_an_error_not_a_crash(tmp_path):
     f = tmp_path / "t.txt"
     f.write_text(TEXT, encoding="utf-8")
-    app = make_app(FakeLM(), tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
         await _run_ppl(pilot, app, str(f))
         assert errors(app)[-1].startswith("/ppl t.txt: ")
         await send(pilot, "hello")  # the chat goes on

@@ -9,7 +9,12 @@ from textual.app import App, ComposeResult
 from swamla_tui.ui.widgets.slider import Slider
 from tests.fakes import FakeLM
 
-from .pilot import SIZE, make_app, send, wait_for, wait_idle, wait_loaded
+from .pilot import (
+    loaded_app,
+    send,
+    wait_for,
+    wait_idle,
+)
 
 
 class SliderApp(App[None]):
@@ -102,9 +107,7 @@ def test_slider_integer_and_range():
 
 async def test_sidebar_keyboard_and_mouse_reach_running_stream(tmp_path):
     lm = FakeLM(hold=True, endless=True, copy_params=True)  # stream holds its own copy
-    app = make_app(lm, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(lm, tmp_path) as (app, pilot):
         await send(pilot, "hi")
         lm.release(1)
         await wait_for(pilot, lambda: len(lm.streams[0].seen) == 1)
@@ -149,9 +152,7 @@ async def test_sidebar_clamps_out_of_range_params(tmp_path):
     from swamla_tui.params import SamplingParams
 
     params = SamplingParams(max_new_tokens=5000, top_k=999)
-    app = make_app(FakeLM(max_length=300), tmp_path, params=params)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(max_length=300), tmp_path, params=params) as (app, pilot):
         assert params.top_k == 200
         assert params.max_new_tokens == 300
         assert app.sidebar.slider("max_new_tokens").maximum == 300

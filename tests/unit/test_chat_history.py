@@ -191,7 +191,10 @@ class RecordingBatch:
     def generate_batch(self, texts, params=None, *, batch_size=None, stop=(), cancel=None):
         self.calls.append((list(texts), tuple(stop)))
         for i, text in enumerate(texts):
-            yield Outcome(i, text, " answer", 1, 0.1, "stop")
+            if "BAD" in text:
+                yield Outcome(i, text, "", 0, 0.0, "error", error="token id 999 is beyond it")
+            else:
+                yield Outcome(i, text, " answer", 1, 0.1, "stop")
 
 
 def test_chatml_batch_prompts_are_one_turn_conversations():
@@ -209,6 +212,14 @@ def test_chatml_batch_prompts_are_one_turn_conversations():
     plain = FormattedModel(rec, PLAIN, "default", None)  # type: ignore[arg-type]
     list(plain.generate_batch(["raw"], cancel=threading.Event()))
     assert rec.calls[-1] == (["raw"], ())
+
+
+def test_chatml_batch_keeps_why_a_row_failed():
+    lm = FormattedModel(RecordingBatch(), CHATML, "flag", None)  # type: ignore[arg-type]
+    ok, bad = lm.generate_batch(["fine", "BAD one"])
+    assert (ok.finish_reason, ok.error) == ("stop", "")
+    assert (bad.prompt, bad.finish_reason) == ("BAD one", "error")
+    assert bad.error == "token id 999 is beyond it"
 
 
 def test_chatml_batch_on_the_real_model_stops_at_im_end(chatml_lm):
