@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -383,3 +385,29 @@ def make_chatml_tokenizer(folder: Path) -> Path:
     fast.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
     fast.save_pretrained(str(folder))
     return folder
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh interpreter from the repository root (clean `sys.modules`, a file
+    no longer open in this process...); its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+
+
+def assert_imports_leave_out(modules: list[str], heavy: tuple[str, ...], then: str = "") -> None:
+    """Import `modules` in a fresh interpreter, run `then`; none of `heavy` (nor a submodule
+    of one) may be loaded afterwards."""
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "import swamla_tui\n"
+        f"{then}\n"
+        f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r})\n"
+        "assert not bad, bad[:5]\n"
+        "print('ok')\n"
+    )
+    r = run_python(code)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip() == "ok"

@@ -21,7 +21,7 @@ from swamla_tui.checkpoint import read_checkpoint
 from swamla_tui.errors import CheckpointError, SwamlaError
 from swamla_tui.model.config import ModelConfig
 from swamla_tui.model.transformer import SWAMLA
-from tests.helpers import FIXTURE_CKPT, FIXTURE_EXPECTED, ROOT
+from tests.helpers import FIXTURE_CKPT, FIXTURE_EXPECTED, run_python
 
 TOL = 1e-4  # float32 parity with the original, as the fixture README states
 KINDS = ["swa", "swa", "mla", "swa", "swa", "mla"]
@@ -131,9 +131,7 @@ def test_fp8_optimizer_state_loads_without_torchao():
         "assert not any(m.startswith('torchao.') for m in sys.modules)\n"
         "print('ok', lm.n_params)\n"
     )
-    r = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300
-    )
+    r = run_python(code)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "ok 427968" in r.stdout
     # and in this process too
@@ -505,9 +503,7 @@ def test_checkpoint_overwritten_in_place_after_load(tmp_path):
         "assert d <= 1e-4, d\n"
         "print('ok')\n"
     )
-    r = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300
-    )
+    r = run_python(code)
     assert r.returncode == 0, f"rc {r.returncode}: {r.stderr[-2000:]}"
     assert r.stdout.strip() == "ok"
 
@@ -547,7 +543,6 @@ torch.save({"model": sd, "optimizer": {"state": {0: {"exp_avg": st}}}, "config":
 
 def test_other_torchao_optimizer_states_load_without_torchao(tmp_path):
     """An 8-bit AdamW state (torchao's OptimState8bit) gets the same inert stand-in."""
-    import subprocess
 
     from swamla_tui.ckpt.safety import OptimStateStandIn as _OptimStateStandIn
 

@@ -98,25 +98,25 @@ def test_directory(tmp_path: Path) -> None:
     assert error_of(tmp_path) == f"{tmp_path}: is a directory, not a prompts file"
 
 
-def test_is_a_directory_error_from_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Race: the path became a directory between the check and the open.
-    path = write(tmp_path, b"x")
-
-    def fake_open(*args: object, **kwargs: object) -> None:
-        raise IsADirectoryError(21, "Is a directory")
-
-    monkeypatch.setattr(builtins, "open", fake_open)
-    assert error_of(path) == f"{path}: is a directory, not a prompts file"
-
-
-def test_permission_denied_simulated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [
+        # race: the path became a directory between the check and the open
+        (IsADirectoryError(21, "Is a directory"), "is a directory, not a prompts file"),
+        (PermissionError(13, "Permission denied"), "permission denied, cannot read it"),
+    ],
+    ids=["directory-at-open", "permission-denied"],
+)
+def test_open_error_simulated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: OSError, says: str
+) -> None:
     path = write(tmp_path, b"secret\n")
 
     def fake_open(*args: object, **kwargs: object) -> None:
-        raise PermissionError(13, "Permission denied")
+        raise error
 
     monkeypatch.setattr(builtins, "open", fake_open)
-    assert error_of(path) == f"{path}: permission denied, cannot read it"
+    assert error_of(path) == f"{path}: {says}"
 
 
 def test_permission_denied_real(tmp_path: Path) -> None:
