@@ -83,6 +83,12 @@ async def send(pilot: Any, text: str) -> None:
     await pilot.pause()
 
 
+async def ask(pilot: Any, text: str) -> None:
+    """Send `text` and wait until the reply (or the command it started) has finished."""
+    await send(pilot, text)
+    await wait_idle(pilot)
+
+
 def notices(app: Any) -> list[str]:
     return [m.text for m in app.chat.messages() if m.role in ("notice", "error")]
 

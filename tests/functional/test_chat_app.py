@@ -13,9 +13,9 @@ from tests.fakes import FakeLM
 
 from .pilot import (
     SIZE,
+    ask,
     errors,
     loaded_app,
-    make_app,
     notices,
     send,
     started,
@@ -85,8 +85,7 @@ async def test_unexpected_load_error_is_one_line(tmp_path):
 async def test_message_gets_streamed_reply_and_transcript(tmp_path):
     lm = FakeLM()
     async with loaded_app(lm, tmp_path) as (app, pilot):
-        await send(pilot, "Hi there")
-        await wait_idle(pilot)
+        await ask(pilot, "Hi there")
         msgs = [(m.role, m.text) for m in app.chat.messages() if m.role in ("user", "assistant")]
         assert msgs == [("user", "Hi there"), ("assistant", "Hello, world!")]
         assert lm.prompts == ["You: Hi there\nAssistant:"]
@@ -101,8 +100,7 @@ async def test_message_gets_streamed_reply_and_transcript(tmp_path):
         assert records[1]["user"] == "Hi there"
         assert records[1]["assistant"] == "Hello, world!"
         # second turn: appended at once, prompt carries the history
-        await send(pilot, "Again")
-        await wait_idle(pilot)
+        await ask(pilot, "Again")
         assert [r["type"] for r in transcript_records(tmp_path)] == ["header", "turn", "turn"]
         assert lm.prompts[1] == ("You: Hi there\nAssistant: Hello, world!\nYou: Again\nAssistant:")
 
@@ -158,11 +156,9 @@ async def test_ctrl_c_stops_reply_and_does_not_quit(tmp_path):
 async def test_generation_error_is_a_notice_and_history_survives(tmp_path):
     lm = FakeLM()
     async with loaded_app(lm, tmp_path) as (app, pilot):
-        await send(pilot, "first")
-        await wait_idle(pilot)
+        await ask(pilot, "first")
         lm.error_after = 1
-        await send(pilot, "second")
-        await wait_idle(pilot)
+        await ask(pilot, "second")
         assert errors(app)[-1] == (
             "Generation failed: RuntimeError: CUDA out of memory"
             " — your message is back in the input"
@@ -171,8 +167,7 @@ async def test_generation_error_is_a_notice_and_history_survives(tmp_path):
         assert app.prompt_input.text == "second"  # given back to resend
         lm.error_after = None
         app.prompt_input.clear()
-        await send(pilot, "third")
-        await wait_idle(pilot)
+        await ask(pilot, "third")
         assert [t.user for t in app.conversation.turns] == ["first", "third"]
         assert "Traceback" not in " ".join(m.text for m in app.chat.messages())
 
@@ -193,8 +188,7 @@ async def test_refresh_is_rate_limited(tmp_path, monkeypatch):
     lm = FakeLM(["x"] * 1000, max_length=4096, delay=0.001)
     async with loaded_app(lm, tmp_path, params=SamplingParams(max_new_tokens=3000)) as (app, pilot):
         start = time.monotonic()
-        await send(pilot, "go")
-        await wait_idle(pilot)
+        await ask(pilot, "go")
         elapsed = time.monotonic() - start
         assert app.conversation.turns[-1].assistant == "x" * 1000
         # at most ~30 refreshes a second (+1 final set, +slack for timer jitter)
@@ -224,8 +218,7 @@ async def test_context_trim_notice(tmp_path):
     lm = FakeLM([" ok"], max_length=120)
     async with loaded_app(lm, tmp_path, params=SamplingParams(max_new_tokens=40)) as (app, pilot):
         for i in range(3):
-            await send(pilot, f"message number {i} " + "z" * 10)
-            await wait_idle(pilot)
+            await ask(pilot, f"message number {i} " + "z" * 10)
         assert any("oldest" in n for n in notices(app))
         assert len(lm.encode(lm.prompts[-1])) <= 120 - 40
         assert len(app.conversation.turns) == 3  # still shown and saved
@@ -240,8 +233,7 @@ async def test_history_and_newline_keys(tmp_path):
         await pilot.press("enter")
         await wait_idle(pilot)
         assert app.conversation.turns[-1].user == "a\nb"
-        await send(pilot, "second")
-        await wait_idle(pilot)
+        await ask(pilot, "second")
         box.focus()
         await pilot.press("up")
         assert box.text == "second"
@@ -256,16 +248,12 @@ async def test_history_and_newline_keys(tmp_path):
 async def test_resume_reopens_last_conversation(tmp_path):
     lm = FakeLM()
     async with loaded_app(lm, tmp_path) as (app, pilot):
-        await send(pilot, "remember me")
-        await wait_idle(pilot)
-    app2 = make_app(lm, tmp_path, resume=True)
-    async with app2.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+        await ask(pilot, "remember me")
+    async with loaded_app(lm, tmp_path, resume=True) as (app2, pilot):
         assert [t.user for t in app2.conversation.turns] == ["remember me"]
         roles = [m.role for m in app2.chat.messages()]
         assert roles.count("user") == 1 and roles.count("assistant") == 1
-        await send(pilot, "more")
-        await wait_idle(pilot)
+        await ask(pilot, "more")
         assert lm.prompts[-1].startswith("You: remember me\nAssistant: Hello, world!\n")
     files = list((tmp_path / "data" / "transcripts").glob("*.jsonl"))
     assert len(files) == 1

@@ -10,6 +10,7 @@ from swamla_tui.params import SamplingParams
 from tests.fakes import FakeLM
 
 from .pilot import (
+    ask,
     errors,
     loaded_app,
     notices,
@@ -89,8 +90,7 @@ async def test_system_command(tmp_path):
         assert notices(app)[-1] == "system prompt: off"
         await send(pilot, "/system You are terse.")
         assert app.conversation.system == "You are terse."
-        await send(pilot, "hi")
-        await wait_idle(pilot)
+        await ask(pilot, "hi")
         assert lm.prompts[-1] == "You are terse.\n\nYou: hi\nAssistant:"
         await send(pilot, "/system off")
         assert app.conversation.system is None
@@ -111,16 +111,13 @@ async def test_clear_undo_retry(tmp_path):
         assert notices(app)[-1] == "Nothing to undo."
         await send(pilot, "/retry")
         assert notices(app)[-1] == "Nothing to retry."
-        await send(pilot, "one")
-        await wait_idle(pilot)
-        await send(pilot, "two")
-        await wait_idle(pilot)
+        await ask(pilot, "one")
+        await ask(pilot, "two")
         await send(pilot, "/undo")
         assert [t.user for t in app.conversation.turns] == ["one"]
         assert [m.text for m in app.chat.messages() if m.role == "user"] == ["one"]
         lm.pieces = [" Again"]
-        await send(pilot, "/retry")
-        await wait_idle(pilot)
+        await ask(pilot, "/retry")
         assert [(t.user, t.assistant) for t in app.conversation.turns] == [("one", "Again")]
         assert [m.text for m in app.chat.messages() if m.role == "assistant"] == ["Again"]
         assert lm.prompts[-1] == "You: one\nAssistant:"
@@ -138,8 +135,7 @@ async def test_save_command(tmp_path):
     async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
         await send(pilot, "/save")
         assert notices(app)[-1] == "Nothing to save yet."
-        await send(pilot, "hello")
-        await wait_idle(pilot)
+        await ask(pilot, "hello")
         target = tmp_path / "chat.json"
         await send(pilot, f"/save {target}")
         assert notices(app)[-1] == f"Saved to {target}"
@@ -167,8 +163,7 @@ async def test_info_help_batch_unknown(tmp_path):
         assert errors(app)[-1] == "Unknown command /tmp — did you mean /temp?"
         await send(pilot, "/batch")
         assert "expects a file path" in errors(app)[-1]
-        await send(pilot, "//not a command")
-        await wait_idle(pilot)
+        await ask(pilot, "//not a command")
         assert app.conversation.turns[-1].user == "/not a command"
 
 

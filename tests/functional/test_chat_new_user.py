@@ -19,6 +19,7 @@ from tests.fakes import FakeLM
 from .pilot import (
     SIZE,
     Recording,
+    ask,
     loaded_app,
     make_app,
     notices,
@@ -37,10 +38,8 @@ async def test_second_message_carries_the_first_exchange_at_default_settings(tmp
     lm = FakeLM(max_length=256)  # the demo's window, max_new_tokens 256 by default
     async with loaded_app(lm, tmp_path, params=SamplingParams()) as (app, pilot):
         assert app.params.max_new_tokens == 256
-        await send(pilot, "Hi")
-        await wait_idle(pilot)
-        await send(pilot, "Again")
-        await wait_idle(pilot)
+        await ask(pilot, "Hi")
+        await ask(pilot, "Again")
         assert lm.prompts[1] == "You: Hi\nAssistant: Hello, world!\nYou: Again\nAssistant:"
         assert not [n for n in notices(app) if "outgrew" in n]
         history = app.conversation.history_text()  # what the next message carries
@@ -72,8 +71,7 @@ async def test_chatml_model_gets_chatml_turns(tmp_path):
     lm = FakeLM(pieces=[" Hi", "!", "<|im_end|>", "junk"])
     lm.chat_format = CHATML  # as `FormattedModel` carries it
     async with loaded_app(lm, tmp_path) as (app, pilot):
-        await send(pilot, "Hello")
-        await wait_idle(pilot)
+        await ask(pilot, "Hello")
         assert lm.prompts[0] == (
             "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
             "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"
@@ -92,8 +90,7 @@ async def test_copy_selection_last_reply_and_focused_message(tmp_path):
     async with started(app) as pilot:
         await pilot.press("ctrl+c")  # nothing selected: a hint, nothing copied
         assert copied == []
-        await send(pilot, "Hi there")
-        await wait_idle(pilot)
+        await ask(pilot, "Hi there")
         reply = [m for m in app.chat.messages() if m.role == "assistant"][-1]
         app.screen.selections = {reply: Selection(None, None)}  # a mouse drag over it
         await pilot.press("ctrl+c")
@@ -216,8 +213,7 @@ async def test_header_shows_the_checkpoint(tmp_path):
 async def test_markdown_toggle_is_remembered(tmp_path):
     lm = FakeLM(pieces=["**bold**", " and", " `code`"])
     async with loaded_app(lm, tmp_path) as (app, pilot):
-        await send(pilot, "hi")
-        await wait_idle(pilot)
+        await ask(pilot, "hi")
         reply = [m for m in app.chat.messages() if m.role == "assistant"][-1]
         assert "**bold**" in reply.render().plain  # raw text by default
         await send(pilot, "/markdown")
@@ -228,9 +224,7 @@ async def test_markdown_toggle_is_remembered(tmp_path):
         await send(pilot, "/markdown on")
     settings = json.loads((tmp_path / "data" / "settings.json").read_text(encoding="utf-8"))
     assert settings["markdown"] is True
-    again = make_app(FakeLM(), tmp_path)
-    async with again.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(), tmp_path) as (again, pilot):
         assert again.markdown and again.chat.markdown
 
 
@@ -240,9 +234,7 @@ async def test_markdown_toggle_is_remembered(tmp_path):
 async def test_theme_flag_is_remembered(tmp_path):
     async with loaded_app(FakeLM(), tmp_path, theme="light") as (app, pilot):
         assert app.theme == "swamla-light"
-    again = make_app(FakeLM(), tmp_path)
-    async with again.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(FakeLM(), tmp_path) as (again, pilot):
         assert again.theme == "swamla-light"
 
 

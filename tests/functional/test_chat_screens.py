@@ -14,11 +14,10 @@ from tests.fakes import FakeLM
 
 from .pilot import (
     SIZE,
+    ask,
     errors,
     loaded_app,
     make_app,
-    send,
-    wait_idle,
     wait_loaded,
 )
 
@@ -109,8 +108,7 @@ async def test_palette_has_main_actions(tmp_path):
             "Batch run",
         ):
             assert title in titles
-        await send(pilot, "hello")
-        await wait_idle(pilot)
+        await ask(pilot, "hello")
         cmd = {c.title: c for c in app.get_system_commands(app.screen)}
         cmd["Toggle theme"].callback()
         assert app.theme == "swamla-light"

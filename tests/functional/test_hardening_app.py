@@ -28,6 +28,7 @@ from tests.hostile_ui import (
 
 from .pilot import (
     SIZE,
+    ask,
     batch_mode_app,
     errors,
     loaded_app,
@@ -36,7 +37,6 @@ from .pilot import (
     send,
     started,
     wait_for,
-    wait_idle,
     wait_loaded,
 )
 
@@ -73,8 +73,7 @@ async def test_chat_shows_escapes_visibly_and_keeps_them_raw(tmp_path):
         assert raw_controls(app.export_screenshot()) == []  # status bar and load message
         go_on.set()
         await wait_loaded(pilot)
-        await send(pilot, f"user text {OSC52}")
-        await wait_idle(pilot)
+        await ask(pilot, f"user text {OSC52}")
         await send(pilot, f"/system {HOSTILE}")
         await send(pilot, "/system")
         await send(pilot, "/info")
@@ -149,12 +148,10 @@ async def test_batch_path_with_markup_is_shown_literally(tmp_path, monkeypatch):
 async def test_rust_panic_in_workers_is_a_notice(tmp_path):
     lm = FakeLM(error_after=0, error=PanicException("regex panicked"))
     async with loaded_app(lm, tmp_path) as (app, pilot):
-        await send(pilot, "hello")
-        await wait_idle(pilot)
+        await ask(pilot, "hello")
         assert any("PanicException: regex panicked" in e for e in errors(app))
         lm.error_after = None
-        await send(pilot, "again")
-        await wait_idle(pilot)
+        await ask(pilot, "again")
         assert app.conversation.turns[-1].user == "again"  # the app kept running
 
     # the tokenizer itself panics: context count (a worker) and the reply's planning
@@ -166,8 +163,7 @@ async def test_rust_panic_in_workers_is_a_notice(tmp_path):
     loop.set_exception_handler(lambda loop, ctx: escaped.append(ctx))
     try:
         async with started(app) as pilot:
-            await send(pilot, "hello")
-            await wait_idle(pilot)
+            await ask(pilot, "hello")
             assert lm.encode.calls >= 2  # the context count and the reply's plan both ran it
             assert any("PanicException: encode panicked" in e for e in errors(app))
             assert app.is_running and app.prompt_input.text == "hello"  # given back
@@ -201,8 +197,7 @@ async def test_save_keeps_an_existing_file_without_bang(tmp_path):
     target = tmp_path / "mine.md"
     target.write_text("precious", encoding="utf-8")
     async with started(app) as pilot:
-        await send(pilot, "hello")
-        await wait_idle(pilot)
+        await ask(pilot, "hello")
         await send(pilot, f"/save {target}")
         assert "/save!" in errors(app)[-1]
         assert target.read_text(encoding="utf-8") == "precious"
@@ -214,36 +209,28 @@ async def test_save_keeps_an_existing_file_without_bang(tmp_path):
 async def test_resume_skips_a_deep_line_with_a_notice(tmp_path):
     lm = FakeLM()
     async with loaded_app(lm, tmp_path) as (app, pilot):
-        await send(pilot, "remember me")
-        await wait_idle(pilot)
+        await ask(pilot, "remember me")
     [path] = transcript_files(tmp_path)
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(deep_json_line() + "\n")
-    app2 = make_app(lm, tmp_path, resume=True)
-    async with app2.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with loaded_app(lm, tmp_path, resume=True) as (app2, pilot):
         assert [t.user for t in app2.conversation.turns] == ["remember me"]
         assert any("Skipped 1 unreadable line" in e for e in errors(app2))
-        await send(pilot, "more")
-        await wait_idle(pilot)
+        await ask(pilot, "more")
     assert [t.user for t in TranscriptStore.load(path).turns] == ["remember me", "more"]
 
 
 async def test_resume_of_a_busy_transcript_continues_in_a_new_file(tmp_path):
     lm = FakeLM()
     async with loaded_app(lm, tmp_path) as (app, pilot):
-        await send(pilot, "first")
-        await wait_idle(pilot)
+        await ask(pilot, "first")
     [path] = transcript_files(tmp_path)
     other = TranscriptStore(path.parent).reopen(path)  # another instance holds it
     try:
-        app2 = make_app(lm, tmp_path, resume=True)
-        async with app2.run_test(size=SIZE) as pilot:
-            await wait_loaded(pilot)
+        async with loaded_app(lm, tmp_path, resume=True) as (app2, pilot):
             assert any("open in another swamla-tui" in n for n in notices(app2))
             await send(pilot, "/undo")
-            await send(pilot, "second")
-            await wait_idle(pilot)
+            await ask(pilot, "second")
     finally:
         other.close()
     assert [t.user for t in TranscriptStore.load(path).turns] == ["first"]

@@ -11,7 +11,7 @@ from swamla_tui.errors import CheckpointError
 from swamla_tui.params import SamplingParams
 from tests.fakes import FakeLM
 
-from .pilot import SIZE, make_app, send, wait_for, wait_idle, wait_loaded
+from .pilot import SIZE, ask, make_app, send, wait_for, wait_idle, wait_loaded
 
 
 def _steady(app) -> None:
@@ -99,8 +99,7 @@ def test_generation_error_snapshot(snap_compare, tmp_path):
     async def run_before(pilot) -> None:
         await wait_loaded(pilot)
         app.prompt_input.cursor_blink = False
-        await send(pilot, "Hi")
-        await wait_idle(pilot)
+        await ask(pilot, "Hi")
         _steady(app)
         await pilot.pause()
 

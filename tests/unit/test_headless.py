@@ -35,8 +35,10 @@ def prompts_file(tmp_path):
     return path
 
 
-def run_cli(test_tokenizer_dir, *args: object) -> int:
-    argv = [
+def batch_argv(test_tokenizer_dir, *args: object) -> list[str]:
+    """The CLI's arguments for a greedy 8-token batch run on the fixture; `args` follow
+    (a repeated flag wins: ``"--max_new_tokens", 2``)."""
+    return [
         "--checkpoint",
         str(FIXTURE_CKPT),
         "--tokenizer",
@@ -51,7 +53,10 @@ def run_cli(test_tokenizer_dir, *args: object) -> int:
         "0",
         *map(str, args),
     ]
-    return main(argv)
+
+
+def run_cli(test_tokenizer_dir, *args: object) -> int:
+    return main(batch_argv(test_tokenizer_dir, *args))
 
 
 def read_jsonl(path) -> list[dict]:
@@ -255,22 +260,8 @@ def test_subprocess_headless_jsonl(test_tokenizer_dir, prompts_file, tmp_path):
             sys.executable,
             "-m",
             "swamla_tui",
-            "--checkpoint",
-            str(FIXTURE_CKPT),
-            "--tokenizer",
-            str(test_tokenizer_dir),
-            "--mode",
-            "batch",
-            "--prompts_file",
-            str(prompts_file),
-            "--output",
-            str(out),
-            "--max_new_tokens",
-            "4",
-            "--temperature",
-            "0",
-            "--device",
-            "cpu",
+            *batch_argv(test_tokenizer_dir, "--prompts_file", prompts_file, "--output", out),
+            *("--max_new_tokens", "4"),
         ],
         capture_output=True,
         text=True,
