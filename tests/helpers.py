@@ -7,6 +7,7 @@ import subprocess
 import sys
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -385,6 +386,40 @@ def make_chatml_tokenizer(folder: Path) -> Path:
     fast.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
     fast.save_pretrained(str(folder))
     return folder
+
+
+@lru_cache(maxsize=1)
+def fixture_checkpoint() -> dict[str, Any]:
+    """The reference fixture as `read_checkpoint` returns it (read once per process)."""
+    from swamla_tui.checkpoint import read_checkpoint
+
+    return read_checkpoint(FIXTURE_CKPT)
+
+
+def fixture_state_dict() -> dict[str, Any]:
+    """The fixture's weights without the `_orig_mod.` prefix (a fresh dict each call)."""
+    return {k.removeprefix("_orig_mod."): v for k, v in fixture_checkpoint()["model"].items()}
+
+
+def fixture_args() -> dict[str, Any]:
+    """The fixture's training argument dict (a fresh copy each call)."""
+    return dict(fixture_checkpoint()["config"])
+
+
+@lru_cache(maxsize=1)
+def fixture_expected() -> dict[str, Any]:
+    """The fixture's reference input ids and float32 logits."""
+    import torch
+
+    return dict(torch.load(FIXTURE_EXPECTED, map_location="cpu", weights_only=True))
+
+
+def fixture_max_diff(lm: Any) -> float:
+    """Max |logits - reference| of a model loaded from the fixture (float32 comparison)."""
+    exp = fixture_expected()
+    got = lm.logits(exp["input_ids"])
+    assert got.shape == exp["logits"].shape
+    return float((got.float() - exp["logits"]).abs().max())
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:

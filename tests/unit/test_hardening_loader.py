@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import sys
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +15,15 @@ import pytest
 import torch
 
 import swamla_tui
-from swamla_tui.checkpoint import read_checkpoint
 from swamla_tui.ckpt import tensors as ckpt_tensors
 from swamla_tui.errors import CheckpointError, SwamlaError, TokenizerError, UnsafeCheckpointError
-from tests.helpers import FIXTURE_CKPT, FIXTURE_EXPECTED
+from tests.helpers import (
+    FIXTURE_CKPT,
+    fixture_args,
+    fixture_checkpoint,
+    fixture_max_diff,
+    fixture_state_dict,
+)
 from tests.hostile import (
     bomb_zip,
     data_pkl,
@@ -35,24 +39,6 @@ from tests.hostile import (
 )
 
 
-@lru_cache(maxsize=1)
-def _fixture() -> dict[str, Any]:
-    return read_checkpoint(FIXTURE_CKPT)
-
-
-def _sd() -> dict[str, torch.Tensor]:
-    return {k.removeprefix("_orig_mod."): v for k, v in _fixture()["model"].items()}
-
-
-def _args() -> dict[str, Any]:
-    return dict(_fixture()["config"])
-
-
-def _max_diff(lm: Any) -> float:
-    exp = torch.load(FIXTURE_EXPECTED, weights_only=True)
-    return float((lm.logits(exp["input_ids"]) - exp["logits"]).abs().max())
-
-
 def _load_err(path: Path, cls: type[SwamlaError] = CheckpointError, **kw: Any) -> str:
     kw.setdefault("tokenizer", False)
     with pytest.raises(cls) as ei:
@@ -65,9 +51,9 @@ def _load_err(path: Path, cls: type[SwamlaError] = CheckpointError, **kw: Any) -
 # ------------------------------------------------------------------ 1. strides and storages
 def test_zero_stride_embedding_in_a_small_file_is_refused(tmp_path):
     """(4e6, 64) zero-stride embedding in a ~2 MB file: refused before any copy."""
-    sd = _sd()
+    sd = fixture_state_dict()
     sd["transformer.wte.weight"] = torch.randn(64).expand(4_000_000, 64)
-    p = torch_zip(tmp_path / "zero_stride.pt", {"model": sd, "config": _args()})
+    p = torch_zip(tmp_path / "zero_stride.pt", {"model": sd, "config": fixture_args()})
     assert p.stat().st_size < 3 * 2**20
     out = run_limited(f"import swamla_tui\nswamla_tui.load({str(p)!r}, tokenizer=False)")
     msg = out.assert_clean_error()
@@ -75,10 +61,10 @@ def test_zero_stride_embedding_in_a_small_file_is_refused(tmp_path):
 
 
 def test_overlapping_weight_of_the_right_shape_is_refused(tmp_path):
-    sd = _sd()
+    sd = fixture_state_dict()
     w = sd["transformer.h.0.mlp.down_proj.weight"]
     sd["transformer.h.0.mlp.down_proj.weight"] = torch.randn(w.shape[1]).expand(*w.shape)
-    p = torch_zip(tmp_path / "overlap.pt", {"model": sd, "config": _args()})
+    p = torch_zip(tmp_path / "overlap.pt", {"model": sd, "config": fixture_args()})
     msg = _load_err(p)
     assert "transformer.h.0.mlp.down_proj.weight" in msg and "dense" in msg
 
@@ -119,7 +105,9 @@ def test_page_release_stays_inside_the_storage(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ 2. compressed records
 def test_compressed_tensor_records_load_correctly(tmp_path):
     """A zip whose tensor records are deflated is read without mmap: the reference logits."""
-    base = torch_zip(tmp_path / "base.pt", {"model": _sd(), "config": _args()})
+    base = torch_zip(
+        tmp_path / "base.pt", {"model": fixture_state_dict(), "config": fixture_args()}
+    )
     p = tmp_path / "deflated.pt"
     write_zip(p, zip_members(base), deflate_data=True)
     import zipfile
@@ -127,7 +115,7 @@ def test_compressed_tensor_records_load_correctly(tmp_path):
     with zipfile.ZipFile(p) as zf:
         assert any(i.compress_type == zipfile.ZIP_DEFLATED for i in zf.infolist())
     lm = swamla_tui.load(p, tokenizer=False)
-    assert _max_diff(lm) <= 1e-4
+    assert fixture_max_diff(lm) <= 1e-4
 
 
 # ------------------------------------------------------------------ 3. deep nesting
@@ -148,8 +136,11 @@ def test_ordinary_nesting_still_loads(tmp_path):
     nested: Any = {"lr": 0.1}
     for _ in range(40):
         nested = {"inner": [nested]}
-    p = torch_zip(tmp_path / "nested.pt", {"model": _sd(), "config": _args(), "extra": nested})
-    assert _max_diff(swamla_tui.load(p, tokenizer=False)) <= 1e-4
+    p = torch_zip(
+        tmp_path / "nested.pt",
+        {"model": fixture_state_dict(), "config": fixture_args(), "extra": nested},
+    )
+    assert fixture_max_diff(swamla_tui.load(p, tokenizer=False)) <= 1e-4
 
 
 # ------------------------------------------------------------------ 4. tokenizer remote code
@@ -255,9 +246,9 @@ def test_zip_bombed_pickle_is_refused_under_the_memory_limit(tmp_path):
 
 
 def test_huge_zero_stride_mask_in_a_small_file(tmp_path):
-    sd = _sd()
+    sd = fixture_state_dict()
     sd["transformer.h.0.attn.mask"] = torch.zeros(1, 1).expand(10**7, 10**7)
-    p = torch_zip(tmp_path / "mask.pt", {"model": sd, "config": _args()})
+    p = torch_zip(tmp_path / "mask.pt", {"model": sd, "config": fixture_args()})
     out = run_limited(f"import swamla_tui\nswamla_tui.load({str(p)!r}, tokenizer=False)")
     msg = out.assert_clean_error()
     # the mask's shape declares block_size: refused as such before any allocation
@@ -287,7 +278,12 @@ def test_legacy_storage_declared_larger_than_the_file(tmp_path):
 
 # ------------------------------------------------------------------ 13. benign files
 def test_numpy_scalar_metadata_loads(tmp_path):
-    obj = {"model": _sd(), "config": _args(), "val_loss": np.float64(2.25), "step": np.int64(7)}
+    obj = {
+        "model": fixture_state_dict(),
+        "config": fixture_args(),
+        "val_loss": np.float64(2.25),
+        "step": np.int64(7),
+    }
     p = torch_zip(tmp_path / "np.pt", obj)
     lm = swamla_tui.load(p, tokenizer=False)
     assert lm.meta["val_loss"] == 2.25 and type(lm.meta["val_loss"]) is float
@@ -296,7 +292,7 @@ def test_numpy_scalar_metadata_loads(tmp_path):
 
 
 def test_object_dtype_numpy_scalar_is_refused(tmp_path):
-    p = torch_zip(tmp_path / "np.pt", {"model": _sd(), "val_loss": np.float64(2.25)})
+    p = torch_zip(tmp_path / "np.pt", {"model": fixture_state_dict(), "val_loss": np.float64(2.25)})
     pk = data_pkl(p)
     assert b"X\x02\x00\x00\x00f8" in pk
     bad = tmp_path / "np_object.pt"
@@ -308,10 +304,15 @@ def test_object_dtype_numpy_scalar_is_refused(tmp_path):
 @pytest.mark.parametrize("zipped", [True, False])
 def test_pickle_protocol_4_loads(tmp_path, zipped):
     p = tmp_path / "p4.pt"
-    obj = {"model": _sd(), "config": _args(), "step": 3, "val_loss": np.float64(1.5)}
+    obj = {
+        "model": fixture_state_dict(),
+        "config": fixture_args(),
+        "step": 3,
+        "val_loss": np.float64(1.5),
+    }
     torch.save(obj, p, pickle_protocol=4, _use_new_zipfile_serialization=zipped)
     lm = swamla_tui.load(p, tokenizer=False)
-    assert _max_diff(lm) <= 1e-4
+    assert fixture_max_diff(lm) <= 1e-4
     assert lm.meta["step"] == 3 and lm.meta["val_loss"] == 1.5
 
 
@@ -325,7 +326,7 @@ def test_pickle_protocol_4_with_a_payload_is_still_refused(tmp_path):
             return (os.system, (f"touch {marker}",))
 
     p = tmp_path / "p4_evil.pt"
-    torch.save({"model": _sd(), "x": _Pwn()}, p, pickle_protocol=4)
+    torch.save({"model": fixture_state_dict(), "x": _Pwn()}, p, pickle_protocol=4)
     assert pickle.FRAME in data_pkl(p)
     msg = _load_err(p, UnsafeCheckpointError)
     assert "system" in msg and not marker.exists()
@@ -334,11 +335,11 @@ def test_pickle_protocol_4_with_a_payload_is_still_refused(tmp_path):
 # ------------------------------------------------------------------ 14. NaN / Inf weights
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_nonfinite_weights_warn_naming_the_first_tensor(tmp_path, bad):
-    sd = _sd()
+    sd = fixture_state_dict()
     w = sd["transformer.h.2.attn.wkv_b.weight"].clone()
     w[3, 5] = bad
     sd["transformer.h.2.attn.wkv_b.weight"] = w
-    p = torch_zip(tmp_path / "nan.pt", {"model": sd, "config": _args()})
+    p = torch_zip(tmp_path / "nan.pt", {"model": sd, "config": fixture_args()})
     lm = swamla_tui.load(p, tokenizer=False)
     notes = [n for n in lm.notices if "NaN" in n]
     assert len(notes) == 1 and "transformer.h.2.attn.wkv_b.weight" in notes[0]
@@ -348,10 +349,10 @@ def test_nonfinite_weights_warn_naming_the_first_tensor(tmp_path, bad):
 
 # ------------------------------------------------------------------ 15. user's terms
 def test_integer_weight_is_explained(tmp_path):
-    sd = _sd()
+    sd = fixture_state_dict()
     k = "transformer.h.0.mlp.down_proj.weight"
     sd[k] = sd[k].long()
-    p = torch_zip(tmp_path / "int.pt", {"model": sd, "config": _args()})
+    p = torch_zip(tmp_path / "int.pt", {"model": sd, "config": fixture_args()})
     msg = _load_err(p)
     assert k in msg and "int64" in msg and "floating point" in msg
     assert "Error(s) in loading state_dict" not in msg
@@ -367,7 +368,7 @@ def test_tensor_built_from_a_string_is_refused(tmp_path):
 
 
 def test_optimizer_state_as_a_weight_is_explained():
-    state = next(iter(_fixture()["optimizer"]["state"].values()))
+    state = next(iter(fixture_checkpoint()["optimizer"]["state"].values()))
     fp8 = next(v for v in state.values() if type(v).__name__ == "OptimStateFp8")
     with pytest.raises(CheckpointError) as ei:
         ckpt_tensors.check_state_dict({"transformer.wte.weight": fp8}, "ckpt.pt")

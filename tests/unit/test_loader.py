@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -21,47 +20,30 @@ from swamla_tui.checkpoint import read_checkpoint
 from swamla_tui.errors import CheckpointError, SwamlaError
 from swamla_tui.model.config import ModelConfig
 from swamla_tui.model.transformer import SWAMLA
-from tests.helpers import FIXTURE_CKPT, FIXTURE_EXPECTED, run_python
+from tests.helpers import (
+    FIXTURE_CKPT,
+    FIXTURE_EXPECTED,
+    fixture_args,
+    fixture_checkpoint,
+    fixture_expected,
+    fixture_max_diff,
+    fixture_state_dict,
+    run_python,
+)
 
 TOL = 1e-4  # float32 parity with the original, as the fixture README states
 KINDS = ["swa", "swa", "mla", "swa", "swa", "mla"]
 
 
-@lru_cache(maxsize=1)
-def _expected() -> dict[str, Any]:
-    return torch.load(FIXTURE_EXPECTED, map_location="cpu", weights_only=True)
-
-
-@lru_cache(maxsize=1)
-def _fixture() -> dict[str, Any]:
-    return read_checkpoint(FIXTURE_CKPT)
-
-
-def _clean_sd() -> dict[str, torch.Tensor]:
-    """The fixture's state dict without the `_orig_mod.` prefix (a fresh dict each call)."""
-    return {k.removeprefix("_orig_mod."): v for k, v in _fixture()["model"].items()}
-
-
-def _args() -> dict[str, Any]:
-    return dict(_fixture()["config"])
-
-
-def _max_diff(lm: Any) -> float:
-    exp = _expected()
-    got = lm.logits(exp["input_ids"])
-    assert got.shape == exp["logits"].shape
-    return float((got.float() - exp["logits"]).abs().max())
-
-
 def _assert_reference(lm: Any, tol: float = TOL) -> None:
-    d = _max_diff(lm)
+    d = fixture_max_diff(lm)
     assert d <= tol, f"max abs diff {d} > {tol}"
 
 
 def _hub_bin(sd: dict[str, torch.Tensor], total_tokens: int = 500_000, **extra: Any) -> dict:
     return {
         "model_state_dict": sd,
-        "config": _args(),
+        "config": fixture_args(),
         "total_tokens": total_tokens,
         "val_loss": 2.3456,
         **extra,
@@ -76,7 +58,7 @@ def _hub_folder(folder: Path, sd: dict[str, torch.Tensor], total_tokens: int, to
         "model_type": "swa_mla",
         "total_tokens": total_tokens,
         "val_loss": 2.3456,
-        "training_config": _args(),
+        "training_config": fixture_args(),
     }
     (folder / "config.json").write_text(json.dumps(cfg))
     (folder / "README.md").write_text("# test checkpoint\n")
@@ -89,7 +71,7 @@ def _hub_folder(folder: Path, sd: dict[str, torch.Tensor], total_tokens: int, to
 # ------------------------------------------------------------------------------ parity
 def test_parity_with_original_logits_at_every_position():
     lm = swamla_tui.load(FIXTURE_CKPT, tokenizer=False)
-    exp = _expected()
+    exp = fixture_expected()
     assert exp["input_ids"].shape == (2, 96)
     got = lm.logits(exp["input_ids"])
     diff = (got - exp["logits"]).abs()
@@ -110,10 +92,10 @@ def test_config_inferred_from_fixture():
     assert (c.kv_lora_rank, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim) == (32, 16, 8, 16)
     assert (c.swa_window, c.swa_sink_size, c.q_lora_rank) == (16, 4, 0)
     assert c.norm == "rms" and c.bias is False and c.mlp_hidden == 256
-    assert lm.n_params == 427968 == _expected()["params"]
+    assert lm.n_params == 427968 == fixture_expected()["params"]
     assert lm.summary().startswith("427,968 params · 4 SWA + 2 MLA · float32 · cpu")
     assert lm.meta.get("format") == "training checkpoint"
-    assert lm.meta.get("step") == _fixture()["step"]
+    assert lm.meta.get("step") == fixture_checkpoint()["step"]
     assert lm.max_length == 128  # default 2048 clamps to block_size
     card = lm.card()
     assert card["parameters"] == "427,968"
@@ -151,7 +133,7 @@ def test_fp8_optimizer_state_loads_without_torchao():
 # ------------------------------------------------------------------------------ containers
 def test_hub_style_pytorch_model_bin(tmp_path):
     p = tmp_path / "pytorch_model.bin"
-    torch.save(_hub_bin(_clean_sd(), 2_000_000, step=1234), p)
+    torch.save(_hub_bin(fixture_state_dict(), 2_000_000, step=1234), p)
     lm = swamla_tui.load(p, tokenizer=False)
     _assert_reference(lm)
     assert lm.meta["format"] == "hub checkpoint"
@@ -163,7 +145,7 @@ def test_hub_style_pytorch_model_bin(tmp_path):
 
 def test_bare_state_dict(tmp_path):
     p = tmp_path / "bare.pt"
-    torch.save(_clean_sd(), p)
+    torch.save(fixture_state_dict(), p)
     lm = swamla_tui.load(p, tokenizer=False)
     _assert_reference(lm)
     assert lm.meta["format"] == "state dict"
@@ -175,16 +157,16 @@ def test_bare_state_dict(tmp_path):
 
 @pytest.mark.parametrize("prefix", ["", "module.", "_orig_mod.", "module._orig_mod."])
 def test_key_prefixes(tmp_path, prefix):
-    sd = {prefix + k: v for k, v in _clean_sd().items()}
+    sd = {prefix + k: v for k, v in fixture_state_dict().items()}
     p = tmp_path / "ckpt.pt"
-    torch.save({"model": sd, "config": _args(), "step": 7}, p)
+    torch.save({"model": sd, "config": fixture_args(), "step": 7}, p)
     lm = swamla_tui.load(p, tokenizer=False)
     _assert_reference(lm)
     assert lm.config.layer_kinds == KINDS
 
 
 def _stored(kind: str) -> dict[str, torch.Tensor]:
-    sd = _clean_sd()
+    sd = fixture_state_dict()
     out = {}
     for i, (k, v) in enumerate(sd.items()):
         if kind == "mixed":
@@ -206,7 +188,7 @@ _LOAD_TOL = {torch.float32: 0.0, torch.bfloat16: 3e-1, torch.float16: 5e-2}
 @pytest.mark.parametrize("load_dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_stored_half_precision(tmp_path, stored, load_dtype):
     p = tmp_path / "half.pt"
-    torch.save({"model": _stored(stored), "config": _args()}, p)
+    torch.save({"model": _stored(stored), "config": fixture_args()}, p)
     lm = swamla_tui.load(p, tokenizer=False, dtype=load_dtype)
     assert lm.dtype == load_dtype
     assert all(t.dtype == load_dtype for t in lm.model.parameters())
@@ -216,18 +198,18 @@ def test_stored_half_precision(tmp_path, stored, load_dtype):
         assert any("mixed stored dtypes" in n for n in lm.notices)
     else:
         assert lm.stored_dtype == stored
-    got = lm.logits(_expected()["input_ids"])
+    got = lm.logits(fixture_expected()["input_ids"])
     assert got.dtype == torch.float32 and torch.isfinite(got).all()
     tol = _STORED_TOL[stored] + _LOAD_TOL[load_dtype]
-    d = float((got - _expected()["logits"]).abs().max())
+    d = float((got - fixture_expected()["logits"]).abs().max())
     assert d <= tol, f"stored {stored}, loaded {load_dtype}: max abs diff {d} > {tol}"
     # the argmax mostly agrees with the reference
-    agree = (got.argmax(-1) == _expected()["logits"].argmax(-1)).float().mean()
+    agree = (got.argmax(-1) == fixture_expected()["logits"].argmax(-1)).float().mean()
     assert agree >= 0.9
 
 
 def test_local_folder_flat_hub_layout(tmp_path, test_tokenizer_dir):
-    folder = _hub_folder(tmp_path / "flat", _clean_sd(), 500_000, test_tokenizer_dir)
+    folder = _hub_folder(tmp_path / "flat", fixture_state_dict(), 500_000, test_tokenizer_dir)
     lm = swamla_tui.load(folder)
     _assert_reference(lm)
     assert lm.tokenizer is not None
@@ -244,7 +226,7 @@ def _multi_folder(root: Path, tok: Path | None) -> dict[str, torch.Tensor]:
         ("checkpoint_tokens_2M_loss_1.2345", 2_000_000),
         ("checkpoint_tokens_1.5M_loss_1.5000", 1_500_000),
     ):
-        _hub_folder(root / name, _clean_sd(), tokens, tok)
+        _hub_folder(root / name, fixture_state_dict(), tokens, tok)
         sds[name] = tokens
     (root / "README.md").write_text("repo readme\n")
     (root / "notes").mkdir()
@@ -276,7 +258,7 @@ def test_folder_hf_checkpoint_picks_named(tmp_path):
 def test_legacy_non_zip_torch_save(tmp_path):
     p = tmp_path / "legacy.pt"
     torch.save(
-        {"model": _fixture()["model"], "config": _args(), "step": 200},
+        {"model": fixture_checkpoint()["model"], "config": fixture_args(), "step": 200},
         p,
         _use_new_zipfile_serialization=False,
     )
@@ -399,8 +381,8 @@ def _hub_cache(root: Path, tok: Path) -> Path:
     (repo / "refs" / "main").write_text(_HASH)
     (repo / "blobs").mkdir()
     snap = repo / "snapshots" / _HASH
-    _hub_folder(snap / "checkpoint_tokens_500k_loss_2.3456", _clean_sd(), 500_000, tok)
-    _hub_folder(snap / "checkpoint_tokens_1.5M_loss_1.9876", _clean_sd(), 1_500_000, tok)
+    _hub_folder(snap / "checkpoint_tokens_500k_loss_2.3456", fixture_state_dict(), 500_000, tok)
+    _hub_folder(snap / "checkpoint_tokens_1.5M_loss_1.9876", fixture_state_dict(), 1_500_000, tok)
     (snap / "README.md").write_text("model card\n")
     return snap
 
@@ -562,7 +544,7 @@ def test_other_torchao_optimizer_states_load_without_torchao(tmp_path):
 
 
 def test_state_dict_without_lm_head_key_loads_tied(tmp_path):
-    expected = _expected()
+    expected = fixture_expected()
     sd = {k: v for k, v in read_checkpoint(FIXTURE_CKPT)["model"].items() if "lm_head" not in k}
     path = tmp_path / "nohead.pt"
     torch.save({"model": sd, "config": {"swa_window": 16, "swa_sink_size": 4}}, path)
