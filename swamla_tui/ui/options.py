@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..params import SamplingParams
+from ..protocols import Loader
 
 Mode = Literal["chat", "batch"]
 
@@ -22,7 +23,8 @@ class AppOptions:
     `params` is the live object the sliders, slash commands and the running reply share.
     `mode` "batch" opens the batch view on `prompts_file` (None: the default prompts)
     with `batch_size` (None: the model's default) once the model is loaded. `data_dir`
-    None means `swamla_tui.paths.data_dir()`.
+    None means `swamla_tui.paths.data_dir()`. `compare` (``--compare B``): the loader of
+    a second model, loaded in a worker after the first (A/B in the batch view, ``/compare``).
     """
 
     params: SamplingParams = field(default_factory=SamplingParams)
@@ -34,3 +36,4 @@ class AppOptions:
     batch_size: int | None = None
     notice: str | None = None
     data_dir: Path | None = None
+    compare: Loader | None = None

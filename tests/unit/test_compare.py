@@ -172,7 +172,18 @@ def test_cli_compare_with_a_different_vocab_is_one_line(test_tokenizer_dir, tmp_
     assert not out.exists()
 
 
-def test_cli_compare_in_the_batch_view_is_refused(capsys, monkeypatch):
+@pytest.mark.parametrize("mode", ["chat", "batch"])
+def test_cli_compare_on_a_screen_hands_the_app_a_second_loader(mode, monkeypatch):
+    import swamla_tui.ui.app as app_module
+
+    seen = {}
+
+    def fake_run_app(loader, options):
+        seen["options"] = options
+        return 0
+
     monkeypatch.setattr("sys.stdout.isatty", lambda: True)
-    assert main(["--mode", "batch", "--compare", "b.pt"]) == 2
-    assert "needs --output FILE" in capsys.readouterr().err
+    monkeypatch.setattr(app_module, "run_app", fake_run_app)
+    assert main(["--mode", mode, "--compare", str(FIXTURE_CKPT)]) == 0
+    options = seen["options"]
+    assert options.mode == mode and callable(options.compare)
