@@ -32,6 +32,7 @@ from .cli_eval import (
     run_headless_batch,
     run_info,
     run_perplexity_cmd,
+    second_loader,
 )
 from .distributed import rank_device, torchrun_world
 from .errors import one_line
@@ -358,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .ui.app import run_app
 
         options = app_options(args, notice)
-        options.compare = make_loader(args, args.compare) if args.compare else None
+        options.compare, options.load_second = args.compare, second_loader(args, make_loader)
         return run_app(loader, options)
     except KeyboardInterrupt:
         return 130

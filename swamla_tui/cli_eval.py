@@ -28,6 +28,7 @@ __all__ = [
     "run_headless_batch",
     "run_info",
     "run_perplexity_cmd",
+    "second_loader",
     "stderr_is_terminal",
 ]
 
@@ -77,6 +78,19 @@ def fits(first: Model, source: str) -> None:
     from .memcheck import check_second_fits
 
     check_second_fits(first, source)
+
+
+def second_loader(
+    args: argparse.Namespace, make_loader: MakeLoader
+) -> Callable[[Model, str, Callable[[str], None]], Model]:
+    """The app's loader of model B (``--compare``, ``/compare PATH``): the memory check
+    against the loaded model A first, then the load with the same flags as A."""
+
+    def load(first: Model, source: str, progress: Callable[[str], None]) -> Model:
+        fits(first, source)
+        return make_loader(args, source)(progress)
+
+    return load
 
 
 def stderr_is_terminal() -> bool:

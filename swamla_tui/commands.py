@@ -179,6 +179,13 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "path",
         aliases=("perplexity",),
     ),
+    CommandSpec(
+        "compare",
+        "[path]",
+        "Answer your last message again with the second model B (--compare B, or PATH "
+        "loads it) and show both; the history keeps A's reply",
+        "opt_path",
+    ),
 )
 
 _BY_NAME: dict[str, CommandSpec] = {}

@@ -186,4 +186,5 @@ def test_cli_compare_on_a_screen_hands_the_app_a_second_loader(mode, monkeypatch
     monkeypatch.setattr(app_module, "run_app", fake_run_app)
     assert main(["--mode", mode, "--compare", str(FIXTURE_CKPT)]) == 0
     options = seen["options"]
-    assert options.mode == mode and callable(options.compare)
+    assert options.mode == mode and options.compare == str(FIXTURE_CKPT)
+    assert callable(options.load_second)
