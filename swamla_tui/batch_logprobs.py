@@ -23,50 +23,28 @@ from typing import Any, Protocol
 
 from .batch import BatchRow
 from .errors import SwamlaError
+from .export import FIELDS
 from .params import SamplingParams
-from .protocols import BatchOutcome, ReplyStream
+from .protocols import BatchOutcome, Model
 
 __all__ = [
     "LOGPROB_FIELDS",
     "LogprobOutcome",
     "LogprobRow",
     "LogprobsModel",
+    "StreamingModel",
     "token_record",
 ]
 
-LOGPROB_FIELDS: tuple[str, ...] = (
-    "index",
-    "prompt",
-    "completion",
-    "new_tokens",
-    "seconds",
-    "finish_reason",
-    "error",
-    "logprobs",
-)
+LOGPROB_FIELDS: tuple[str, ...] = (*FIELDS, "logprobs")
 """The JSONL fields of a ``--logprobs`` run (`swamla_tui.export.FIELDS` plus ``logprobs``)."""
 
 
-class StreamingModel(Protocol):
-    """What `LogprobsModel` needs: a stream that records (`LoadedModel` satisfies it)."""
-
-    @property
-    def max_length(self) -> int: ...
-
-    def encode(self, text: str) -> list[int]: ...
+class StreamingModel(Model, Protocol):
+    """What `LogprobsModel` needs: a model whose stream records (`LoadedModel`), and
+    `decode` to name the tokens."""
 
     def decode(self, ids: Sequence[int]) -> str: ...
-
-    def default_batch_size(self) -> int: ...
-
-    def stream(
-        self,
-        text: str,
-        params: SamplingParams | None = None,
-        *,
-        stop: Sequence[str] = (),
-        **overrides: Any,
-    ) -> ReplyStream: ...
 
 
 def _finite(x: float) -> float | None:

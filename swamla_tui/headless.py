@@ -28,10 +28,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, cast
 
 from .batch import BatchJob, BatchRow, PromptFinished, eta_seconds, run_chunks
-from .batch_logprobs import LOGPROB_FIELDS, LogprobRow, LogprobsModel
+from .batch_logprobs import LOGPROB_FIELDS, LogprobRow, LogprobsModel, StreamingModel
 from .errors import SwamlaError
 from .export import FIELDS, format_for, write_results
 from .protocols import BatchModel, Loader, Model
@@ -294,7 +294,11 @@ def run_headless(
         raise SwamlaError(f"--logprobs writes JSONL only, not {visible(job.output)}")
     batch_size = job.batch_size or lm.default_batch_size()
     sink = ResultSink(job, lm, err, out, logprobs=bool(logprobs))
-    runner: BatchModel = LogprobsModel(lm, logprobs) if logprobs else lm  # type: ignore[arg-type]
+    runner: BatchModel = lm
+    if logprobs:
+        if not callable(getattr(lm, "decode", None)):
+            raise SwamlaError("--logprobs: this model cannot decode tokens")
+        runner = LogprobsModel(cast(StreamingModel, lm), logprobs)
     cancel = threading.Event()
     stopped: KeyboardInterrupt | None = None
     with sigterm_as_interrupt():

@@ -13,6 +13,7 @@ from swamla_tui.ui.widgets.batch_table import ab_widths, pair_status
 from tests.batch_support import BatchTestApp, FixedTimeLM
 
 from .pilot import batch_mode_app, make_app, send, wait_idle, wait_loaded
+from .test_batch_view import PROMPTS as VIEW_PROMPTS
 from .test_batch_view import cell
 from .test_batch_view import wait_for as _wait_for
 
@@ -23,13 +24,7 @@ async def wait_for(pilot, predicate, timeout: float = SLOW) -> None:
     await _wait_for(pilot, predicate, timeout)
 
 
-PROMPTS = [
-    "Once upon a time, in a land far away,",
-    "What is a list in Python?",
-    "You: Hello there, how are you today?",
-    "The quick brown fox",
-    "Numbers 0123456789",
-]
+PROMPTS = VIEW_PROMPTS[:5]
 
 
 def greedy() -> SamplingParams:

@@ -227,7 +227,7 @@ async def test_many_prompts_do_not_block(fixture_lm):
         # results for far rows cost a few cell updates each
         t1 = time.perf_counter()
         for i in range(0, 10_000, 10):
-            screen._buffer.push(PromptFinished(i, _result(i)))
+            screen._buffer.push(("a", PromptFinished(i, _result(i))))
         screen.running = True
         screen.run = RunProgress(list(range(0, 10_000, 10)))
         screen._buffer.flush()

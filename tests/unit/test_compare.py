@@ -188,3 +188,47 @@ def test_cli_compare_on_a_screen_hands_the_app_a_second_loader(mode, monkeypatch
     options = seen["options"]
     assert options.mode == mode and options.compare == str(FIXTURE_CKPT)
     assert callable(options.load_second)
+
+
+def test_run_compare_takes_an_order_and_reads_the_batch_size_per_chunk():
+    from swamla_tui.batch import ChunkStarted
+    from tests.batch_support import EchoBatchLM
+
+    a, b = EchoBatchLM(), EchoBatchLM()
+    sizes = iter([2, 1, 1])
+    started = [
+        (side, event.indices)
+        for side, event in run_compare(
+            a,
+            b,
+            PROMPTS,
+            [4, 0, 2, 3],
+            params=SamplingParams(),
+            batch_size=lambda: next(sizes),
+            cancel=threading.Event(),
+        )
+        if isinstance(event, ChunkStarted)
+    ]
+    assert started == [
+        ("a", (4, 0)),
+        ("b", (4, 0)),
+        ("a", (2,)),
+        ("b", (2,)),
+        ("a", (3,)),
+        ("b", (3,)),
+    ]
+    assert a.ran == b.ran == [PROMPTS[i] for i in (4, 0, 2, 3)]
+
+
+def test_a_failed_side_exports_its_error_as_its_completion():
+    from swamla_tui.batch import BatchRow
+    from swamla_tui.compare import compare_record
+    from tests.fakes import Outcome
+
+    a, b = BatchRow(0, "p"), BatchRow(0, "p")
+    a.apply(Outcome(0, "p", "fine", 2, 0.1, "length"))
+    b.apply(Outcome(0, "p", "", 0, 0.0, "error", error="token id 999 is beyond it"))
+    rec = compare_record(a, b)
+    assert rec["completion_a"] == "fine"
+    assert rec["completion_b"] == "error: token id 999 is beyond it"
+    assert rec["finish_reason_b"] == "error" and set(COMPARE_FIELDS) <= set(rec)

@@ -16,9 +16,10 @@ models through `swamla_tui.compare.run_compare` (each chunk on A, then on B, wit
 settings and seed); `rows_b` holds B's results beside `rows`, the table and the detail
 show both, and the export writes `COMPARE_FIELDS`.
 
-One piece at ~440 lines: what is left are the screen's key actions, which all act on
-the same run state; the table, the bottom bar, the input line, the row detail, the
-help and the run loop (`swamla_tui.batch`) live in their own modules.
+One piece at ~520 lines: what is left are the screen's key actions, which all act on
+the same run state (one model's rows, or both models' in an A/B run); the table, the
+bottom bar, the input line, the row detail, the help and the run loops
+(`swamla_tui.batch`, `swamla_tui.compare`) live in their own modules.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header
 
 from ...batch import (
+    BatchEvent,
     BatchRow,
     ChunkFailed,
     ChunkStarted,
@@ -306,21 +308,25 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
     ) -> None:
         """Runs off the UI thread: reads settings, pushes events, touches nothing else."""
         chunk: tuple[Side, tuple[int, ...]] = ("a", ())
-        params = lambda: self.params.copy()  # noqa: E731 - sliders moved later: later batches
-        size = lambda: self.batch_size  # noqa: E731
+
+        def params() -> SamplingParams:
+            return self.params.copy()  # sliders moved later: later batches
+
+        def size() -> int:
+            return self.batch_size
+
         try:
-            events = (
-                (
+            if lm_b is None:
+                events: Iterator[tuple[Side, BatchEvent]] = (
                     ("a", e)
                     for e in run_chunks(
                         lm, prompts, order, params=params, batch_size=size, cancel=cancel
                     )
                 )
-                if lm_b is None
-                else run_compare(
+            else:
+                events = run_compare(
                     lm, lm_b, prompts, order, params=params, batch_size=size, cancel=cancel
                 )
-            )
             for side, event in events:
                 if isinstance(event, ChunkStarted):
                     chunk = (side, event.indices)
