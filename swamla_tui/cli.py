@@ -21,11 +21,19 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from . import __version__
 from .batch import BatchJob
 from .chat_format import with_chat_format
+from .cli_eval import (
+    LOGPROBS_MAX,
+    check_eval_args,
+    run_export,
+    run_headless_batch,
+    run_info,
+    run_perplexity_cmd,
+    second_loader,
+)
 from .distributed import rank_device, torchrun_world
 from .errors import one_line
 from .params import PARAM_SPECS, SamplingParams
@@ -119,7 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare",
         metavar="PATH_OR_REPO",
         help="a second checkpoint (file, folder or Hub repo): scored too with --perplexity; "
-        "--mode batch: both models answer every prompt (same seed and settings)",
+        "--mode batch: both models answer every prompt (same seed and settings); "
+        "chat: /compare regenerates the last reply with it",
+    )
+    e.add_argument(
+        "--logprobs",
+        type=int,
+        metavar="N",
+        default=None,
+        help=f"headless --mode batch, JSONL only: each row gets per-token log-probabilities "
+        f"and the top N (1..{LOGPROBS_MAX}) alternatives",
     )
     e.add_argument(
         "--stride",
@@ -172,23 +189,7 @@ def check_args(args: argparse.Namespace) -> str | None:
         return f"--max_length must be >= 2, got {args.max_length}"
     if args.batch_size is not None and args.batch_size < 1:
         return f"--batch_size must be >= 1, got {args.batch_size}"
-    return _check_eval_args(args)
-
-
-def _check_eval_args(args: argparse.Namespace) -> str | None:
-    """The evaluate/export flags: one action at a time, and flags only where they apply."""
-    if args.perplexity and args.export:
-        return "give either --perplexity or --export, not both"
-    if args.stride is not None:
-        if not args.perplexity:
-            return "--stride applies only to --perplexity"
-        if args.stride < 1:
-            return f"--stride must be >= 1, got {args.stride}"
-    if args.compare and args.export:
-        return "--compare does not apply to --export"
-    if args.compare and not args.perplexity and args.mode != "batch":
-        return "--compare needs --perplexity FILE or --mode batch"
-    return None
+    return check_eval_args(args)
 
 
 def model_source(args: argparse.Namespace) -> tuple[str, str | None]:
@@ -295,13 +296,6 @@ def make_loader(args: argparse.Namespace, source: str, *, quiet: bool = False) -
     return loader
 
 
-def _fits(first: Model, source: str) -> None:
-    """A/B: refuse, before loading `source`, when it would not fit next to `first`."""
-    from .memcheck import check_second_fits
-
-    check_second_fits(first, source)
-
-
 def _err(msg: str) -> None:
     print(f"swamla-tui: error: {visible(msg)}", file=sys.stderr)
 
@@ -346,37 +340,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     source, notice = model_source(args)
     try:
         if args.info:
-            return _info(args, source, quiet=not _stderr_is_terminal())
+            return run_info(args, source, make_loader)
         if args.perplexity:
-            return _perplexity(args, source)
+            return run_perplexity_cmd(args, source, make_loader)
         if args.export:
-            return _export(args, source)
+            return run_export(args, source, make_loader)
         if args.mode == "batch" and torchrun_world() > 1:
             from .distributed import run_distributed
 
             return run_distributed(batch_job(args), make_loader(args, source), device=args.device)
         headless = args.mode == "batch" and (args.output or not sys.stdout.isatty())
-        if args.compare and not headless:
-            _err("--compare in batch mode needs --output FILE (or stdout not a terminal)")
+        if args.logprobs and not headless:
+            _err("--logprobs needs --output FILE.jsonl (or stdout not a terminal)")
             return 2
         loader = make_loader(args, source)  # headless: its runner owns its stderr lines
-        if headless and args.compare:
-            from .headless_compare import run_headless_compare
-
-            return run_headless_compare(
-                batch_job(args),
-                loader,
-                make_loader(args, args.compare),
-                before_second=_fits,
-                compare_source=args.compare,
-            )
         if headless:
-            from .headless import run_headless
-
-            return run_headless(batch_job(args), loader)
+            return run_headless_batch(args, batch_job(args), loader, make_loader)
         from .ui.app import run_app
 
-        return run_app(loader, app_options(args, notice))
+        options = app_options(args, notice)
+        options.compare, options.load_second = args.compare, second_loader(args, make_loader)
+        return run_app(loader, options)
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # noqa: BLE001 - the one place that turns errors into one line
@@ -393,64 +377,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _err(one_line(e))
         return 1
-
-
-def _perplexity(args: argparse.Namespace, source: str) -> int:
-    """``--perplexity FILE [--compare B] [--stride N] [--output result.json]``."""
-    from .perplexity import run_perplexity
-
-    loaders: list[Callable[[Callable[[str], None]], Any]] = [make_loader(args, source)]
-    if args.compare:
-        loaders.append(make_loader(args, args.compare))
-    run_perplexity(
-        loaders,
-        args.perplexity,
-        stride=args.stride,
-        batch_size=args.batch_size,
-        output=args.output,
-    )
-    return 0
-
-
-def _export(args: argparse.Namespace, source: str) -> int:
-    """``--export OUT_DIR``: float32 unless ``--dtype`` (or auto on CUDA) says bfloat16."""
-    from .hf_export import export_checkpoint
-
-    def say(text: str) -> None:
-        print(f"… {visible(text)}", file=sys.stderr)
-
-    lm: Any = make_loader(args, source)(say)
-    for n in lm.notices:
-        print(f"note: {visible(n)}", file=sys.stderr)
-    dtype = args.dtype if args.dtype != "auto" else str(lm.dtype).removeprefix("torch.")
-    out = export_checkpoint(lm, args.export, dtype=dtype)
-    print(f"exported {visible(str(lm.source))} to {visible(str(out))} ({dtype})", file=sys.stderr)
-    return 0
-
-
-def _stderr_is_terminal() -> bool:
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def _info(args: argparse.Namespace, source: str, *, quiet: bool) -> int:
-    """Print the model card. Exit 0 without a tokenizer too: the card is still useful,
-    and its "tokenizer" line says "not found" (the reason is a note on stderr).
-    Every string here can come from the checkpoint (key names, metadata): `visible`."""
-
-    def say(text: str) -> None:
-        print(f"… {visible(text)}", file=sys.stderr)
-
-    lm = make_loader(args, source, quiet=quiet)(say)
-    for n in lm.notices:
-        print(f"note: {visible(n)}", file=sys.stderr)
-    card = {visible(str(k)): visible(str(v)) for k, v in lm.card().items()}
-    width = max(len(k) for k in card)
-    for k, v in card.items():
-        print(f"{k.rjust(width)}  {v}")
-    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -128,6 +128,13 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "path",
         aliases=("perplexity",),
     ),
+    CommandSpec(
+        "compare",
+        "[path]",
+        "Answer your last message again with the second model B (--compare B, or PATH "
+        "loads it) and show both; the history keeps A's reply",
+        "opt_path",
+    ),
 )
 
 BY_NAME: dict[str, CommandSpec] = {}  # canonical names and aliases, lower case

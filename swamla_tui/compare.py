@@ -27,6 +27,7 @@ __all__ = [
     "CompareRow",
     "Side",
     "check_compatible",
+    "compare_record",
     "compare_rows",
     "run_compare",
 ]
@@ -105,40 +106,54 @@ class CompareRow:
 
     def record(self) -> dict[str, Any]:
         """`COMPARE_FIELDS` (plus `index` for the order)."""
-        rec: dict[str, Any] = {"index": self.index, "prompt": self.prompt}
+        return compare_record(self.a, self.b)
+
+
+def compare_record(a: BatchRow, b: BatchRow) -> dict[str, Any]:
+    """The flat record of one prompt's two results (`COMPARE_FIELDS` plus `index`).
+
+    A side that failed has its error as its completion (an A/B export has no error column).
+    """
+    rec: dict[str, Any] = {"index": a.index, "prompt": a.prompt}
+    for suffix, row in (("a", a), ("b", b)):
+        side = row.record()
         for key in ("completion", "new_tokens", "seconds", "finish_reason"):
-            rec[f"{key}_a"] = self.a.record()[key]
-            rec[f"{key}_b"] = self.b.record()[key]
-        return rec
+            rec[f"{key}_{suffix}"] = side[key]
+        if row.error and not row.completion:
+            rec[f"completion_{suffix}"] = f"error: {row.error}"
+    return rec
 
 
 def compare_rows(prompts: Sequence[str]) -> list[CompareRow]:
     return [CompareRow(i, p) for i, p in enumerate(prompts)]
 
 
-def _chunks(n: int, size: int) -> Iterator[list[int]]:
-    for start in range(0, n, size):
-        yield list(range(start, min(n, start + size)))
-
-
 def run_compare(
     a: BatchModel,
     b: BatchModel,
     prompts: Sequence[str],
+    order: Sequence[int] | None = None,
     *,
     params: SamplingParams | Callable[[], SamplingParams],
-    batch_size: int,
+    batch_size: int | Callable[[], int],
     cancel: threading.Event,
 ) -> Iterator[tuple[Side, BatchEvent]]:
-    """Each chunk to `a`, then to `b`, with the same params; yields (side, event).
+    """The rows in `order` (default all), each chunk to `a`, then to `b`, with the same
+    params; yields (side, event).
 
-    The params are read once per chunk (a getter may change between chunks) and handed
-    to both models, so a seeded run gives each model the same sampling stream.
+    The params and the batch size are read once per chunk (getters may change between
+    chunks: the batch view's sliders and keys) and handed to both models, so a seeded run
+    gives each model the same sampling stream. Each side's chunk is one `run_chunks` call.
     """
     get_params = params if callable(params) else (lambda: params)
-    for chunk in _chunks(len(prompts), max(1, int(batch_size))):
+    get_size = batch_size if callable(batch_size) else (lambda: batch_size)
+    todo = list(range(len(prompts))) if order is None else list(order)
+    pos = 0
+    while pos < len(todo):
         if cancel.is_set():
             return
+        chunk = todo[pos : pos + max(1, int(get_size()))]
+        pos += len(chunk)
         chunk_params = get_params()
         sides: tuple[tuple[Side, BatchModel], ...] = (("a", a), ("b", b))
         for side, lm in sides:

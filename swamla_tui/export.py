@@ -183,6 +183,7 @@ def export_results(
     path: str | os.PathLike[str],
     *,
     exports_dir: str | os.PathLike[str] | None = None,
+    fields: Sequence[str] = FIELDS,
 ) -> Path:
     """`write_results` to a path the user typed: ``~`` expanded, and the app's own
     `exports_dir` created when the file goes there (any other folder must exist).
@@ -198,4 +199,4 @@ def export_results(
             raise SwamlaError(
                 f"cannot create {_one_line(os.fspath(target.parent))}: {exc.strerror or exc}"
             ) from None
-    return write_results(results, target)
+    return write_results(results, target, fields)

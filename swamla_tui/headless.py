@@ -9,6 +9,9 @@ extension names (.jsonl, .csv, .md); without one, stdout gets JSONL in input ord
 Progress and warnings go to stderr so stdout stays machine-readable. SIGTERM stops a run
 like Ctrl+C: finished rows are kept, the exit status is 143 (130 for Ctrl+C).
 
+``--logprobs N`` (JSONL only) runs the prompts through `swamla_tui.batch_logprobs`: each
+row gains a ``logprobs`` list (`LOGPROB_FIELDS`), journalled and resumed like the rest.
+
 Failures the user can cause (unknown output format, unwritable output) raise
 `SwamlaError`; `cli.main` turns them into one line ``swamla-tui: error: ...`` and exit
 status 1.
@@ -22,15 +25,16 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, cast
 
 from .batch import BatchJob, BatchRow, PromptFinished, eta_seconds, run_chunks
+from .batch_logprobs import LOGPROB_FIELDS, LogprobRow, LogprobsModel, StreamingModel
 from .errors import SwamlaError
 from .export import FIELDS, format_for, write_results
-from .protocols import Loader, Model
+from .protocols import BatchModel, Loader, Model
 from .resume import Journal, finish, open_journal
 from .safe_text import json_line_safe, visible
 
@@ -124,13 +128,14 @@ class Progress:
 class _StdoutWriter:
     """JSONL records on stdout in input order, each written as soon as its turn comes."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, fields: Sequence[str] = FIELDS) -> None:
         self.stream = stream
+        self.fields = tuple(fields)
         self.next = 0
 
-    def push(self, rows: list[BatchRow]) -> None:
+    def push(self, rows: Sequence[BatchRow]) -> None:
         while self.next < len(rows) and rows[self.next].has_result:
-            rec = {k: rows[self.next].record()[k] for k in FIELDS}
+            rec = {k: rows[self.next].record()[k] for k in self.fields}
             try:  # json_line_safe: same JSON value, no raw C1 controls on a terminal
                 self.stream.write(json_line_safe(json.dumps(rec, ensure_ascii=False)) + "\n")
             except UnicodeEncodeError:  # a stdout that is not UTF-8: escape, still JSON
@@ -182,11 +187,16 @@ class ResultSink:
     torchrun driver (`swamla_tui.distributed`) feeds rank 0's sink with every rank's rows.
     """
 
-    def __init__(self, job: BatchJob, lm: Model, err: TextIO, out: TextIO) -> None:
+    def __init__(
+        self, job: BatchJob, lm: Model, err: TextIO, out: TextIO, *, logprobs: bool = False
+    ) -> None:
         self.job, self.lm, self.err = job, lm, err
-        self.rows = job.rows()
+        self.fields = LOGPROB_FIELDS if logprobs else FIELDS
+        self.rows: Sequence[BatchRow] = (
+            [LogprobRow(i, p) for i, p in enumerate(job.prompts)] if logprobs else job.rows()
+        )
         self.journal: Journal | None = None
-        self.stdout = None if job.output else _StdoutWriter(out)
+        self.stdout = None if job.output else _StdoutWriter(out, self.fields)
         self.progress: Progress | None = None
 
     def start(self) -> list[int]:
@@ -221,8 +231,11 @@ class ResultSink:
         self.progress.finish()
         rows, n, output = self.rows, len(self.rows), self.job.output
         if self.journal is not None and output:
-            if all(r.final for r in rows):
+            if all(r.final for r in rows) and self.fields == FIELDS:
                 finish(self.journal, output, [r.record() for r in rows])
+            elif all(r.final for r in rows):  # --logprobs: JSONL, the journal is the output
+                self.journal.close()
+                write_results([r.record() for r in rows], output, self.fields)
             else:  # stopped: the journal stays for a rerun; CSV/MD get what is finished
                 self.journal.close()
                 if self.journal.path != Path(output):
@@ -260,10 +273,12 @@ def run_headless(
     *,
     err: TextIO | None = None,
     out: TextIO | None = None,
+    logprobs: int | None = None,
 ) -> int:
     """Run every prompt of `job` (those not done by an earlier run) and write the results.
 
-    Returns the exit status: 0 every prompt answered; 1 some were not (a failed prompt);
+    `logprobs` k: every row records its tokens' log-probabilities and top-k alternatives
+    (through `LogprobsModel`; the output must be JSONL). Returns the exit status: 0 every prompt answered; 1 some were not (a failed prompt);
     130 interrupted (Ctrl+C), 143 terminated (SIGTERM), the finished rows kept; 141
     stdout closed early (``| head``).
     """
@@ -275,8 +290,15 @@ def run_headless(
     lm = loader(lambda text: print(f"… {visible(text)}", file=err, flush=True))
     for notice in lm.notices:
         print(f"note: {visible(notice)}", file=err)
+    if logprobs and job.output and format_for(job.output) != "jsonl":
+        raise SwamlaError(f"--logprobs writes JSONL only, not {visible(job.output)}")
     batch_size = job.batch_size or lm.default_batch_size()
-    sink = ResultSink(job, lm, err, out)
+    sink = ResultSink(job, lm, err, out, logprobs=bool(logprobs))
+    runner: BatchModel = lm
+    if logprobs:
+        if not callable(getattr(lm, "decode", None)):
+            raise SwamlaError("--logprobs: this model cannot decode tokens")
+        runner = LogprobsModel(cast(StreamingModel, lm), logprobs)
     cancel = threading.Event()
     stopped: KeyboardInterrupt | None = None
     with sigterm_as_interrupt():
@@ -284,7 +306,7 @@ def run_headless(
             todo = sink.start()
             announce(err, len(todo), batch_size, job.output)
             for event in run_chunks(
-                lm, job.prompts, todo, params=job.params, batch_size=batch_size, cancel=cancel
+                runner, job.prompts, todo, params=job.params, batch_size=batch_size, cancel=cancel
             ):
                 if isinstance(event, PromptFinished):
                     row = sink.rows[event.index]

@@ -21,17 +21,11 @@ from .errors import SwamlaError
 from .model.config import ModelConfig
 from .model.generation import model_card_lines
 from .model.transformer import SWAMLA
-from .params import BatchOptions, SamplingParams, StreamOptions
+from .params import BatchOptions, RecordingStreamOptions, SamplingParams
 from .ppl_text import PerplexityResult, ScoreOptions
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
-
-
-class LoadedStreamOptions(StreamOptions, total=False):
-    """`StreamOptions` plus what only the real model records: ``logprobs=k``."""
-
-    logprobs: int | None
 
 
 class LoadedModel:
@@ -179,7 +173,7 @@ class LoadedModel:
         self,
         text: str,
         params: SamplingParams | None = None,
-        **options: Unpack[LoadedStreamOptions],
+        **options: Unpack[RecordingStreamOptions],
     ) -> TokenStream:
         """`logprobs=k`: record each token's probabilities and top-k alternatives
         (`TokenStream.token_logprobs`; decodes without CUDA graphs)."""

@@ -102,3 +102,10 @@ class StreamOptions(TypedDict, total=False):
     repetition_penalty: float
     max_new_tokens: int
     seed: int | None
+
+
+class RecordingStreamOptions(StreamOptions, total=False):
+    """`StreamOptions` plus what only the real model records: ``logprobs=k`` (the per-token
+    log-probabilities of `swamla_tui.engine.logprobs`)."""
+
+    logprobs: int | None

@@ -7,10 +7,14 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from textual.app import App
+
 from swamla_tui.params import BatchOptions, SamplingParams
+from swamla_tui.ui.screens.batch import BatchScreen
 from tests.fakes import Outcome
 from tests.helpers import FIXTURE_CKPT, ROOT
 
@@ -141,3 +145,39 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class BatchTestApp(App[None]):
+    """A bare app that opens the batch view, like `SwamlaApp.open_batch` does."""
+
+    def __init__(self, screen_factory) -> None:
+        super().__init__()
+        self.screen_factory = screen_factory
+        self.batch: BatchScreen | None = None
+        self.dismissed: list[object] = []
+        self.sampling_events: list[object] = []
+
+    def on_mount(self) -> None:
+        self.batch = self.screen_factory()
+        self.push_screen(self.batch, self.dismissed.append)
+
+    def on_sampling_sidebar_changed(self, event) -> None:
+        self.sampling_events.append(event)  # the batch screen must keep these to itself
+
+
+class FixedTimeLM:
+    """The fixture model with every result's seconds fixed (stable snapshots)."""
+
+    def __init__(self, lm, seconds: float = 0.5) -> None:
+        self.lm = lm
+        self.seconds = seconds
+        self.max_length = lm.max_length
+
+    def default_batch_size(self) -> int:
+        return 4
+
+    def generate_batch(self, texts, params, *, batch_size=None, stop=(), cancel=None):
+        for res in self.lm.generate_batch(
+            texts, params, batch_size=batch_size, stop=stop, cancel=cancel
+        ):
+            yield replace(res, seconds=self.seconds)

@@ -34,3 +34,20 @@ def fixture_lm(test_tokenizer_dir):
     from tests.helpers import FIXTURE_CKPT
 
     return swamla_tui.load(FIXTURE_CKPT, tokenizer=test_tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def fixture_lm_b(test_tokenizer_dir):
+    """Model B of the A/B tests: the reference checkpoint with seeded noise on its weights
+    (same vocabulary and tokenizer as `fixture_lm`, other completions)."""
+    import torch
+
+    import swamla_tui
+    from tests.helpers import FIXTURE_CKPT
+
+    lm = swamla_tui.load(FIXTURE_CKPT, tokenizer=test_tokenizer_dir)
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for p in lm.model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g).to(p.dtype))
+    return lm

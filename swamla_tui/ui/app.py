@@ -25,7 +25,6 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
-from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.theme import Theme
 from textual.widgets import Footer, Header
@@ -53,11 +52,13 @@ from .messages import (
     TurnPlanned,
 )
 from .model_header import model_header, model_summary
+from .notices import LiteralNotify
 from .options import AppOptions
 from .palette import chat_commands
 from .reply import ReplyController
 from .screens.batch import BatchScreen
 from .screens.help import HelpScreen
+from .second_model import SecondModel, model_name
 from .settings import Settings
 from .slash import SlashCommands
 from .themes import DEFAULT_THEME, LIGHT_THEME, choose_theme, load_themes
@@ -80,7 +81,7 @@ HELD_LOADING = (
 )
 
 
-class SwamlaApp(App[int]):
+class SwamlaApp(LiteralNotify, App[int]):
     """Chat with a SWA-MLA checkpoint."""
 
     CSS_PATH = "app.tcss"
@@ -131,6 +132,7 @@ class SwamlaApp(App[int]):
         self.slash = SlashCommands(self)
 
         self.reply = ReplyController(self)
+        self.compare = SecondModel(self)  # model B: --compare, /compare
         self.lm: Model | None = None
         self.load_failed: str | None = None
         self.turn_widgets: list[tuple[ChatMessage, ChatMessage]] = []
@@ -242,6 +244,12 @@ class SwamlaApp(App[int]):
             self._load_message.set_text(
                 f"Loaded {summary}. Type a message; /help lists the commands."
             )
+        if self.options.compare:  # B loads first, so a batch view starts with both
+            self.compare.load(self.options.compare, then=self._start_batch)
+        else:
+            self._start_batch(True)
+
+    def _start_batch(self, _b_loaded: bool) -> None:
         if self.options.mode == "batch":
             self.open_batch(self.options.prompts_file, batch_size=self.options.batch_size)
 
@@ -274,21 +282,6 @@ class SwamlaApp(App[int]):
         except BaseException:  # noqa: BLE001 - only a detail (a tokenizer panic too)
             return
         self.post_message(ContextCounted(usage.tokens, usage.turns_out))
-
-    def notify(
-        self,
-        message: str,
-        *,
-        title: str = "",
-        severity: SeverityLevel = "information",
-        timeout: float | None = None,
-        markup: bool = False,
-    ) -> None:
-        """Every toast is literal text with its controls made visible: notices quote paths,
-        file lines and model output (issue 11: no markup errors, no raw escapes)."""
-        super().notify(
-            visible(message), title=title, severity=severity, timeout=timeout, markup=markup
-        )
 
     def on_context_counted(self, message: ContextCounted) -> None:
         if self.lm is None:
@@ -544,7 +537,16 @@ class SwamlaApp(App[int]):
                 self.add_notice(str(exc), error=True)
                 return
         size = batch_size if batch_size is not None else self.options.batch_size
-        screen = BatchScreen(lm=self.lm, params=self.params.copy(), path=path, batch_size=size)
+        b = self.compare.lm
+        names = (model_name(self.lm), self.compare.name)
+        screen = BatchScreen(
+            lm=self.lm,
+            params=self.params.copy(),
+            path=path,
+            batch_size=size,
+            compare=b,
+            names=names,
+        )
         self.push_screen(screen, callback=self._batch_closed)
 
     def _batch_closed(self, prompt: str | None) -> None:

@@ -6,11 +6,17 @@ and so `SwamlaApp` and `run_app` take one typed object instead of nine keywords.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from ..params import SamplingParams
+from ..protocols import Model
+
+SecondLoader = Callable[[Model, str, Callable[[str], None]], Model]
+"""``load_second(first, source, progress)``: load checkpoint `source` as model B next to
+`first`, refusing first when both would not fit (the CLI's; the UI never imports torch)."""
 
 Mode = Literal["chat", "batch"]
 
@@ -22,7 +28,9 @@ class AppOptions:
     `params` is the live object the sliders, slash commands and the running reply share.
     `mode` "batch" opens the batch view on `prompts_file` (None: the default prompts)
     with `batch_size` (None: the model's default) once the model is loaded. `data_dir`
-    None means `swamla_tui.paths.data_dir()`.
+    None means `swamla_tui.paths.data_dir()`. `compare` (``--compare B``): a second
+    checkpoint, loaded with `load_second` in a worker once the first is loaded (A/B in the
+    batch view, ``/compare`` in the chat; ``/compare PATH`` loads another).
     """
 
     params: SamplingParams = field(default_factory=SamplingParams)
@@ -34,3 +42,5 @@ class AppOptions:
     batch_size: int | None = None
     notice: str | None = None
     data_dir: Path | None = None
+    compare: str | None = None
+    load_second: SecondLoader | None = None

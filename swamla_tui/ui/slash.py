@@ -51,6 +51,7 @@ class SlashCommands:
             "copy": self._cmd_copy,
             "markdown": self._cmd_markdown,
             "ppl": lambda c: self.ppl.start(str(c.value)),
+            "compare": lambda c: app.compare.compare_last(str(c.value) if c.value else None),
         }
         self.ppl = PerplexityRunner(app)
 

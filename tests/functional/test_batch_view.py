@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import replace
-
-from textual.app import App
 
 from swamla_tui.batch import PromptFinished, RunProgress
 from swamla_tui.params import SamplingParams
 from swamla_tui.ui.screens.batch import BatchDetailScreen, BatchScreen
+from tests.batch_support import BatchTestApp, FixedTimeLM
 
 from .pilot import batch_mode_app
 
@@ -24,42 +22,6 @@ PROMPTS = [
     "Numbers 0123456789",
     "science and magic",
 ]
-
-
-class BatchTestApp(App[None]):
-    """A bare app that opens the batch view, like `SwamlaApp.open_batch` does."""
-
-    def __init__(self, screen_factory) -> None:
-        super().__init__()
-        self.screen_factory = screen_factory
-        self.batch: BatchScreen | None = None
-        self.dismissed: list[object] = []
-        self.sampling_events: list[object] = []
-
-    def on_mount(self) -> None:
-        self.batch = self.screen_factory()
-        self.push_screen(self.batch, self.dismissed.append)
-
-    def on_sampling_sidebar_changed(self, event) -> None:
-        self.sampling_events.append(event)  # the batch screen must keep these to itself
-
-
-class FixedTimeLM:
-    """The fixture model with every result's seconds fixed (stable snapshots)."""
-
-    def __init__(self, lm, seconds: float = 0.5) -> None:
-        self.lm = lm
-        self.seconds = seconds
-        self.max_length = lm.max_length
-
-    def default_batch_size(self) -> int:
-        return 4
-
-    def generate_batch(self, texts, params, *, batch_size=None, stop=(), cancel=None):
-        for res in self.lm.generate_batch(
-            texts, params, batch_size=batch_size, stop=stop, cancel=cancel
-        ):
-            yield replace(res, seconds=self.seconds)
 
 
 class GatedLM:
@@ -265,7 +227,7 @@ async def test_many_prompts_do_not_block(fixture_lm):
         # results for far rows cost a few cell updates each
         t1 = time.perf_counter()
         for i in range(0, 10_000, 10):
-            screen._buffer.push(PromptFinished(i, _result(i)))
+            screen._buffer.push(("a", PromptFinished(i, _result(i))))
         screen.running = True
         screen.run = RunProgress(list(range(0, 10_000, 10)))
         screen._buffer.flush()

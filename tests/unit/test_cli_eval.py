@@ -68,7 +68,25 @@ def test_bad_perplexity_file_is_one_line(tmp_path, capsys, content, fragment):
         (["--stride", "4"], "--stride applies only to --perplexity"),
         (["--perplexity", "a", "--stride", "0"], "--stride must be >= 1, got 0"),
         (["--export", "o", "--compare", "b"], "--compare does not apply to --export"),
-        (["--compare", "b"], "--compare needs --perplexity FILE or --mode batch"),
+        (["--info", "--compare", "b"], "--compare does not apply to --info"),
+        (["--logprobs", "0", "--output", "o.jsonl"], "--logprobs must be between 1 and 20, got 0"),
+        (
+            ["--logprobs", "21", "--output", "o.jsonl"],
+            "--logprobs must be between 1 and 20, got 21",
+        ),
+        (
+            ["--logprobs", "3", "--output", "o.csv"],
+            "--logprobs writes JSONL only: give --output FILE.jsonl "
+            "(CSV and Markdown have no column for it)",
+        ),
+        (
+            ["--logprobs", "3"],
+            "--logprobs applies only to --mode batch (--output FILE.jsonl, or JSONL on stdout)",
+        ),
+        (
+            ["--logprobs", "3", "--output", "o.jsonl", "--compare", "b"],
+            "--logprobs does not apply to --compare",
+        ),
     ],
 )
 def test_eval_flag_combinations(argv, message):

@@ -172,7 +172,63 @@ def test_cli_compare_with_a_different_vocab_is_one_line(test_tokenizer_dir, tmp_
     assert not out.exists()
 
 
-def test_cli_compare_in_the_batch_view_is_refused(capsys, monkeypatch):
+@pytest.mark.parametrize("mode", ["chat", "batch"])
+def test_cli_compare_on_a_screen_hands_the_app_a_second_loader(mode, monkeypatch):
+    import swamla_tui.ui.app as app_module
+
+    seen = {}
+
+    def fake_run_app(loader, options):
+        seen["options"] = options
+        return 0
+
     monkeypatch.setattr("sys.stdout.isatty", lambda: True)
-    assert main(["--mode", "batch", "--compare", "b.pt"]) == 2
-    assert "needs --output FILE" in capsys.readouterr().err
+    monkeypatch.setattr(app_module, "run_app", fake_run_app)
+    assert main(["--mode", mode, "--compare", str(FIXTURE_CKPT)]) == 0
+    options = seen["options"]
+    assert options.mode == mode and options.compare == str(FIXTURE_CKPT)
+    assert callable(options.load_second)
+
+
+def test_run_compare_takes_an_order_and_reads_the_batch_size_per_chunk():
+    from swamla_tui.batch import ChunkStarted
+    from tests.batch_support import EchoBatchLM
+
+    a, b = EchoBatchLM(), EchoBatchLM()
+    sizes = iter([2, 1, 1])
+    started = [
+        (side, event.indices)
+        for side, event in run_compare(
+            a,
+            b,
+            PROMPTS,
+            [4, 0, 2, 3],
+            params=SamplingParams(),
+            batch_size=lambda: next(sizes),
+            cancel=threading.Event(),
+        )
+        if isinstance(event, ChunkStarted)
+    ]
+    assert started == [
+        ("a", (4, 0)),
+        ("b", (4, 0)),
+        ("a", (2,)),
+        ("b", (2,)),
+        ("a", (3,)),
+        ("b", (3,)),
+    ]
+    assert a.ran == b.ran == [PROMPTS[i] for i in (4, 0, 2, 3)]
+
+
+def test_a_failed_side_exports_its_error_as_its_completion():
+    from swamla_tui.batch import BatchRow
+    from swamla_tui.compare import compare_record
+    from tests.fakes import Outcome
+
+    a, b = BatchRow(0, "p"), BatchRow(0, "p")
+    a.apply(Outcome(0, "p", "fine", 2, 0.1, "length"))
+    b.apply(Outcome(0, "p", "", 0, 0.0, "error", error="token id 999 is beyond it"))
+    rec = compare_record(a, b)
+    assert rec["completion_a"] == "fine"
+    assert rec["completion_b"] == "error: token id 999 is beyond it"
+    assert rec["finish_reason_b"] == "error" and set(COMPARE_FIELDS) <= set(rec)

@@ -11,9 +11,15 @@ started: each batch takes a copy of the parameters when it starts.
 
 The screen's result (`dismiss`) is a prompt to put into the chat input (key c), or None.
 
-One piece at ~440 lines: what is left are the screen's key actions, which all act on
-the same run state; the table, the bottom bar, the input line, the row detail, the
-help and the run loop (`swamla_tui.batch`) live in their own modules.
+A/B (`compare=` a second loaded model, ``--compare B``): every prompt runs on both
+models through `swamla_tui.compare.run_compare` (each chunk on A, then on B, with the same
+settings and seed); `rows_b` holds B's results beside `rows`, the table and the detail
+show both, and the export writes `COMPARE_FIELDS`.
+
+One piece at ~520 lines: what is left are the screen's key actions, which all act on
+the same run state (one model's rows, or both models' in an A/B run); the table, the
+bottom bar, the input line, the row detail, the help and the run loops
+(`swamla_tui.batch`, `swamla_tui.compare`) live in their own modules.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -29,11 +35,11 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header
 
 from ...batch import (
+    BatchEvent,
     BatchRow,
     ChunkFailed,
     ChunkStarted,
@@ -44,13 +50,15 @@ from ...batch import (
     apply_event,
     run_chunks,
 )
+from ...compare import COMPARE_FIELDS, Side, compare_record, run_compare
 from ...errors import SwamlaError, one_line
-from ...export import export_results
+from ...export import FIELDS, export_results
 from ...params import SamplingParams
 from ...paths import data_dir
 from ...prompts_file import load_batch_prompts
 from ...protocols import BatchModel
 from ...safe_text import visible
+from ..notices import LiteralNotify
 from ..throttle import ThrottledBuffer
 from ..widgets.ask_line import AskLine
 from ..widgets.batch_bar import BatchBar
@@ -71,7 +79,7 @@ def _clear_result(row: BatchRow) -> None:
     row.truncated = False
 
 
-class BatchScreen(Screen[str | None]):
+class BatchScreen(LiteralNotify, Screen[str | None]):
     """A table of prompts and completions, run in batches in a thread worker."""
 
     DEFAULT_CSS = """
@@ -137,9 +145,14 @@ class BatchScreen(Screen[str | None]):
         data_dir: str | os.PathLike[str] | None = None,
         autostart: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        compare: BatchModel | None = None,
+        names: tuple[str, str] = ("A", "B"),
     ) -> None:
         super().__init__()
         self.lm = lm
+        self.compare = compare
+        """Model B of an A/B run (both answer every prompt), or None."""
+        self.names = names
         self.params = params if params is not None else SamplingParams()
         self.path = os.fspath(path) if path else None
         self._given_prompts = list(prompts) if prompts is not None else None
@@ -149,6 +162,7 @@ class BatchScreen(Screen[str | None]):
         self.clock = clock
 
         self.rows: list[BatchRow] = []
+        self.rows_b: list[BatchRow] | None = None
         self.load_error: str | None = None
         self.running = False
         self.run = RunProgress()
@@ -205,33 +219,22 @@ class BatchScreen(Screen[str | None]):
     def on_mount(self) -> None:
         if self.lm is not None:
             self.sidebar.set_max_length(int(self.lm.max_length))
-        self._buffer: ThrottledBuffer[RunEvent] = ThrottledBuffer(self, self._drain)
-        self.sub_title = f"Batch · {self._source_name()}"
+        self._buffer: ThrottledBuffer[tuple[Side, RunEvent]] = ThrottledBuffer(self, self._drain)
+        self.sub_title = self._title()
         self.table.focus()
         self._load(start=self.autostart)
 
     def on_unmount(self) -> None:
         self._cancel.set()
 
+    def _title(self) -> str:
+        ab = f" · A: {visible(self.names[0])} · B: {visible(self.names[1])}" if self.compare else ""
+        return f"Batch · {self._source_name()}{ab}"
+
     def _source_name(self) -> str:
         if self._given_prompts is not None:
             return f"{len(self._given_prompts)} prompts"
         return visible(Path(self.path).name) if self.path else "default prompts"
-
-    def notify(
-        self,
-        message: str,
-        *,
-        title: str = "",
-        severity: SeverityLevel = "information",
-        timeout: float | None = None,
-        markup: bool = False,
-    ) -> None:
-        """Notices here quote paths, file lines and model errors: literal text, never markup
-        (``/batch /tmp/x[/]y.txt`` must not raise a MarkupError), controls made visible."""
-        super().notify(
-            visible(message), title=title, severity=severity, timeout=timeout, markup=markup
-        )
 
     def _load(self, *, start: bool) -> None:
         try:
@@ -246,7 +249,8 @@ class BatchScreen(Screen[str | None]):
             self.load_error = str(exc)
             self.notify(self.load_error, severity="error", timeout=8)
         self.rows = [BatchRow(i, p) for i, p in enumerate(prompts)]
-        self.table.show(self.rows)
+        self.rows_b = [BatchRow(i, p) for i, p in enumerate(prompts)] if self.compare else None
+        self.table.show(self.rows, self.rows_b)
         self.run = RunProgress()
         self._update_bar()
         if start and self.rows:
@@ -262,6 +266,7 @@ class BatchScreen(Screen[str | None]):
             batch_size=self.batch_size,
             load_error=self.load_error,
             error_style=self.table.style_of("error"),
+            rows_b=self.rows_b,
         )
 
     # -- running -------------------------------------------------------------------------
@@ -277,52 +282,78 @@ class BatchScreen(Screen[str | None]):
             self.notify("Nothing to run: every prompt has a result (Shift+R re-runs all).")
             return
         for i in order:
-            row = self.rows[i]
-            row.status, row.error = "queued", None
-            self.table.update_row(row, status_only=True)
+            for row in self._sides(i):
+                row.status, row.error = "queued", None
+            self.table.update_row(self.rows[i], status_only=True)
         self._cancel = threading.Event()
         self.running = True
         self.run = RunProgress(order, started=self.clock())
         self._buffer.start()
         self._update_bar()
         self.refresh_bindings()
-        self._worker(self.lm, [r.prompt for r in self.rows], order, self._cancel)
+        self._worker(self.lm, self.compare, [r.prompt for r in self.rows], order, self._cancel)
+
+    def _sides(self, index: int) -> list[BatchRow]:
+        """Prompt `index`'s rows: A's, and B's in an A/B run."""
+        return [self.rows[index]] if self.rows_b is None else [self.rows[index], self.rows_b[index]]
 
     @work(thread=True, exclusive=True, group="batch", exit_on_error=False)
     def _worker(
-        self, lm: BatchModel, prompts: list[str], order: list[int], cancel: threading.Event
+        self,
+        lm: BatchModel,
+        lm_b: BatchModel | None,
+        prompts: list[str],
+        order: list[int],
+        cancel: threading.Event,
     ) -> None:
         """Runs off the UI thread: reads settings, pushes events, touches nothing else."""
-        chunk: tuple[int, ...] = ()
-        try:
-            for event in run_chunks(
-                lm,
-                prompts,
-                order,
-                params=lambda: self.params.copy(),  # sliders moved later: later batches
-                batch_size=lambda: self.batch_size,
-                cancel=cancel,
-            ):
-                if isinstance(event, ChunkStarted):
-                    chunk = event.indices
-                self._buffer.push(event)
-        except BaseException as exc:  # noqa: BLE001 - shown in the rows (a Rust panic too)
-            self._buffer.push(ChunkFailed(chunk, one_line(exc)))
-        finally:
-            self._buffer.push(RunEnded())
+        chunk: tuple[Side, tuple[int, ...]] = ("a", ())
 
-    def _drain(self, events: list[RunEvent]) -> None:
-        for event in events:
+        def params() -> SamplingParams:
+            return self.params.copy()  # sliders moved later: later batches
+
+        def size() -> int:
+            return self.batch_size
+
+        try:
+            if lm_b is None:
+                events: Iterator[tuple[Side, BatchEvent]] = (
+                    ("a", e)
+                    for e in run_chunks(
+                        lm, prompts, order, params=params, batch_size=size, cancel=cancel
+                    )
+                )
+            else:
+                events = run_compare(
+                    lm, lm_b, prompts, order, params=params, batch_size=size, cancel=cancel
+                )
+            for side, event in events:
+                if isinstance(event, ChunkStarted):
+                    chunk = (side, event.indices)
+                self._buffer.push((side, event))
+        except BaseException as exc:  # noqa: BLE001 - shown in the rows (a Rust panic too)
+            self._buffer.push((chunk[0], ChunkFailed(chunk[1], one_line(exc))))
+        finally:
+            self._buffer.push(("a", RunEnded()))
+
+    def _drain(self, events: list[tuple[Side, RunEvent]]) -> None:
+        for side, event in events:
+            rows = self.rows if side == "a" or self.rows_b is None else self.rows_b
             if isinstance(event, ChunkStarted):  # a re-run row loses its old result
                 for i in event.indices:
-                    _clear_result(self.rows[i])
-                    self.table.update_row(self.rows[i])
-            for row in apply_event(self.rows, self.run, event):
+                    _clear_result(rows[i])
+                    self.table.update_row(rows[i])
+            changed = apply_event(rows, self.run, event)
+            if isinstance(event, RunEnded) and self.rows_b is not None and rows is self.rows:
+                changed += apply_event(self.rows_b, RunProgress(self.run.order), event)
+            for row in changed:
                 self.table.update_row(row, status_only=isinstance(event, ChunkStarted | RunEnded))
-            if isinstance(event, PromptFinished) and self.rows[event.index].truncated:
-                limit = self.lm.max_length if self.lm is not None else "max_length"
+            if isinstance(event, PromptFinished) and rows[event.index].truncated:
+                lm = self.lm if rows is self.rows else self.compare
+                limit = lm.max_length if lm is not None else "max_length"
+                who = f"{self.names[side == 'b']}: " if self.rows_b is not None else ""
                 self.notify(
-                    f"Prompt {event.index + 1} is longer than the context ({limit} tokens): "
+                    f"{who}Prompt {event.index + 1} is longer than the context ({limit} tokens): "
                     "only its last tokens were used.",
                     severity="warning",
                     timeout=5,
@@ -350,7 +381,9 @@ class BatchScreen(Screen[str | None]):
         return True
 
     def action_run(self) -> None:
-        self._start([r.index for r in self.rows if r.status != "done"])
+        self._start(
+            [r.index for r in self.rows if any(s.status != "done" for s in self._sides(r.index))]
+        )
 
     def action_rerun_all(self) -> None:
         self._start([r.index for r in self.rows])
@@ -396,7 +429,7 @@ class BatchScreen(Screen[str | None]):
         self._ask("batch", "Batch size (applies to the next batch)", str(self.batch_size))
 
     def action_export(self) -> None:
-        if not any(r.has_result for r in self.rows):
+        if not any(r.has_result for i in range(len(self.rows)) for r in self._sides(i)):
             self.notify("Nothing to export yet: r runs the prompts.")
             return
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -430,7 +463,7 @@ class BatchScreen(Screen[str | None]):
                 self.notify(f"{exc} — the current prompts stay.", severity="error", timeout=8)
                 return
             self.path, self._given_prompts = value, None
-            self.sub_title = f"Batch · {self._source_name()}"
+            self.sub_title = self._title()
             self._load(start=True)
         elif mode == "batch":
             try:
@@ -444,9 +477,20 @@ class BatchScreen(Screen[str | None]):
 
     def export(self, path: str | os.PathLike[str]) -> Path | None:
         """Write the rows that have a result, in input order; returns the file or None."""
-        records = [r.record() for r in self.rows if r.has_result]
+        b = self.rows_b
+        if b is None:
+            records, fields = [r.record() for r in self.rows if r.has_result], FIELDS
+        else:
+            records = [
+                compare_record(r, b[r.index])
+                for r in self.rows
+                if r.has_result or b[r.index].has_result
+            ]
+            fields = COMPARE_FIELDS
         try:
-            written = export_results(records, path, exports_dir=self.data_dir / "exports")
+            written = export_results(
+                records, path, exports_dir=self.data_dir / "exports", fields=fields
+            )
         except SwamlaError as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return None
@@ -479,4 +523,5 @@ class BatchScreen(Screen[str | None]):
                 self._cancel.set()
                 self.dismiss(row.prompt)
 
-        self.app.push_screen(BatchDetailScreen(row), closed)
+        row_b = self.rows_b[index] if self.rows_b is not None else None
+        self.app.push_screen(BatchDetailScreen(row, row_b, names=self.names), closed)

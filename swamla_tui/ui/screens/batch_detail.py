@@ -1,4 +1,7 @@
-"""The whole prompt and completion of one batch row (Enter or a click on the row)."""
+"""The whole prompt and completion of one batch row (Enter or a click on the row).
+
+In an A/B run both completions are shown, one under the other, each with its own figures.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +34,14 @@ def row_meta(row: BatchRow) -> str:
     return " · ".join(meta)
 
 
+def _body(row: BatchRow) -> str:
+    if row.error:
+        return f"error: {row.error}"
+    if not row.completion and not row.has_result:
+        return "(not run yet)"
+    return row.completion
+
+
 class BatchDetailScreen(ModalScreen[str | None]):
     """Returns "chat" for key c (open the prompt in the chat), else None."""
 
@@ -45,25 +56,35 @@ class BatchDetailScreen(ModalScreen[str | None]):
         Binding("c", "chat", "Open in chat"),
     ]
 
-    def __init__(self, row: BatchRow) -> None:
+    def __init__(
+        self, row: BatchRow, row_b: BatchRow | None = None, *, names: tuple[str, str] = ("A", "B")
+    ) -> None:
         super().__init__(classes="dialog")
         self.row = row
+        self.row_b = row_b
+        self.names = names
 
     def compose(self) -> ComposeResult:
-        row = self.row
+        row, row_b = self.row, self.row_b
         with Vertical() as box:
             box.border_title = f"Prompt {row.index + 1}"
-            yield Static(Text(visible(row_meta(row))), classes="detail--meta")
+            if row_b is None:
+                yield Static(Text(visible(row_meta(row))), classes="detail--meta")
             with VerticalScroll():
                 yield Static("Prompt", classes="detail--heading")
                 yield Static(Text(visible(row.prompt)), id="detail-prompt")
-                yield Static("Completion", classes="detail--heading")
-                body = row.completion
-                if row.error:
-                    body = f"error: {row.error}"
-                elif not body and not row.has_result:
-                    body = "(not run yet)"
-                yield Static(Text(visible(body)), id="detail-completion")
+                if row_b is None:
+                    yield Static("Completion", classes="detail--heading")
+                    yield Static(Text(visible(_body(row))), id="detail-completion")
+                else:
+                    for suffix, side, name in (
+                        ("a", row, self.names[0]),
+                        ("b", row_b, self.names[1]),
+                    ):
+                        heading = f"Completion {suffix.upper()} · {name}"
+                        yield Static(Text(visible(heading)), classes="detail--heading")
+                        yield Static(Text(visible(row_meta(side))), classes="detail--meta")
+                        yield Static(Text(visible(_body(side))), id=f"detail-completion-{suffix}")
             yield Static(
                 "Esc / Enter: close · c: open the prompt in chat", classes="dialog--footer"
             )

@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Label, ProgressBar
 
-from ...batch import BatchRow, RunProgress
+from ...batch import BatchRow, RunProgress, eta_seconds
 
 __all__ = ["BatchBar", "fmt_duration"]
 
@@ -51,16 +51,22 @@ class BatchBar(Horizontal):
         batch_size: int,
         load_error: str | None,
         error_style: str = "",
+        rows_b: list[BatchRow] | None = None,
     ) -> None:
+        """`rows_b`: an A/B run, counted in prompt-model pairs (each prompt twice)."""
         count = self.query_one("#batch-count", Label)
         n = len(rows)
+        sides = [rows] if rows_b is None else [rows, rows_b]
         # rows of this run that got a result or an error (a stopped row is not finished)
-        finished = sum(1 for i in run.order if rows[i].status in ("done", "error"))
+        finished = sum(
+            1 for i in run.order for side in sides if side[i].status in ("done", "error")
+        )
+        total = run.total * len(sides)
         if load_error:
             count.update(Text("No prompts: o opens a file", style=error_style))
         elif running:
-            text = f"{finished}/{run.total} · {fmt_duration(now - run.started)}"
-            eta = run.eta(now)
+            text = f"{finished}/{total} · {fmt_duration(now - run.started)}"
+            eta = eta_seconds(now - run.started, finished, total)
             if eta is not None:
                 text += f" · ETA {fmt_duration(eta)}"
             if stopping:
@@ -68,16 +74,16 @@ class BatchBar(Horizontal):
             count.update(text)
         elif run.total:
             verb = "stopped" if run.stopped else "done"
-            count.update(f"{finished}/{run.total} {verb} in {fmt_duration(run.elapsed or 0.0)}")
+            count.update(f"{finished}/{total} {verb} in {fmt_duration(run.elapsed or 0.0)}")
         else:
             count.update(f"{n} prompt{'s' if n != 1 else ''} · r runs them")
         bar = self.query_one(ProgressBar)
         if run.total:
-            bar.update(total=run.total, progress=finished)
+            bar.update(total=total, progress=finished)
         else:
             bar.update(total=max(1, n), progress=0)
         parts = [f"batch {batch_size}"]
         if not running and n:
-            done = sum(1 for r in rows if r.status == "done")
+            done = sum(1 for i in range(n) if all(side[i].status == "done" for side in sides))
             parts.insert(0, f"{done}/{n} with results")
         self.query_one("#batch-info", Label).update(" · ".join(parts))
