@@ -174,13 +174,17 @@ class LoadedModel:
         *,
         stop: Sequence[str] = (),
         logprobs: int | None = None,
+        prefix_ids: Sequence[int] = (),
         **overrides: Any,
     ) -> TokenStream:
         """`logprobs=k`: record each token's probabilities and top-k alternatives
-        (`TokenStream.token_logprobs`; decodes without CUDA graphs)."""
+        (`TokenStream.token_logprobs`; decodes without CUDA graphs). `prefix_ids`: ids
+        appended after the encoded `text` (a reply continued from given tokens, e.g. an
+        inspector branch: ids, so no token boundary moves by re-tokenizing)."""
         p = self._params(params, overrides)
         codec = self._need_codec()
-        return TokenStream(self.engine, codec, codec.encode(text), p, stop, logprobs=logprobs)
+        ids = codec.encode(text) + [int(i) for i in prefix_ids]
+        return TokenStream(self.engine, codec, ids, p, stop, logprobs=logprobs)
 
     def generate(self, text: str, *, stop: Sequence[str] = (), **kw: Any) -> str:
         s = self.stream(text, SamplingParams(), stop=stop, **kw)
