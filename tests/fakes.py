@@ -221,7 +221,9 @@ class FakeLM:
         return "".join(self.vocab[i - VOCAB_BASE] if i >= VOCAB_BASE else chr(i) for i in ids)
 
     def token_id(self, piece: str) -> int:
-        """A script piece's id (every piece is one token)."""
+        """A script piece's id (every piece is one token; `pieces` may change later)."""
+        if piece not in self.vocab:
+            self.vocab.append(piece)
         return VOCAB_BASE + self.vocab.index(piece)
 
     def default_batch_size(self) -> int:
