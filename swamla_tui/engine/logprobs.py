@@ -9,7 +9,10 @@ decoding (temperature 0) samples from a one-hot distribution: probability 1 for 
 argmax, entropy 0.
 
 The figures come from the same `[B, V]` logits and the same `seen` mask the sampler used;
-one host transfer per step. The CUDA-graph path does not expose its per-step logits to
+one host transfer per step. With top-k on (the default) or greedy decoding, only the k
+survivors (or the argmax) can be drawn, so the sampling distribution is built on those
+`[B, top_k]` values, not on the vocabulary: the recording then costs a log-sum-exp and
+two top-k passes over the logits besides the penalty (scripts/measure_logprobs.py). The CUDA-graph path does not expose its per-step logits to
 the host loop, so a generation that records log-probabilities decodes eagerly (see
 `Generation`); it costs the graph's speed-up only when the inspector is on.
 """
@@ -70,43 +73,101 @@ def sampling_logprobs(logits: Tensor, seen: Tensor, params: SamplingParams) -> T
     return torch.log_softmax(x, dim=-1)
 
 
-def record_logprobs(
-    logits: Tensor, seen: Tensor, chosen: Tensor, params: SamplingParams, k: int
+def _host_rows(
+    chosen: Tensor,
+    lpc: Tensor,
+    raw_c: Tensor,
+    entropy: Tensor,
+    top_v: Tensor,
+    top_i: Tensor,
+    raw_v: Tensor,
+    raw_i: Tensor,
 ) -> list[TokenLogprobs]:
-    """One `TokenLogprobs` per row for the ids `chosen` [B] drawn from `logits` [B, V]."""
-    raw = torch.log_softmax(logits.float(), dim=-1)  # [B, V]
-    used = sampling_logprobs(logits, seen, params)  # [B, V]
-    p = used.exp()
-    entropy = -(p * used.masked_fill(p == 0, 0.0)).sum(dim=-1)  # [B]; 0·log 0 = 0
-    idx = chosen[:, None]  # [B, 1]
-    k = max(1, min(int(k), logits.shape[-1]))
-    top_v, top_i = torch.topk(used, k, dim=-1)  # [B, k]
-    raw_v, raw_i = torch.topk(raw, k, dim=-1)  # [B, k]
-    host = torch.cat(  # one transfer: [B, 3 + 4k]
-        [
-            used.gather(-1, idx),
-            raw.gather(-1, idx),
-            entropy[:, None],
-            top_v,
-            top_i.float(),
-            raw_v,
-            raw_i.float(),
-        ],
-        dim=-1,
-    ).tolist()
+    """One host transfer ([B, 3 + 2(k_top + k_raw)]) -> one `TokenLogprobs` per row."""
+    kt, kr = top_v.shape[-1], raw_v.shape[-1]
+    parts = [lpc, raw_c, entropy, top_v, top_i.float(), raw_v, raw_i.float()]
+    host = torch.cat(parts, dim=-1).tolist()
     out = []
     for row, tok in zip(host, chosen.tolist(), strict=True):
-        tv, ti = row[3 : 3 + k], row[3 + k : 3 + 2 * k]
-        rv, ri = row[3 + 2 * k : 3 + 3 * k], row[3 + 3 * k : 3 + 4 * k]
-        top = tuple((int(i), v) for i, v in zip(ti, tv, strict=True) if v > float("-inf"))
+        tv, ti = row[3 : 3 + kt], row[3 + kt : 3 + 2 * kt]
+        rv, ri = row[3 + 2 * kt : 3 + 2 * kt + kr], row[3 + 2 * kt + kr :]
         out.append(
             TokenLogprobs(
                 token=int(tok),
                 logprob=row[0],
                 raw_logprob=row[1],
                 entropy=max(0.0, row[2]),
-                top=top,
+                top=tuple((int(i), v) for i, v in zip(ti, tv, strict=True) if v > float("-inf")),
                 raw_top=tuple((int(i), v) for i, v in zip(ri, rv, strict=True)),
             )
         )
     return out
+
+
+def record_logprobs(
+    logits: Tensor, seen: Tensor, chosen: Tensor, params: SamplingParams, k: int
+) -> list[TokenLogprobs]:
+    """One `TokenLogprobs` per row for the ids `chosen` [B] drawn from `logits` [B, V].
+
+    The usual settings (top-k on, or greedy) take `_record_top_k` / `_record_greedy`,
+    which work on the k survivors instead of building the [B, V] sampling distribution;
+    tests/unit/test_logprobs.py checks them against `_record_full` (this general path).
+    """
+    x0 = logits.float()
+    v = x0.shape[-1]
+    k = max(1, min(int(k), v))
+    raw_lse = torch.logsumexp(x0, dim=-1, keepdim=True)  # [B, 1]
+    raw_v, raw_i = torch.topk(x0, k, dim=-1)  # [B, k]
+    raw_c = x0.gather(-1, chosen[:, None]) - raw_lse  # [B, 1]
+    if params.temperature <= 0:
+        lpc, entropy, top_v, top_i = _record_greedy(x0, seen, chosen, params)
+    elif 0 < int(params.top_k) < v:
+        lpc, entropy, top_v, top_i = _record_top_k(x0, seen, chosen, params, k)
+    else:
+        lpc, entropy, top_v, top_i = _record_full(x0, seen, chosen, params, k)
+    return _host_rows(chosen, lpc, raw_c, entropy, top_v, top_i, raw_v - raw_lse, raw_i)
+
+
+_Parts = tuple[Tensor, Tensor, Tensor, Tensor]  # chosen logprob [B,1], entropy [B,1], top [B,k] x2
+
+
+def _record_full(x0: Tensor, seen: Tensor, chosen: Tensor, p: SamplingParams, k: int) -> _Parts:
+    """The general path: the [B, V] sampling distribution (`sampling_logprobs`)."""
+    used = sampling_logprobs(x0, seen, p)  # [B, V]
+    prob = used.exp()
+    entropy = -(prob * used.masked_fill(prob == 0, 0.0)).sum(dim=-1, keepdim=True)  # 0·log 0 = 0
+    top_v, top_i = torch.topk(used, k, dim=-1)
+    return used.gather(-1, chosen[:, None]), entropy, top_v, top_i
+
+
+def _record_greedy(x0: Tensor, seen: Tensor, chosen: Tensor, p: SamplingParams) -> _Parts:
+    """Temperature 0: a one-hot distribution on the (penalised) argmax."""
+    best = apply_repetition_penalty(x0, seen, float(p.repetition_penalty)).argmax(-1, keepdim=True)
+    zero = torch.zeros_like(best, dtype=x0.dtype)  # [B, 1]
+    lpc = torch.where(best == chosen[:, None], zero, torch.full_like(zero, float("-inf")))
+    return lpc, zero, zero, best
+
+
+def _record_top_k(x0: Tensor, seen: Tensor, chosen: Tensor, p: SamplingParams, k: int) -> _Parts:
+    """Top-k on: only the k survivors can be drawn, so the distribution is normalised over
+    them, [B, top_k]. Values tied with the k-th beyond the k are kept by `sample` too; that
+    rare case (seen as the (k+1)-th value equal to the k-th) takes `_record_full`."""
+    kk = int(p.top_k)
+    x = apply_repetition_penalty(x0, seen, float(p.repetition_penalty)) / float(p.temperature)
+    vals, idx = torch.topk(x, kk + 1, dim=-1)  # [B, kk + 1], descending
+    if bool((vals[:, kk] == vals[:, kk - 1]).any()):
+        return _record_full(x0, seen, chosen, p, k)
+    vals, idx = vals[:, :kk], idx[:, :kk]
+    kept = vals
+    if float(p.top_p) < 1.0:  # as `sample`: top-p over the kk survivors
+        probs_k = torch.softmax(vals, dim=-1)
+        drop = (torch.cumsum(probs_k, dim=-1) - probs_k) >= float(p.top_p)
+        drop[..., 0] = False
+        kept = vals.masked_fill(drop, float("-inf"))
+    lp = torch.log_softmax(kept, dim=-1)  # [B, kk]
+    prob = lp.exp()
+    entropy = -(prob * lp.masked_fill(prob == 0, 0.0)).sum(dim=-1, keepdim=True)
+    pos = idx == chosen[:, None]  # [B, kk]; no match: the token could not be drawn
+    lpc = lp.masked_fill(~pos, float("-inf")).amax(dim=-1, keepdim=True)
+    n = min(k, kk)
+    return lpc, entropy, lp[:, :n], idx[:, :n]
