@@ -42,7 +42,7 @@ from .reply import FINISH_NOTES
 from .throttle import ThrottledBuffer
 from .widgets.chat_log import ChatLog
 from .widgets.chat_message import ChatMessage
-from .widgets.token_details import TokenDetails, TokenView
+from .widgets.token_details import TokenDetails, TokenView, details_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from .app import SwamlaApp
@@ -210,10 +210,13 @@ class InspectorController:
 
     # -- details panel --------------------------------------------------------------------
 
-    def token_focused(self, widget: ChatMessage, index: int | None) -> None:
+    def token_focused(self, widget: ChatMessage, index: int | None, hover: bool) -> None:
+        """Inspect mode: the panel follows the cursor; hover: the message's tooltip."""
         tree, lm = widget.reply_tree, self._lm()
         if index is None or tree is None or lm is None or not 0 <= index < len(widget.pieces):
-            if not any(m.inspecting for m in self.app.chat.messages()):
+            if hover:
+                widget.tooltip = None
+            elif not any(m.inspecting for m in self.app.chat.messages()):
                 self.details.clear()
             return
         step = tree.current.steps[index]
@@ -225,7 +228,11 @@ class InspectorController:
             return
         total = len(tree.current.steps)
         view = TokenView(index, total, text, step, alts, widget.selected, widget.inspecting)
-        self.details.show(view)
+        if hover:
+            widget.tooltip = details_text(view)
+        else:
+            widget.tooltip = None
+            self.details.show(view)
 
     def inspect_left(self, widget: ChatMessage) -> None:
         self.details.clear()

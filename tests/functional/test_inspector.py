@@ -84,6 +84,34 @@ async def test_inspect_mode_moves_token_to_token(tmp_path):
         assert not app.generating  # Esc left inspect mode, it did not stop anything
 
 
+async def test_esc_on_a_focused_message_still_stops_a_reply(tmp_path):
+    lm = FakeLM(hold=True, endless=True)
+    app = make_app(lm, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "/probs on")
+        await send(pilot, "hi")
+        lm.release(2)
+        await wait_for(pilot, lambda: lm.streams and lm.streams[0].new_tokens == 2)
+        user = [m for m in app.chat.messages() if m.role == "user"][0]
+        user.focus()
+        await pilot.press("escape")
+        await wait_idle(pilot)
+        assert lm.streams[0].cancelled
+
+
+async def test_clear_hides_the_panel(tmp_path):
+    app = make_app(FakeLM(), tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await _probs_reply(pilot, app)
+        await pilot.press("f4")
+        assert _details(app)
+        await send(pilot, "/clear")
+        await pilot.pause()
+        assert _details(app) == ""
+
+
 async def test_hover_and_click_show_a_token(tmp_path):
     app = make_app(FakeLM(), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -99,11 +127,13 @@ async def test_hover_and_click_show_a_token(tmp_path):
             if (app.screen.get_style_at(x, line_y).meta or {}).get("token") == 2
         )
         await pilot.hover(offset=(x, line_y))
-        await wait_for(pilot, lambda: "Token 3 of 4" in _details(app))
-        assert not reply.inspecting
+        await wait_for(pilot, lambda: "Token 3 of 4" in str(reply.tooltip or ""))
+        assert "' world'" in str(reply.tooltip) and "sampled 30.0%" in str(reply.tooltip)
+        assert not reply.inspecting and _details(app) == ""  # the chat does not move
         await pilot.click(offset=(x, line_y))
         await wait_for(pilot, lambda: reply.inspecting)
-        assert reply.cursor == 2
+        assert reply.cursor == 2 and "Token 3 of 4" in _details(app)
+        assert reply.tooltip is None
 
 
 async def test_branch_regenerates_and_undo_restores(tmp_path):

@@ -18,7 +18,7 @@ from .chat_message import ChatMessage
 
 
 class InspectorHandler(Protocol):
-    def token_focused(self, widget: ChatMessage, index: int | None) -> None: ...
+    def token_focused(self, widget: ChatMessage, index: int | None, hover: bool) -> None: ...
     def alternative_picked(self, widget: ChatMessage, index: int, token: int) -> None: ...
     def inspect_left(self, widget: ChatMessage) -> None: ...
 
@@ -60,7 +60,7 @@ class ChatLog(VerticalScroll, can_focus=True):
     def _token_focused(self, event: ChatMessage.TokenFocused) -> None:
         event.stop()
         if self.inspector is not None:
-            self.inspector.token_focused(event.widget, event.index)
+            self.inspector.token_focused(event.widget, event.index, event.hover)
 
     @on(ChatMessage.AlternativePicked)
     def _alternative_picked(self, event: ChatMessage.AlternativePicked) -> None:

@@ -8,7 +8,8 @@ With token probabilities on (``/probs``), a reply that carries a `ReplyTree` ren
 its tokens coloured by probability (`token_text`), and the message has an *inspect
 mode* (F4 on the last reply, or a click on a token): a cursor moves token to token, the
 details panel follows it (`TokenFocused`), and an alternative picked with Enter or
-1-5 asks for a branch (`AlternativePicked`). Hovering a token shows its details too.
+1-5 asks for a branch (`AlternativePicked`). Hovering a token shows its details in the
+message's tooltip (an overlay: a panel that moved the chat under the pointer would flicker).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from textual.widget import Widget
 
 from ...inspect_tree import TOP_N, ReplyTree, alternatives
 from ...safe_text import visible
+from .token_details import TokenDetails
 from .token_text import navigable, next_token, token_text
 
 ROLE_TITLES = {"user": "You", "assistant": "Assistant", "notice": "", "error": "Error"}
@@ -96,12 +98,13 @@ class ChatMessage(Widget):
     _INSPECT_ACTIONS = frozenset({"move", "select", "pick", "leave"})
 
     class TokenFocused(Message):
-        """The token under the cursor or the pointer changed (`index` None: none)."""
+        """The token under the cursor (or, `hover`, the pointer) changed (None: none)."""
 
-        def __init__(self, widget: ChatMessage, index: int | None) -> None:
+        def __init__(self, widget: ChatMessage, index: int | None, hover: bool = False) -> None:
             super().__init__()
             self.widget = widget
             self.index = index
+            self.hover = hover
 
     class AlternativePicked(Message):
         """Regenerate the reply from alternative `token` at token `index`."""
@@ -136,6 +139,7 @@ class ChatMessage(Widget):
         self.inspecting = False
         self.cursor = -1
         self.selected = 0
+        self._hovered: int | None = None
 
     def _render_text(self) -> None:
         self.refresh(layout=True)
@@ -226,6 +230,15 @@ class ChatMessage(Widget):
             self._render_text()
             self.post_message(self.TokenFocused(self, None))
 
+    def on_unmount(self) -> None:
+        """Removed while inspected (/clear, /retry, /undo): the panel goes too."""
+        if self.inspecting:
+            try:
+                for panel in self.app.query(TokenDetails):
+                    panel.clear()
+            except Exception:  # noqa: BLE001, S110 - the app is closing: nothing to hide
+                pass
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in self._INSPECT_ACTIONS:
             return self.inspecting
@@ -263,11 +276,10 @@ class ChatMessage(Widget):
     def on_mouse_move(self, event: events.MouseMove) -> None:
         if not self.coloured or self.inspecting:
             return
-        self.post_message(self.TokenFocused(self, self._token_at(event.style)))
-
-    def on_leave(self, event: events.Leave) -> None:
-        if self.coloured and not self.inspecting:
-            self.post_message(self.TokenFocused(self, None))
+        index = self._token_at(event.style)
+        if index != self._hovered:
+            self._hovered = index
+            self.post_message(self.TokenFocused(self, index, hover=True))
 
     def on_click(self, event: events.Click) -> None:
         index = self._token_at(event.style)
