@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from swamla_tui.inspect_tree import alternatives
 from swamla_tui.ui.widgets.token_details import TokenDetails
 from tests.fakes import FakeLM
 
@@ -218,3 +219,37 @@ def test_inspector_snapshot(snap_compare, tmp_path):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+async def test_branch_on_the_reference_model(fixture_lm, tmp_path):
+    """End to end on the fixture: the branch continues from the recorded ids, its text is
+    decoded from them, and /undo gives back the first reply exactly."""
+    from swamla_tui.params import SamplingParams
+
+    params = SamplingParams(temperature=0.0, seed=0, max_new_tokens=12)
+    app = make_app(fixture_lm, tmp_path, params=params)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "/probs on")
+        await send(pilot, "Hello there, how are you today?")
+        await wait_idle(pilot, timeout=60)
+        await wait_for(pilot, lambda: _reply(app).reply_tree is not None)
+        reply = _reply(app)
+        first = app.conversation.turns[-1]
+        tree = reply.reply_tree
+        assert "".join(reply.pieces) == first.assistant == reply.text
+        await pilot.press("f4", "home", "right")
+        index = reply.cursor
+        await pilot.press("2")  # the second alternative offered
+        await wait_idle(pilot, timeout=60)
+        await wait_for(pilot, lambda: tree.depth == 1)
+        branch = tree.current
+        assert branch.tokens[:index] == tree.root.tokens[:index]
+        assert branch.tokens[index] == alternatives(tree.root.steps[index])[1].token
+        assert len(branch.tokens) == len(branch.steps) <= 12
+        turn = app.conversation.turns[-1]
+        want = fixture_lm.decode([t for t in branch.tokens if t != fixture_lm.eos_id])
+        assert turn.assistant == app.conversation.chat_format.cut_reply(want) == reply.text
+        await send(pilot, "/undo")
+        assert app.conversation.turns[-1] == first and reply.text == first.assistant
+        assert "".join(reply.pieces) == first.assistant
