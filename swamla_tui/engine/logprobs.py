@@ -10,9 +10,9 @@ argmax, entropy 0.
 
 The figures come from the same `[B, V]` logits and the same `seen` mask the sampler used;
 one host transfer per step. With top-k on (the default) or greedy decoding, only the k
-survivors (or the argmax) can be drawn, so the sampling distribution is built on those
-`[B, top_k]` values, not on the vocabulary: the recording then costs a log-sum-exp and
-two top-k passes over the logits besides the penalty (scripts/measure_logprobs.py). The CUDA-graph path does not expose its per-step logits to
+survivors (or the argmax) can be drawn, so the sampling distribution is built on a few
+candidates, not on the vocabulary: the recording then costs one top-k and one
+log-sum-exp over the logits (`record_logprobs`; scripts/measure_logprobs.py). The CUDA-graph path does not expose its per-step logits to
 the host loop, so a generation that records log-probabilities decodes eagerly (see
 `Generation`); it costs the graph's speed-up only when the inspector is on.
 """
@@ -104,28 +104,41 @@ def _host_rows(
     return out
 
 
+_SLACK = 64
+"""Candidates beyond top-k + 1 taken from the raw logits, room for penalised seen ids."""
+
+
 def record_logprobs(
     logits: Tensor, seen: Tensor, chosen: Tensor, params: SamplingParams, k: int
 ) -> list[TokenLogprobs]:
     """One `TokenLogprobs` per row for the ids `chosen` [B] drawn from `logits` [B, V].
 
-    The usual settings (top-k on, or greedy) take `_record_top_k` / `_record_greedy`,
-    which work on the k survivors instead of building the [B, V] sampling distribution;
-    tests/unit/test_logprobs.py checks them against `_record_full` (this general path).
+    The usual settings (top-k on, or greedy) take `_record_top_k` / `_record_greedy`: they
+    work on a few candidates (the raw logits' top k + 1 + `_SLACK`) instead of building
+    the [B, V] sampling distribution, so the only passes over the vocabulary are one
+    top-k and one log-sum-exp (each costs a thread-pool round on a CPU; a loaded machine
+    makes those rounds slow). tests/unit/test_logprobs.py checks them against
+    `_record_full`, the general path, which they also fall back to when the candidates
+    cannot be shown to hold the answer.
     """
     x0 = logits.float()
     v = x0.shape[-1]
     k = max(1, min(int(k), v))
+    greedy = params.temperature <= 0
+    top_k = 0 if greedy else int(params.top_k)
+    fast = greedy or 0 < top_k < v
+    n_cand = min(v, max(k, top_k + 1 + _SLACK)) if fast else k
+    cand_v, cand_i = torch.topk(x0, n_cand, dim=-1)  # [B, n_cand], descending
     raw_lse = torch.logsumexp(x0, dim=-1, keepdim=True)  # [B, 1]
-    raw_v, raw_i = torch.topk(x0, k, dim=-1)  # [B, k]
     raw_c = x0.gather(-1, chosen[:, None]) - raw_lse  # [B, 1]
-    if params.temperature <= 0:
-        lpc, entropy, top_v, top_i = _record_greedy(x0, seen, chosen, params)
-    elif 0 < int(params.top_k) < v:
-        lpc, entropy, top_v, top_i = _record_top_k(x0, seen, chosen, params, k)
-    else:
-        lpc, entropy, top_v, top_i = _record_full(x0, seen, chosen, params, k)
-    return _host_rows(chosen, lpc, raw_c, entropy, top_v, top_i, raw_v - raw_lse, raw_i)
+    parts = None
+    if fast:
+        parts = _record_candidates(cand_v, cand_i, seen, chosen, params, k, v)
+    if parts is None:
+        parts = _record_full(x0, seen, chosen, params, k)
+    lpc, entropy, top_v, top_i = parts
+    raw_v, raw_i = cand_v[:, :k] - raw_lse, cand_i[:, :k]
+    return _host_rows(chosen, lpc, raw_c, entropy, top_v, top_i, raw_v, raw_i)
 
 
 _Parts = tuple[Tensor, Tensor, Tensor, Tensor]  # chosen logprob [B,1], entropy [B,1], top [B,k] x2
@@ -140,24 +153,43 @@ def _record_full(x0: Tensor, seen: Tensor, chosen: Tensor, p: SamplingParams, k:
     return used.gather(-1, chosen[:, None]), entropy, top_v, top_i
 
 
-def _record_greedy(x0: Tensor, seen: Tensor, chosen: Tensor, p: SamplingParams) -> _Parts:
-    """Temperature 0: a one-hot distribution on the (penalised) argmax."""
-    best = apply_repetition_penalty(x0, seen, float(p.repetition_penalty)).argmax(-1, keepdim=True)
-    zero = torch.zeros_like(best, dtype=x0.dtype)  # [B, 1]
-    lpc = torch.where(best == chosen[:, None], zero, torch.full_like(zero, float("-inf")))
-    return lpc, zero, zero, best
+def _record_candidates(
+    cand_v: Tensor,
+    cand_i: Tensor,
+    seen: Tensor,
+    chosen: Tensor,
+    p: SamplingParams,
+    k: int,
+    v: int,
+) -> _Parts | None:
+    """Greedy, or top-k on, from the raw logits' top candidates [B, C] (None: unsure).
 
-
-def _record_top_k(x0: Tensor, seen: Tensor, chosen: Tensor, p: SamplingParams, k: int) -> _Parts:
-    """Top-k on: only the k survivors can be drawn, so the distribution is normalised over
-    them, [B, top_k]. Values tied with the k-th beyond the k are kept by `sample` too; that
-    rare case (seen as the (k+1)-th value equal to the k-th) takes `_record_full`."""
-    kk = int(p.top_k)
-    x = apply_repetition_penalty(x0, seen, float(p.repetition_penalty)) / float(p.temperature)
-    vals, idx = torch.topk(x, kk + 1, dim=-1)  # [B, kk + 1], descending
-    if bool((vals[:, kk] == vals[:, kk - 1]).any()):
-        return _record_full(x0, seen, chosen, p, k)
-    vals, idx = vals[:, :kk], idx[:, :kk]
+    The penalty only lowers a logit (divides a positive one, multiplies a negative one by
+    a factor >= 1), so no id outside the candidates can score above the last candidate's
+    raw logit: when the penalised candidates' (top_k + 1)-th value is strictly above it,
+    the candidates' top-k is the vocabulary's. Values tied at the k-th, which `sample`
+    keeps beyond the k, are left to the general path too.
+    """
+    pen = float(p.repetition_penalty)
+    x = apply_repetition_penalty(cand_v, seen.gather(-1, cand_i), pen)  # [B, C]
+    bound = cand_v[:, -1:]  # [B, 1]: every id outside the candidates scores at most this
+    if p.temperature <= 0:  # a one-hot distribution on the penalised argmax
+        two_v, two_at = torch.topk(x, min(2, x.shape[-1]), dim=-1)  # [B, <= 2]
+        best_v, at = two_v[:, :1], two_at[:, :1]
+        if x.shape[-1] < v and not bool((best_v > bound).all()):
+            return None
+        if two_v.shape[-1] == 2 and bool((two_v[:, 0] == two_v[:, 1]).any()):
+            return None  # a tie: `sample`'s argmax takes the lowest id
+        best = cand_i.gather(-1, at)  # [B, 1]
+        zero = torch.zeros_like(best_v)
+        lpc = torch.where(best == chosen[:, None], zero, torch.full_like(zero, float("-inf")))
+        return lpc, zero, zero, best
+    kk, t = int(p.top_k), float(p.temperature)
+    vals, order = torch.topk(x / t, kk + 1, dim=-1)  # [B, kk + 1], descending
+    sure = x.shape[-1] == v or bool((vals[:, kk] > bound[:, 0] / t).all())
+    if not sure or bool((vals[:, kk] == vals[:, kk - 1]).any()):
+        return None
+    vals, idx = vals[:, :kk], cand_i.gather(-1, order[:, :kk])  # [B, kk]
     kept = vals
     if float(p.top_p) < 1.0:  # as `sample`: top-p over the kk survivors
         probs_k = torch.softmax(vals, dim=-1)

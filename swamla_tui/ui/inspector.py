@@ -71,12 +71,13 @@ class InspectableModel(ChatModel, Protocol):
 
 
 class RecordingModel:
-    """`lm` whose streams record token probabilities; remembers each stream's prompt."""
+    """`lm` whose streams record token probabilities; remembers each stream's prompt in
+    `opened` (written by the reply worker, read on the UI thread: one dict operation
+    each, atomic under the GIL)."""
 
     def __init__(self, lm: ChatModel, opened: dict[int, tuple[str, tuple[str, ...]]]) -> None:
         self.lm = lm
         self._opened = opened
-        self._lock = threading.Lock()
 
     @property
     def max_length(self) -> int:
@@ -100,8 +101,7 @@ class RecordingModel:
         **overrides: Any,
     ) -> ReplyStream:
         stream = self.lm.stream(text, params, stop=stop, logprobs=TOP_N, **overrides)
-        with self._lock:
-            self._opened[id(stream)] = (text, tuple(stop))
+        self._opened[id(stream)] = (text, tuple(stop))
         return stream
 
 

@@ -88,10 +88,17 @@ def test_recording_does_not_change_the_tokens(fixture_lm):
 
 
 @pytest.mark.parametrize(
-    ("temperature", "top_k", "top_p", "penalty"),
-    [(0.7, 6, 0.8, 1.3), (1.0, 50, 1.0, 1.0), (1.3, 3, 0.5, 1.1), (0.0, 50, 0.9, 1.2)],
+    ("temperature", "top_k", "top_p", "penalty", "seen_top"),
+    [
+        (0.7, 6, 0.8, 1.3, 0),
+        (1.0, 50, 1.0, 1.0, 0),
+        (1.3, 3, 0.5, 1.1, 0),
+        (0.0, 50, 0.9, 1.2, 0),
+        (0.9, 20, 0.95, 2.0, 150),  # the raw top 150 seen and penalised: past the candidates
+        (0.0, 20, 0.95, 2.0, 150),
+    ],
 )
-def test_fast_paths_equal_the_full_distribution(temperature, top_k, top_p, penalty):
+def test_fast_paths_equal_the_full_distribution(temperature, top_k, top_p, penalty, seen_top):
     """`record_logprobs`'s top-k and greedy paths against the [B, V] general path, with
     values tied with the k-th (which `sample` keeps) in one row."""
     from swamla_tui.engine.logprobs import _record_full, record_logprobs
@@ -101,6 +108,8 @@ def test_fast_paths_equal_the_full_distribution(temperature, top_k, top_p, penal
     logits = torch.randn(3, 300, generator=g) * 3
     logits[1, 10:14] = logits[1].topk(top_k).values[-1]  # ties at the k-th value
     seen = torch.rand(3, 300, generator=g) < 0.1
+    if seen_top:
+        seen.scatter_(-1, logits.topk(seen_top, dim=-1).indices, True)
     params = SamplingParams(
         temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=penalty
     )
@@ -119,5 +128,13 @@ def test_fast_paths_equal_the_full_distribution(temperature, top_k, top_p, penal
         assert [v for _, v in rec.top] == pytest.approx([v for _, v in want], abs=1e-5)
         raw = torch.log_softmax(logits[b], dim=-1)
         assert rec.raw_logprob == pytest.approx(float(raw[chosen[b]]), abs=1e-5)
-        assert [i for i, _ in rec.raw_top] == raw.topk(5).indices.tolist()
+        want_raw = raw.topk(5).values.tolist()  # ids: tied values may come in any order
+        assert [v for _, v in rec.raw_top] == pytest.approx(want_raw, abs=1e-5)
+        assert all(float(raw[i]) == pytest.approx(v, abs=1e-5) for i, v in rec.raw_top)
+        assert len({i for i, _ in rec.raw_top}) == 5
     assert fast[2].logprob == -math.inf and math.isfinite(fast[0].logprob)
+    if not seen_top:  # row 0 (no ties, few seen ids) is answered from the candidates
+        from swamla_tui.engine.logprobs import _record_candidates
+
+        cand_v, cand_i = logits[:1].topk(top_k + 65, dim=-1)
+        assert _record_candidates(cand_v, cand_i, seen[:1], chosen[:1], params, 5, 300)
