@@ -21,14 +21,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, cast
 
 from ..errors import SwamlaError, one_line
 from ..inspect_tree import (
     TOP_N,
     Branch,
     ReplyTree,
-    TokenRecord,
     alternatives,
     clip_pieces,
     reply_text,
@@ -38,6 +37,7 @@ from ..params import SamplingParams
 from ..protocols import ChatModel, ReplyStream
 from ..stops import cut_at_stop
 from .messages import GenerationDone
+from .recording import InspectableModel, InspectableStream, RecordingModel
 from .reply import FINISH_NOTES
 from .throttle import ThrottledBuffer
 from .widgets.chat_log import ChatLog
@@ -47,62 +47,13 @@ from .widgets.token_details import TokenDetails, TokenView, details_text
 if TYPE_CHECKING:  # pragma: no cover
     from .app import SwamlaApp
 
-__all__ = ["InspectorController", "RecordingModel"]
+__all__ = ["InspectorController"]
 
 OFF = "Token probabilities are off: /probs on (or F3), then send a message."
 NO_RECORDS = (
     "The last reply has no token probabilities (it was generated with /probs off):"
     " /retry generates it again."
 )
-
-
-class InspectableStream(ReplyStream, Protocol):
-    """A reply stream opened with ``logprobs=k`` (`TokenStream`, the test fakes)."""
-
-    @property
-    def token_ids(self) -> list[int]: ...
-
-    @property
-    def token_logprobs(self) -> Sequence[TokenRecord]: ...
-
-
-class InspectableModel(ChatModel, Protocol):
-    def decode(self, ids: Sequence[int]) -> str: ...
-
-
-class RecordingModel:
-    """`lm` whose streams record token probabilities; remembers each stream's prompt in
-    `opened` (written by the reply worker, read on the UI thread: one dict operation
-    each, atomic under the GIL)."""
-
-    def __init__(self, lm: ChatModel, opened: dict[int, tuple[str, tuple[str, ...]]]) -> None:
-        self.lm = lm
-        self._opened = opened
-
-    @property
-    def max_length(self) -> int:
-        return self.lm.max_length
-
-    def encode(self, text: str) -> list[int]:
-        return self.lm.encode(text)
-
-    def card(self) -> dict[str, str]:
-        return self.lm.card()
-
-    def summary(self) -> str:
-        return self.lm.summary()
-
-    def stream(
-        self,
-        text: str,
-        params: SamplingParams | None = None,
-        *,
-        stop: Sequence[str] = (),
-        **overrides: Any,
-    ) -> ReplyStream:
-        stream = self.lm.stream(text, params, stop=stop, logprobs=TOP_N, **overrides)
-        self._opened[id(stream)] = (text, tuple(stop))
-        return stream
 
 
 class InspectorController:
@@ -259,8 +210,12 @@ class InspectorController:
         self, widget: ChatMessage, tree: ReplyTree, branch: Branch, lm: InspectableModel
     ) -> None:
         app, reply = self.app, self.app.reply
-        eos = getattr(lm, "eos_id", None)
-        prefix = "".join(token_pieces(lm.decode, branch.tokens, eos))
+        try:
+            prefix = "".join(token_pieces(lm.decode, branch.tokens, getattr(lm, "eos_id", None)))
+        except SwamlaError as exc:  # the tokenizer failed: the reply stays as it was
+            tree.abandon()
+            app.add_notice(str(exc), error=True)
+            return
         widget.leave()
         self.details.clear()
         fmt = app.conversation.chat_format
@@ -348,18 +303,24 @@ class InspectorController:
         reply.generating, reply.stream = False, None
         app.status_bar.remove_class("-busy")
         widget.set_streaming(False)
+        lm = self._lm()
+        ids = list(stream.token_ids) if stream is not None else []
+        records = list(stream.token_logprobs) if stream is not None else []
+        pieces: list[str] = []
+        if error is None and lm is not None:
+            try:  # the whole branch decoded from its ids (the fork may split a character)
+                pieces = token_pieces(
+                    lm.decode, tree.current.tokens + ids, getattr(lm, "eos_id", None)
+                )
+            except SwamlaError as exc:
+                error = str(exc)
         if error is not None:
             tree.abandon()
             self._restore(widget, tree)
             app.status_bar.status = "Generation failed"
             app.add_notice(f"Generation failed: {error} — the reply is as before", error=True)
         else:
-            lm = self._lm()
-            ids = list(stream.token_ids) if stream is not None else []
-            records = list(stream.token_logprobs) if stream is not None else []
             reason = stream.finish_reason if stream is not None else "length"
-            all_ids = tree.current.tokens + ids
-            pieces = token_pieces(lm.decode, all_ids, getattr(lm, "eos_id", None)) if lm else []
             raw, hit = reply_text(pieces, tree.stop)
             note = "stopped" if stopped else ("" if hit else FINISH_NOTES.get(reason or "", ""))
             tree.complete(ids, records, raw, stopped=stopped, note=note)
