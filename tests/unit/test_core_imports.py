@@ -20,6 +20,7 @@ CORE = [
     "swamla_tui.conversation",
     "swamla_tui.transcript",
     "swamla_tui.session",
+    "swamla_tui.inspect_tree",
     "swamla_tui.batch",
     "swamla_tui.headless",
     "swamla_tui.protocols",
@@ -74,6 +75,7 @@ def test_pure_modules_do_not_import_torch():
         "import swamla_tui.commands, swamla_tui.conversation, swamla_tui.prompts_file\n"
         "import swamla_tui.export, swamla_tui.params, swamla_tui.errors\n"
         "import swamla_tui.session, swamla_tui.transcript, swamla_tui.batch\n"
+        "import swamla_tui.inspect_tree\n"
         "import swamla_tui.headless, swamla_tui.protocols, swamla_tui.paths, swamla_tui.cli\n"
         "assert 'torch' not in sys.modules, 'torch imported by a pure module'\n"
         "print('ok')\n"
