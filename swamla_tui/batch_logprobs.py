@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .batch import BatchRow
 from .errors import SwamlaError
 from .export import FIELDS
-from .params import RecordingStreamOptions, SamplingParams
+from .params import SamplingParams, StreamOptions
 from .protocols import BatchOutcome, Model, ReplyStream
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class StreamingModel(Model, Protocol):
         self,
         text: str,
         params: SamplingParams | None = None,
-        **options: Unpack[RecordingStreamOptions],
+        **options: Unpack[StreamOptions],
     ) -> ReplyStream: ...
 
 

@@ -48,7 +48,9 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("exit", "", "Leave the app (same as /quit)", "none"),
     CommandSpec("clear", "", "Start a new conversation (keeps the system prompt)", "none"),
     CommandSpec("retry", "", "Generate the last reply again", "none"),
-    CommandSpec("undo", "", "Drop the last exchange (your message and the reply)", "none"),
+    CommandSpec(
+        "undo", "", "Back to the reply's previous branch, else drop the last exchange", "none"
+    ),
     CommandSpec(
         "temp",
         "[value]",
@@ -128,6 +130,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "path",
         aliases=("perplexity",),
     ),
+    CommandSpec("probs", "[on|off]", "Colour reply tokens by probability (remembered)", "switch"),
     CommandSpec(
         "compare",
         "[path]",

@@ -21,7 +21,7 @@ from .errors import SwamlaError
 from .model.config import ModelConfig
 from .model.generation import model_card_lines
 from .model.transformer import SWAMLA
-from .params import BatchOptions, RecordingStreamOptions, SamplingParams
+from .params import BatchOptions, SamplingParams, StreamOptions
 from .ppl_text import PerplexityResult, ScoreOptions
 
 if TYPE_CHECKING:
@@ -173,15 +173,19 @@ class LoadedModel:
         self,
         text: str,
         params: SamplingParams | None = None,
-        **options: Unpack[RecordingStreamOptions],
+        **options: Unpack[StreamOptions],
     ) -> TokenStream:
         """`logprobs=k`: record each token's probabilities and top-k alternatives
-        (`TokenStream.token_logprobs`; decodes without CUDA graphs)."""
+        (`TokenStream.token_logprobs`; decodes without CUDA graphs). `prefix_ids`: ids
+        appended after the encoded `text` (a reply continued from given tokens, e.g. an
+        inspector branch: ids, so no token boundary moves by re-tokenizing)."""
         stop = options.pop("stop", ())
         logprobs = options.pop("logprobs", None)
+        prefix_ids = options.pop("prefix_ids", ())
         p = self._params(params, options)
         codec = self._need_codec()
-        return TokenStream(self.engine, codec, codec.encode(text), p, stop, logprobs=logprobs)
+        ids = codec.encode(text) + [int(i) for i in prefix_ids]
+        return TokenStream(self.engine, codec, ids, p, stop, logprobs=logprobs)
 
     def generate(self, text: str, *, stop: Sequence[str] = (), **kw: Any) -> str:
         s = self.stream(text, SamplingParams(), stop=stop, **kw)

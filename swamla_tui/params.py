@@ -88,7 +88,8 @@ class BatchOptions(TypedDict, total=False):
 
 
 class StreamOptions(TypedDict, total=False):
-    """The keyword options of `stream`: stop strings and one-call sampling overrides.
+    """The keyword options of `stream`: stop strings, one-call sampling overrides, and
+    what the inspector asks (``logprobs``, ``prefix_ids``).
 
     Declared once for the `ChatModel` Protocol, `LoadedModel`, the chat-format wrapper and
     the test fakes (``**options: Unpack[StreamOptions]``). An override makes the stream read
@@ -102,10 +103,9 @@ class StreamOptions(TypedDict, total=False):
     repetition_penalty: float
     max_new_tokens: int
     seed: int | None
-
-
-class RecordingStreamOptions(StreamOptions, total=False):
-    """`StreamOptions` plus what only the real model records: ``logprobs=k`` (the per-token
-    log-probabilities of `swamla_tui.engine.logprobs`)."""
-
     logprobs: int | None
+    """Record each token's probabilities and top-k alternatives
+    (`swamla_tui.engine.logprobs`; the stream's ``token_logprobs``)."""
+    prefix_ids: Sequence[int]
+    """Token ids appended after the encoded text (a reply continued from given tokens,
+    e.g. an inspector branch: no token boundary moves by re-tokenizing)."""

@@ -8,9 +8,11 @@ live object given, `cancel()` ends the stream within one piece.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from swamla_tui.params import SamplingParams, StreamOptions
@@ -20,10 +22,56 @@ from swamla_tui.stops import cut_at_stop, held_back
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+ALT_PIECES = (" there", " friend", " moon", " sun")
+"""Extra tokens of a `FakeLM` vocabulary: the alternatives its records offer."""
+VOCAB_BASE = 1000  # FakeLM token ids: VOCAB_BASE + index into `FakeLM.vocab`
+FAKE_PROBS = (0.95, 0.6, 0.3, 0.05)  # sampling probability of the token at step t % 4
+
+
+@dataclass(frozen=True)
+class FakeRecord:
+    """A `TokenLogprobs` (engine/logprobs.py) without torch."""
+
+    token: int
+    logprob: float
+    raw_logprob: float
+    entropy: float
+    top: tuple[tuple[int, float], ...]
+    raw_top: tuple[tuple[int, float], ...]
+
+
+def fake_record(
+    token: int,
+    p: float,
+    *,
+    top: list[tuple[int, float]] | None = None,
+    raw_top: list[tuple[int, float]] | None = None,
+    entropy: float = 1.0,
+) -> FakeRecord:
+    """A record from probabilities (not logs); `top` defaults to the token alone."""
+    top = top if top is not None else [(token, p)]
+    raw_top = raw_top if raw_top is not None else top
+    raw_p = dict(raw_top).get(token, p)
+    return FakeRecord(
+        token,
+        math.log(p),
+        math.log(raw_p),
+        entropy,
+        tuple((i, math.log(q)) for i, q in top),
+        tuple((i, math.log(q)) for i, q in raw_top),
+    )
+
 
 class FakeStream:
     def __init__(
-        self, lm: FakeLM, prompt: str, params: SamplingParams, stop: tuple[str, ...]
+        self,
+        lm: FakeLM,
+        prompt: str,
+        params: SamplingParams,
+        stop: tuple[str, ...],
+        *,
+        logprobs: int | None = None,
+        prefix_ids: Sequence[int] = (),
     ) -> None:
         self.lm = lm
         self.prompt = prompt
@@ -38,6 +86,10 @@ class FakeStream:
         self.seen: list[dict[str, object]] = []
         self._cancel = threading.Event()
         self._pending = ""
+        self.logprobs = logprobs
+        self.prefix_ids = list(prefix_ids)
+        self.token_ids: list[int] = []
+        self.token_logprobs: list[FakeRecord] = []
 
     @property
     def context_tokens(self) -> int:
@@ -87,12 +139,30 @@ class FakeStream:
             raise lm.error
         return lm.pieces[index % len(lm.pieces)]
 
+    def _record(self, index: int, piece: str) -> None:
+        """The token's id, and with `logprobs` a made-up record: the script's piece with a
+        probability from `FAKE_PROBS`, then the `ALT_PIECES` sharing the rest."""
+        lm = self.lm
+        tok = lm.token_id(piece)
+        self.token_ids.append(tok)
+        if not self.logprobs:
+            return
+        p = FAKE_PROBS[index % len(FAKE_PROBS)]
+        others = [lm.token_id(a) for a in ALT_PIECES if lm.token_id(a) != tok]
+        shares = [(1 - p) * w for w in (0.5, 0.3, 0.15, 0.05)]
+        top = sorted([(tok, p), *zip(others, shares, strict=False)], key=lambda x: -x[1])[
+            : self.logprobs
+        ]
+        raw = [(i, q * 0.9) for i, q in top]
+        self.token_logprobs.append(fake_record(tok, p, top=top, raw_top=raw, entropy=1 - p))
+
     def __iter__(self) -> Iterator[str]:
-        index = 0
+        index = len(self.prefix_ids)  # a continuation picks the script up there
         while self.finish_reason is None:
             piece = self._next_piece(index)
             if piece is None:
                 break
+            self._record(index, piece)
             index += 1
             self.seen.append(self.params.as_dict())
             self.new_tokens += 1
@@ -136,6 +206,7 @@ class FakeLM:
         self.notices: list[str] = []
         self.streams: list[FakeStream] = []
         self.prompts: list[str] = []
+        self.vocab = list(dict.fromkeys([*self.pieces, *ALT_PIECES]))
 
     def release(self, n: int = 1) -> None:
         for _ in range(n):
@@ -151,7 +222,13 @@ class FakeLM:
         return [ord(c) % 512 for c in text]
 
     def decode(self, ids: Sequence[int]) -> str:
-        return "".join(chr(i) for i in ids)
+        return "".join(self.vocab[i - VOCAB_BASE] if i >= VOCAB_BASE else chr(i) for i in ids)
+
+    def token_id(self, piece: str) -> int:
+        """A script piece's id (every piece is one token; `pieces` may change later)."""
+        if piece not in self.vocab:
+            self.vocab.append(piece)
+        return VOCAB_BASE + self.vocab.index(piece)
 
     def default_batch_size(self) -> int:
         return 4
@@ -163,11 +240,15 @@ class FakeLM:
         **options: Unpack[StreamOptions],
     ) -> FakeStream:
         stop = options.pop("stop", ())
+        logprobs = options.pop("logprobs", None)
+        prefix_ids = options.pop("prefix_ids", ())
         params = params if params is not None else SamplingParams()
         if self.copy_params or options:  # what is left are sampling overrides
             params = params.copy(**options)
         self.prompts.append(text)
-        stream = FakeStream(self, text, params, tuple(stop))
+        stream = FakeStream(
+            self, text, params, tuple(stop), logprobs=logprobs, prefix_ids=prefix_ids
+        )
         self.streams.append(stream)
         return stream
 

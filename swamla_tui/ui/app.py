@@ -41,6 +41,7 @@ from ..protocols import ChatModel, Loader, Model
 from ..safe_text import visible
 from ..session import ChatSession, context_usage, count_noun
 from ..transcript import TranscriptStore
+from .inspector import InspectorController
 from .loading import load_model
 from .messages import (
     ContextCounted,
@@ -67,6 +68,7 @@ from .widgets.chat_message import ChatMessage
 from .widgets.prompt_input import PromptInput
 from .widgets.sampling_sidebar import SamplingSidebar
 from .widgets.status_bar import StatusBar
+from .widgets.token_details import TokenDetails
 
 __all__ = ["AppOptions", "SwamlaApp", "run_app"]
 
@@ -107,6 +109,8 @@ class SwamlaApp(LiteralNotify, App[int]):
         Binding("ctrl+r", "retry", "Retry", tooltip="Generate the last reply again"),
         Binding("ctrl+s", "save", "Save", tooltip="Save the conversation as Markdown"),
         Binding("ctrl+t", "toggle_theme", "Theme", tooltip="Toggle dark / light"),
+        Binding("f3", "toggle_probs", "Probs", show=False, tooltip="Token probabilities (/probs)"),
+        Binding("f4", "inspect", "Inspect", show=False, tooltip="Inspect the last reply's tokens"),
         Binding(
             "f2",
             "focus_sliders",
@@ -133,6 +137,7 @@ class SwamlaApp(LiteralNotify, App[int]):
 
         self.reply = ReplyController(self)
         self.compare = SecondModel(self)  # model B: --compare, /compare
+        self.inspector = InspectorController(self)
         self.lm: Model | None = None
         self.load_failed: str | None = None
         self.turn_widgets: list[tuple[ChatMessage, ChatMessage]] = []
@@ -166,6 +171,7 @@ class SwamlaApp(LiteralNotify, App[int]):
         with Horizontal(id="main"):
             with Vertical(id="chat-column"):
                 yield ChatLog(id="chat")
+                yield TokenDetails(id="token-details")
                 yield PromptInput(
                     completer=cmds.complete,
                     placeholder="Message the model — Enter sends, Ctrl+J new line, /help",
@@ -196,6 +202,7 @@ class SwamlaApp(LiteralNotify, App[int]):
         if self._theme_given:  # --theme is remembered like a Ctrl+T choice
             self.settings.set("theme", self.theme)
         self.reply.mount()
+        self.inspector.mount()
         self.prompt_input.keep_text = self._keeps_message
         self.prompt_input.focus()
         self.chat.markdown = self.markdown
@@ -401,7 +408,7 @@ class SwamlaApp(LiteralNotify, App[int]):
             else:
                 self.add_notice("The model is still loading — try again in a moment.")
             return
-        self.reply.start(self.lm, text)
+        self.reply.start(self.inspector.model(self.lm), text)
 
     def on_turn_planned(self, message: TurnPlanned) -> None:
         self.reply.planned(message.plan)
@@ -411,6 +418,7 @@ class SwamlaApp(LiteralNotify, App[int]):
 
     def on_generation_done(self, message: GenerationDone) -> None:
         self.reply.done(message)
+        self.inspector.reply_done(message)
 
     # -- actions -------------------------------------------------------------------------
 
@@ -447,6 +455,12 @@ class SwamlaApp(LiteralNotify, App[int]):
         self.settings.set("markdown", on)
         for message in self.chat.messages():
             message.set_markdown(on)
+
+    def action_toggle_probs(self) -> None:
+        self.inspector.set_probs(None)
+
+    def action_inspect(self) -> None:
+        self.inspector.inspect_last()
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

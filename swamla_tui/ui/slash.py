@@ -52,6 +52,7 @@ class SlashCommands:
             "markdown": self._cmd_markdown,
             "ppl": lambda c: self.ppl.start(str(c.value)),
             "compare": lambda c: app.compare.compare_last(str(c.value) if c.value else None),
+            "probs": lambda c: app.inspector.set_probs(None if c.value is None else bool(c.value)),
         }
         self.ppl = PerplexityRunner(app)
 
@@ -78,10 +79,10 @@ class SlashCommands:
 
     def _cmd_undo(self, command: cmds.Command) -> None:
         app = self.app
-        if app.busy():
+        if app.busy() or app.inspector.undo_branch():
             return
         if app.session.undo() is None:
-            app.add_notice("Nothing to undo.")
+            app.add_notice("Nothing to undo.", error=True)
             return
         app.remove_last_turn_widgets()
         app.update_context()

@@ -17,6 +17,7 @@ CORE = [
     "swamla_tui.conversation",
     "swamla_tui.transcript",
     "swamla_tui.session",
+    "swamla_tui.inspect_tree",
     "swamla_tui.batch",
     "swamla_tui.headless",
     "swamla_tui.protocols",
@@ -30,6 +31,7 @@ CORE = [
 
 PURE = [
     "swamla_tui.commands",
+    "swamla_tui.inspect_tree",
     "swamla_tui.conversation",
     "swamla_tui.prompts_file",
     "swamla_tui.export",

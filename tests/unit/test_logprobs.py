@@ -85,3 +85,56 @@ def test_recording_does_not_change_the_tokens(fixture_lm):
     b = fixture_lm.stream(PROMPT, params, logprobs=3)
     assert "".join(a) == "".join(b)
     assert a.token_ids == b.token_ids == [r.token for r in b.token_logprobs]
+
+
+@pytest.mark.parametrize(
+    ("temperature", "top_k", "top_p", "penalty", "seen_top"),
+    [
+        (0.7, 6, 0.8, 1.3, 0),
+        (1.0, 50, 1.0, 1.0, 0),
+        (1.3, 3, 0.5, 1.1, 0),
+        (0.0, 50, 0.9, 1.2, 0),
+        (0.9, 20, 0.95, 2.0, 150),  # the raw top 150 seen and penalised: past the candidates
+        (0.0, 20, 0.95, 2.0, 150),
+    ],
+)
+def test_fast_paths_equal_the_full_distribution(temperature, top_k, top_p, penalty, seen_top):
+    """`record_logprobs`'s top-k and greedy paths against the [B, V] general path, with
+    values tied with the k-th (which `sample` keeps) in one row."""
+    from swamla_tui.engine.logprobs import _record_full, record_logprobs
+    from swamla_tui.engine.sampling import sample
+
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(3, 300, generator=g) * 3
+    logits[1, 10:14] = logits[1].topk(top_k).values[-1]  # ties at the k-th value
+    seen = torch.rand(3, 300, generator=g) < 0.1
+    if seen_top:
+        seen.scatter_(-1, logits.topk(seen_top, dim=-1).indices, True)
+    params = SamplingParams(
+        temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=penalty
+    )
+    chosen = sample(
+        logits, seen, temperature=temperature, top_k=top_k, top_p=top_p,
+        repetition_penalty=penalty, generator=g,
+    )  # fmt: skip
+    chosen[2] = int(logits[2].argmin())  # a token that could not be drawn: -inf
+    fast = record_logprobs(logits, seen, chosen, params, 5)
+    lpc, ent, tv, ti = _record_full(logits, seen, chosen, params, 5)
+    for b, rec in enumerate(fast):
+        assert rec.logprob == pytest.approx(float(lpc[b, 0]), abs=1e-5)
+        assert rec.entropy == pytest.approx(max(0.0, float(ent[b, 0])), abs=1e-5)
+        want = [(int(i), float(v)) for i, v in zip(ti[b], tv[b], strict=True) if v > -math.inf]
+        assert [i for i, _ in rec.top] == [i for i, _ in want]
+        assert [v for _, v in rec.top] == pytest.approx([v for _, v in want], abs=1e-5)
+        raw = torch.log_softmax(logits[b], dim=-1)
+        assert rec.raw_logprob == pytest.approx(float(raw[chosen[b]]), abs=1e-5)
+        want_raw = raw.topk(5).values.tolist()  # ids: tied values may come in any order
+        assert [v for _, v in rec.raw_top] == pytest.approx(want_raw, abs=1e-5)
+        assert all(float(raw[i]) == pytest.approx(v, abs=1e-5) for i, v in rec.raw_top)
+        assert len({i for i, _ in rec.raw_top}) == 5
+    assert fast[2].logprob == -math.inf and math.isfinite(fast[0].logprob)
+    if not seen_top:  # row 0 (no ties, few seen ids) is answered from the candidates
+        from swamla_tui.engine.logprobs import _record_candidates
+
+        cand_v, cand_i = logits[:1].topk(top_k + 65, dim=-1)
+        assert _record_candidates(cand_v, cand_i, seen[:1], chosen[:1], params, 5, 300)

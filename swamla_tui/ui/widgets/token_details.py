@@ -1,0 +1,103 @@
+"""The inspector's details panel: the focused token's figures and its alternatives.
+
+Shown under the chat while a token is hovered or inspected: the token's probability
+under the sampling distribution actually used and under the model's raw softmax, the
+entropy at that step, and the top alternatives (numbered: 1-5 or Enter picks one and
+the reply is regenerated from there). Token texts are shown with `repr`, so blanks and
+newlines are visible and no control character reaches the terminal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.widgets import Static
+
+from ...inspect_tree import PROB_BINS, Alternative, Step, fmt_prob
+from ...safe_text import visible
+
+__all__ = ["TokenDetails", "TokenView", "details_text"]
+
+HINT = "←/→ token · ↑/↓ + Enter or 1-5: branch from here · Esc: back to the input · /undo"
+
+
+def shown_token(text: str) -> str:
+    """A token's text quoted, blanks and controls visible, on one line."""
+    return visible(repr(text))
+
+
+@dataclass(frozen=True)
+class TokenView:
+    """What the panel shows for one token (texts already decoded)."""
+
+    index: int
+    total: int
+    text: str
+    step: Step
+    alternatives: Sequence[tuple[Alternative, str]]
+    selected: int
+    inspecting: bool
+
+
+class TokenDetails(Static):
+    """Hidden until `show`; `clear` hides it again."""
+
+    DEFAULT_CSS = """
+    TokenDetails {
+        height: auto;
+        max-height: 10;
+        padding: 0 1;
+        margin: 0 1;
+        border-top: hkey $accent;
+        background: $boost;
+        display: none;
+    }
+    TokenDetails.-shown { display: block; }
+    Tooltip { max-width: 60; }
+    """
+    SCOPED_CSS = False  # the hover details are a tooltip: room for their table
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("", id=id)
+        self.view: TokenView | None = None
+
+    def show(self, view: TokenView) -> None:
+        self.view = view
+        self.update(details_text(view))
+        self.add_class("-shown")
+
+    def clear(self) -> None:
+        self.view = None
+        self.remove_class("-shown")
+
+
+def details_text(v: TokenView) -> Text:
+    """The panel's text (also the tooltip of a hovered token)."""
+    s = v.step
+    out = Text(end="")
+    out.append(f"Token {v.index + 1} of {v.total}  ", style="bold")
+    out.append(shown_token(v.text), style="bold")
+    out.append("\n" if not v.inspecting else "   ")  # the tooltip is narrow
+    out.append(
+        f"sampled {fmt_prob(s.prob)}   model {fmt_prob(s.raw_prob)}"
+        f"   entropy {s.entropy:.2f} nats\n"
+    )
+    out.append("     token               sampled    model\n", style="dim")
+    for n, (alt, text) in enumerate(v.alternatives):
+        mark = "▶" if v.inspecting and n == v.selected else " "
+        line = (
+            f"{mark} {n + 1}  {shown_token(text)[:18]:<18}  "
+            f"{fmt_prob(alt.prob):>8} {fmt_prob(alt.raw_prob):>8}"
+        )
+        style = "reverse" if v.inspecting and n == v.selected else ""
+        out.append(line, style=style)
+        out.append("  ← this token\n" if alt.token == s.token else "\n")
+    if not v.inspecting:  # the hover tooltip: short
+        out.append("click: inspect, and branch from a token", style="dim")
+        return out
+    edges = " / ".join(f"{100 * e:g}%" for e in PROB_BINS)
+    scale = f"   (scale {edges}; underlined: below {100 * PROB_BINS[0]:g}%)"
+    out.append(HINT + scale, style="dim")
+    return out
