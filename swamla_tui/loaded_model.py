@@ -204,7 +204,14 @@ class LoadedModel:
             batch_size=batch_size or self.default_batch_size(),
             stop=stop,
             cancel=cancel,
+            continuous=self.engine_options.continuous_batching,
         )
+
+    @property
+    def continuous_batching(self) -> bool:
+        """`generate_batch` refills finished rows (`swamla_tui.batch.run_chunks` then hands
+        it every prompt at once); False with static batching or SWA window caches."""
+        return self.engine_options.continuous_batching and not self.engine.model.swa_window
 
     def perplexity(
         self,
