@@ -183,7 +183,8 @@ class RunProgress:
 
 @dataclass(frozen=True)
 class ChunkStarted:
-    """The prompts at these row indices went to the model together."""
+    """The prompts at these row indices went to the model together (continuous batching:
+    the rows now in flight, the one just started last)."""
 
     indices: tuple[int, ...]
 
@@ -265,7 +266,9 @@ def _run_continuous(
     """`run_chunks` for a continuously batching model: one call over every row.
 
     The model admits prompts in order, one per finished one, so the events mirror it: the
-    first `size` rows start at once, then one more after each finished prompt. `live` is
+    first `size` rows start at once, then one more after each finished prompt. Each
+    `ChunkStarted` names every row in flight (the new one last), so a caller that marks
+    the last chunk failed when the model raises marks all the rows it was running. `live` is
     the parameters object the model copies when it admits a prompt: it is refreshed from
     `get_params` after each finished prompt, before the model admits the next one (the
     model's generator only moves on when this one asks for the next outcome). Prompts
@@ -276,19 +279,23 @@ def _run_continuous(
     size = max(1, int(get_size()))
     live = get_params().copy()
     started = [False] * len(todo)
+    inflight: dict[int, None] = {}  # rows started and not finished, in start order
     nxt = 0
 
-    def start(n: int) -> ChunkStarted:
+    def start(n: int) -> ChunkStarted | None:
         nonlocal nxt
-        picked: list[int] = []
-        while nxt < len(todo) and len(picked) < n:
+        picked = 0
+        while nxt < len(todo) and picked < n:
             if not started[nxt]:
                 started[nxt] = True
-                picked.append(todo[nxt])
+                inflight[todo[nxt]] = None
+                picked += 1
             nxt += 1
-        return ChunkStarted(tuple(picked))
+        return ChunkStarted(tuple(inflight)) if picked else None
 
-    yield start(size)
+    first = start(size)
+    assert first is not None
+    yield first
     texts = [prompts[i] for i in todo]
     for outcome in lm.generate_batch(texts, live, batch_size=size, cancel=cancel):
         j = outcome.index
@@ -296,14 +303,16 @@ def _run_continuous(
             if outcome.finish_reason == "cancelled":
                 continue  # never started: still queued for the caller
             started[j] = True  # the model ran it sooner than mirrored: say so first
-            yield ChunkStarted((todo[j],))
+            inflight[todo[j]] = None
+            yield ChunkStarted(tuple(inflight))
+        inflight.pop(todo[j], None)
         yield PromptFinished(todo[j], outcome)
         if not cancel.is_set() and not all(started):
             fresh = get_params()
             for f in fields(live):
                 setattr(live, f.name, getattr(fresh, f.name))
             event = start(1)
-            if event.indices:
+            if event is not None:
                 yield event
 
 

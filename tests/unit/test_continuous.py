@@ -179,8 +179,17 @@ def test_run_chunks_hands_the_whole_run_over_and_mirrors_admissions(fixture_lm):
             live["n"] += 1  # read when the next prompt starts
     assert lm.calls == [(7, 3)]
     assert events[0] == ChunkStarted((6, 0, 1))
-    started = [i for e in events if isinstance(e, ChunkStarted) for i in e.indices]
+    # each later event names the rows in flight, the one just started last
+    started = [events[0].indices[0], events[0].indices[1]]
+    started += [e.indices[-1] for e in events if isinstance(e, ChunkStarted)]
     assert started == [6, 0, 1, 2, 3, 4, 5]
+    running: set[int] = set()
+    for e in events:
+        if isinstance(e, ChunkStarted):
+            assert set(e.indices) >= running and len(e.indices) <= 3
+            running = set(e.indices)
+        else:
+            running.discard(e.index)
     done = {e.index: e.outcome for e in events if isinstance(e, PromptFinished)}
     assert sorted(done) == list(range(7))
     # the first three started with 3 tokens; later ones with the settings of their start
