@@ -179,6 +179,32 @@ class ContinuousBatch:
         )
         return int(tok[0])
 
+    def _draw_all(self, live: list[int], logits: Tensor) -> dict[int, int]:
+        """`_draw` for every row in flight, one `sample` call per distinct setting: each
+        row's noise comes from its own generator, drawn as a call of its own draws it."""
+        groups: dict[tuple[float, int, float, float], list[int]] = {}
+        for r in live:
+            s = self.rows[r]
+            assert s is not None
+            p = s.params
+            key = (float(p.temperature), int(p.top_k), float(p.top_p),
+                   float(p.repetition_penalty))  # fmt: skip
+            groups.setdefault(key, []).append(r)
+        out: dict[int, int] = {}
+        for (temp, k, top_p, pen), rows in groups.items():
+            noise = None
+            if temp > 0:
+                gens = [s.gen for r in rows if (s := self.rows[r]) is not None]
+                noise = torch.cat([
+                    torch.empty(1, self.vocab, device=self.device).exponential_(1.0, generator=g)
+                    for g in gens
+                ])  # fmt: skip
+            idx = torch.tensor(rows, device=self.device)
+            ids = sample(logits[idx], self.seen[idx], temperature=temp, top_k=k, top_p=top_p,
+                         repetition_penalty=pen, noise=noise).tolist()  # fmt: skip
+            out.update(zip(rows, ids, strict=True))
+        return out
+
     def _take(self, r: int, tok: int) -> bool:
         """Record row `r`'s new token as `Generation` does; True when the row finished."""
         s = self.rows[r]
@@ -278,9 +304,9 @@ class ContinuousBatch:
             live = [r for r, s in enumerate(self.rows) if s is not None]
             if not live:
                 return
-            logits = self._step()
+            toks = self._draw_all(live, self._step())
             for r in live:
-                if self._take(r, self._draw(r, logits[r : r + 1])):
+                if self._take(r, toks[r]):
                     yield self._finish(r)
 
     def _step(self) -> Tensor:
