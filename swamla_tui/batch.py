@@ -7,6 +7,12 @@ parameters when it starts, so a change made while a run is going (the screen's `
 keys and sliders) applies from the next chunk on, and `cancel` stops before the next
 chunk as well as inside the current one.
 
+A model with ``continuous_batching = True`` (the loaded model, unless turned off) gets
+all the rows of a run in one `generate_batch` call instead: it keeps `batch_size` prompts
+in flight and starts the next queued one as soon as one finishes, so `run_chunks` reports
+a prompt as started (a one-prompt `ChunkStarted`) when another finishes. The sampling
+parameters are then read when each prompt starts; the batch size when the run starts.
+
 `run_chunks` only *yields* events; the caller applies them to its `BatchRow` list on its
 own thread (the screen: on the UI thread, from a throttled buffer).
 """
@@ -15,7 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
 from .params import SamplingParams
@@ -177,7 +183,8 @@ class RunProgress:
 
 @dataclass(frozen=True)
 class ChunkStarted:
-    """The prompts at these row indices went to the model together."""
+    """The prompts at these row indices went to the model together (continuous batching:
+    the rows now in flight, the one just started last)."""
 
     indices: tuple[int, ...]
 
@@ -233,6 +240,9 @@ def run_chunks(
     todo = list(range(len(prompts))) if order is None else list(order)
     get_params = params if callable(params) else _constant(params)
     get_size = batch_size if callable(batch_size) else _constant(batch_size)
+    if getattr(lm, "continuous_batching", False) is True:
+        yield from _run_continuous(lm, prompts, todo, get_params, get_size, cancel)
+        return
     pos = 0
     while pos < len(todo) and not cancel.is_set():
         size = max(1, int(get_size()))
@@ -243,6 +253,67 @@ def run_chunks(
         texts = [prompts[i] for i in chunk]
         for outcome in lm.generate_batch(texts, chunk_params, batch_size=len(chunk), cancel=cancel):
             yield PromptFinished(chunk[outcome.index], outcome)
+
+
+def _run_continuous(
+    lm: BatchModel,
+    prompts: Sequence[str],
+    todo: list[int],
+    get_params: Callable[[], SamplingParams],
+    get_size: Callable[[], int],
+    cancel: threading.Event,
+) -> Iterator[BatchEvent]:
+    """`run_chunks` for a continuously batching model: one call over every row.
+
+    The model admits prompts in order, one per finished one, so the events mirror it: the
+    first `size` rows start at once, then one more after each finished prompt. Each
+    `ChunkStarted` names every row in flight (the new one last), so a caller that marks
+    the last chunk failed when the model raises marks all the rows it was running. `live` is
+    the parameters object the model copies when it admits a prompt: it is refreshed from
+    `get_params` after each finished prompt, before the model admits the next one (the
+    model's generator only moves on when this one asks for the next outcome). Prompts
+    that never started (cancelled while queued) get no event, as with chunks.
+    """
+    if cancel.is_set() or not todo:
+        return
+    size = max(1, int(get_size()))
+    live = get_params().copy()
+    started = [False] * len(todo)
+    inflight: dict[int, None] = {}  # rows started and not finished, in start order
+    nxt = 0
+
+    def start(n: int) -> ChunkStarted | None:
+        nonlocal nxt
+        picked = 0
+        while nxt < len(todo) and picked < n:
+            if not started[nxt]:
+                started[nxt] = True
+                inflight[todo[nxt]] = None
+                picked += 1
+            nxt += 1
+        return ChunkStarted(tuple(inflight)) if picked else None
+
+    first = start(size)
+    assert first is not None
+    yield first
+    texts = [prompts[i] for i in todo]
+    for outcome in lm.generate_batch(texts, live, batch_size=size, cancel=cancel):
+        j = outcome.index
+        if not started[j]:
+            if outcome.finish_reason == "cancelled":
+                continue  # never started: still queued for the caller
+            started[j] = True  # the model ran it sooner than mirrored: say so first
+            inflight[todo[j]] = None
+            yield ChunkStarted(tuple(inflight))
+        inflight.pop(todo[j], None)
+        yield PromptFinished(todo[j], outcome)
+        if not cancel.is_set() and not all(started):
+            fresh = get_params()
+            for f in fields(live):
+                setattr(live, f.name, getattr(fresh, f.name))
+            event = start(1)
+            if event is not None:
+                yield event
 
 
 def apply_event(rows: Sequence[BatchRow], run: RunProgress, event: RunEvent) -> list[BatchRow]:

@@ -265,6 +265,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-graphs", action="store_true")
     ap.add_argument("--skip", default="", help="comma list of: recompute,batch,alone")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
+    ap.add_argument(
+        "--workload",
+        default="standard",
+        choices=("standard", "mixed"),
+        help="mixed: only static vs continuous batching on prompts whose completions end at "
+        "mixed lengths (per-prompt max_new_tokens uniform in --mixed-min..--mixed-max, "
+        "seeded); --batch rows, --rounds alternating rounds of each (see bench_mixed)",
+    )
+    ap.add_argument("--mixed-prompts", type=int, default=32)
+    ap.add_argument("--mixed-min", type=int, default=8)
+    ap.add_argument("--mixed-max", type=int, default=128)
     a = ap.parse_args(argv)
 
     if a.threads:
@@ -311,6 +322,16 @@ def main(argv: list[str] | None = None) -> int:
         "swa_attention": "window" if a.window else "full",
         "torch": torch.__version__,
     }
+    if a.workload == "mixed":
+        from .bench_mixed import run_mixed
+
+        print(f"# {a.preset} · {res['device']} · {res['dtype']} · threads {res['threads']}")
+        res["mixed"] = run_mixed(model, pool, params, prompts=a.mixed_prompts, batch=a.batch,
+                                 lo=a.mixed_min, hi=a.mixed_max, rounds=a.rounds)  # fmt: skip
+        if a.json:
+            with open(a.json, "w") as fh:
+                json.dump(res, fh, indent=2)
+        return 0
     bw = copy_bandwidth(dev)
     res["copy_GBps"] = bw
     res["bandwidth_bound_tok_s"] = bw * 1e9 / wbytes

@@ -206,7 +206,14 @@ class LoadedModel:
             batch_size=options.get("batch_size") or self.default_batch_size(),
             stop=options.get("stop", ()),
             cancel=options.get("cancel"),
+            continuous=self.engine_options.continuous_batching,
         )
+
+    @property
+    def continuous_batching(self) -> bool:
+        """`generate_batch` refills finished rows (`swamla_tui.batch.run_chunks` then hands
+        it every prompt at once); False with static batching or SWA window caches."""
+        return self.engine_options.continuous_batching and not self.engine.model.swa_window
 
     def perplexity(self, text: str, **options: Unpack[ScoreOptions]) -> PerplexityResult:
         """`swamla_tui.perplexity.perplexity` on this model (what `/ppl` calls, torch-free)."""

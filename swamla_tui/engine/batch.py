@@ -1,6 +1,11 @@
-"""Batch runs: prompts in chunks, one `BatchResult` per prompt as its row finishes.
+"""Batch runs: one `BatchResult` per prompt as its row finishes (`index`: input order).
 
-A prompt that cannot run (its tokenizer fails, or it has ids outside the model's
+By default the prompts go through continuous batching (`engine.continuous`): `batch_size`
+rows, each taking the next queued prompt as soon as its own finishes. `continuous=False`
+(or a model decoding with SWA "window" ring caches) runs them statically instead: chunks
+of `batch_size` prompts, each chunk until its longest row ends. Both give every prompt
+the tokens of a run of its own (greedy; and seeded sampling with continuous batching,
+where each row draws from its own generator). A prompt that cannot run (its tokenizer fails, or it has ids outside the model's
 vocabulary) gives a result with `finish_reason="error"` and the reason; the other
 prompts run.
 """
@@ -16,6 +21,7 @@ from typing import Literal
 from ..errors import SwamlaError
 from ..params import SamplingParams
 from ..stops import StopText
+from .continuous import ContinuousBatch, Queued
 from .core import Engine
 from .generate import RowState
 from .text import IncrementalDecoder, TextCodec
@@ -57,14 +63,23 @@ def run_batch(
     batch_size: int,
     stop: Sequence[str] = (),
     cancel: threading.Event | None = None,
+    continuous: bool = True,
+    limits: Sequence[int] | None = None,
 ) -> Iterator[BatchResult]:
     """Run prompts in batches; yield each result as its row finishes.
 
-    `params` is read when each batch starts (and live within it), so a change applies
-    to prompts not yet started.
+    Continuous: `params` is read when each prompt starts. Static: when each chunk starts
+    (and live within it). Either way a change applies to prompts not yet started.
+    `limits` (one per prompt) overrides `max_new_tokens` per prompt (the benchmark's
+    mixed-length workload).
     """
     cancel = cancel or threading.Event()
     stops = tuple(s for s in stop if s)
+    if limits is not None and len(limits) != len(texts):
+        raise ValueError("one limit per prompt")
+    if continuous and not engine.model.swa_window:
+        yield from _run_continuous(engine, codec, texts, params, batch_size, stops, cancel, limits)
+        return
     for start in range(0, len(texts), batch_size):
         chunk = list(texts[start : start + batch_size])
         if cancel.is_set():
@@ -78,7 +93,9 @@ def run_batch(
                 yield BatchResult(start + j, chunk[j], "", 0, 0.0, "error", error=e)
         if not rows:
             continue
-        gen = engine.generation([encoded[j] for j in rows], params, cancel)  # type: ignore[misc]
+        caps = None if limits is None else [int(limits[start + j]) for j in rows]
+        p = params if caps is None else params.copy(max_new_tokens=max(caps))
+        gen = engine.generation([encoded[j] for j in rows], p, cancel)  # type: ignore[misc]
         texts_by_row = [StopText(stops) if stops else None for _ in rows]
         decoders = [IncrementalDecoder(codec) if stops else None for _ in rows]
         t0 = time.perf_counter()
@@ -86,6 +103,8 @@ def run_batch(
         for step in gen:
             for k, tok in enumerate(step):
                 r, st, dec = gen.rows[k], texts_by_row[k], decoders[k]
+                if caps is not None and len(r.new) >= caps[k]:
+                    gen.finish(k, "length")
                 if tok is not None and tok != engine.eos_id and st is not None and dec is not None:
                     st.push(dec.push(tok))
                     if st.stopped:
@@ -107,6 +126,39 @@ def run_batch(
                 )
 
 
+def _run_continuous(
+    engine: Engine,
+    codec: TextCodec,
+    texts: Sequence[str],
+    params: SamplingParams,
+    slots: int,
+    stops: tuple[str, ...],
+    cancel: threading.Event,
+    limits: Sequence[int] | None,
+) -> Iterator[BatchResult]:
+    encoded = _encode_all(engine, codec, list(texts))
+    queue = [
+        Queued(i, e, None if limits is None else int(limits[i])) for i, e in enumerate(encoded)
+    ]
+    batch = ContinuousBatch(
+        engine.model,
+        params,
+        slots=max(1, min(slots, len(texts))),
+        max_length=engine.max_length,
+        eos_id=engine.eos_id,
+        cancel=cancel,
+        stop=stops,
+        codec=codec,
+    )
+    for f in batch.run(queue):
+        if f.row is None:
+            reason = "error" if f.error else "cancelled"
+            yield BatchResult(f.index, texts[f.index], "", 0, 0.0, reason, error=f.error)
+        else:
+            yield _result(engine, codec, f.index, texts[f.index], f.row, f.seconds, f.stop,
+                          f.decoder, elapsed=True)  # fmt: skip
+
+
 def _result(
     engine: Engine,
     codec: TextCodec,
@@ -116,7 +168,10 @@ def _result(
     t0: float,
     st: StopText | None,
     dec: IncrementalDecoder | None,
+    *,
+    elapsed: bool = False,
 ) -> BatchResult:
+    """`t0`: when the row started (or, with `elapsed`, the seconds it took)."""
     if st is not None and dec is not None:
         if not st.stopped:
             st.finish(dec.flush())
@@ -129,7 +184,7 @@ def _result(
         prompt=prompt,
         completion=text,
         new_tokens=len(r.new),
-        seconds=time.perf_counter() - t0,
+        seconds=t0 if elapsed else time.perf_counter() - t0,
         finish_reason=r.finish or "cancelled",
         truncated=r.truncated,
     )

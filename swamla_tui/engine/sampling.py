@@ -49,8 +49,12 @@ def sample(
     top_p: float,
     repetition_penalty: float,
     generator: torch.Generator | None = None,
+    noise: Tensor | None = None,
 ) -> Tensor:
-    """logits [B, V] (any float dtype), seen [B, V] bool -> next ids [B] (int64)."""
+    """logits [B, V] (any float dtype), seen [B, V] bool -> next ids [B] (int64).
+
+    `noise` [B, V] float32 ~ Exp(1) replaces the draw from `generator` (continuous
+    batching draws each row's noise from the row's own generator)."""
     x = apply_repetition_penalty(logits.float(), seen, repetition_penalty)
     if temperature <= 0:
         return x.argmax(dim=-1)
@@ -69,7 +73,11 @@ def sample(
     else:
         x = top_p_filter(x, top_p)
     probs = torch.softmax(x, dim=-1)
-    race = torch.empty_like(probs).exponential_(1.0, generator=generator)
+    race = (
+        noise
+        if noise is not None
+        else torch.empty_like(probs).exponential_(1.0, generator=generator)
+    )
     return (probs / race).argmax(dim=-1)
 
 

@@ -1,0 +1,117 @@
+"""Per-row operations on a `ModelCache` for continuous batching (see `engine.continuous`).
+
+A continuous batch keeps one cache of `B` rows for the whole run; a row is handed from a
+finished prompt to the next one. Three operations make that possible without touching
+the layers:
+
+- `row_view(cache, r)`: a batch-1 `ModelCache` whose tensors are views of row `r`, so a
+  prompt is prefilled alone (exactly as a run of its own) straight into its row;
+- `compact(cache, used)`: every row's live slots moved to the front of the linear
+  caches, in order, so the shared write column can start over;
+- `grown(model, cache, size)`: the same cache with more linear slots.
+
+These rely on the linear layout only (a slot is visible through `lin_key_pos`, and the
+masks depend on positions, not on where a slot sits); ring caches (SWA "window" mode)
+are not supported: `supports(cache)` says so and the caller batches statically then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import fields, replace
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..model.cache import ModelCache
+from ..model.transformer import SWAMLA
+
+# ModelCache fields indexed by linear slot, and the dimension of that index
+SLOT_DIMS: dict[str, int] = {"lin_key_pos": 1, "swa_k": 2, "swa_v": 2, "mla_kv": 1}
+
+
+def supports(cache: ModelCache) -> bool:
+    """Whether rows of this cache can be reused one by one (linear caches only)."""
+    return not cache.window_mode
+
+
+TensorFn = Callable[[Tensor, int | None], Tensor]
+
+
+def _map(cache: ModelCache, fn_slot: TensorFn, fn_other: TensorFn) -> dict[str, Any]:
+    """Field name -> fn(tensor, slot_dim | None) for every tensor (or list of tensors)."""
+    out: dict[str, Any] = {}
+    for f in fields(cache):
+        v = getattr(cache, f.name)
+        dim = SLOT_DIMS.get(f.name)
+        fn = fn_slot if dim is not None else fn_other
+        if isinstance(v, Tensor):
+            out[f.name] = fn(v, dim)
+        elif isinstance(v, list):
+            out[f.name] = [None if t is None else fn(t, dim) for t in v]
+    return out
+
+
+def row_view(cache: ModelCache, r: int) -> ModelCache:
+    """Row `r` of `cache` as a batch-1 cache (views: writes land in `cache`), written 0."""
+
+    def sl(t: Tensor, _dim: int | None) -> Tensor:
+        return t[r : r + 1]
+
+    return replace(cache, batch=1, written=0, **_map(cache, sl, sl))
+
+
+def compact(cache: ModelCache, used: int) -> int:
+    """Move every row's live slots (key_pos >= 0) among the first `used` to the front, in
+    order; returns the new number of used columns (the longest row's live slots).
+
+    Attention masks depend on positions only, so the rows' outputs do not change.
+    """
+    live = cache.lin_key_pos[:, :used] >= 0  # [B, U]
+    # stable sort: live slots first, each group in its original order
+    order = torch.argsort((~live).to(torch.int8), dim=1, stable=True)  # [B, U]
+    n = int(live.sum(dim=1).max().item()) if used else 0
+
+    def gather(t: Tensor, dim: int | None) -> Tensor:
+        assert dim is not None
+        shape = [1] * t.dim()
+        shape[0], shape[dim] = t.shape[0], used
+        idx = order.view(shape).expand(*t.shape[:dim], used, *t.shape[dim + 1 :])
+        head = t.narrow(dim, 0, used)
+        head.copy_(torch.gather(head, dim, idx))
+        return t
+
+    def keep(t: Tensor, _dim: int | None) -> Tensor:
+        return t
+
+    _map(cache, gather, keep)
+    cache.lin_key_pos[:, n:used] = -1
+    cache.written = n
+    return n
+
+
+def grown(model: SWAMLA, cache: ModelCache, size: int) -> ModelCache:
+    """A cache like `cache` with `size` linear slots (>= its own), holding the same state."""
+    new = model.setup_cache(cache.batch, size, dtype=_dtype(cache))
+    new.written = cache.written
+    old = _map(cache, lambda t, d: t, lambda t, d: t)
+    for name, value in old.items():
+        dst = getattr(new, name)
+        pairs = zip(dst, value, strict=True) if isinstance(value, list) else [(dst, value)]
+        for d, s in pairs:
+            if d is None or s is None:
+                continue
+            dim = SLOT_DIMS.get(name)
+            if dim is None:
+                d.copy_(s)
+            else:
+                d.narrow(dim, 0, s.shape[dim]).copy_(s)
+    return new
+
+
+def _dtype(cache: ModelCache) -> torch.dtype | None:
+    for t in (*cache.mla_kv, *cache.swa_k):
+        if t is not None:
+            return t.dtype
+    return None

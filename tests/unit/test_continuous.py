@@ -1,0 +1,219 @@
+"""Continuous batching (engine.continuous): every prompt gets the tokens of a run of its
+own while rows are handed from finished prompts to queued ones, on the v1 fixture, the v2
+fixture (DeltaNet + MoE) and synthetic v2 models (Engram; G3 flash SWA)."""
+
+from __future__ import annotations
+
+import threading
+from functools import cache
+
+import pytest
+
+import swamla_tui
+from swamla_tui.batch import ChunkStarted, PromptFinished, run_chunks
+from swamla_tui.engine.batch import run_batch
+from swamla_tui.engine.continuous import ContinuousBatch, Queued
+from swamla_tui.engine.core import Engine
+from tests.continuous_support import (
+    GREEDY,
+    SEEDED,
+    alone,
+    continuous,
+    engine_of,
+    mixed_prompts,
+    synthetic_v2,
+)
+from tests.helpers import FIXTURE_CKPT, V2_CKPT
+
+# mixed prompt lengths and token budgets: rows finish at different steps and get reused
+LENGTHS = [5, 23, 1, 40, 9, 14, 2, 31]
+LIMITS = [9, 2, 12, 5, 1, 7, 3, 6]
+
+
+@cache
+def _engine(name: str) -> Engine:
+    if name == "v1":
+        return swamla_tui.load(FIXTURE_CKPT, tokenizer=False).engine
+    if name == "v2":
+        return swamla_tui.load(V2_CKPT, tokenizer=False).engine
+    model = synthetic_v2(name)
+    return engine_of(model, model.cfg.block_size)
+
+
+MODELS = ["v1", "v2", "engram", "flash_swa_g3"]
+
+
+@pytest.mark.parametrize("params", [GREEDY, SEEDED], ids=["greedy", "seeded"])
+@pytest.mark.parametrize("name", MODELS)
+def test_every_prompt_gets_its_own_run(name, params):
+    engine = _engine(name)
+    prompts = mixed_prompts(engine.vocab_size, LENGTHS)
+    got, batch, order = continuous(engine, prompts, params, LIMITS, slots=3)
+    want = {
+        i: alone(engine, p, params, n)
+        for i, (p, n) in enumerate(zip(prompts, LIMITS, strict=False))
+    }
+    assert got == want
+    assert [len(got[i]) for i in range(len(prompts))] == LIMITS
+    assert batch.prefills == len(prompts)  # each prompt admitted once, no re-encode here
+    assert order != sorted(order)  # short budgets finished before earlier long ones
+
+
+@pytest.mark.parametrize("name", ["v1", "engram"])
+def test_one_slot_and_more_slots_than_prompts(name):
+    engine = _engine(name)
+    prompts = mixed_prompts(engine.vocab_size, LENGTHS[:4], seed=4)
+    want = {
+        i: alone(engine, p, SEEDED, n)
+        for i, (p, n) in enumerate(zip(prompts, LIMITS, strict=False))
+    }
+    for slots in (1, 8):
+        got, _, order = continuous(engine, prompts, SEEDED, LIMITS[:4], slots=slots)
+        assert got == want
+        if slots == 1:
+            assert order == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("name", ["v1", "engram"])
+def test_long_generations_compact_grow_and_reencode_as_alone(name):
+    """Budgets past the context limit (re-encode, spec §6) and a cache sized tight so
+    the shared columns are compacted and the cache grows mid-run."""
+    cap = 40  # a short context limit keeps the test fast
+    engine = engine_of(_engine(name).model, cap)
+    prompts = mixed_prompts(engine.vocab_size, [3, cap - 2, 11, 30, 6], seed=5)
+    limits = [cap + 12, 5, cap // 2, 9, 25]
+    got, batch, _ = continuous(engine, prompts, GREEDY, limits, slots=2)
+    want = {
+        i: alone(engine, p, GREEDY, n) for i, (p, n) in enumerate(zip(prompts, limits, strict=True))
+    }
+    assert got == want
+    assert batch.prefills > len(prompts)  # re-encodes happened
+    assert batch.compactions >= 1
+    assert batch.cache is not None and batch.cache.lin_size <= 2 * (cap + 1) * 2
+
+
+def test_prompts_longer_than_the_context_are_truncated_as_alone():
+    engine = _engine("engram")
+    prompts = mixed_prompts(engine.vocab_size, [engine.max_length + 7, 4], seed=6)
+    got, _, _ = continuous(engine, prompts, SEEDED, [6, 6], slots=2)
+    assert got == {i: alone(engine, p, SEEDED, 6) for i, p in enumerate(prompts)}
+
+
+def test_stop_strings_and_results_through_run_batch(fixture_lm):
+    engine, codec = fixture_lm.engine, fixture_lm._need_codec()
+    texts = ["Hello there", "The quick brown fox", "Once upon a time", "é ü"]
+    params = GREEDY.copy(max_new_tokens=12)
+    plain = {r.index: r.completion for r in run_batch(engine, codec, texts, params, batch_size=2)}
+    stop = next(c[4:6] for c in plain.values() if len(c) > 8)  # a piece some reply contains
+    got = list(run_batch(engine, codec, texts, params, batch_size=2, stop=[stop]))
+    assert sorted(r.index for r in got) == list(range(len(texts)))
+    for r in got:
+        (want,) = run_batch(engine, codec, [texts[r.index]], params, batch_size=1, stop=[stop],
+                            continuous=False)  # fmt: skip
+        assert (r.completion, r.finish_reason) == (want.completion, want.finish_reason)
+        if stop in plain[r.index]:
+            assert r.finish_reason == "stop" and stop not in r.completion
+    assert any(r.finish_reason == "stop" for r in got)
+
+
+def test_bad_prompts_fail_alone_and_cancel_ends_the_run(fixture_lm):
+    engine, codec = fixture_lm.engine, fixture_lm._need_codec()
+    batch = ContinuousBatch(engine.model, GREEDY.copy(max_new_tokens=50), slots=2,
+                            max_length=engine.max_length, eos_id=None)  # fmt: skip
+    queue = [Queued(0, [5, 6]), Queued(1, "no such token"), Queued(2, [7], 2)]
+    queue += [Queued(i, [i, i + 1]) for i in range(3, 9)]
+    results = []
+    for f in batch.run(queue):
+        results.append(f)
+        if f.index == 2:
+            batch.cancel.set()
+    by = {f.index: f for f in results}
+    assert sorted(by) == list(range(9))
+    assert by[1].row is None and by[1].error == "no such token"
+    assert by[2].row is not None and by[2].row.finish == "length"
+    assert by[0].row is not None and by[0].row.finish == "cancelled"
+    assert 0 < len(by[0].row.new) < 50
+    queued = [i for i in range(3, 9) if by[i].row is None]
+    assert queued and all(by[i].error == "" for i in queued)
+    del codec
+
+
+class _Recorder:
+    """A continuously batching model that records how the run was handed to it."""
+
+    continuous_batching = True
+    max_length = 128
+
+    def __init__(self, lm) -> None:
+        self.lm = lm
+        self.calls: list[tuple[int, int]] = []
+        self.temps: list[float] = []
+
+    def encode(self, text):
+        return self.lm.encode(text)
+
+    def default_batch_size(self):
+        return 2
+
+    def generate_batch(self, texts, params, *, batch_size=None, stop=(), cancel=None):
+        self.calls.append((len(texts), batch_size))
+        yield from self.lm.generate_batch(texts, params, batch_size=batch_size, cancel=cancel)
+
+
+def test_run_chunks_hands_the_whole_run_over_and_mirrors_admissions(fixture_lm):
+    assert fixture_lm.continuous_batching
+    prompts = [f"prompt number {i}" for i in range(7)]
+    lm = _Recorder(fixture_lm)
+    live = {"n": 3}
+    events = []
+    for event in run_chunks(
+        lm,
+        prompts,
+        [6, 0, 1, 2, 3, 4, 5],
+        params=lambda: GREEDY.copy(max_new_tokens=live["n"]),
+        batch_size=3,
+        cancel=threading.Event(),
+    ):
+        events.append(event)
+        if isinstance(event, PromptFinished):
+            live["n"] += 1  # read when the next prompt starts
+    assert lm.calls == [(7, 3)]
+    assert events[0] == ChunkStarted((6, 0, 1))
+    # each later event names the rows in flight, the one just started last
+    started = [events[0].indices[0], events[0].indices[1]]
+    started += [e.indices[-1] for e in events if isinstance(e, ChunkStarted)]
+    assert started == [6, 0, 1, 2, 3, 4, 5]
+    running: set[int] = set()
+    for e in events:
+        if isinstance(e, ChunkStarted):
+            assert set(e.indices) >= running and len(e.indices) <= 3
+            running = set(e.indices)
+        else:
+            running.discard(e.index)
+    done = {e.index: e.outcome for e in events if isinstance(e, PromptFinished)}
+    assert sorted(done) == list(range(7))
+    # the first three started with 3 tokens; later ones with the settings of their start
+    assert [done[i].new_tokens for i in (6, 0, 1)] == [3, 3, 3]
+    later = [done[i].new_tokens for i in (2, 3, 4, 5)]
+    assert later == sorted(later) and later[0] > 3 and later[-1] <= live["n"]
+    seen: set[int] = set()
+    for e in events:  # every prompt starts before it finishes
+        if isinstance(e, ChunkStarted):
+            seen.update(e.indices)
+        else:
+            assert e.index in seen
+
+
+def test_run_chunks_cancel_leaves_never_started_prompts_without_an_event(fixture_lm):
+    lm, cancel = _Recorder(fixture_lm), threading.Event()
+    events = []
+    for event in run_chunks(
+        lm, [f"p{i}" for i in range(6)], params=GREEDY.copy(max_new_tokens=4),
+        batch_size=2, cancel=cancel,
+    ):  # fmt: skip
+        events.append(event)
+        if isinstance(event, PromptFinished):
+            cancel.set()
+    started = {i for e in events if isinstance(e, ChunkStarted) for i in e.indices}
+    finished = {e.index for e in events if isinstance(e, PromptFinished)}
+    assert started == {0, 1} and finished == {0, 1}
