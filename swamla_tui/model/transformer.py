@@ -19,6 +19,7 @@ from .deltanet import DeltaNetBlock
 from .layers import make_norm, rope_tables
 from .mla import MLABlock
 from .moe import MoE
+from .quant import Quantize, QuantLinear, make_quant_linear, quant_linear_numel, quantize_linears
 from .swa import SWABlock
 
 
@@ -76,6 +77,9 @@ class SWAMLA(nn.Module):
         )
         # Engram's token -> canonical id map: from the tokenizer, never stored (v2 §7.1)
         self.engram_map: Tensor | None = None
+        # `quantize`: the head's int8 copy (the tied embedding stays float for lookups)
+        self.head_q: QuantLinear | None = None
+        self.quantized: Quantize | None = None
 
     @property
     def has_recurrent_state(self) -> bool:
@@ -127,8 +131,26 @@ class SWAMLA(nn.Module):
                 if wants_column_major(name, p.shape):
                     p.data = p.data.t().contiguous().t()
 
+    def quantize(self, kind: Quantize) -> int:
+        """Int8 weights for the big projections and an int8 copy of the tied head (quant.py).
+
+        CPU only; call after the weights are final and after `prepare`. Returns how many
+        matrices are now int8.
+        """
+        n = quantize_linears(self.transformer.h, kind, skip=("wkv_b",))
+        self.head_q = make_quant_linear(kind, self.transformer.wte.weight, None)
+        self.quantized = kind
+        return n + 1
+
+    def _head(self, x: Tensor) -> Tensor:
+        if self.head_q is not None:
+            return cast(Tensor, self.head_q(x))
+        return cast(Tensor, self.lm_head(x))
+
     def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())  # the tied matrix is counted once
+        # the tied matrix is counted once; int8 weights are buffers (the head's copy aside)
+        n = sum(p.numel() for p in self.parameters())
+        return n + quant_linear_numel(self.transformer.h)
 
     def active_params(self) -> int:
         """Parameters one token uses: routed experts count top-k of E (v2 §6)."""
@@ -170,7 +192,7 @@ class SWAMLA(nn.Module):
                     assert ext is not None
                     x = x + mb.engram(x, ext)
                 x = mb(x, cs_mla)
-        return cast(Tensor, self.lm_head(self.transformer.ln_f(x)))
+        return self._head(self.transformer.ln_f(x))
 
     # ------------------------------------------------------------------ cached path
     def setup_cache(
@@ -296,4 +318,4 @@ class SWAMLA(nn.Module):
                     assert ext is not None
                     x = x + mb.engram(x, ext, pad, cache.engram_conv[i])
                 x = mb.forward_cached(x, cs_mla, i, cache, ctx)
-        return cast(Tensor, self.lm_head(self.transformer.ln_f(x)))
+        return self._head(self.transformer.ln_f(x))
