@@ -125,6 +125,8 @@ def _build(
     model.init_buffers(device)  # RoPE tables were created on meta
     model.eval().requires_grad_(False)
     model.prepare(column_major=colmajor)  # fused products for decoding (DeltaNet, MoE)
+    if device.type == "cpu" and dtype == torch.bfloat16 and opts.cpu_layout:
+        model.use_cpu_bf16_packing()  # no-op where the CPU has bfloat16 instructions
     if cfg.engram is not None:
         model.set_token_mapping(engram_token_map(cfg, tokenizer, engram_mapping, source))
     ml = min(int(max_length or cfg.block_size), cfg.block_size)

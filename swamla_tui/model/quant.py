@@ -130,7 +130,7 @@ def make_quant_linear(kind: Quantize, weight: Tensor, bias: Tensor | None) -> Qu
     return Int8DynamicLinear(weight, bias)
 
 
-def _fused_modules(model: nn.Module) -> set[int]:
+def fused_modules(model: nn.Module) -> set[int]:
     """ids of modules whose weight a `RowFusion` reads directly (their forward never runs)."""
     out: set[int] = set()
     for m in model.modules():
@@ -146,7 +146,7 @@ def quantize_linears(model: nn.Module, kind: Quantize, skip: tuple[str, ...] = (
     Eligible: 2-D weight on the CPU, not read through a `RowFusion`, name not containing
     one of `skip` (e.g. "wkv_b", "lm_head": handled by the caller).
     """
-    fused = _fused_modules(model)
+    fused = fused_modules(model)
     todo: list[tuple[nn.Module, str, nn.Linear]] = []
     for name, mod in model.named_modules():
         for child_name, child in mod.named_children():

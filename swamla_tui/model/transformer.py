@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from .cache import ModelCache, StepContext, visible
 from .config import ModelConfig
 from .deltanet import DeltaNetBlock
+from .fuse import PackedLinear, cpu_has_native_bf16, fp16_packing_available, pack_bf16_linears
 from .layers import make_norm, rope_tables
 from .mla import MLABlock
 from .moe import MoE
@@ -139,6 +140,8 @@ class SWAMLA(nn.Module):
         """
         n = quantize_linears(self.transformer.h, kind, skip=("wkv_b",))
         self.head_q = make_quant_linear(kind, self.transformer.wte.weight, None)
+        if isinstance(self.lm_head, PackedLinear):
+            self.lm_head._fp16 = None  # the int8 copy replaces the float16 one
         self.quantized = kind
         return n + 1
 
@@ -146,6 +149,15 @@ class SWAMLA(nn.Module):
         if self.head_q is not None:
             return cast(Tensor, self.head_q(x))
         return cast(Tensor, self.lm_head(x))
+
+    def use_cpu_bf16_packing(self) -> int:
+        """bfloat16 on a CPU without bfloat16 instructions: give the projections and the
+        head FBGEMM float16 copies (`fuse.PackedLinear`: about 1.5x faster products there,
+        the weights held twice). Returns how many; 0 where the CPU has native bfloat16.
+        """
+        if cpu_has_native_bf16() or not fp16_packing_available():
+            return 0
+        return pack_bf16_linears(self, skip=("wkv_b",))
 
     def num_params(self) -> int:
         # the tied matrix is counted once; int8 weights are buffers (the head's copy aside)
@@ -290,9 +302,19 @@ class SWAMLA(nn.Module):
         return ctx
 
     def forward_cached(
-        self, idx: Tensor, pos: Tensor, cache: ModelCache, ctx: StepContext
+        self,
+        idx: Tensor,
+        pos: Tensor,
+        cache: ModelCache,
+        ctx: StepContext,
+        *,
+        last_only: bool = False,
     ) -> Tensor:
         """Forward for new tokens given the cache: ids/pos [B, T] -> logits [B, T, V].
+
+        `last_only`: logits of the last position only ([B, 1, V]): a prefill needs no
+        more, and the head over every prompt token was the largest product of a batched
+        prefill (16 x 48 tokens x 50257 x 1024 in the 262M benchmark).
 
         Pads (pos -1) are leading: they stay out of DeltaNet states, conv windows and
         Engram histories, so each row starts from its own first token.
@@ -318,4 +340,6 @@ class SWAMLA(nn.Module):
                     assert ext is not None
                     x = x + mb.engram(x, ext, pad, cache.engram_conv[i])
                 x = mb.forward_cached(x, cs_mla, i, cache, ctx)
+        if last_only:
+            x = x[:, -1:]  # [B, 1, C]
         return self._head(self.transformer.ln_f(x))
