@@ -153,10 +153,14 @@ class SWAMLA(nn.Module):
     def use_cpu_bf16_packing(self) -> int:
         """bfloat16 on a CPU without bfloat16 instructions: give the projections and the
         head FBGEMM float16 copies (`fuse.PackedLinear`: about 1.5x faster products there,
-        the weights held twice). Returns how many; 0 where the CPU has native bfloat16.
+        the weights held twice) and run MLA's cached attention in float32. Returns how
+        many products were packed; 0 where the CPU has native bfloat16.
         """
         if cpu_has_native_bf16() or not fp16_packing_available():
             return 0
+        for blk in self.transformer.h:
+            if isinstance(blk, MLABlock):
+                blk.attn.absorb_in_float32()
         return pack_bf16_linears(self, skip=("wkv_b",))
 
     def num_params(self) -> int:

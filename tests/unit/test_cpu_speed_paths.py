@@ -72,6 +72,8 @@ def test_out_of_range_weights_keep_the_bf16_kernel():
 def test_bf16_load_packs_where_the_cpu_lacks_bf16(bf16, expected):
     want = 0 if cpu_has_native_bf16() else 35  # every projection and the head; not wkv_b
     assert _packed(bf16.model) == want
+    mla = bf16.model.transformer.h[2].attn
+    assert (mla._wkv_b32 is not None) == (want > 0)  # float32 absorbed attention with it
     off = swamla_tui.load(
         FIXTURE_CKPT, tokenizer=False, dtype="bfloat16", engine=EngineOptions(cpu_layout=False)
     )
