@@ -29,6 +29,7 @@ from .model.config import DeltaNetConfig, LayerKind, ModelConfig, MoEConfig
 from .model.deltanet import DeltaNetBlock, WeDLMAdapter
 from .model.mla import MLABlock
 from .model.moe import MoE
+from .model.quant import Int8DynamicLinear, Int8Linear, fused_modules
 from .model.swa import SWABlock
 from .model.transformer import SWAMLA
 from .params import SamplingParams
@@ -88,6 +89,8 @@ def build_model(cfg: ModelConfig, device: torch.device, dtype: torch.dtype, wind
     if colmajor:
         m.use_cpu_decode_layout()  # as `swamla_tui.load` does
     m.prepare(column_major=colmajor)
+    if device.type == "cpu" and dtype == torch.bfloat16 and EngineOptions.from_env().cpu_layout:
+        m.use_cpu_bf16_packing()  # as `swamla_tui.load` does
     return m
 
 
@@ -160,6 +163,35 @@ def matmul_floor(model: SWAMLA, reps: int = 9) -> tuple[float, int]:
             sync(dev)
             times.append(time.perf_counter() - t0)
     return statistics.median(times[2:]), nbytes
+
+
+def kernel_floor(model: SWAMLA, batch: int = 1, reps: int = 7) -> float:
+    """Seconds per decode step of the projections *as the model runs them* (its own
+    modules: packed float16 copies in bfloat16 on CPUs without bfloat16, int8 kernels
+    under `quantize`) for `batch` rows, head included; products read through a
+    `RowFusion` and routed experts are not included (the 262M preset has none)."""
+    dev = model.transformer.wte.weight.device
+    dt = model.transformer.wte.weight.dtype
+    fused = fused_modules(model)
+    mods: list[torch.nn.Module] = [
+        m
+        for n, m in model.transformer.h.named_modules()
+        if isinstance(m, torch.nn.Linear | Int8Linear | Int8DynamicLinear)
+        and id(m) not in fused
+        and "wkv_b" not in n
+    ]
+    mods.append(model.head_q if model.head_q is not None else model.lm_head)
+    xs = [torch.randn(batch, 1, cast(int, m.in_features), dtype=dt, device=dev) for m in mods]
+    times = []
+    with torch.inference_mode():
+        for _ in range(reps):
+            sync(dev)
+            t0 = time.perf_counter()
+            for m, x in zip(mods, xs, strict=True):
+                m(x)
+            sync(dev)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times[2:])
 
 
 def sync(dev: torch.device) -> None:
@@ -276,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mixed-prompts", type=int, default=32)
     ap.add_argument("--mixed-min", type=int, default=8)
     ap.add_argument("--mixed-max", type=int, default=128)
+    ap.add_argument("--quantize", default=None, choices=("int8", "int8-dynamic"))
     a = ap.parse_args(argv)
 
     if a.threads:
@@ -298,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = moe_1b_config() if a.preset == "moe-1b" else reference_config()
     graphs = graphs and a.preset == "small"  # recurrent state: the engine decodes eagerly
     model = build_model(cfg, dev, dt, a.window)
+    if a.quantize:
+        model.quantize(a.quantize)
     nparam = model.num_params()
     active = model.active_params()
     wbytes = active * torch.finfo(dt).bits // 8
@@ -321,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         "cuda_graphs": graphs,
         "swa_attention": "window" if a.window else "full",
         "torch": torch.__version__,
+        "quantize": a.quantize,
     }
     if a.workload == "mixed":
         from .bench_mixed import run_mixed
@@ -349,6 +385,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{1.0 / floor_s:.1f} tok/s ({floor_bytes / floor_s / 1e9:.1f} GB/s of weights)",
         flush=True,
     )
+    kf = kernel_floor(model)
+    res["kernel_floor_tok_s"] = 1.0 / kf
+    print(
+        f"floor with the model's own kernels (projections + head, batch 1): {kf * 1000:.1f} "
+        f"ms/step -> {1.0 / kf:.1f} tok/s",
+        flush=True,
+    )
 
     engine_run(model, [rand(16)], 8, params, pool)  # warm-up (and graph capture)
     lens = [int(x) for x in a.lengths.split(",") if x]
@@ -358,13 +401,15 @@ def main(argv: list[str] | None = None) -> int:
         r = engine_run(model, [rand(L)], a.new, params, pool)
         # the floor again right after: on a shared machine the load changes within a run
         r["floor_tok_s"] = 1.0 / matmul_floor(model)[0]
+        r["kernel_floor_tok_s"] = 1.0 / kernel_floor(model)
         prev = res.get(f"engine_{L}")
         if prev is None or prev["decode_tok_s"] < r["decode_tok_s"]:
             res[f"engine_{L}"] = r  # the best round
         line = (
             f"prompt {L:5d}: engine {r['decode_tok_s']:8.1f} tok/s "
             f"({100 * r['decode_tok_s'] / r['floor_tok_s']:3.0f}% of the floor measured "
-            f"next to it, {r['floor_tok_s']:.1f} tok/s) (ttft {r['ttft_s'] * 1000:7.1f} ms)"
+            f"next to it, {r['floor_tok_s']:.1f} tok/s; own kernels "
+            f"{r['kernel_floor_tok_s']:.1f}) (ttft {r['ttft_s'] * 1000:7.1f} ms)"
         )
         if "recompute" not in skip and f"recompute_{L}" not in res:
             n_rc = a.recompute_new or (8 if dev.type == "cuda" else (4 if L <= 64 else 2))
@@ -376,10 +421,12 @@ def main(argv: list[str] | None = None) -> int:
         g2 = torch.Generator().manual_seed(2)
         prompts = [rand(int(torch.randint(16, 49, (1,), generator=g2))) for _ in range(a.batch)]
         r = engine_run(model, prompts, a.batch_new, params, pool)
-        res["batch"] = {"size": a.batch, "new": a.batch_new, **r}
+        bf = a.batch / kernel_floor(model, a.batch)
+        res["batch"] = {"size": a.batch, "new": a.batch_new, **r, "floor_tok_s": bf}
         print(
             f"batch {a.batch} x {a.batch_new} new: {r['total_tok_s']:.1f} tok/s aggregate "
-            f"(decode {r['decode_tok_s']:.1f})",
+            f"(decode {r['decode_tok_s']:.1f}; floor at batch {a.batch} next to it: "
+            f"{bf:.1f} tok/s)",
             flush=True,
         )
         if "alone" not in skip and a.alone:

@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto (bfloat16 on CUDA, float32 on CPU), float32, float16, bfloat16",
     )
     g.add_argument(
+        "--quantize",
+        choices=("int8", "int8-dynamic"),
+        default=None,
+        help="CPU: int8 weights, per-channel scales (int8: weight-only; int8-dynamic: faster "
+        "on CPUs without AVX-512, inputs quantized too); see the README for quality",
+    )
+    g.add_argument(
         "--max_length", type=int, default=2048, help="context kept for generation (<= block_size)"
     )
     g.add_argument("--system_prompt", default=None)
@@ -189,6 +196,8 @@ def check_args(args: argparse.Namespace) -> str | None:
         return f"--max_length must be >= 2, got {args.max_length}"
     if args.batch_size is not None and args.batch_size < 1:
         return f"--batch_size must be >= 1, got {args.batch_size}"
+    if getattr(args, "quantize", None) and getattr(args, "export", None):
+        return "--quantize applies to chat, batch and --perplexity, not to --export"
     return check_eval_args(args)
 
 
@@ -290,6 +299,7 @@ def make_loader(args: argparse.Namespace, source: str, *, quiet: bool = False) -
             progress=(lambda _text: None) if quiet else progress,
             engine=EngineOptions.from_env(compile=args.compile or None),
             tokenizer_optional=bool(args.info),
+            quantize=getattr(args, "quantize", None),
         )
         return with_chat_format(lm, chatml=args.chatml, system=args.system_prompt)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .errors import SwamlaError, one_line
+from .model.quant import QUANTIZE_CHOICES, Quantize
 
 _DTYPES = {
     "float32": torch.float32,
@@ -52,3 +53,26 @@ def pick_device(device: str | torch.device | None, notices: list[str]) -> torch.
     elif dev.type != "cpu":
         raise SwamlaError(f"unsupported device '{device}': use cpu, cuda, cuda:N or auto")
     return dev
+
+
+def parse_quantize(value: str | None) -> Quantize | None:
+    """None/"none" (float weights) or one of `QUANTIZE_CHOICES`; anything else: one line."""
+    if value is None:
+        return None
+    key = str(value).strip().lower()
+    if key in ("", "none", "off"):
+        return None
+    if key == "int8":
+        return "int8"
+    if key == "int8-dynamic":
+        return "int8-dynamic"
+    raise SwamlaError(f"unknown quantize '{value}': use {', '.join(QUANTIZE_CHOICES)} or none")
+
+
+def check_quantize(quantize: Quantize | None, device: torch.device) -> None:
+    """The int8 kernels used here are CPU kernels: refuse a GPU before reading any file."""
+    if quantize is not None and device.type != "cpu":
+        raise SwamlaError(
+            f"--quantize {quantize} runs on the CPU only (device {device}): "
+            "on a GPU leave it out (bfloat16 is the fast choice there)"
+        )

@@ -19,7 +19,7 @@ from .checkpoint import RawCheckpoint, read_checkpoint_mapped, unpack
 from .ckpt import tensors as ckpt_tensors
 from .ckpt.sources import resolve
 from .ckpt.tensors import check_state_dict, drop_mapped_pages
-from .devices import parse_dtype, pick_device
+from .devices import check_quantize, parse_dtype, parse_quantize, pick_device
 from .engine.batch import BatchResult
 from .engine.options import EngineOptions
 from .errors import CheckpointError, SwamlaError, TokenizerError, one_line
@@ -33,6 +33,7 @@ from .model.generation import (
     resolve_model,
     stored_dtypes,
 )
+from .model.quant import Quantize
 from .model.transformer import SWAMLA, wants_column_major
 
 
@@ -124,6 +125,8 @@ def _build(
     model.init_buffers(device)  # RoPE tables were created on meta
     model.eval().requires_grad_(False)
     model.prepare(column_major=colmajor)  # fused products for decoding (DeltaNet, MoE)
+    if device.type == "cpu" and dtype == torch.bfloat16 and opts.cpu_layout:
+        model.use_cpu_bf16_packing()  # no-op where the CPU has bfloat16 instructions
     if cfg.engram is not None:
         model.set_token_mapping(engram_token_map(cfg, tokenizer, engram_mapping, source))
     ml = min(int(max_length or cfg.block_size), cfg.block_size)
@@ -157,6 +160,7 @@ def load(
     engram_mapping: Sequence[int] | None = None,
     train_args: dict[str, Any] | None = None,
     tokenizer_optional: bool = False,
+    quantize: Quantize | None = None,
 ) -> LoadedModel:
     """Load a checkpoint file, a local folder or a Hub repo id (see the README).
 
@@ -171,21 +175,27 @@ def load(
     token -> canonical id list an Engram model uses instead of the one built from the
     tokenizer. `train_args`: training-argument entries that override or complete the
     checkpoint's saved config (e.g. {"n_activated": 2}: the MoE top-k is in no weight).
+    `quantize`: "int8" (weight-only) or "int8-dynamic" stores the big projections and a
+    copy of the head as int8 with per-output-channel scales (CPU only; model/quant.py).
     """
     opts = engine if engine is not None else EngineOptions.from_env()
     say = progress or (lambda _s: None)
     parse_generation(generation)  # a bad value fails before the file is read
     if swa_attention not in ("full", "window"):
         raise SwamlaError(f"swa_attention must be 'full' or 'window', not '{swa_attention}'")
+    quant = parse_quantize(quantize)
     if is_export_folder(source):  # a folder written by --export: safetensors + config.json
-        return load_exported(
+        check_quantize(quant, pick_device(device, []))
+        lm = load_exported(
             source, device=device, dtype=dtype, tokenizer=tokenizer,
             hf_checkpoint=hf_checkpoint, swa_attention=swa_attention,
             max_length=max_length, progress=progress,
         )  # fmt: skip
+        return _quantized(lm, quant, say)
     notices: list[str] = []
     dev = pick_device(device, notices)
     dt = parse_dtype(dtype, dev)
+    check_quantize(quant, dev)
     if dev.type == "cpu" and dt == torch.float16:
         notices.append("float16 on the CPU is slow; bfloat16 or float32 are faster")
     say(f"Finding {source}")
@@ -214,6 +224,16 @@ def load(
         generation=generation, engram_mapping=engram_mapping, train_args=train_args,
     )  # fmt: skip
     lm.notices.extend(_vocab_notices(tok, lm.config.vocab_size))
+    return _quantized(lm, quant, say)
+
+
+def _quantized(lm: LoadedModel, quant: Quantize | None, say: Callable[[str], None]) -> LoadedModel:
+    if quant is None:
+        return lm
+    say(f"Quantizing weights to {quant}")
+    n = lm.model.quantize(quant)
+    how = "weight-only" if quant == "int8" else "weights and per-token inputs"
+    lm.notices.append(f"{n} weight matrices quantized to int8 ({how}, per-channel scales)")
     return lm
 
 

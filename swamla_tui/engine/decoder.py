@@ -227,7 +227,7 @@ class BatchDecoder:
         self.cache.reset()
         self._graph_fresh = True
         ctx = self.model.step_context(pos, self.cache)
-        logits = self.model.forward_cached(ids, pos, self.cache, ctx)[:, -1]
+        logits = self.model.forward_cached(ids, pos, self.cache, ctx, last_only=True)[:, -1]
         self.lengths = [len(r) for r in rows]
         return logits
 

@@ -1,0 +1,145 @@
+"""`load(..., quantize=...)`: int8 weights with per-output-channel scales (model/quant.py).
+
+Bounds (max |logit diff| against the original float32 logits of the reference fixture,
+whose logits reach |8.9|), measured then given headroom:
+- "int8" (weight-only, float activations): measured 0.083 -> bound 0.2;
+- "int8-dynamic" (inputs quantized to 8 bits per token as well): measured 1.3 -> bound 2.0
+  (the fixture's width is 64, where rounding noise does not average out; on the demo model
+  the perplexity moves +0.03% and +0.4%: README).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import swamla_tui
+from swamla_tui.cli import build_parser, check_args
+from swamla_tui.devices import check_quantize, parse_quantize
+from swamla_tui.engine.decoder import BatchDecoder
+from swamla_tui.errors import SwamlaError
+from swamla_tui.model.quant import Int8DynamicLinear, Int8Linear, int8_per_channel
+from tests.helpers import FIXTURE_CKPT, FIXTURE_EXPECTED
+
+BOUND = {"int8": 0.2, "int8-dynamic": 2.0}
+
+
+@pytest.fixture(scope="module")
+def expected():
+    return torch.load(FIXTURE_EXPECTED, weights_only=True)
+
+
+@pytest.fixture(scope="module", params=["int8", "int8-dynamic"])
+def qlm(request):
+    return swamla_tui.load(FIXTURE_CKPT, tokenizer=False, quantize=request.param)
+
+
+def test_per_channel_roundtrip_within_half_a_step():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(37, 64, generator=g) * torch.linspace(0.01, 3.0, 37)[:, None]
+    w[5] = 0.0  # an all-zero row stays zero
+    q, s = int8_per_channel(w)
+    assert q.dtype == torch.int8 and q.abs().max() <= 127
+    assert s.shape == (37,)
+    err = (q.float() * s[:, None] - w).abs()
+    assert (err <= s[:, None] / 2 + 1e-7).all()
+    assert (q[5] == 0).all()
+    # per *output* channel: each row's largest value maps to ±127
+    assert (q.abs().amax(1)[torch.arange(37) != 5] == 127).all()
+
+
+@pytest.mark.parametrize("cls", [Int8Linear, Int8DynamicLinear])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_quant_linear_close_to_float(cls, dtype):
+    g = torch.Generator().manual_seed(1)
+    w, b = torch.randn(96, 128, generator=g) * 0.05, torch.randn(96, generator=g)
+    x = torch.randn(3, 5, 128, generator=g)
+    ref = torch.nn.functional.linear(x, w, b)
+    lin = cls(w.to(dtype), b.to(dtype))
+    y = lin(x.to(dtype))
+    assert y.shape == (3, 5, 96) and y.dtype == dtype
+    rel = (y.float() - ref).abs().max() / ref.abs().max()
+    assert rel < (0.02 if cls is Int8Linear else 0.05)
+    assert lin.weight.shape == (96, 128)
+
+
+def test_fixture_logits_within_documented_bound(qlm, expected):
+    kind = qlm.model.quantized
+    out = qlm.logits(expected["input_ids"]).float()
+    diff = (out - expected["logits"]).abs().max().item()
+    assert diff <= BOUND[kind], f"{kind}: max |logit diff| {diff}"
+    assert diff > 1e-4  # the weights really are int8 (float32 agrees to 1e-5)
+    assert any("quantized to int8" in n for n in qlm.notices)
+
+
+def test_quantized_model_holds_int8_weights(qlm):
+    m = qlm.model
+    blk = m.transformer.h[0]
+    assert blk.attn.q_proj.qweight.dtype == torch.int8
+    assert blk.mlp.gate_up_proj.qweight.dtype == torch.int8
+    assert m.head_q is not None and m.head_q.qweight.dtype == torch.int8
+    mla = m.transformer.h[2].attn
+    assert isinstance(mla.wkv_b, torch.nn.Linear)  # absorbed path: kept float
+    assert m.transformer.wte.weight.dtype == torch.float32  # the lookup table stays float
+    assert m.num_params() == 427968  # int8 weights still count
+
+
+def test_cached_decode_matches_quantized_full_forward(qlm, expected):
+    """The decode path computes what the quantized full forward computes."""
+    ids = expected["input_ids"]
+    ref = qlm.logits(ids).float()
+    dec = BatchDecoder(qlm.model, max_length=128)
+    errs = []
+    with torch.inference_mode():
+        lg = dec.prefill([ids[0, :10].tolist(), ids[1, :10].tolist()], capacity=100).float()
+        errs.append((lg - ref[:, 9]).abs().max())
+        for s in range(30):
+            lg = dec.step(ids[:, 10 + s].clone()).float()
+            errs.append((lg - ref[:, 10 + s]).abs().max())
+    # weight-only: the same products; dynamic: each call picks its own input scale
+    tol = 1e-3 if qlm.model.quantized == "int8" else 0.5
+    assert max(float(e) for e in errs) <= tol
+
+
+def test_generation_runs_and_agrees_mostly_with_float(qlm, expected):
+    prompts = expected["prompt_ids"].tolist()
+    out = qlm.generate_ids(prompts, max_new_tokens=20, temperature=0, repetition_penalty=1.0)
+    assert [len(r) for r in out] == [20, 20]
+    ref = expected["greedy_ids"][:, :20]
+    agree = (torch.tensor(out) == ref).float().mean().item()
+    assert agree >= 0.5  # greedy tokens drift once one differs; the first ones agree
+
+
+@pytest.mark.parametrize("bad", ["int4", "INT16", "fp8", "8"])
+def test_bad_values_refused_in_one_line(bad):
+    with pytest.raises(SwamlaError) as ei:
+        parse_quantize(bad)
+    assert "\n" not in str(ei.value) and "int8" in str(ei.value)
+    with pytest.raises(SwamlaError):
+        swamla_tui.load(FIXTURE_CKPT, tokenizer=False, quantize=bad)  # type: ignore[arg-type]
+
+
+def test_none_values_mean_float():
+    assert parse_quantize(None) is None and parse_quantize("none") is None
+    assert parse_quantize("INT8") == "int8"
+
+
+def test_cuda_refused_in_one_line():
+    with pytest.raises(SwamlaError) as ei:
+        check_quantize("int8", torch.device("cuda"))
+    assert "CPU only" in str(ei.value) and "\n" not in str(ei.value)
+    if torch.cuda.is_available():
+        with pytest.raises(SwamlaError):
+            swamla_tui.load(FIXTURE_CKPT, tokenizer=False, device="cuda", quantize="int8")
+
+
+def test_cli_flag(capsys):
+    args = build_parser().parse_args(["--checkpoint", "x.pt", "--quantize", "int8"])
+    assert args.quantize == "int8" and check_args(args) is None
+    args = build_parser().parse_args(
+        ["--checkpoint", "x.pt", "--quantize", "int8", "--export", "o"]
+    )
+    assert "--export" in (check_args(args) or "")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--quantize", "int4"])
+    assert "invalid choice" in capsys.readouterr().err
