@@ -19,16 +19,13 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from .batch import BatchRow
 from .errors import SwamlaError
 from .export import FIELDS
-from .params import SamplingParams, StreamOptions
-from .protocols import BatchOutcome, Model, ReplyStream
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
+from .params import SamplingParams
+from .protocols import BatchOutcome, Model
 
 __all__ = [
     "LOGPROB_FIELDS",
@@ -48,13 +45,6 @@ class StreamingModel(Model, Protocol):
     `decode` to name the tokens."""
 
     def decode(self, ids: Sequence[int]) -> str: ...
-
-    def stream(
-        self,
-        text: str,
-        params: SamplingParams | None = None,
-        **options: Unpack[StreamOptions],
-    ) -> ReplyStream: ...
 
 
 def _finite(x: float) -> float | None:
