@@ -217,3 +217,15 @@ def test_run_chunks_cancel_leaves_never_started_prompts_without_an_event(fixture
     started = {i for e in events if isinstance(e, ChunkStarted) for i in e.indices}
     finished = {e.index for e in events if isinstance(e, PromptFinished)}
     assert started == {0, 1} and finished == {0, 1}
+
+
+def test_static_batching_stays_reachable():
+    from swamla_tui.engine.options import EngineOptions
+
+    assert EngineOptions().continuous_batching
+    off = EngineOptions.from_env(env={"SWAMLA_CONTINUOUS_BATCHING": "0"})
+    assert not off.continuous_batching
+    lm = swamla_tui.load(FIXTURE_CKPT, tokenizer=False, engine=off)
+    assert not lm.continuous_batching
+    window = swamla_tui.load(FIXTURE_CKPT, tokenizer=False, swa_attention="window")
+    assert not window.continuous_batching  # ring caches: static chunks
