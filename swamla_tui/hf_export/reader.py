@@ -173,6 +173,8 @@ def load_exported(
         setattr(model.get_submodule(owner), attr, model.get_parameter(target))
     model.init_buffers(dev)
     model.eval().requires_grad_(False)
+    if dev.type == "cpu" and dt == torch.bfloat16 and os.environ.get("SWAMLA_CPU_LAYOUT") != "0":
+        model.use_cpu_bf16_packing()  # as `swamla_tui.load` does: both compute the same
     ml = min(int(max_length or cfg.block_size), cfg.block_size)
     meta: dict[str, Any] = {"format": "safetensors export"}
     prov = data.get("provenance") or {}

@@ -1,4 +1,4 @@
-"""Int8 weights for CPU decoding: `swamla_tui.load(..., quantize="int8")`.
+"""Int8 weights for CPU decoding: `load(..., quantize="int8")` (the package's loader).
 
 Every big projection (attention, MLP, shared-expert and DeltaNet projections that run as
 their own module) is stored as int8 with one symmetric scale per *output* channel
