@@ -7,6 +7,11 @@ bandwidth bound (copy bandwidth / weight bytes) and the matrix-product floor (on
 step's weight products alone, at batch 1). Presets: `small` (the 262M v1 reference model,
 default) and `moe-1b` (the trainer's default since Dec 2025: DeltaNet + MLA, latent MoE;
 only its *active* weights count towards the floor).
+
+One piece at ~450 lines: every figure of a run is measured against the floors taken in the
+same process (that is what makes them comparable on a shared machine), so the timing
+loops, the floors and the report stay together; the mixed-length workload is its own
+module (`bench_mixed`).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ the stream and pushes text pieces into a `ThrottledBuffer`; it reports everythin
 with messages, so app state only ever changes on the UI thread. The buffer is drained
 at most ~30 times a second whatever the token rate.
 
-One piece at ~520 lines: what is left is the App subclass itself (bindings, layout,
+One piece at ~590 lines: what is left is the App subclass itself (bindings, layout,
 message handlers, actions), which Textual wants on one class; the reply, the slash
 commands, loading, the palette, themes, the header line and every screen and widget are
 their own modules.
