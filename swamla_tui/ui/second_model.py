@@ -136,8 +136,8 @@ class SecondModel:
         elif self.loading:
             app.add_notice("B is still loading: /compare again once it is loaded.")
         elif self.lm is None:
-            why = f"B did not load: {self.error}" if self.error else "No second model:"
-            app.add_notice(f"{why} start with --compare B or type /compare PATH.", error=True)
+            why = f"B did not load ({self.error.rstrip('.')})" if self.error else "No second model"
+            app.add_notice(f"{why}: start with --compare B or type /compare PATH.", error=True)
         else:
             self._answer()
 
