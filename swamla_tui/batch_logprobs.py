@@ -25,7 +25,7 @@ from .batch import BatchRow
 from .errors import SwamlaError
 from .export import FIELDS
 from .params import SamplingParams
-from .protocols import BatchOutcome, Model
+from .protocols import BatchOutcome, BatchRecord, Model
 
 __all__ = [
     "LOGPROB_FIELDS",
@@ -74,17 +74,9 @@ def token_record(rec: Any, text_of: Any) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class LogprobOutcome:
+class LogprobOutcome(BatchRecord):
     """A `BatchOutcome` with the prompt's per-token records."""
 
-    index: int
-    prompt: str
-    completion: str
-    new_tokens: int
-    seconds: float
-    finish_reason: str
-    truncated: bool = False
-    error: str = ""
     logprobs: tuple[dict[str, Any], ...] = ()
 
 

@@ -12,9 +12,9 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from swamla_tui.inspect_tree import Step
 from swamla_tui.params import SamplingParams, StreamOptions
 from swamla_tui.protocols import BatchRecord
 from swamla_tui.stops import cut_at_stop, held_back
@@ -28,16 +28,8 @@ VOCAB_BASE = 1000  # FakeLM token ids: VOCAB_BASE + index into `FakeLM.vocab`
 FAKE_PROBS = (0.95, 0.6, 0.3, 0.05)  # sampling probability of the token at step t % 4
 
 
-@dataclass(frozen=True)
-class FakeRecord:
-    """A `TokenLogprobs` (engine/logprobs.py) without torch."""
-
-    token: int
-    logprob: float
-    raw_logprob: float
-    entropy: float
-    top: tuple[tuple[int, float], ...]
-    raw_top: tuple[tuple[int, float], ...]
+FakeRecord = Step
+"""A `TokenLogprobs` (engine/logprobs.py) without torch: the inspector's own `Step`."""
 
 
 def fake_record(
