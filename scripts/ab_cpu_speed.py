@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from swamla_tui import bench
+from swamla_tui.base.params import SamplingParams
+from swamla_tui.bench import run as bench
 from swamla_tui.engine.pool import CachePool
 from swamla_tui.model.fuse import PackedLinear
-from swamla_tui.params import SamplingParams
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Perplexity throughput and export load time on the 262M benchmark model (CPU).
 
-Perplexity: builds the reference model (`swamla_tui.bench.build_model`, random weights)
-in float32 and bfloat16 and scores N random token ids with `swamla_tui.perplexity.score_ids`
+Perplexity: builds the reference model (`swamla_tui.bench.run.build_model`, random weights)
+in float32 and bfloat16 and scores N random token ids with `swamla_tui.runtime.perplexity.score_ids`
 (window = 2048, default stride 1024, batched prefill). Reports scored tokens per second
 (each scored token costs about two forward positions at stride L/2).
 
@@ -43,9 +43,9 @@ def _hwm_mb() -> float:
 def bench_perplexity(dtype: str, n_tokens: int, stride: int | None) -> dict:
     import torch
 
-    from swamla_tui.bench import build_model, reference_config
-    from swamla_tui.loaded import LoadedModel
-    from swamla_tui.perplexity import plan_windows, score_ids
+    from swamla_tui.bench.run import build_model, reference_config
+    from swamla_tui.runtime.load import LoadedModel
+    from swamla_tui.runtime.perplexity import plan_windows, score_ids
 
     dt = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
     cfg = reference_config()
@@ -77,12 +77,12 @@ def bench_perplexity(dtype: str, n_tokens: int, stride: int | None) -> dict:
 def child(mode: str, path: str, out: str | None) -> None:
     import torch
 
-    import swamla_tui.loaded  # noqa: F401  (import cost before the clock)
-    from swamla_tui.hf_export import export_checkpoint, load_exported
+    import swamla_tui.runtime.load  # noqa: F401  (import cost before the clock)
+    from swamla_tui.runtime.hf_export import export_checkpoint, load_exported
 
     t0 = time.perf_counter()
     if mode == "export":
-        lm = swamla_tui.loaded.load(path, tokenizer=False, dtype="float32")
+        lm = swamla_tui.runtime.load.load(path, tokenizer=False, dtype="float32")
         t1 = time.perf_counter()
         res = {"load_s": round(t1 - t0, 2)}
         for dtype in ("float32", "bfloat16"):
@@ -95,7 +95,7 @@ def child(mode: str, path: str, out: str | None) -> None:
 
     def load() -> Any:
         if mode == "ckpt":
-            return swamla_tui.loaded.load(path, tokenizer=False, dtype="float32")
+            return swamla_tui.runtime.load.load(path, tokenizer=False, dtype="float32")
         # "export-float32" | "export-bfloat16": run in the dtype it was stored in
         return load_exported(path, tokenizer=False, dtype=mode.split("-")[1])
 

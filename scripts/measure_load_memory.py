@@ -56,7 +56,7 @@ def child(mode: str, path: str) -> None:
 
     if mode == "ours":
         import swamla_tui
-        import swamla_tui.loaded  # noqa: F401  (import cost counted before the clock starts)
+        import swamla_tui.runtime.load  # noqa: F401  (import cost counted before the clock starts)
 
     before = _peak()
     t0 = time.perf_counter()
@@ -116,7 +116,7 @@ def build(path: Path) -> dict[str, float]:
     """Write the training checkpoint; returns its size and the parameter count."""
     import torch
 
-    from swamla_tui.bench import reference_config  # the 262M model the benchmarks share
+    from swamla_tui.bench.run import reference_config  # the 262M model the benchmarks share
     from swamla_tui.model.transformer import SWAMLA
 
     cfg = reference_config()

@@ -18,10 +18,10 @@ import time
 
 import torch
 
-from swamla_tui.bench import build_model, reference_config, sync
-from swamla_tui.engine.generate import Generation
+from swamla_tui.base.params import SamplingParams
+from swamla_tui.bench.run import build_model, reference_config, sync
+from swamla_tui.engine.decode_loop import Generation
 from swamla_tui.engine.pool import CachePool
-from swamla_tui.params import SamplingParams
 
 
 def decode_tok_s(model, pool, prompt, params, logprobs):  # type: ignore[no-untyped-def]

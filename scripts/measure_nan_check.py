@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 import swamla_tui
-import swamla_tui.ckpt.tensors as ckpt_tensors
-from swamla_tui.bench import build_model, reference_config
+import swamla_tui.checkpoint.tensors as ckpt_tensors
+from swamla_tui.bench.run import build_model, reference_config
 
 
 def main() -> None:

@@ -12,9 +12,9 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from swamla_tui.bench import build_model, reference_config
+from swamla_tui.base.params import SamplingParams
+from swamla_tui.bench.run import build_model, reference_config
 from swamla_tui.engine.decoder import GraphLoop
-from swamla_tui.params import SamplingParams
 
 
 def main() -> None:

@@ -14,22 +14,22 @@ from ._version import __version__
 __all__ = ["load", "SamplingParams", "SwamlaError", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .errors import SwamlaError
-    from .loaded import load
-    from .params import SamplingParams
+    from .base.errors import SwamlaError
+    from .base.params import SamplingParams
+    from .runtime.load import load
 
 
 def __getattr__(name: str) -> Any:
     if name == "load":
-        from .loaded import load
+        from .runtime.load import load
 
         return load
     if name == "SamplingParams":
-        from .params import SamplingParams
+        from .base.params import SamplingParams
 
         return SamplingParams
     if name == "SwamlaError":
-        from .errors import SwamlaError
+        from .base.errors import SwamlaError
 
         return SwamlaError
     raise AttributeError(name)

@@ -1,7 +1,7 @@
 """What the front ends need from a model, a reply stream and a batch result (torch-free).
 
 The UI, the chat session, the batch core and the test fakes are written against these
-Protocols, not against `swamla_tui.loaded.LoadedModel`, so that nothing above the loader
+Protocols, not against `swamla_tui.runtime.load.LoadedModel`, so that nothing above the loader
 imports torch and the fakes are held to the same contract as the real thing (see
 tests/unit/test_stream_contract.py). docs/ARCHITECTURE.md describes the semantics.
 """
@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from .params import BatchOptions, SamplingParams, StreamOptions
-from .ppl_text import PerplexityResult, ScoreOptions
+from .base.params import BatchOptions, SamplingParams, StreamOptions
+from .base.scoring import PerplexityResult, ScoreOptions
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11 on

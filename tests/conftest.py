@@ -22,7 +22,7 @@ def _isolated_user_folders(
 
 @pytest.fixture(scope="session")
 def test_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory):
-    from tests.helpers import make_test_tokenizer
+    from tests.support.helpers import make_test_tokenizer
 
     return make_test_tokenizer(tmp_path_factory.mktemp("tok"))
 
@@ -31,7 +31,7 @@ def test_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory):
 def fixture_lm(test_tokenizer_dir):
     """The reference checkpoint loaded once with the test tokenizer (read-only use!)."""
     import swamla_tui
-    from tests.helpers import FIXTURE_CKPT
+    from tests.support.helpers import FIXTURE_CKPT
 
     return swamla_tui.load(FIXTURE_CKPT, tokenizer=test_tokenizer_dir)
 
@@ -43,7 +43,7 @@ def fixture_lm_b(test_tokenizer_dir):
     import torch
 
     import swamla_tui
-    from tests.helpers import FIXTURE_CKPT
+    from tests.support.helpers import FIXTURE_CKPT
 
     lm = swamla_tui.load(FIXTURE_CKPT, tokenizer=test_tokenizer_dir)
     g = torch.Generator().manual_seed(7)

@@ -35,12 +35,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..base.params import SamplingParams
+from ..base.stops import StopText
 from ..model.cache import ModelCache
 from ..model.transformer import SWAMLA
-from ..params import SamplingParams
-from ..stops import StopText
+from .decode_loop import RowState
 from .decoder import decode_context
-from .generate import RowState
 from .sampling import sample
 from .slots import compact, grown, row_view
 from .text import IncrementalDecoder, TextCodec

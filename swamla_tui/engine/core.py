@@ -10,10 +10,10 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..errors import SwamlaError
+from ..base.errors import SwamlaError
+from ..base.params import SamplingParams
 from ..model.transformer import SWAMLA
-from ..params import SamplingParams
-from .generate import Generation
+from .decode_loop import Generation
 from .pool import CachePool
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import one_line
+from ..base.errors import one_line
 from ..model.cache import ModelCache, StepContext, visible
 from ..model.transformer import SWAMLA
 

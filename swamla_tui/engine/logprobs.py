@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..params import SamplingParams
+from ..base.params import SamplingParams
 from .sampling import apply_repetition_penalty, top_k_filter, top_p_filter
 
 __all__ = ["TokenLogprobs", "record_logprobs", "sampling_logprobs"]

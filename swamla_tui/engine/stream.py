@@ -6,8 +6,8 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
-from ..params import SamplingParams
-from ..stops import StopText, held_back
+from ..base.params import SamplingParams
+from ..base.stops import StopText, held_back
 from .core import Engine
 from .logprobs import TokenLogprobs
 from .text import IncrementalDecoder, TextCodec

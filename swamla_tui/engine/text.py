@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import TokenizerError, one_line
+from ..base.errors import TokenizerError, one_line
 
 # what must never be swallowed: the user's Ctrl-C, interpreter exit, generator close
 PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit)

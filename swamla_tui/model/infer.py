@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import CheckpointError
+from ..base.errors import CheckpointError
 from .config import (
     MAX_BLOCK_SIZE,
     MAX_LAYERS,

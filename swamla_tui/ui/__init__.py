@@ -1,1 +1,1 @@
-"""Textual user interface. Nothing here imports torch or swamla_tui.loaded at import time."""
+"""Textual user interface. Nothing here imports torch or swamla_tui.runtime.load at import time."""

@@ -1,9 +1,9 @@
 """The swamla-tui Textual app: chat pane, input, sampling sidebar, status bar.
 
-The app renders and dispatches; the chat state lives in `swamla_tui.session.ChatSession`
-and slash commands in `swamla_tui.ui.slash`. Threads: the model is loaded by
+The app renders and dispatches; the chat state lives in `swamla_tui.chat.session.ChatSession`
+and slash commands in `swamla_tui.ui.chat.slash`. Threads: the model is loaded by
 `loader(progress)` in a worker, so the first frame is on screen before torch is imported
-(nothing in `swamla_tui.ui` imports torch or `swamla_tui.loaded`). A reply runs in a
+(nothing in `swamla_tui.ui` imports torch or `swamla_tui.runtime.load`). A reply runs in a
 worker too: it tokenizes and trims the history (on a copy of the conversation), opens
 the stream and pushes text pieces into a `ThrottledBuffer`; it reports everything else
 with messages, so app state only ever changes on the UI thread. The buffer is drained
@@ -30,18 +30,22 @@ from textual.theme import Theme
 from textual.widgets import Footer, Header
 from textual.worker import get_current_worker
 
-from .. import commands as cmds
-from ..chat_format import chat_format_of
-from ..conversation import Conversation
-from ..errors import SwamlaError
-from ..params import SamplingParams
-from ..paths import data_dir
-from ..prompts_file import load_batch_prompts
+from ..base.errors import SwamlaError
+from ..base.params import SamplingParams
+from ..base.paths import data_dir
+from ..base.safe_text import visible
+from ..batch.prompts import load_batch_prompts
+from ..chat.commands import parse as cmds
+from ..chat.conversation import Conversation
+from ..chat.session import ChatSession, context_usage, count_noun
+from ..chat.template import chat_format_of
+from ..chat.transcript import TranscriptStore
 from ..protocols import ChatModel, Loader, Model
-from ..safe_text import visible
-from ..session import ChatSession, context_usage, count_noun
-from ..transcript import TranscriptStore
-from .inspector import InspectorController
+from .chat.inspector import InspectorController
+from .chat.palette import chat_commands
+from .chat.reply import ReplyController
+from .chat.second_model import SecondModel, model_name
+from .chat.slash import SlashCommands
 from .loading import load_model
 from .messages import (
     ContextCounted,
@@ -55,13 +59,9 @@ from .messages import (
 from .model_header import model_header, model_summary
 from .notices import LiteralNotify
 from .options import AppOptions
-from .palette import chat_commands
-from .reply import ReplyController
 from .screens.batch import BatchScreen
 from .screens.help import HelpScreen
-from .second_model import SecondModel, model_name
 from .settings import Settings
-from .slash import SlashCommands
 from .themes import DEFAULT_THEME, LIGHT_THEME, choose_theme, load_themes
 from .widgets.chat_log import ChatLog
 from .widgets.chat_message import ChatMessage

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from textual.message import Message
 from textual.worker import Worker
 
-from ..errors import one_line
+from ..base.errors import one_line
 from ..protocols import Loader, Model
 from .messages import LoadFailed, LoadProgress, ModelLoaded
 

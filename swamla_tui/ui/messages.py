@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
+from ..chat.session import TurnPlan
 from ..protocols import Model, ReplyStream
-from ..session import TurnPlan
 
 
 @dataclass
@@ -32,7 +32,7 @@ class LoadFailed(Message):
 @dataclass
 class ContextCounted(Message):
     """Tokens the next message's history takes, and the turns left out of it (counted in
-    a worker by the send-time rule, `swamla_tui.session.context_usage`)."""
+    a worker by the send-time rule, `swamla_tui.chat.session.context_usage`)."""
 
     tokens: int
     turns_out: int = 0

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..base.safe_text import visible
 from ..protocols import ChatModel
-from ..safe_text import visible
 
 __all__ = ["checkpoint_name", "header_line", "model_header", "model_summary", "short_count"]
 

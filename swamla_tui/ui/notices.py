@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from textual.notifications import SeverityLevel
 
-from ..safe_text import visible
+from ..base.safe_text import visible
 
 __all__ = ["LiteralNotify"]
 

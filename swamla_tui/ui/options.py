@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..params import SamplingParams
+from ..base.params import SamplingParams
 from ..protocols import Model
 
 SecondLoader = Callable[[Model, str, Callable[[str], None]], Model]
@@ -28,7 +28,7 @@ class AppOptions:
     `params` is the live object the sliders, slash commands and the running reply share.
     `mode` "batch" opens the batch view on `prompts_file` (None: the default prompts)
     with `batch_size` (None: the model's default) once the model is loaded. `data_dir`
-    None means `swamla_tui.paths.data_dir()`. `compare` (``--compare B``): a second
+    None means `swamla_tui.base.paths.data_dir()`. `compare` (``--compare B``): a second
     checkpoint, loaded with `load_second` in a worker once the first is loaded (A/B in the
     batch view, ``/compare`` in the chat; ``/compare PATH`` loads another).
     """

@@ -2,7 +2,7 @@
 
 The bundled files live in the repository's top-level ``themes/`` folder; the wheel ships
 them as ``swamla_tui/themes/`` (see pyproject.toml), so both places are looked at.
-User themes are ``*.toml`` files in ``<config folder>/themes/`` (`swamla_tui.paths`),
+User themes are ``*.toml`` files in ``<config folder>/themes/`` (`swamla_tui.base.paths`),
 read at start; a user file with a bundled theme's name replaces it. A file that cannot
 be read gives a one-line warning, never a crash. The format is in the README.
 """
@@ -16,8 +16,8 @@ from typing import Any
 
 from textual.theme import Theme
 
-from ..errors import SwamlaError
-from ..paths import config_dir
+from ..base.errors import SwamlaError
+from ..base.paths import config_dir
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -9,10 +9,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from swamla_tui.params import SamplingParams
+from swamla_tui.base.params import SamplingParams
 from swamla_tui.ui.app import SwamlaApp
 from swamla_tui.ui.options import AppOptions
-from tests.fakes import FakeLM, Outcome, loader_for
+from tests.support.fakes import FakeLM, Outcome, loader_for
 
 SIZE = (120, 36)
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from swamla_tui.batch import BatchRow
-from swamla_tui.compare import COMPARE_FIELDS
-from swamla_tui.memcheck import MemoryCheckError
-from swamla_tui.params import SamplingParams
+from swamla_tui.base.params import SamplingParams
+from swamla_tui.batch.compare import COMPARE_FIELDS
+from swamla_tui.batch.job import BatchRow
+from swamla_tui.runtime.memcheck import MemoryCheckError
 from swamla_tui.ui.screens.batch import BatchDetailScreen, BatchScreen
 from swamla_tui.ui.widgets.batch_table import ab_widths, pair_status
-from tests.batch_support import BatchTestApp, FixedTimeLM
+from tests.support.batch import BatchTestApp, FixedTimeLM
 
 from .pilot import batch_mode_app, make_app, send, wait_idle, wait_loaded
 from .test_batch_view import PROMPTS as VIEW_PROMPTS
@@ -128,8 +128,8 @@ async def test_app_batch_mode_with_compare_runs_both(fixture_lm, fixture_lm_b, t
 
 
 async def test_incompatible_or_too_big_b_is_one_line_and_a_stays(fixture_lm, tmp_path):
-    from swamla_tui.cli import DEMO_DIR
-    from swamla_tui.loaded import load
+    from swamla_tui.cli.main import DEMO_DIR
+    from swamla_tui.runtime.load import load
 
     demo = load(str(DEMO_DIR))  # vocabulary 1,536: not the fixture's 512
 
@@ -157,7 +157,7 @@ async def test_incompatible_or_too_big_b_is_one_line_and_a_stays(fixture_lm, tmp
 
 
 async def test_chat_compare_answers_the_last_message_with_b(tmp_path):
-    from tests.fakes import FakeLM
+    from tests.support.fakes import FakeLM
 
     a, b = FakeLM([" from", " A"]), FakeLM([" from", " B"])
     b.source = "other.pt"

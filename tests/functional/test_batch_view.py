@@ -6,10 +6,10 @@ import json
 import threading
 import time
 
-from swamla_tui.batch import PromptFinished, RunProgress
-from swamla_tui.params import SamplingParams
+from swamla_tui.base.params import SamplingParams
+from swamla_tui.batch.job import PromptFinished, RunProgress
 from swamla_tui.ui.screens.batch import BatchDetailScreen, BatchScreen
-from tests.batch_support import BatchTestApp, FixedTimeLM
+from tests.support.batch import BatchTestApp, FixedTimeLM
 
 from .pilot import batch_mode_app
 
@@ -238,7 +238,7 @@ async def test_many_prompts_do_not_block(fixture_lm):
 
 
 def _result(i: int):
-    from swamla_tui.loaded import BatchResult
+    from swamla_tui.runtime.load import BatchResult
 
     return BatchResult(i, f"prompt number {i}", f"out {i}", 3, 0.1, "length")
 

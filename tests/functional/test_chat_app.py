@@ -6,10 +6,10 @@ import json
 import threading
 import time
 
-from swamla_tui.errors import CheckpointError
-from swamla_tui.params import SamplingParams
+from swamla_tui.base.errors import CheckpointError
+from swamla_tui.base.params import SamplingParams
 from swamla_tui.ui.options import AppOptions
-from tests.fakes import FakeLM
+from tests.support.fakes import FakeLM
 
 from .pilot import (
     SIZE,
@@ -275,7 +275,7 @@ def test_ui_modules_do_not_import_torch():
         "import sys\n"
         "import swamla_tui.ui.app, swamla_tui.ui.screens.help\n"
         "import swamla_tui.ui.widgets.sampling_sidebar\n"
-        "bad = [m for m in ('torch', 'transformers', 'swamla_tui.loaded') if m in sys.modules]\n"
+        "bad = [m for m in ('torch', 'transformers', 'swamla_tui.runtime.load') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

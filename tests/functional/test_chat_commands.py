@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from swamla_tui.params import SamplingParams
-from tests.fakes import FakeLM
+from swamla_tui.base.params import SamplingParams
+from tests.support.fakes import FakeLM
 
 from .pilot import (
     ask,

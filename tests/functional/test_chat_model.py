@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from swamla_tui.params import SamplingParams
-from tests.helpers import FIXTURE_CKPT
+from swamla_tui.base.params import SamplingParams
+from tests.support.helpers import FIXTURE_CKPT
 
 from .pilot import (
     SIZE,

@@ -7,14 +7,14 @@ import json
 from textual.color import Color
 from textual.selection import Selection
 
-from swamla_tui.chat_format import CHATML
-from swamla_tui.params import SamplingParams
-from swamla_tui.session import ChatSession
-from swamla_tui.transcript import TranscriptStore
+from swamla_tui.base.params import SamplingParams
+from swamla_tui.chat.session import ChatSession
+from swamla_tui.chat.template import CHATML
+from swamla_tui.chat.transcript import TranscriptStore
 from swamla_tui.ui.model_header import checkpoint_name, header_line, short_count
 from swamla_tui.ui.widgets.chat_message import ChatMessage
 from swamla_tui.ui.widgets.slider import Slider
-from tests.fakes import FakeLM
+from tests.support.fakes import FakeLM
 
 from .pilot import (
     SIZE,

@@ -7,10 +7,10 @@ import json
 
 from textual.widgets import Static
 
-from swamla_tui.commands import COMMANDS
+from swamla_tui.chat.commands.parse import COMMANDS
 from swamla_tui.ui.screens.help import HelpScreen
 from swamla_tui.ui.themes import THEMES_DIR, bundled_themes
-from tests.fakes import FakeLM
+from tests.support.fakes import FakeLM
 
 from .pilot import (
     SIZE,
@@ -194,7 +194,7 @@ async def test_user_themes_from_the_config_folder(tmp_path, monkeypatch):
 
 
 def test_every_slash_command_has_a_handler():
-    from swamla_tui.ui.slash import SlashCommands
+    from swamla_tui.ui.chat.slash import SlashCommands
 
     handlers = SlashCommands.__new__(SlashCommands)
     handlers.__init__(app=None)  # type: ignore[arg-type]
@@ -221,7 +221,7 @@ def test_keys_help_is_built_from_bindings():
 
 
 async def test_sliders_use_the_one_range_table(tmp_path):
-    from swamla_tui.params import PARAM_SPECS
+    from swamla_tui.base.params import PARAM_SPECS
 
     async with loaded_app(FakeLM(max_length=300), tmp_path) as (app, pilot):
         for name, spec in PARAM_SPECS.items():

@@ -10,12 +10,12 @@ import gc
 import json
 import threading
 
-from swamla_tui.transcript import TranscriptStore
+from swamla_tui.chat.transcript import TranscriptStore
 from swamla_tui.ui.app import SwamlaApp
 from swamla_tui.ui.options import AppOptions
 from swamla_tui.ui.screens.batch import BatchDetailScreen, BatchScreen
-from tests.fakes import FakeLM
-from tests.hostile_ui import (
+from tests.support.fakes import FakeLM
+from tests.support.hostile_ui import (
     HOSTILE,
     OSC52,
     TITLE,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from swamla_tui.inspect_tree import alternatives
+from swamla_tui.chat.token_tree import alternatives
 from swamla_tui.ui.widgets.token_details import TokenDetails
-from tests.fakes import FakeLM
+from tests.support.fakes import FakeLM
 
 from .pilot import SIZE, errors, make_app, notices, send, wait_for, wait_idle, wait_loaded
 
@@ -224,7 +224,7 @@ def test_inspector_snapshot(snap_compare, tmp_path):
 async def test_branch_on_the_reference_model(fixture_lm, tmp_path):
     """End to end on the fixture: the branch continues from the recorded ids, its text is
     decoded from them, and /undo gives back the first reply exactly."""
-    from swamla_tui.params import SamplingParams
+    from swamla_tui.base.params import SamplingParams
 
     params = SamplingParams(temperature=0.0, seed=0, max_new_tokens=12)
     app = make_app(fixture_lm, tmp_path, params=params)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import types
 
-from tests.fakes import FakeLM
+from tests.support.fakes import FakeLM
 
 from .pilot import (
     SIZE,
@@ -34,7 +34,7 @@ async def _run_ppl(pilot, app, arg: str) -> None:
 
 
 async def test_ppl_shows_the_table(fixture_lm, tmp_path):
-    from swamla_tui.perplexity import perplexity
+    from swamla_tui.runtime.perplexity import perplexity
 
     f = tmp_path / "held_out.txt"
     f.write_text(TEXT, encoding="utf-8")
@@ -74,7 +74,7 @@ async def test_ppl_on_a_model_without_logits_is_an_error_not_a_crash(tmp_path):
 
 
 def test_ppl_snapshot(snap_compare, fixture_lm, tmp_path, monkeypatch):
-    import swamla_tui.perplexity as ppl_module
+    import swamla_tui.runtime.perplexity as ppl_module
 
     ticks = itertools.count(0.0, 0.5)  # each perf_counter() call: +0.5 s (frozen timing)
     monkeypatch.setattr(ppl_module, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))

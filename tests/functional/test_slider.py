@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from textual.app import App, ComposeResult
 
 from swamla_tui.ui.widgets.slider import Slider
-from tests.fakes import FakeLM
+from tests.support.fakes import FakeLM
 
 from .pilot import (
     loaded_app,
@@ -149,7 +149,7 @@ async def test_sidebar_keyboard_and_mouse_reach_running_stream(tmp_path):
 
 
 async def test_sidebar_clamps_out_of_range_params(tmp_path):
-    from swamla_tui.params import SamplingParams
+    from swamla_tui.base.params import SamplingParams
 
     params = SamplingParams(max_new_tokens=5000, top_k=999)
     async with loaded_app(FakeLM(max_length=300), tmp_path, params=params) as (app, pilot):

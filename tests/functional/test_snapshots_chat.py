@@ -7,9 +7,9 @@ Update with: pytest tests/functional/test_snapshots_chat.py --snapshot-update
 
 from __future__ import annotations
 
-from swamla_tui.errors import CheckpointError
-from swamla_tui.params import SamplingParams
-from tests.fakes import FakeLM
+from swamla_tui.base.errors import CheckpointError
+from swamla_tui.base.params import SamplingParams
+from tests.support.fakes import FakeLM
 
 from .pilot import SIZE, ask, make_app, send, wait_for, wait_idle, wait_loaded
 

@@ -12,9 +12,14 @@ import pytest
 import torch
 
 import swamla_tui
-from swamla_tui.checkpoint import read_checkpoint
-from swamla_tui.errors import CheckpointError, SwamlaError, TokenizerError, UnsafeCheckpointError
-from tests.helpers import FIXTURE_CKPT
+from swamla_tui.base.errors import (
+    CheckpointError,
+    SwamlaError,
+    TokenizerError,
+    UnsafeCheckpointError,
+)
+from swamla_tui.checkpoint.reader import read_checkpoint
+from tests.support.helpers import FIXTURE_CKPT
 
 
 def _one_line(err: BaseException) -> str:
@@ -302,7 +307,7 @@ def test_tokenizer_missing_offline(tmp_path, monkeypatch):
 
 
 def test_tokenizer_folder_without_files(tmp_path):
-    from swamla_tui.tokenizer import load_tokenizer
+    from swamla_tui.runtime.tokenizer import load_tokenizer
 
     d = tmp_path / "tok"
     d.mkdir()

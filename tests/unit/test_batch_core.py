@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from swamla_tui.batch import (
+from swamla_tui.base.params import SamplingParams
+from swamla_tui.batch.job import (
     BatchJob,
     BatchRow,
     ChunkFailed,
@@ -18,8 +19,7 @@ from swamla_tui.batch import (
     eta_seconds,
     run_chunks,
 )
-from swamla_tui.params import SamplingParams
-from tests.fakes import Outcome
+from tests.support.fakes import Outcome
 
 
 class Echo:

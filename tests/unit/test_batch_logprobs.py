@@ -12,11 +12,11 @@ import sys
 import pytest
 import torch
 
-from swamla_tui.batch import BatchJob
-from swamla_tui.batch_logprobs import LOGPROB_FIELDS, LogprobRow
-from swamla_tui.headless import run_headless
-from swamla_tui.params import SamplingParams
-from tests.helpers import FIXTURE_CKPT, ROOT
+from swamla_tui.base.params import SamplingParams
+from swamla_tui.batch.job import BatchJob
+from swamla_tui.batch.logprobs import LOGPROB_FIELDS, LogprobRow
+from swamla_tui.headless.run import run_headless
+from tests.support.helpers import FIXTURE_CKPT, ROOT
 
 PROMPTS = ["Hello there", "Once upon a time", "The quick brown fox"]
 

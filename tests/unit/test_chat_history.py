@@ -12,18 +12,9 @@ import threading
 import pytest
 
 import swamla_tui
-from swamla_tui.chat_format import (
-    CHATML,
-    PLAIN,
-    FormattedModel,
-    chat_format_of,
-    detect_chat_format,
-    with_chat_format,
-)
-from swamla_tui.conversation import Conversation
-from swamla_tui.demo import DEMO_DIR
-from swamla_tui.params import SamplingParams
-from swamla_tui.session import (
+from swamla_tui.base.params import SamplingParams
+from swamla_tui.chat.conversation import Conversation
+from swamla_tui.chat.session import (
     ChatSession,
     context_usage,
     count_noun,
@@ -31,9 +22,18 @@ from swamla_tui.session import (
     plan_turn,
     reply_reserve,
 )
-from swamla_tui.transcript import TranscriptStore
-from tests.fakes import Outcome
-from tests.helpers import FIXTURE_CKPT, make_chatml_tokenizer
+from swamla_tui.chat.template import (
+    CHATML,
+    PLAIN,
+    FormattedModel,
+    chat_format_of,
+    detect_chat_format,
+    with_chat_format,
+)
+from swamla_tui.chat.transcript import TranscriptStore
+from swamla_tui.demo import DEMO_DIR
+from tests.support.fakes import Outcome
+from tests.support.helpers import FIXTURE_CKPT, make_chatml_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from swamla_tui.cli import app_options, batch_job, build_parser, check_args, main
-from swamla_tui.commands import CommandError, parse_command
-from swamla_tui.params import PARAM_SPECS
-from swamla_tui.prompts_file import DEFAULT_PROMPTS
+from swamla_tui.base.params import PARAM_SPECS
+from swamla_tui.batch.prompts import DEFAULT_PROMPTS
+from swamla_tui.chat.commands.parse import CommandError, parse_command
+from swamla_tui.cli.main import app_options, batch_job, build_parser, check_args, main
 
 
 def args(*argv: str):

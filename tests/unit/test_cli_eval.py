@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from swamla_tui.cli import build_parser, check_args, main
-from tests.helpers import FIXTURE_CKPT
+from swamla_tui.cli.main import build_parser, check_args, main
+from tests.support.helpers import FIXTURE_CKPT
 
 TEXT = "You: Hello there, how are you today?\nAssistant: I am fine, thank you. " * 8
 

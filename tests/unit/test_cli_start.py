@@ -12,10 +12,10 @@ import os
 import pytest
 import torch
 
-from swamla_tui import cli
-from swamla_tui.cli import build_parser, main
+from swamla_tui.cli import main as cli
+from swamla_tui.cli.main import build_parser, main
 from swamla_tui.demo import DEMO_DIR
-from tests.helpers import FIXTURE_CKPT
+from tests.support.helpers import FIXTURE_CKPT
 
 
 @pytest.fixture(autouse=True)
@@ -89,7 +89,7 @@ def test_a_checkpoint_folder_passes_the_quick_checks(tmp_path):
 def test_info_without_a_tokenizer_reads_the_checkpoint_once(capsys, monkeypatch):
     """Exit 0 and "tokenizer  not found"; no progress chatter when stderr is not a
     terminal (capsys is not), and the checkpoint is read once."""
-    import swamla_tui.loaded as loaded
+    import swamla_tui.runtime.load as loaded
 
     reads: list[str] = []
     real = loaded.read_checkpoint_mapped

@@ -6,7 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swamla_tui.commands import (
+from swamla_tui.base.errors import SwamlaError
+from swamla_tui.base.params import RANGES, SamplingParams
+from swamla_tui.chat.commands.parse import (
     COMMANDS,
     SEED_MAX,
     Command,
@@ -17,8 +19,6 @@ from swamla_tui.commands import (
     lookup,
     parse_command,
 )
-from swamla_tui.errors import SwamlaError
-from swamla_tui.params import RANGES, SamplingParams
 
 
 def error_of(line: str, **kwargs: int) -> str:

@@ -10,20 +10,20 @@ from types import SimpleNamespace
 
 import pytest
 
-from swamla_tui.batch import BatchJob
-from swamla_tui.cli import main
-from swamla_tui.compare import (
+from swamla_tui.base.params import SamplingParams
+from swamla_tui.batch.compare import (
     COMPARE_FIELDS,
     CompareError,
     check_compatible,
     compare_rows,
     run_compare,
 )
-from swamla_tui.export import render_results
-from swamla_tui.headless_compare import run_headless_compare
-from swamla_tui.memcheck import MemoryCheckError, check_second_fits, model_bytes
-from swamla_tui.params import SamplingParams
-from tests.helpers import FIXTURE_CKPT
+from swamla_tui.batch.job import BatchJob
+from swamla_tui.batch.results import render_results
+from swamla_tui.cli.main import main
+from swamla_tui.headless.compare import run_headless_compare
+from swamla_tui.runtime.memcheck import MemoryCheckError, check_second_fits, model_bytes
+from tests.support.helpers import FIXTURE_CKPT
 
 PROMPTS = ["Hello there", "Once upon a time", "The quick brown fox", "What is a list?", "Hi"]
 
@@ -120,7 +120,7 @@ def test_headless_compare_writes_both_columns(fixture_lm, tmp_path):
 
 
 def test_second_model_too_big_is_refused_before_it_loads(fixture_lm, monkeypatch):
-    import swamla_tui.memcheck as memcheck
+    import swamla_tui.runtime.memcheck as memcheck
 
     monkeypatch.setattr(memcheck, "available_bytes", lambda device: model_bytes(fixture_lm))
     with pytest.raises(MemoryCheckError, match="cannot compare: b.pt needs about"):
@@ -158,7 +158,7 @@ def test_cli_batch_compare_end_to_end(test_tokenizer_dir, tmp_path, capsys):
 
 
 def test_cli_compare_with_a_different_vocab_is_one_line(test_tokenizer_dir, tmp_path, capsys):
-    from swamla_tui.cli import DEMO_DIR
+    from swamla_tui.cli.main import DEMO_DIR
 
     out = tmp_path / "o.jsonl"
     argv = ["--checkpoint", str(FIXTURE_CKPT), "--tokenizer", str(test_tokenizer_dir)]
@@ -191,8 +191,8 @@ def test_cli_compare_on_a_screen_hands_the_app_a_second_loader(mode, monkeypatch
 
 
 def test_run_compare_takes_an_order_and_reads_the_batch_size_per_chunk():
-    from swamla_tui.batch import ChunkStarted
-    from tests.batch_support import EchoBatchLM
+    from swamla_tui.batch.job import ChunkStarted
+    from tests.support.batch import EchoBatchLM
 
     a, b = EchoBatchLM(), EchoBatchLM()
     sizes = iter([2, 1, 1])
@@ -221,9 +221,9 @@ def test_run_compare_takes_an_order_and_reads_the_batch_size_per_chunk():
 
 
 def test_a_failed_side_exports_its_error_as_its_completion():
-    from swamla_tui.batch import BatchRow
-    from swamla_tui.compare import compare_record
-    from tests.fakes import Outcome
+    from swamla_tui.batch.compare import compare_record
+    from swamla_tui.batch.job import BatchRow
+    from tests.support.fakes import Outcome
 
     a, b = BatchRow(0, "p"), BatchRow(0, "p")
     a.apply(Outcome(0, "p", "fine", 2, 0.1, "length"))

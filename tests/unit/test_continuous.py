@@ -10,11 +10,11 @@ from functools import cache
 import pytest
 
 import swamla_tui
-from swamla_tui.batch import ChunkStarted, PromptFinished, run_chunks
-from swamla_tui.engine.batch import run_batch
+from swamla_tui.batch.job import ChunkStarted, PromptFinished, run_chunks
+from swamla_tui.engine.batch_run import run_batch
 from swamla_tui.engine.continuous import ContinuousBatch, Queued
 from swamla_tui.engine.core import Engine
-from tests.continuous_support import (
+from tests.support.continuous import (
     GREEDY,
     SEEDED,
     alone,
@@ -23,7 +23,7 @@ from tests.continuous_support import (
     mixed_prompts,
     synthetic_v2,
 )
-from tests.helpers import FIXTURE_CKPT, V2_CKPT
+from tests.support.helpers import FIXTURE_CKPT, V2_CKPT
 
 # mixed prompt lengths and token budgets: rows finish at different steps and get reused
 LENGTHS = [5, 23, 1, 40, 9, 14, 2, 31]

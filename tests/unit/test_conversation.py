@@ -10,17 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swamla_tui import transcript as conv_mod
-from swamla_tui.conversation import (
+from swamla_tui.base.errors import SwamlaError
+from swamla_tui.base.paths import DATA_DIR_ENV, data_dir
+from swamla_tui.chat import transcript as conv_mod
+from swamla_tui.chat.conversation import (
     STOP_STRINGS,
     Conversation,
     Turn,
     cut_reply,
     save_conversation,
 )
-from swamla_tui.errors import SwamlaError
-from swamla_tui.paths import DATA_DIR_ENV, data_dir
-from swamla_tui.transcript import Transcript, TranscriptStore
+from swamla_tui.chat.transcript import Transcript, TranscriptStore
 
 
 def words(text: str) -> int:

@@ -2,48 +2,48 @@
 
 from __future__ import annotations
 
-from tests.helpers import assert_imports_leave_out
+from tests.support.helpers import assert_imports_leave_out
 
 CORE = [
     "swamla_tui",
-    "swamla_tui.errors",
-    "swamla_tui.params",
-    "swamla_tui.loaded",
-    "swamla_tui.engine.generate",
+    "swamla_tui.base.errors",
+    "swamla_tui.base.params",
+    "swamla_tui.runtime.load",
+    "swamla_tui.engine.decode_loop",
     "swamla_tui.engine.stream",
-    "swamla_tui.checkpoint",
-    "swamla_tui.tokenizer",
-    "swamla_tui.commands",
-    "swamla_tui.conversation",
-    "swamla_tui.transcript",
-    "swamla_tui.session",
-    "swamla_tui.inspect_tree",
-    "swamla_tui.batch",
-    "swamla_tui.headless",
+    "swamla_tui.checkpoint.reader",
+    "swamla_tui.runtime.tokenizer",
+    "swamla_tui.chat.commands.parse",
+    "swamla_tui.chat.conversation",
+    "swamla_tui.chat.transcript",
+    "swamla_tui.chat.session",
+    "swamla_tui.chat.token_tree",
+    "swamla_tui.batch.job",
+    "swamla_tui.headless.run",
     "swamla_tui.protocols",
-    "swamla_tui.paths",
-    "swamla_tui.export",
-    "swamla_tui.prompts_file",
+    "swamla_tui.base.paths",
+    "swamla_tui.batch.results",
+    "swamla_tui.batch.prompts",
     "swamla_tui.model",
     "swamla_tui.ui.options",
 ]
 
 
 PURE = [
-    "swamla_tui.commands",
-    "swamla_tui.inspect_tree",
-    "swamla_tui.conversation",
-    "swamla_tui.prompts_file",
-    "swamla_tui.export",
-    "swamla_tui.params",
-    "swamla_tui.errors",
-    "swamla_tui.session",
-    "swamla_tui.transcript",
-    "swamla_tui.batch",
-    "swamla_tui.headless",
+    "swamla_tui.chat.commands.parse",
+    "swamla_tui.chat.token_tree",
+    "swamla_tui.chat.conversation",
+    "swamla_tui.batch.prompts",
+    "swamla_tui.batch.results",
+    "swamla_tui.base.params",
+    "swamla_tui.base.errors",
+    "swamla_tui.chat.session",
+    "swamla_tui.chat.transcript",
+    "swamla_tui.batch.job",
+    "swamla_tui.headless.run",
     "swamla_tui.protocols",
-    "swamla_tui.paths",
-    "swamla_tui.cli",
+    "swamla_tui.base.paths",
+    "swamla_tui.cli.main",
 ]
 
 

@@ -16,7 +16,7 @@ import swamla_tui
 from swamla_tui.engine.decoder import BatchDecoder
 from swamla_tui.engine.options import EngineOptions
 from swamla_tui.model.fuse import PackedLinear, cpu_has_native_bf16, pack_bf16_linears
-from tests.helpers import FIXTURE_CKPT, FIXTURE_EXPECTED
+from tests.support.helpers import FIXTURE_CKPT, FIXTURE_EXPECTED
 
 BF16_TOL = 0.35
 

@@ -105,7 +105,7 @@ def test_demo_is_small() -> None:
 
 
 def test_swamla_load_demo_folder() -> None:
-    pytest.importorskip("swamla_tui.loaded")
+    pytest.importorskip("swamla_tui.runtime.load")
     import swamla_tui
 
     lm = swamla_tui.load(DEMO_DIR, device="cpu")

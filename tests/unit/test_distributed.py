@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from swamla_tui.cli import main
-from swamla_tui.distributed import rank_device, rank_info, torchrun_world
-from swamla_tui.errors import SwamlaError
-from tests.batch_support import (
+from swamla_tui.base.errors import SwamlaError
+from swamla_tui.cli.main import main
+from swamla_tui.headless.distributed import rank_device, rank_info, torchrun_world
+from tests.support.batch import (
     cli_argv,
     free_port,
     read_records,
@@ -19,7 +19,7 @@ from tests.batch_support import (
     torchrun_cmd,
     without_timing,
 )
-from tests.helpers import ROOT
+from tests.support.helpers import ROOT
 
 PROMPTS = [
     "Once upon a time, in a land far away,",
@@ -84,10 +84,10 @@ def test_two_gloo_ranks_resume_and_equal_one_process(
 
 
 def test_rank_worker_hands_over_final_rows_and_its_failure() -> None:
-    from swamla_tui.batch import BatchJob
-    from swamla_tui.distributed import _Worker
-    from swamla_tui.params import SamplingParams
-    from tests.batch_support import EchoBatchLM
+    from swamla_tui.base.params import SamplingParams
+    from swamla_tui.batch.job import BatchJob
+    from swamla_tui.headless.distributed import _Worker
+    from tests.support.batch import EchoBatchLM
 
     prompts = ["a", "b BAD", "c", "d", "e"]
     job = BatchJob(prompts, SamplingParams(temperature=0.0))

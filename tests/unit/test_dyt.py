@@ -8,7 +8,7 @@ import torch
 import swamla_tui
 from swamla_tui.model.config import ModelConfig
 from swamla_tui.model.transformer import SWAMLA
-from tests.helpers import random_init_
+from tests.support.helpers import random_init_
 
 
 def _dyt_model() -> tuple[SWAMLA, dict]:

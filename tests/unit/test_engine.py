@@ -7,11 +7,11 @@ import threading
 import pytest
 import torch
 
+from swamla_tui.base.params import SamplingParams
+from swamla_tui.engine.decode_loop import Generation
 from swamla_tui.engine.decoder import BatchDecoder
-from swamla_tui.engine.generate import Generation
 from swamla_tui.engine.sampling import apply_repetition_penalty, sample, top_k_filter, top_p_filter
-from swamla_tui.params import SamplingParams
-from tests.helpers import FIXTURE_CKPT, FIXTURE_EXPECTED, TEST_DEVICE
+from tests.support.helpers import FIXTURE_CKPT, FIXTURE_EXPECTED, TEST_DEVICE
 
 
 @pytest.fixture(scope="module")

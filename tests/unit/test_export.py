@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swamla_tui.errors import SwamlaError
-from swamla_tui.export import FIELDS, format_for, render_results, write_results
-from tests.fakes import Outcome
+from swamla_tui.base.errors import SwamlaError
+from swamla_tui.batch.results import FIELDS, format_for, render_results, write_results
+from tests.support.fakes import Outcome
 
 RESULTS = [
     Outcome(0, "Once upon a time,", " there was a | pipe", 12, 0.5, "length"),
@@ -221,7 +221,7 @@ def test_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     def boom(*args: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("swamla_tui.export.os.replace", boom)
+    monkeypatch.setattr("swamla_tui.batch.results.os.replace", boom)
     with pytest.raises(SwamlaError, match="No space left"):
         write_results(RESULTS, path)
     assert path.read_text() == "old\n"  # the old file is intact, no temporary left

@@ -14,15 +14,15 @@ import pytest
 import torch
 
 import swamla_tui
-from swamla_tui.errors import CheckpointError, SwamlaError
-from swamla_tui.hf_export import (
+from swamla_tui.base.errors import CheckpointError, SwamlaError
+from swamla_tui.runtime.hf_export import (
     ExportError,
     export_checkpoint,
     flatten,
     is_export_folder,
     load_exported,
 )
-from tests.helpers import FIXTURE_CKPT, FIXTURE_EXPECTED, ROOT
+from tests.support.helpers import FIXTURE_CKPT, FIXTURE_EXPECTED, ROOT
 
 
 def _header(path: Path) -> dict:
@@ -163,7 +163,7 @@ def test_flat_model_code_is_self_contained(exported):
     flat = sorted(exported.glob("swamla_*.py"))
     model_files = sorted((ROOT / "swamla_tui" / "model").glob("*.py"))
     assert len([f for f in flat if f.name.startswith("swamla_model")]) == len(model_files)
-    assert (exported / "swamla_errors.py").is_file()  # config.py imports ..errors
+    assert (exported / "swamla_base_errors.py").is_file()  # config.py imports ..base.errors
     for f in [*flat, exported / "modeling_swamla.py", exported / "configuration_swamla.py"]:
         text = f.read_text()
         assert "from .." not in text and "swamla_tui." not in text.replace("# Copied from", "")
@@ -173,17 +173,16 @@ def test_flatten_follows_new_modules_and_subpackages(tmp_path, monkeypatch):
     """A layer kind added later (here a subpackage importing up two levels) is exported."""
     pkg = tmp_path / "swamla_tui"
     shutil.copytree(ROOT / "swamla_tui" / "model", pkg / "model")
-    for name in ("errors.py", "params.py"):
-        shutil.copy(ROOT / "swamla_tui" / name, pkg / name)
+    shutil.copytree(ROOT / "swamla_tui" / "base", pkg / "base")
     (pkg / "__init__.py").write_text("")
     kind = pkg / "model" / "newkind"
     kind.mkdir()
     (kind / "__init__.py").write_text("from .block import NewBlock\n")
     (kind / "block.py").write_text(
         "from __future__ import annotations\n\n"
-        "from ...params import SamplingParams\n"
+        "from ...base.params import SamplingParams\n"
         "from ..layers import (\n    RMSNorm,\n    make_norm,  # a comment\n)\n"
-        "from swamla_tui.errors import SwamlaError\n\n"
+        "from swamla_tui.base.errors import SwamlaError\n\n"
         "class NewBlock:\n    parts = (SamplingParams, RMSNorm, make_norm, SwamlaError)\n"
     )
     monkeypatch.setattr(flatten, "PKG_ROOT", pkg)
@@ -191,19 +190,19 @@ def test_flatten_follows_new_modules_and_subpackages(tmp_path, monkeypatch):
     out.mkdir()
     (out / "__init__.py").write_text("")
     names = flatten.flatten_into(out)
-    assert {"swamla_model_newkind.py", "swamla_model_newkind_block.py", "swamla_params.py"} <= set(
+    assert {"swamla_model_newkind.py", "swamla_model_newkind_block.py", "swamla_base_params.py"} <= set(
         names
     )
     block = (out / "swamla_model_newkind_block.py").read_text()
-    assert "from .swamla_params import SamplingParams" in block
+    assert "from .swamla_base_params import SamplingParams" in block
     assert "from .swamla_model_layers import RMSNorm, make_norm" in block
-    assert "from .swamla_errors import SwamlaError" in block
+    assert "from .swamla_base_errors import SwamlaError" in block
     proc = subprocess.run(
         [sys.executable, "-c", "import flat_pkg.swamla_model_newkind as m; print(m.NewBlock.parts)"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "swamla_params.SamplingParams" in proc.stdout
+    assert "swamla_base_params.SamplingParams" in proc.stdout
 
 
 def test_flatten_refuses_what_remote_code_cannot_copy(tmp_path, monkeypatch):
@@ -222,7 +221,7 @@ def test_transformers_loads_the_export(exported, expected, tmp_path):
     env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
     env.pop("PYTHONPATH", None)
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "hf_remote_check.py"), str(exported),
+        [sys.executable, str(ROOT / "tests" / "support" / "hf_remote_check.py"), str(exported),
          str(FIXTURE_EXPECTED), str(out)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip

@@ -8,19 +8,19 @@ import pytest
 import torch
 
 import swamla_tui
+from swamla_tui.base.errors import SwamlaError, TokenizerError
+from swamla_tui.base.params import SamplingParams
+from swamla_tui.base.stops import StopText, first_stop
 from swamla_tui.engine.options import EngineOptions
 from swamla_tui.engine.text import TextCodec
-from swamla_tui.errors import SwamlaError, TokenizerError
-from swamla_tui.params import SamplingParams
-from swamla_tui.stops import StopText, first_stop
-from tests.helpers import FIXTURE_CKPT
-from tests.hostile import PanickingTokenizer
+from tests.support.helpers import FIXTURE_CKPT
+from tests.support.hostile import PanickingTokenizer
 
 
 @pytest.fixture
 def lm_with(fixture_lm):
     """A LoadedModel sharing the fixture's weights, with a replaceable tokenizer."""
-    from swamla_tui.loaded_model import LoadedModel
+    from swamla_tui.runtime.loaded_model import LoadedModel
 
     def make(tokenizer):
         return LoadedModel(
@@ -109,7 +109,7 @@ def test_prompt_ids_outside_the_model_vocabulary(lm_with, fixture_lm):
 
 
 def test_vocabulary_mismatch_notices(tmp_path, test_tokenizer_dir):
-    from swamla_tui.loaded import _vocab_notices
+    from swamla_tui.runtime.load import _vocab_notices
 
     assert _vocab_notices(None, 10) == []
     assert "tokenizer only 5" in _vocab_notices(list(range(5)), 10)[0]

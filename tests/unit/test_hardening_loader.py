@@ -15,16 +15,21 @@ import pytest
 import torch
 
 import swamla_tui
-from swamla_tui.ckpt import tensors as ckpt_tensors
-from swamla_tui.errors import CheckpointError, SwamlaError, TokenizerError, UnsafeCheckpointError
-from tests.helpers import (
+from swamla_tui.base.errors import (
+    CheckpointError,
+    SwamlaError,
+    TokenizerError,
+    UnsafeCheckpointError,
+)
+from swamla_tui.checkpoint import tensors as ckpt_tensors
+from tests.support.helpers import (
     FIXTURE_CKPT,
     fixture_args,
     fixture_checkpoint,
     fixture_max_diff,
     fixture_state_dict,
 )
-from tests.hostile import (
+from tests.support.hostile import (
     bomb_zip,
     data_pkl,
     deep_tuple_key_pickle,
@@ -147,7 +152,7 @@ def test_ordinary_nesting_still_loads(tmp_path):
 def test_tokenizer_with_auto_map_never_runs_code_nor_prompts(
     tmp_path, monkeypatch, test_tokenizer_dir
 ):
-    from swamla_tui.tokenizer import load_tokenizer
+    from swamla_tui.runtime.tokenizer import load_tokenizer
 
     marker = tmp_path / "ran"
     folder = remote_code_tokenizer(tmp_path / "tok", test_tokenizer_dir, marker)
@@ -201,7 +206,7 @@ def test_fifo_checkpoint_and_folder_are_refused_not_opened(tmp_path):
     out = run_limited(
         f"""
         import swamla_tui
-        from swamla_tui.checkpoint import read_checkpoint
+        from swamla_tui.checkpoint.reader import read_checkpoint
         for src in ({str(fifo)!r}, {str(tmp_path)!r}):
             try:
                 swamla_tui.load(src, tokenizer=False)
@@ -226,7 +231,7 @@ def test_fifo_tokenizer_file_is_refused(tmp_path, test_tokenizer_dir):
     os.mkfifo(folder / "tokenizer_config.json")
     out = run_limited(
         f"""
-        from swamla_tui.tokenizer import load_tokenizer
+        from swamla_tui.runtime.tokenizer import load_tokenizer
         from pathlib import Path
         load_tokenizer(Path({str(folder)!r}), folder=None, name="x")
         """,

@@ -17,18 +17,18 @@ from pathlib import Path
 
 import pytest
 
-from swamla_tui import cli
-from swamla_tui.batch import BatchJob
-from swamla_tui.commands import COMMANDS, SEED_MAX, CommandError, parse_command
-from swamla_tui.conversation import Conversation, Turn, save_conversation
-from swamla_tui.errors import SwamlaError
-from swamla_tui.headless import run_headless
-from swamla_tui.params import SamplingParams
-from swamla_tui.safe_text import json_line_safe, visible
-from swamla_tui.session import ChatSession
-from swamla_tui.transcript import Transcript, TranscriptBusy, TranscriptStore
-from tests.helpers import FIXTURE_CKPT
-from tests.hostile_ui import (
+from swamla_tui.base.errors import SwamlaError
+from swamla_tui.base.params import SamplingParams
+from swamla_tui.base.safe_text import json_line_safe, visible
+from swamla_tui.batch.job import BatchJob
+from swamla_tui.chat.commands.parse import COMMANDS, SEED_MAX, CommandError, parse_command
+from swamla_tui.chat.conversation import Conversation, Turn, save_conversation
+from swamla_tui.chat.session import ChatSession
+from swamla_tui.chat.transcript import Transcript, TranscriptBusy, TranscriptStore
+from swamla_tui.cli import main as cli
+from swamla_tui.headless.run import run_headless
+from tests.support.helpers import FIXTURE_CKPT
+from tests.support.hostile_ui import (
     C1_CSI,
     HOSTILE,
     OSC52,
@@ -69,7 +69,7 @@ def _hostile_checkpoint(tmp_path: Path) -> Path:
     folder whose name sets the window title."""
     import torch
 
-    from swamla_tui.checkpoint import read_checkpoint
+    from swamla_tui.checkpoint.reader import read_checkpoint
 
     ckpt = read_checkpoint(FIXTURE_CKPT)
     del ckpt["optimizer"]  # its stand-in classes do not pickle again
@@ -278,7 +278,7 @@ def test_a_transcript_locked_by_another_process(tmp_path):
     holder = textwrap.dedent(
         f"""
         import sys
-        from swamla_tui.transcript import TranscriptStore
+        from swamla_tui.chat.transcript import TranscriptStore
         t = TranscriptStore({str(tmp_path)!r}).reopen({str(t.path)!r})
         print("locked", flush=True)
         sys.stdin.readline()

@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-from swamla_tui.cli import main
-from swamla_tui.prompts_file import DEFAULT_PROMPTS
-from tests.helpers import FIXTURE_CKPT, ROOT
+from swamla_tui.batch.prompts import DEFAULT_PROMPTS
+from swamla_tui.cli.main import main
+from tests.support.helpers import FIXTURE_CKPT, ROOT
 
 PROMPTS = [
     "Once upon a time, in a land far away,",
@@ -64,7 +64,7 @@ def read_jsonl(path) -> list[dict]:
 
 
 def expected_completions(fixture_lm, prompts, **kw) -> list[str]:
-    from swamla_tui.params import SamplingParams
+    from swamla_tui.base.params import SamplingParams
 
     params = SamplingParams(temperature=0.0, max_new_tokens=8, **kw)
     by_index = {r.index: r.completion for r in fixture_lm.generate_batch(prompts, params)}

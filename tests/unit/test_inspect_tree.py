@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from swamla_tui.inspect_tree import (
+from swamla_tui.chat.token_tree import (
     Alternative,
     InspectError,
     ReplyTree,
@@ -19,7 +19,7 @@ from swamla_tui.inspect_tree import (
     reply_text,
     token_pieces,
 )
-from tests.fakes import fake_record as rec
+from tests.support.fakes import fake_record as rec
 
 
 def test_alternatives_sampling_first_then_raw():
@@ -127,7 +127,7 @@ def test_branch_from_ids_matches_the_full_forward(fixture_lm):
     token's raw log-probability equals the full forward over prompt + prefix + alt."""
     import torch
 
-    from swamla_tui.params import SamplingParams
+    from swamla_tui.base.params import SamplingParams
 
     prompt = "You: Hello there, how are you today?\nAssistant:"
     params = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=8)

@@ -16,11 +16,11 @@ import pytest
 import torch
 
 import swamla_tui
-from swamla_tui.checkpoint import read_checkpoint
-from swamla_tui.errors import CheckpointError, SwamlaError
+from swamla_tui.base.errors import CheckpointError, SwamlaError
+from swamla_tui.checkpoint.reader import read_checkpoint
 from swamla_tui.model.config import ModelConfig
 from swamla_tui.model.transformer import SWAMLA
-from tests.helpers import (
+from tests.support.helpers import (
     FIXTURE_CKPT,
     FIXTURE_EXPECTED,
     fixture_args,
@@ -104,7 +104,7 @@ def test_config_inferred_from_fixture():
 def test_fp8_optimizer_state_loads_without_torchao():
     code = (
         "import sys\n"
-        "from swamla_tui.checkpoint import read_checkpoint\n"
+        "from swamla_tui.checkpoint.reader import read_checkpoint\n"
         f"obj = read_checkpoint({str(FIXTURE_CKPT)!r})\n"
         "assert 'optimizer' in obj and obj['optimizer']['state'], sorted(obj)\n"
         "import swamla_tui\n"
@@ -122,7 +122,7 @@ def test_fp8_optimizer_state_loads_without_torchao():
     assert "torchao" not in sys.modules
     state = obj["optimizer"]["state"]
     some = next(iter(state.values()))
-    from swamla_tui.ckpt.safety import OptimStateStandIn as _OptimStateStandIn
+    from swamla_tui.checkpoint.safety import OptimStateStandIn as _OptimStateStandIn
 
     assert any(
         isinstance(v, _OptimStateStandIn) and type(v).__name__ == "OptimStateFp8"
@@ -491,7 +491,7 @@ def test_checkpoint_overwritten_in_place_after_load(tmp_path):
 
 
 def test_hub_file_progress_reports_counts():
-    from swamla_tui.checkpoint import file_progress
+    from swamla_tui.checkpoint.reader import file_progress
 
     lines: list[str] = []
     cls = file_progress(lines.append, "Downloading user/repo/ck")
@@ -526,7 +526,7 @@ torch.save({"model": sd, "optimizer": {"state": {0: {"exp_avg": st}}}, "config":
 def test_other_torchao_optimizer_states_load_without_torchao(tmp_path):
     """An 8-bit AdamW state (torchao's OptimState8bit) gets the same inert stand-in."""
 
-    from swamla_tui.ckpt.safety import OptimStateStandIn as _OptimStateStandIn
+    from swamla_tui.checkpoint.safety import OptimStateStandIn as _OptimStateStandIn
 
     sd_path = tmp_path / "sd.pt"
     torch.save({k: v for k, v in read_checkpoint(FIXTURE_CKPT)["model"].items()}, sd_path)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from swamla_tui.params import SamplingParams
+from swamla_tui.base.params import SamplingParams
 
 PROMPT = "You: Hello there, how are you today?\nAssistant:"
 

@@ -13,7 +13,7 @@ import zipfile
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.support.helpers import ROOT
 
 
 def test_wheel_contains_demo_model_and_themes(tmp_path):
@@ -46,9 +46,9 @@ def test_wheel_contains_demo_model_and_themes(tmp_path):
         "swamla_tui/themes/dark.toml",
         "swamla_tui/themes/light.toml",
         "swamla_tui/ui/app.tcss",
-        "swamla_tui/cli.py",
+        "swamla_tui/cli/main.py",
     ):
         assert needed in names, needed
     entry = [n for n in names if n.endswith("entry_points.txt")]
     text = zipfile.ZipFile(wheel).read(entry[0]).decode()
-    assert "swamla-tui = swamla_tui.cli:main" in text
+    assert "swamla-tui = swamla_tui.cli.main:main" in text

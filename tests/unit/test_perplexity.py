@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swamla_tui.errors import SwamlaError
-from swamla_tui.perplexity import (
+from swamla_tui.base.errors import SwamlaError
+from swamla_tui.runtime.perplexity import (
     PerplexityCancelled,
     PerplexityError,
     PerplexityResult,

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swamla_tui.errors import PromptsFileError, SwamlaError
-from swamla_tui.prompts_file import DEFAULT_PROMPTS, parse_prompts, read_prompts
+from swamla_tui.base.errors import PromptsFileError, SwamlaError
+from swamla_tui.batch.prompts import DEFAULT_PROMPTS, parse_prompts, read_prompts
 
 
 def write(tmp_path: Path, data: bytes, name: str = "prompts.txt") -> Path:

@@ -14,12 +14,12 @@ import pytest
 import torch
 
 import swamla_tui
-from swamla_tui.cli import build_parser, check_args
-from swamla_tui.devices import check_quantize, parse_quantize
+from swamla_tui.base.errors import SwamlaError
+from swamla_tui.cli.main import build_parser, check_args
 from swamla_tui.engine.decoder import BatchDecoder
-from swamla_tui.errors import SwamlaError
 from swamla_tui.model.quant import Int8DynamicLinear, Int8Linear, int8_per_channel
-from tests.helpers import FIXTURE_CKPT, FIXTURE_EXPECTED
+from swamla_tui.runtime.devices import check_quantize, parse_quantize
+from tests.support.helpers import FIXTURE_CKPT, FIXTURE_EXPECTED
 
 BOUND = {"int8": 0.2, "int8-dynamic": 2.0}
 

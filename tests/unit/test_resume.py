@@ -15,21 +15,21 @@ from pathlib import Path
 
 import pytest
 
-from swamla_tui.batch import BatchJob
-from swamla_tui.cli import main
-from swamla_tui.errors import SwamlaError
-from swamla_tui.headless import run_headless
-from swamla_tui.params import SamplingParams
-from swamla_tui.resume import Journal, journal_path, open_journal
-from tests.batch_support import (
+from swamla_tui.base.errors import SwamlaError
+from swamla_tui.base.params import SamplingParams
+from swamla_tui.batch.job import BatchJob
+from swamla_tui.batch.journal import Journal, journal_path, open_journal
+from swamla_tui.cli.main import main
+from swamla_tui.headless.run import run_headless
+from tests.support.batch import (
     EchoBatchLM,
     OutOfVocabTokenizer,
     cli_argv,
     read_records,
     subprocess_env,
 )
-from tests.fakes import loader_for
-from tests.helpers import ROOT
+from tests.support.fakes import loader_for
+from tests.support.helpers import ROOT
 
 PROMPTS = [f"prompt number {i}" for i in range(7)]
 
@@ -105,7 +105,7 @@ def test_results_of_another_run_are_refused(tmp_path: Path, line: str, fragment:
 def test_fsync_at_least_every_few_seconds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     syncs: list[float] = []
     now = [100.0]
-    monkeypatch.setattr("swamla_tui.resume.os.fsync", lambda fd: syncs.append(now[0]))
+    monkeypatch.setattr("swamla_tui.batch.journal.os.fsync", lambda fd: syncs.append(now[0]))
     fh = open(tmp_path / "j.jsonl", "w", encoding="utf-8")  # noqa: SIM115 - the journal owns it
     journal = Journal(tmp_path / "j.jsonl", fh, clock=lambda: now[0], sync_every=2.0)
     for t in (100.0, 100.5, 101.9, 102.1, 102.2, 105.0):
@@ -217,7 +217,7 @@ def test_a_failed_prompt_fails_alone_with_its_reason(tmp_path: Path) -> None:
 
 
 def test_prompt_beyond_the_vocabulary_fails_alone(fixture_lm, tmp_path: Path) -> None:
-    from swamla_tui.loaded_model import LoadedModel
+    from swamla_tui.runtime.loaded_model import LoadedModel
 
     lm = LoadedModel(
         fixture_lm.model,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from swamla_tui.session import ChatSession, plan_turn
-from swamla_tui.transcript import TranscriptStore
+from swamla_tui.chat.session import ChatSession, plan_turn
+from swamla_tui.chat.transcript import TranscriptStore
 
 
 def words(text: str) -> int:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 
+from swamla_tui.base.params import SamplingParams
 from swamla_tui.engine.stream import _held_back
-from swamla_tui.params import SamplingParams
-from swamla_tui.tokenizer import IncrementalDecoder
+from swamla_tui.runtime.tokenizer import IncrementalDecoder
 
 
 def test_held_back_prefixes():

@@ -1,6 +1,6 @@
 """One contract, two implementations: the test fake and the real `LoadedModel.stream`.
 
-The UI tests run against `tests.fakes.FakeLM`; these checks keep the fake honest by
+The UI tests run against `tests.support.fakes.FakeLM`; these checks keep the fake honest by
 running the same assertions on the reference checkpoint (greedy, test tokenizer).
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from swamla_tui.params import SamplingParams
-from tests.fakes import FakeLM
+from swamla_tui.base.params import SamplingParams
+from tests.support.fakes import FakeLM
 
 PROMPT = "You: Hello there, how are you today?\nAssistant:"
 

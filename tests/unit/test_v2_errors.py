@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import swamla_tui
-from swamla_tui.checkpoint import read_checkpoint
-from swamla_tui.errors import CheckpointError
-from tests.helpers import V2_CKPT
+from swamla_tui.base.errors import CheckpointError
+from swamla_tui.checkpoint.reader import read_checkpoint
+from tests.support.helpers import V2_CKPT
 
 
 @lru_cache(maxsize=1)

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 import swamla_tui
-from swamla_tui.checkpoint import read_checkpoint
+from swamla_tui.base.errors import CheckpointError
+from swamla_tui.checkpoint.reader import read_checkpoint
 from swamla_tui.engine.decoder import BatchDecoder
-from swamla_tui.errors import CheckpointError
-from tests.helpers import TEST_DEVICE, V2_CKPT, V2_EXPECTED
+from tests.support.helpers import TEST_DEVICE, V2_CKPT, V2_EXPECTED
 
 TOL = 1e-4
 GREEDY = {"temperature": 0.0, "top_k": 1, "top_p": 1.0, "repetition_penalty": 1.0}

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from swamla_tui.model.deltanet import delta_rule_chunked, delta_rule_step, l2norm
 from swamla_tui.model.moe import Experts, route
 from swamla_tui.model.token_map import normalise_token, token_mapping
-from tests.helpers import ref_route
+from tests.support.helpers import ref_route
 
 
 def _inputs(b: int, t: int, h: int, d: int, seed: int = 0):
@@ -116,7 +116,7 @@ def test_token_normalisation_quirks():
 
 def test_moe_1b_preset_follows_the_trainer_defaults():
     """The benchmark preset (built on the meta device): dims of v2 §3/§6.3, active count."""
-    from swamla_tui.bench import moe_1b_config
+    from swamla_tui.bench.run import moe_1b_config
     from swamla_tui.model.transformer import SWAMLA
 
     cfg = moe_1b_config()

@@ -19,7 +19,7 @@ import swamla_tui
 from swamla_tui.engine.decoder import BatchDecoder
 from swamla_tui.model.token_map import token_mapping
 from swamla_tui.model.transformer import SWAMLA
-from tests.helpers import (
+from tests.support.helpers import (
     V2_TOKENIZER,
     V2_VARIANTS,
     block_tensors,

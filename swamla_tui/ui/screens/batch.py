@@ -1,7 +1,7 @@
 """Batch view: run every prompt of a file and watch a table fill in.
 
 `BatchScreen(lm=..., params=..., path=...)` is pushed by the app (`open_batch`). Prompts
-run through `swamla_tui.batch.run_chunks` in a thread worker; the worker only pushes
+run through `swamla_tui.batch.job.run_chunks` in a thread worker; the worker only pushes
 events into a `ThrottledBuffer`, which applies them to the rows and the table at most
 30 times a second (a few cell updates per result, never a table rebuild), so 10,000
 prompts do not freeze the screen.
@@ -12,14 +12,14 @@ started: each batch takes a copy of the parameters when it starts.
 The screen's result (`dismiss`) is a prompt to put into the chat input (key c), or None.
 
 A/B (`compare=` a second loaded model, ``--compare B``): every prompt runs on both
-models through `swamla_tui.compare.run_compare` (each chunk on A, then on B, with the same
+models through `swamla_tui.batch.compare.run_compare` (each chunk on A, then on B, with the same
 settings and seed); `rows_b` holds B's results beside `rows`, the table and the detail
 show both, and the export writes `COMPARE_FIELDS`.
 
 One piece at ~520 lines: what is left are the screen's key actions, which all act on
 the same run state (one model's rows, or both models' in an A/B run); the table, the
 bottom bar, the input line, the row detail, the help and the run loops
-(`swamla_tui.batch`, `swamla_tui.compare`) live in their own modules.
+(`swamla_tui.batch.job`, `swamla_tui.batch.compare`) live in their own modules.
 """
 
 from __future__ import annotations
@@ -38,7 +38,12 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header
 
-from ...batch import (
+from ...base.errors import SwamlaError, one_line
+from ...base.params import SamplingParams
+from ...base.paths import data_dir
+from ...base.safe_text import visible
+from ...batch.compare import COMPARE_FIELDS, Side, compare_record, run_compare
+from ...batch.job import (
     BatchEvent,
     BatchRow,
     ChunkFailed,
@@ -50,14 +55,9 @@ from ...batch import (
     apply_event,
     run_chunks,
 )
-from ...compare import COMPARE_FIELDS, Side, compare_record, run_compare
-from ...errors import SwamlaError, one_line
-from ...export import FIELDS, export_results
-from ...params import SamplingParams
-from ...paths import data_dir
-from ...prompts_file import load_batch_prompts
+from ...batch.prompts import load_batch_prompts
+from ...batch.results import FIELDS, export_results
 from ...protocols import BatchModel
-from ...safe_text import visible
 from ..notices import LiteralNotify
 from ..throttle import ThrottledBuffer
 from ..widgets.ask_line import AskLine

@@ -12,8 +12,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from ...batch import BatchRow
-from ...safe_text import visible
+from ...base.safe_text import visible
+from ...batch.job import BatchRow
 
 __all__ = ["BatchDetailScreen"]
 

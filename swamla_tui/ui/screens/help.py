@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.binding import BindingType
 
-from ...commands import COMMANDS
+from ...chat.commands.parse import COMMANDS
 from .keys_help import KeysHelpScreen, key_rows
 
 __all__ = ["HelpScreen"]

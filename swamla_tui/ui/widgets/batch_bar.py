@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Label, ProgressBar
 
-from ...batch import BatchRow, RunProgress, eta_seconds
+from ...batch.job import BatchRow, RunProgress, eta_seconds
 
 __all__ = ["BatchBar", "fmt_duration"]
 

@@ -1,6 +1,6 @@
 """The batch view's table: one row per prompt, filled in chunks, updated cell by cell.
 
-A view of a list of `swamla_tui.batch.BatchRow`: `show` (re)fills it in chunks of
+A view of a list of `swamla_tui.batch.job.BatchRow`: `show` (re)fills it in chunks of
 `ROW_CHUNK` rows per refresh so 10,000 prompts paint at once, and `update_row` updates
 the few cells a result changes (never a rebuild).
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from ...batch import BatchRow, RowStatus
-from ...safe_text import visible
+from ...base.safe_text import visible
+from ...batch.job import BatchRow, RowStatus
 
 __all__ = ["AB_COLUMNS", "COLUMNS", "ROW_CHUNK", "BatchTable", "ab_widths", "clip", "pair_status"]
 

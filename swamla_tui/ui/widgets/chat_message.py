@@ -23,8 +23,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widget import Widget
 
-from ...inspect_tree import TOP_N, ReplyTree, alternatives
-from ...safe_text import visible
+from ...base.safe_text import visible
+from ...chat.token_tree import TOP_N, ReplyTree, alternatives
 from .token_details import TokenDetails
 from .token_text import navigable, next_token, token_text
 

@@ -20,7 +20,7 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Static
 
-from ...params import PARAM_SPECS, SamplingParams
+from ...base.params import PARAM_SPECS, SamplingParams
 from .slider import Slider
 
 

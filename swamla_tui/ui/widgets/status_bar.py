@@ -10,7 +10,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from ...safe_text import visible
+from ...base.safe_text import visible
 
 
 class StatusBar(Widget):

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widgets import Static
 
-from ...inspect_tree import PROB_BINS, Alternative, Step, fmt_prob
-from ...safe_text import visible
+from ...base.safe_text import visible
+from ...chat.token_tree import PROB_BINS, Alternative, Step, fmt_prob
 
 __all__ = ["TokenDetails", "TokenView", "details_text"]
 

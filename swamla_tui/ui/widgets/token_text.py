@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from rich.style import Style
 from rich.text import Text
 
-from ...inspect_tree import Step, prob_bin
-from ...safe_text import visible
+from ...base.safe_text import visible
+from ...chat.token_tree import Step, prob_bin
 
 __all__ = ["navigable", "next_token", "token_text"]
 

@@ -1,0 +1,98 @@
+"""Reading a prompts file for batch mode (pure Python).
+
+Rules of the original script (spec §7): one prompt per line, surrounding whitespace
+stripped, blank lines skipped. Lines end at ``\\n``, ``\\r\\n`` or ``\\r`` (what Python's
+text mode accepts), so a Windows file works; other Unicode separators stay inside a prompt.
+The file must be UTF-8; a leading BOM is ignored. Every failure is a `PromptsFileError`
+with a one-line message that starts with the path as the user gave it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from ..base.errors import PromptsFileError
+
+__all__ = ["DEFAULT_PROMPTS", "load_batch_prompts", "parse_prompts", "read_prompts"]
+
+DEFAULT_PROMPTS: tuple[str, ...] = (
+    "Once upon a time, in a land far away,",
+    "The future of artificial intelligence is",
+    "In a world where technology has advanced beyond our wildest dreams,",
+    "The most important lesson I learned was",
+    "Science and magic are not as different as you might think.",
+)
+"""The batch prompts the original script uses when no file is given (spec §7)."""
+
+_BOM = b"\xef\xbb\xbf"
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _name(path: str | os.PathLike[str]) -> str:
+    """The path as the user typed it, kept on one line."""
+    text = os.fspath(path)
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
+def parse_prompts(text: str) -> list[str]:
+    """Split decoded file text into prompts: one a line, stripped, blanks skipped."""
+    return [line.strip() for line in _LINE_BREAK.split(text) if line.strip()]
+
+
+def _decode(data: bytes, name: str) -> str:
+    """UTF-8 decode, or a `PromptsFileError` naming the line and column of the bad byte."""
+    if data.startswith(_BOM):
+        data = data[len(_BOM) :]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # Everything before exc.start is valid UTF-8, so it decodes cleanly.
+        before = _LINE_BREAK.split(data[: exc.start].decode("utf-8"))
+        line, column = len(before), len(before[-1]) + 1
+        hint = ""
+        if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            hint = "; it looks like UTF-16, save it as UTF-8"
+        raise PromptsFileError(
+            f"{name}: line {line} is not valid UTF-8 "
+            f"(byte 0x{data[exc.start]:02x} at column {column}){hint}"
+        ) from None
+
+
+def read_prompts(path: str | os.PathLike[str]) -> list[str]:
+    """The prompts in `path`, in file order (an empty list for a file with none).
+
+    Raises `PromptsFileError` when the file is missing, a directory, unreadable or not
+    UTF-8, so batch mode can stop with one clear line instead of a traceback.
+    """
+    name = _name(path)
+    p = Path(path)
+    if p.is_dir():
+        raise PromptsFileError(f"{name}: is a directory, not a prompts file")
+    try:
+        with open(p, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise PromptsFileError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise PromptsFileError(f"{name}: is a directory, not a prompts file") from None
+    except PermissionError:
+        raise PromptsFileError(f"{name}: permission denied, cannot read it") from None
+    except OSError as exc:
+        raise PromptsFileError(f"{name}: cannot read it ({exc.strerror or exc})") from None
+    return parse_prompts(_decode(data, name))
+
+
+def load_batch_prompts(path: str | os.PathLike[str] | None) -> list[str]:
+    """The prompts of `path`, or the default prompts when `path` is None or empty.
+
+    Unlike `read_prompts`, a file without a single prompt is an error here: a batch run
+    of nothing is never what the user meant.
+    """
+    if not path:
+        return list(DEFAULT_PROMPTS)
+    prompts = read_prompts(path)
+    if not prompts:
+        raise PromptsFileError(f"{_name(path)}: the file has no prompts (all lines are blank)")
+    return prompts

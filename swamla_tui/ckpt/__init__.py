@@ -1,5 +1,0 @@
-"""Checkpoint files: pickle safety (`safety`), archive checks (`archive`), weight layout
-and value checks (`tensors`) and source resolution (`sources`).
-
-`swamla_tui.checkpoint` composes these into `read_checkpoint` and `unpack`.
-"""

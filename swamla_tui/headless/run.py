@@ -1,0 +1,326 @@
+"""Batch mode without a screen: ``--mode batch --output FILE`` or stdout that is not a terminal.
+
+The CLI builds a `BatchJob` (prompts from ``--prompts_file`` or the original script's five
+default prompts, sampling flags, batch size, output); `run_headless` runs it through
+`swamla_tui.batch.job.run_chunks`. With an output file every finished row is journalled at
+once (`swamla_tui.batch.journal`: a kill loses only the rows in flight, a rerun skips the rows
+done) and the output is written in input order when the run ends, in the format its
+extension names (.jsonl, .csv, .md); without one, stdout gets JSONL in input order.
+Progress and warnings go to stderr so stdout stays machine-readable. SIGTERM stops a run
+like Ctrl+C: finished rows are kept, the exit status is 143 (130 for Ctrl+C).
+
+``--logprobs N`` (JSONL only) runs the prompts through `swamla_tui.batch.logprobs`: each
+row gains a ``logprobs`` list (`LOGPROB_FIELDS`), journalled and resumed like the rest.
+
+Failures the user can cause (unknown output format, unwritable output) raise
+`SwamlaError`; `cli.main` turns them into one line ``swamla-tui: error: ...`` and exit
+status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO, cast
+
+from ..base.errors import SwamlaError
+from ..base.safe_text import json_line_safe, visible
+from ..batch.job import BatchJob, BatchRow, PromptFinished, eta_seconds, run_chunks
+from ..batch.journal import Journal, finish, open_journal
+from ..batch.logprobs import LOGPROB_FIELDS, LogprobRow, LogprobsModel, StreamingModel
+from ..batch.results import FIELDS, format_for, write_results
+from ..protocols import BatchModel, Loader, Model
+
+__all__ = ["Progress", "ResultSink", "Terminated", "check_output", "run_headless"]
+
+
+def check_output(output: str) -> None:
+    """Fail before loading the model when the output cannot be written."""
+    format_for(output)  # unknown extension -> SwamlaError
+    target = Path(output)
+    if target.is_dir():
+        raise SwamlaError(f"{output}: is a directory, give a file name (.jsonl, .csv or .md)")
+    parent = target.parent
+    if not parent.is_dir():
+        raise SwamlaError(f"cannot write {output}: folder {parent} does not exist")
+
+
+class Progress:
+    """``[12/40] 3.1 s · 41.2 tok/s · ETA 9 s`` lines on a stream (stderr).
+
+    On a terminal the line is rewritten in place (at most 10 times a second); elsewhere
+    (a log file, a CI job) a new line is printed at most every `every` seconds, and the
+    final count always.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        stream: TextIO,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+        every: float = 2.0,
+        already: int = 0,
+    ) -> None:
+        self.total = total
+        self.stream = stream
+        self.clock = clock
+        self.t0 = clock()
+        self.already = already
+        """Rows done by an earlier run (resume): counted, but not in the pace or ETA."""
+        self.done = already
+        self.tokens = 0
+        try:
+            self.tty = bool(stream.isatty())
+        except (AttributeError, ValueError):
+            self.tty = False
+        self.every = 0.1 if self.tty else every
+        self._last = -1e9
+        self._dirty = False
+
+    def line(self) -> str:
+        elapsed = self.clock() - self.t0
+        parts = [f"[{self.done}/{self.total}] {elapsed:.1f} s"]
+        if elapsed > 0 and self.tokens:
+            parts.append(f"{self.tokens / elapsed:.1f} tok/s")
+        eta = eta_seconds(elapsed, self.done - self.already, self.total - self.already)
+        if eta is not None:
+            parts.append(f"ETA {eta:.0f} s")
+        return " · ".join(parts)
+
+    def _emit(self, final: bool = False) -> None:
+        text = self.line()
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + text + ("\n" if final else ""))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+        self._dirty = False
+
+    def advance(self, new_tokens: int) -> None:
+        self.done += 1
+        self.tokens += new_tokens
+        self._dirty = True
+        now = self.clock()
+        if now - self._last >= self.every:
+            self._last = now
+            self._emit()
+
+    def note(self, text: str) -> None:
+        """A message on its own line (the progress line, on a terminal, is redrawn after)."""
+        if self.tty:
+            self.stream.write("\r\x1b[2K")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self._dirty or self.tty or self.done == self.already:
+            self._emit(final=True)
+
+
+class _StdoutWriter:
+    """JSONL records on stdout in input order, each written as soon as its turn comes."""
+
+    def __init__(self, stream: TextIO, fields: Sequence[str] = FIELDS) -> None:
+        self.stream = stream
+        self.fields = tuple(fields)
+        self.next = 0
+
+    def push(self, rows: Sequence[BatchRow]) -> None:
+        while self.next < len(rows) and rows[self.next].has_result:
+            rec = {k: rows[self.next].record()[k] for k in self.fields}
+            try:  # json_line_safe: same JSON value, no raw C1 controls on a terminal
+                self.stream.write(json_line_safe(json.dumps(rec, ensure_ascii=False)) + "\n")
+            except UnicodeEncodeError:  # a stdout that is not UTF-8: escape, still JSON
+                self.stream.write(json.dumps(rec) + "\n")
+            self.next += 1
+        self.stream.flush()
+
+
+def _truncation_warning(lm: Model, row: BatchRow) -> str:
+    try:
+        size = f" ({len(lm.encode(row.prompt))} tokens)"
+    except Exception:  # noqa: BLE001 - the count is only a detail
+        size = ""
+    return (
+        f"swamla-tui: warning: prompt {row.index + 1}{size} is longer than max_length "
+        f"{lm.max_length}: only its last {lm.max_length} tokens were used"
+    )
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: stop the run the way Ctrl+C does (exit status 143)."""
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM raises `Terminated` in the main thread, as SIGINT does.
+
+    Outside the main thread (where Python cannot install handlers) nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class ResultSink:
+    """Where finished rows go: the journal (output file) or stdout, and the progress line.
+
+    `start` reads back what an earlier run finished (resume); `take` records one finished
+    row; `close` writes the output and the closing line and returns the exit status. The
+    torchrun driver (`swamla_tui.headless.distributed`) feeds rank 0's sink with every rank's rows.
+    """
+
+    def __init__(
+        self, job: BatchJob, lm: Model, err: TextIO, out: TextIO, *, logprobs: bool = False
+    ) -> None:
+        self.job, self.lm, self.err = job, lm, err
+        self.fields = LOGPROB_FIELDS if logprobs else FIELDS
+        self.rows: Sequence[BatchRow] = (
+            [LogprobRow(i, p) for i, p in enumerate(job.prompts)] if logprobs else job.rows()
+        )
+        self.journal: Journal | None = None
+        self.stdout = None if job.output else _StdoutWriter(out, self.fields)
+        self.progress: Progress | None = None
+
+    def start(self) -> list[int]:
+        """Open the journal; the row indices still to run, in input order."""
+        n = len(self.rows)
+        if self.job.output:
+            self.journal, done = open_journal(
+                self.job.output, self.job.prompts, overwrite=self.job.overwrite
+            )
+            for i, rec in done.items():
+                self.rows[i].restore(rec)
+            if done:
+                print(f"resuming: {len(done):,} of {n:,} done", file=self.err, flush=True)
+        todo = [r.index for r in self.rows if not r.final]
+        self.progress = Progress(n, self.err, already=n - len(todo))
+        return todo
+
+    def take(self, row: BatchRow) -> None:
+        """`row` (one of `rows`) just got its result."""
+        assert self.progress is not None
+        if self.journal is not None and row.final:
+            self.journal.append(row.record())
+        if row.truncated:
+            self.progress.note(_truncation_warning(self.lm, row))
+        self.progress.advance(row.new_tokens or 0)
+        if self.stdout is not None:
+            self.stdout.push(self.rows)
+
+    def close(self, stopped: KeyboardInterrupt | None) -> int:
+        """Write the output; 0 all answered, 1 some not, 130 Ctrl+C, 143 SIGTERM."""
+        assert self.progress is not None
+        self.progress.finish()
+        rows, n, output = self.rows, len(self.rows), self.job.output
+        if self.journal is not None and output:
+            if all(r.final for r in rows) and self.fields == FIELDS:
+                finish(self.journal, output, [r.record() for r in rows])
+            elif all(r.final for r in rows):  # --logprobs: JSONL, the journal is the output
+                self.journal.close()
+                write_results([r.record() for r in rows], output, self.fields)
+            else:  # stopped: the journal stays for a rerun; CSV/MD get what is finished
+                self.journal.close()
+                if self.journal.path != Path(output):
+                    write_results([r.record() for r in rows if r.final], output)
+        answered = sum(1 for r in rows if r.answered)
+        failed = sum(1 for r in rows if r.status == "error")
+        written = f", written to {output}" if output else ""
+        if failed:
+            written = f", {failed} failed{written}"
+        if stopped is not None:
+            what = "terminated" if isinstance(stopped, Terminated) else "interrupted"
+            again = " (run it again to resume)" if output else ""
+            print(
+                f"swamla-tui: {what}: {answered} of {n} prompts answered{written}{again}",
+                file=self.err,
+            )
+            return 143 if isinstance(stopped, Terminated) else 130
+        elapsed = time.perf_counter() - self.progress.t0
+        print(f"… Done: {answered}/{n} prompts in {elapsed:.1f} s{written}", file=self.err)
+        return 0 if answered == n else 1
+
+
+def announce(err: TextIO, todo: int, batch_size: int, output: str | None) -> None:
+    print(
+        f"… Running {todo} prompt{'s' if todo != 1 else ''} "
+        f"in batches of {batch_size} → {output or 'stdout'}",
+        file=err,
+        flush=True,
+    )
+
+
+def run_headless(
+    job: BatchJob,
+    loader: Loader,
+    *,
+    err: TextIO | None = None,
+    out: TextIO | None = None,
+    logprobs: int | None = None,
+) -> int:
+    """Run every prompt of `job` (those not done by an earlier run) and write the results.
+
+    `logprobs` k: every row records its tokens' log-probabilities and top-k alternatives
+    (through `LogprobsModel`; the output must be JSONL). Returns the exit status: 0 every prompt answered; 1 some were not (a failed prompt);
+    130 interrupted (Ctrl+C), 143 terminated (SIGTERM), the finished rows kept; 141
+    stdout closed early (``| head``).
+    """
+    err = err if err is not None else sys.stderr
+    out = out if out is not None else sys.stdout
+    if job.output:
+        check_output(job.output)
+
+    lm = loader(lambda text: print(f"… {visible(text)}", file=err, flush=True))
+    for notice in lm.notices:
+        print(f"note: {visible(notice)}", file=err)
+    if logprobs and job.output and format_for(job.output) != "jsonl":
+        raise SwamlaError(f"--logprobs writes JSONL only, not {visible(job.output)}")
+    batch_size = job.batch_size or lm.default_batch_size()
+    sink = ResultSink(job, lm, err, out, logprobs=bool(logprobs))
+    runner: BatchModel = lm
+    if logprobs:
+        if not callable(getattr(lm, "decode", None)):
+            raise SwamlaError("--logprobs: this model cannot decode tokens")
+        runner = LogprobsModel(cast(StreamingModel, lm), logprobs)
+    cancel = threading.Event()
+    stopped: KeyboardInterrupt | None = None
+    with sigterm_as_interrupt():
+        try:
+            todo = sink.start()
+            announce(err, len(todo), batch_size, job.output)
+            for event in run_chunks(
+                runner, job.prompts, todo, params=job.params, batch_size=batch_size, cancel=cancel
+            ):
+                if isinstance(event, PromptFinished):
+                    row = sink.rows[event.index]
+                    row.apply(event.outcome)
+                    sink.take(row)
+        except KeyboardInterrupt as exc:  # Ctrl+C, or SIGTERM (`Terminated`)
+            cancel.set()
+            stopped = exc
+        except BrokenPipeError:  # `... | head`: the reader is gone, stop quietly
+            cancel.set()
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, out.fileno())
+            except (OSError, ValueError):
+                pass
+            return 141
+        return sink.close(stopped)

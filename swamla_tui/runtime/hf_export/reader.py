@@ -1,0 +1,198 @@
+"""`load_exported`: an export folder back into a `LoadedModel`.
+
+The model is built from `config.json` (no inference from shapes: the export says what
+it is), on the meta device, and the weights are taken from `model.safetensors` through
+safetensors' memory map: no pickle is read, nothing is unpickled, and a tensor already in
+the wanted dtype and layout is used in place, straight from the page cache (a bfloat16
+export run in bfloat16 loads without copying anything). The file is therefore mapped
+while the model lives: re-exporting replaces files by rename (safe), but overwriting
+`model.safetensors` in place under a running model would crash it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ...base.errors import CheckpointError
+from .writer import CONFIG, FORMAT_VERSION, WEIGHTS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...model.config import ModelConfig
+    from ..loaded_model import LoadedModel
+
+
+def read_export_config(folder: Path) -> dict[str, Any]:
+    path = folder / CONFIG
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{folder}: no {CONFIG} (not an exported checkpoint)") from None
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: unreadable ({str(e).splitlines()[0][:80]})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("swamla_model"), dict):
+        raise CheckpointError(f"{path}: not a swamla-tui export (no 'swamla_model')")
+    version = data.get("swamla_export")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: export format {version!r} is newer than this swamla-tui understands"
+        )
+    return data
+
+
+def model_config(data: dict[str, Any], where: str) -> ModelConfig:
+    from ...model.config import ModelConfig
+    from .remote.swamla_dict_config import dataclass_from_dict
+
+    try:
+        return dataclass_from_dict(ModelConfig, data["swamla_model"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(
+            f"{where}: config.json does not fit this version's model ({e})"
+        ) from None
+
+
+def _tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise CheckpointError(f"{path.parent}: no {WEIGHTS}")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - not a dict
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"{path}: not a readable safetensors file ({first[:90]})") from None
+
+
+def _tokenizer(spec: str | os.PathLike[str] | None, folder: Path, name: str) -> Any:
+    """The folder's own tokenizer files, read without ever running the folder's code.
+
+    AutoTokenizer would read config.json, find the `auto_map` of the remote code and ask
+    on stdin whether to run it (or wait for an answer in the app): a neutral config and
+    `trust_remote_code=False` keep it to the tokenizer files.
+    """
+    from ...base.errors import TokenizerError
+    from ...checkpoint.sources import has_tokenizer_files
+    from ..tokenizer import load_tokenizer
+
+    if spec is not None or not has_tokenizer_files(folder):
+        return load_tokenizer(spec, folder=None, name=name)
+    from transformers import AutoTokenizer, PretrainedConfig
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # transformers: untyped
+    try:
+        return AutoTokenizer.from_pretrained(
+            str(folder), config=PretrainedConfig(), trust_remote_code=False, local_files_only=True
+        )
+    except Exception as e:  # noqa: BLE001 - transformers raises many types
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise TokenizerError(
+            f"{folder}: its tokenizer files cannot be loaded ({first[:90]}): pass --tokenizer PATH"
+        ) from None
+
+
+def load_exported(
+    out_dir: str | os.PathLike[str],
+    *,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype | None = torch.float32,
+    tokenizer: str | os.PathLike[str] | bool | None = None,
+    swa_attention: str = "full",
+    max_length: int | None = 2048,
+    progress: Callable[[str], None] | None = None,
+    hf_checkpoint: str | None = None,
+) -> LoadedModel:
+    """Same arguments and result as `swamla_tui.load`, for a folder from `export_checkpoint`."""
+    from ...base.errors import SwamlaError
+    from ...checkpoint.tensors import drop_mapped_pages
+    from ...model.transformer import SWAMLA, wants_column_major
+    from ..devices import parse_dtype, pick_device
+    from ..loaded_model import LoadedModel
+
+    say = progress or (lambda _s: None)
+    folder = Path(out_dir).expanduser()
+    if hf_checkpoint:
+        raise SwamlaError(f"{folder}: an exported folder has no checkpoint subfolders")
+    if swa_attention not in ("full", "window"):
+        raise SwamlaError(f"swa_attention must be 'full' or 'window', not '{swa_attention}'")
+    notices: list[str] = []
+    dev = pick_device(device, notices)
+    dt = parse_dtype(dtype, dev)
+    say(f"Reading {folder / CONFIG}")
+    data = read_export_config(folder)
+    cfg = model_config(data, str(folder))
+    tok: Any = None
+    if tokenizer is not False:
+        say("Loading tokenizer")
+        spec = None if tokenizer is None or tokenizer is True else tokenizer
+        tok = _tokenizer(spec, folder, cfg.tokenizer_name)
+    say(f"Building model on {dev}")
+    with torch.device("meta"):
+        model = SWAMLA(cfg, swa_window=swa_attention == "window")
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    weights = _tensors(folder / WEIGHTS)
+    tied = {str(k): str(v) for k, v in dict(data.get("tied_weights") or {}).items()}
+    missing = sorted(set(expected) - set(weights) - set(tied))
+    if missing:
+        more = f" (+{len(missing) - 3} more)" if len(missing) > 3 else ""
+        raise CheckpointError(f"{folder}: {WEIGHTS} lacks {', '.join(missing[:3])}{more}")
+    unexpected = sorted(set(weights) - set(expected))
+    if unexpected:
+        notices.append(f"ignored {len(unexpected)} unknown tensors (e.g. {unexpected[0]})")
+    colmajor = (
+        dev.type == "cpu"
+        and dt == torch.float32
+        and os.environ.get("SWAMLA_CPU_LAYOUT", "1") != "0"
+    )
+    stored = sorted({str(v.dtype).removeprefix("torch.") for v in weights.values()})
+    tensors: dict[str, torch.Tensor] = {}
+    for k in expected:
+        if k not in weights:
+            continue
+        src = weights.pop(k)
+        if tuple(src.shape) != expected[k]:
+            raise CheckpointError(
+                f"{folder}: tensor {k} has shape {tuple(src.shape)}, expected {expected[k]}"
+            )
+        t = src.to(device=dev, dtype=dt if src.is_floating_point() else None)
+        if colmajor and wants_column_major(k, t.shape):
+            t = t.t().contiguous().t()
+        if t.data_ptr() != src.data_ptr():
+            drop_mapped_pages(src)  # copied: its file pages need not stay resident
+        tensors[k] = t
+    model.load_state_dict(tensors, strict=False, assign=True)
+    for alias, target in tied.items():  # re-tie (the head to the embedding)
+        owner, _, attr = alias.rpartition(".")
+        setattr(model.get_submodule(owner), attr, model.get_parameter(target))
+    model.init_buffers(dev)
+    model.eval().requires_grad_(False)
+    if dev.type == "cpu" and dt == torch.bfloat16 and os.environ.get("SWAMLA_CPU_LAYOUT") != "0":
+        model.use_cpu_bf16_packing()  # as `swamla_tui.load` does: both compute the same
+    ml = min(int(max_length or cfg.block_size), cfg.block_size)
+    meta: dict[str, Any] = {"format": "safetensors export"}
+    prov = data.get("provenance") or {}
+    for k in ("step", "total_tokens", "val_loss"):
+        if isinstance(prov.get(k), (int, float)):
+            meta[k] = prov[k]
+    if prov.get("source"):
+        meta["exported_from"] = prov["source"]
+    lm = LoadedModel(
+        model,
+        cfg,
+        tok,
+        source=str(folder),
+        meta=meta,
+        max_length=ml,
+        stored_dtype=", ".join(stored),
+        notices=notices,
+    )
+    if tok is not None and len(tok) > cfg.vocab_size:
+        lm.notices.append(f"tokenizer has {len(tok)} tokens but the model only {cfg.vocab_size}")
+    return lm

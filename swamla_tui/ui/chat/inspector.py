@@ -1,0 +1,368 @@
+"""The token-probability inspector in the chat: ``/probs``, inspect mode, branches.
+
+* ``/probs [on|off]`` / F3 (remembered in the settings file as ``probs``): while on, each
+  reply is streamed with ``logprobs=TOP_N`` (`RecordingModel`), and when it is done its
+  ids and records become a `ReplyTree` on the reply's `ChatMessage`, which then shows its
+  tokens coloured by probability. Off: nothing is recorded (no cost).
+* F4, or a click on a token: inspect mode on the reply (`ChatMessage.inspect`); the
+  `TokenDetails` panel follows the cursor or the pointer.
+* Picking an alternative forks the last reply's tree and regenerates from there: the
+  same prompt text, then the branch's ids (`prefix_ids`, no re-tokenizing), with the same
+  settings and what is left of ``max_new_tokens``; the chat history's last reply becomes
+  the branch (the session records an undo and the new turn). ``/undo`` steps back to the
+  parent branch, restoring its text exactly; only then does ``/undo`` drop exchanges.
+
+While a branch generates, the app's `ReplyController` flags are used (`generating`,
+`stream`, `cancel`), so Esc stops it and a message waits, as for any reply.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, cast
+
+from ...base.errors import SwamlaError, one_line
+from ...base.params import SamplingParams
+from ...base.stops import cut_at_stop
+from ...chat.token_tree import (
+    TOP_N,
+    Branch,
+    ReplyTree,
+    alternatives,
+    clip_pieces,
+    reply_text,
+    token_pieces,
+)
+from ...protocols import ChatModel, ReplyStream
+from ..messages import GenerationDone
+from ..throttle import ThrottledBuffer
+from ..widgets.chat_log import ChatLog
+from ..widgets.chat_message import ChatMessage
+from ..widgets.token_details import TokenDetails, TokenView, details_text
+from .recording import InspectableModel, InspectableStream, RecordingModel
+from .reply import FINISH_NOTES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..app import SwamlaApp
+
+__all__ = ["InspectorController"]
+
+OFF = "Token probabilities are off: /probs on (or F3), then send a message."
+NO_RECORDS = (
+    "The last reply has no token probabilities (it was generated with /probs off):"
+    " /retry generates it again."
+)
+
+
+class InspectorController:
+    """``/probs``, inspect mode and branches for `app`'s chat."""
+
+    def __init__(self, app: SwamlaApp) -> None:
+        self.app = app
+        self.probs = bool(app.settings.get("probs", False))
+        self._opened: dict[int, tuple[str, tuple[str, ...]]] = {}
+        self._buffer: ThrottledBuffer[str] | None = None
+        self._drain: Callable[[list[str]], None] = lambda pieces: None
+
+    def mount(self) -> None:
+        chat = self.app.chat
+        chat.probs = self.probs
+        chat.inspector = self
+
+    @property
+    def details(self) -> TokenDetails:
+        return self.app.query_one(TokenDetails)
+
+    def model(self, lm: ChatModel) -> ChatModel:
+        """What a reply streams from: `lm`, recording while probabilities are on."""
+        return cast(ChatModel, RecordingModel(lm, self._opened)) if self.probs else lm
+
+    # -- /probs, F3, F4 -----------------------------------------------------------------
+
+    def set_probs(self, on: bool | None) -> None:
+        """``/probs [on|off]`` (None toggles); remembered."""
+        app = self.app
+        self.probs = on = (not self.probs) if on is None else on
+        app.settings.set("probs", on)
+        app.chat.probs = on
+        for message in app.chat.messages():
+            message.set_probs(on)
+        if not on:
+            self.details.clear()
+        app.add_notice(
+            "Token probabilities on: new replies are coloured by the probability of each token"
+            " (underlined: below 10%); F4 inspects the last reply."
+            if on
+            else "Token probabilities off."
+        )
+
+    def last_reply(self) -> ChatMessage | None:
+        turns = self.app.turn_widgets
+        return turns[-1][1] if turns else None
+
+    def inspect_last(self) -> None:
+        """F4: inspect mode on the last reply."""
+        app = self.app
+        if not self.probs:
+            app.add_notice(OFF, error=True)
+            return
+        reply = self.last_reply()
+        if reply is None:
+            app.add_notice("No reply to inspect yet.", error=True)
+            return
+        if not reply.inspect():
+            app.add_notice(NO_RECORDS, error=True)
+
+    # -- a reply finished -----------------------------------------------------------------
+
+    def reply_done(self, message: GenerationDone) -> None:
+        """After `ReplyController.done`: give the new reply its tree."""
+        stream = message.stream
+        if stream is None:
+            return
+        opened = self._opened.pop(id(stream), None)
+        reply = self.last_reply()
+        if opened is None or message.error is not None or reply is None:
+            return
+        s = cast(InspectableStream, stream)
+        ids, records = list(s.token_ids), list(s.token_logprobs)
+        if len(ids) != len(records):
+            return
+        turn = self.app.conversation.turns[-1]
+        raw = self.app.reply.raw
+        tree = ReplyTree(opened[0], opened[1], ids, records, raw, stopped=turn.stopped)
+        tree.root.note = reply.status
+        self._show(reply, tree)
+
+    def _lm(self) -> InspectableModel | None:
+        lm = self.app.lm
+        return cast(InspectableModel, lm) if lm is not None and hasattr(lm, "decode") else None
+
+    def _pieces(self, branch: Branch, stop: Sequence[str]) -> list[str]:
+        """What each token of `branch` shows: its decoded piece, clipped to the reply the
+        chat keeps (before a stop string, blanks around it stripped)."""
+        lm = self._lm()
+        if lm is None:
+            return []
+        try:
+            pieces = token_pieces(lm.decode, branch.tokens, getattr(lm, "eos_id", None))
+        except SwamlaError:
+            return []
+        if not "".join(pieces).startswith(branch.raw):
+            return []  # not the text the chat shows: leave it plain
+        cut = cut_at_stop(branch.raw, stop)[0]
+        start = len(cut) - len(cut.lstrip())
+        return clip_pieces(pieces, start, start + len(cut.strip()))
+
+    def _show(self, reply: ChatMessage, tree: ReplyTree) -> None:
+        reply.set_tree(tree, self._pieces(tree.current, self.app.conversation.chat_format.stop))
+
+    # -- details panel --------------------------------------------------------------------
+
+    def token_focused(self, widget: ChatMessage, index: int | None, hover: bool) -> None:
+        """Inspect mode: the panel follows the cursor; hover: the message's tooltip."""
+        tree, lm = widget.reply_tree, self._lm()
+        if index is None or tree is None or lm is None or not 0 <= index < len(widget.pieces):
+            if hover:
+                widget.tooltip = None
+            elif not any(m.inspecting for m in self.app.chat.messages()):
+                self.details.clear()
+            return
+        step = tree.current.steps[index]
+        try:
+            alts = [(a, lm.decode([a.token])) for a in alternatives(step)]
+            text = lm.decode([step.token])
+        except SwamlaError as exc:
+            self.app.add_notice(str(exc), error=True)
+            return
+        total = len(tree.current.steps)
+        view = TokenView(index, total, text, step, alts, widget.selected, widget.inspecting)
+        if hover:
+            widget.tooltip = details_text(view)
+        else:
+            widget.tooltip = None
+            self.details.show(view)
+
+    def inspect_left(self, widget: ChatMessage) -> None:
+        self.details.clear()
+        self.app.prompt_input.focus()
+
+    # -- branches -------------------------------------------------------------------------
+
+    def alternative_picked(self, widget: ChatMessage, index: int, token: int) -> None:
+        app = self.app
+        tree, lm = widget.reply_tree, self._lm()
+        if app.busy() or tree is None or lm is None:
+            return
+        if widget is not self.last_reply():
+            app.add_notice("Only the last reply can be branched.", error=True)
+            return
+        try:
+            branch = tree.fork(index, token)
+        except SwamlaError as exc:
+            app.add_notice(str(exc), error=True)
+            return
+        self._regenerate(widget, tree, branch, lm)
+
+    def _regenerate(
+        self, widget: ChatMessage, tree: ReplyTree, branch: Branch, lm: InspectableModel
+    ) -> None:
+        app, reply = self.app, self.app.reply
+        try:
+            prefix = "".join(token_pieces(lm.decode, branch.tokens, getattr(lm, "eos_id", None)))
+        except SwamlaError as exc:  # the tokenizer failed: the reply stays as it was
+            tree.abandon()
+            app.add_notice(str(exc), error=True)
+            return
+        widget.leave()
+        self.details.clear()
+        fmt = app.conversation.chat_format
+        widget.set_tree(None, [])
+        widget.set_text(fmt.cut_reply(prefix))
+        widget.set_streaming(True)
+        app.prompt_input.focus()
+        reply.generating, reply.stream = True, None
+        reply.cancel.clear()
+        app.status_bar.status = "Generating…"
+        app.status_bar.add_class("-busy")
+        app.refresh_bindings()
+        if self._buffer is None:
+            self._buffer = ThrottledBuffer(app, lambda pieces: self._drain(pieces))
+        got: list[str] = []
+
+        def drain(pieces: list[str]) -> None:
+            got.extend(pieces)
+            if pieces:
+                widget.set_text(fmt.cut_reply(prefix + "".join(got)))
+
+        self._drain = drain  # this branch's widget and prefix
+        self._buffer.clear()
+        self._buffer.start()
+        left = int(app.params.max_new_tokens) - len(branch.tokens)
+        params = app.params.copy(max_new_tokens=max(1, left)) if left > 0 else None
+        work = partial(self._work, lm, widget, tree, params, reply.cancel)
+        app.run_worker(work, thread=True, exclusive=True, group="generate", exit_on_error=False)
+
+    def _work(
+        self,
+        lm: InspectableModel,
+        widget: ChatMessage,
+        tree: ReplyTree,
+        params: SamplingParams | None,
+        cancel: threading.Event,
+    ) -> None:
+        """Worker thread: stream the branch's continuation; report on the UI thread."""
+        chat, buffer = self.app.chat, self._buffer
+        assert buffer is not None
+        stream: InspectableStream | None = None
+        try:
+            if params is not None:  # None: the branch already has max_new_tokens tokens
+                stream = cast(
+                    InspectableStream,
+                    lm.stream(
+                        tree.prompt,
+                        params,
+                        stop=tree.stop,
+                        logprobs=TOP_N,
+                        prefix_ids=list(tree.current.tokens),
+                    ),
+                )
+                opened = stream
+                chat.post_message(ChatLog.Deferred(lambda: self._started(opened)))
+                for piece in _pieces(stream, cancel):
+                    buffer.push(piece)
+        except BaseException as exc:  # noqa: BLE001 - shown as a notice, the reply survives
+            error = one_line(exc)
+            chat.post_message(ChatLog.Deferred(lambda: self._done(widget, tree, None, error)))
+            return
+        chat.post_message(ChatLog.Deferred(lambda: self._done(widget, tree, stream, None)))
+
+    def _started(self, stream: ReplyStream) -> None:
+        reply = self.app.reply
+        if reply.generating:
+            reply.stream = stream
+            if reply.cancel.is_set():
+                stream.cancel()
+
+    def _done(
+        self,
+        widget: ChatMessage,
+        tree: ReplyTree,
+        stream: InspectableStream | None,
+        error: str | None,
+    ) -> None:
+        app, reply = self.app, self.app.reply
+        if self._buffer is not None:
+            self._buffer.flush()
+            self._buffer.stop()
+        stopped = reply.cancel.is_set() or (
+            stream is not None and stream.finish_reason == "cancelled"
+        )
+        reply.generating, reply.stream = False, None
+        app.status_bar.remove_class("-busy")
+        widget.set_streaming(False)
+        lm = self._lm()
+        ids = list(stream.token_ids) if stream is not None else []
+        records = list(stream.token_logprobs) if stream is not None else []
+        pieces: list[str] = []
+        if error is None and lm is not None:
+            try:  # the whole branch decoded from its ids (the fork may split a character)
+                pieces = token_pieces(
+                    lm.decode, tree.current.tokens + ids, getattr(lm, "eos_id", None)
+                )
+            except SwamlaError as exc:
+                error = str(exc)
+        if error is not None:
+            tree.abandon()
+            self._restore(widget, tree)
+            app.status_bar.status = "Generation failed"
+            app.add_notice(f"Generation failed: {error} — the reply is as before", error=True)
+        else:
+            reason = stream.finish_reason if stream is not None else "length"
+            raw, hit = reply_text(pieces, tree.stop)
+            note = "stopped" if stopped else ("" if hit else FINISH_NOTES.get(reason or "", ""))
+            tree.complete(ids, records, raw, stopped=stopped, note=note)
+            self._restore(widget, tree)
+            app.status_bar.status = "Stopped" if stopped else "Ready"
+            app.add_notice(
+                f"Branched at token {tree.current.fork + 1}: /undo returns to the previous reply."
+            )
+        app.update_context()
+        app.refresh_bindings()
+
+    def _restore(self, widget: ChatMessage, tree: ReplyTree) -> None:
+        """Make `tree.current` the chat's last reply: the widget and the history."""
+        app, b = self.app, tree.current
+        turns = app.conversation.turns
+        if not turns:
+            return
+        user = turns[-1].user
+        app.session.undo()
+        turn = app.session.finish_turn(user, b.raw, stopped=b.stopped)
+        widget.set_text(turn.assistant)
+        widget.mark(b.note, stopped=b.stopped)
+        self._show(widget, tree)
+
+    def undo_branch(self) -> bool:
+        """``/undo`` on a branched reply: back to the parent branch (False: not branched)."""
+        reply = self.last_reply()
+        tree = reply.reply_tree if reply is not None else None
+        if reply is None or tree is None or tree.undo() is None:
+            return False
+        self._restore(reply, tree)
+        self.details.clear()
+        self.app.update_context()
+        self.app.add_notice("Back to the previous version of the reply.")
+        return True
+
+
+def _pieces(stream: ReplyStream, cancel: threading.Event) -> Iterator[str]:
+    """The stream's pieces; a set `cancel` stops it within one token."""
+    if cancel.is_set():
+        stream.cancel()
+    for piece in stream:
+        yield piece
+        if cancel.is_set():
+            stream.cancel()

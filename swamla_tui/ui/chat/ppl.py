@@ -1,0 +1,98 @@
+"""``/ppl FILE``: the perplexity of a text file under the loaded model, in a worker thread.
+
+The file is read and scored off the event loop (`swamla_tui.runtime.perplexity`); the worker only
+calls back through `call_from_thread`, which updates one notice (progress, then the table)
+or replaces it with an error line. Leaving the app cancels the run within one batch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ...base.errors import SwamlaError, one_line
+from ...base.scoring import format_results, read_text_file
+from ...protocols import ScoringModel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..app import SwamlaApp
+    from ..widgets.chat_message import ChatMessage
+
+__all__ = ["PerplexityRunner"]
+
+# Seconds between progress updates of the notice (the worker calls back at most this often).
+PROGRESS_EVERY = 0.25
+
+
+class PerplexityRunner:
+    """One ``/ppl`` run at a time for `app`; `cancel` is set when the app goes away."""
+
+    def __init__(self, app: SwamlaApp) -> None:
+        self.app = app
+        self.cancel: threading.Event | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.cancel is not None
+
+    def start(self, path: str) -> None:
+        app = self.app
+        if app.lm is None:
+            app.add_notice(app.load_failed or "The model is still loading.")
+            return
+        if self.running:
+            app.add_notice("A /ppl run is already going; wait for its result.")
+            return
+        name = Path(path).name or path
+        notice = app.add_notice(f"Perplexity of {name}: reading…")
+        cancel = threading.Event()
+        self.cancel = cancel
+        lm = app.lm
+        app.run_worker(
+            lambda: self._work(lm, path, name, notice, cancel),
+            thread=True,
+            group="ppl",
+            exit_on_error=False,
+        )
+
+    def _work(
+        self, lm: Any, path: str, name: str, notice: ChatMessage, cancel: threading.Event
+    ) -> None:
+        """Worker thread: read, score, report (never touches app state directly)."""
+        app = self.app
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            if not app.is_running:
+                cancel.set()
+                return
+            now = time.monotonic()
+            if now - last[0] >= PROGRESS_EVERY or done >= total:
+                last[0] = now
+                text = f"Perplexity of {name}: {done:,}/{total:,} tokens scored…"
+                app.call_from_thread(notice.set_text, text)
+
+        try:
+            text = read_text_file(path)
+            if not callable(getattr(lm, "perplexity", None)):
+                raise SwamlaError("this model cannot score text")
+            scorer: ScoringModel = lm
+            result = scorer.perplexity(text, progress=progress, cancel=cancel)
+            result = replace(result, checkpoint=Path(result.checkpoint).name or result.checkpoint)
+            message, error = f"Perplexity of {name}\n{format_results([result])}", False
+        except Exception as exc:  # noqa: BLE001 - one line in the chat, the app goes on
+            message, error = f"/ppl {name}: {one_line(exc)}", True
+        if app.is_running:
+            app.call_from_thread(self._finish, notice, message, error)
+
+    def _finish(self, notice: ChatMessage, message: str, error: bool) -> None:
+        """UI thread: show the table (or the error) where the progress notice was."""
+        self.cancel = None
+        if error:
+            notice.remove()
+            self.app.add_notice(message, error=True)
+        else:
+            notice.set_text(message)

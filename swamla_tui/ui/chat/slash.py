@@ -1,0 +1,155 @@
+"""The chat screen's slash commands: parse (`swamla_tui.chat.commands.parse`), then act on the app.
+
+Every `COMMANDS` entry has a ``_cmd_<name>`` handler here; handlers only call the app's
+public pieces (notices, params, session, actions), so the app module keeps to layout,
+loading and the reply stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ...base.errors import one_line
+from ...base.params import PARAM_SPECS, RANGES
+from ...chat.commands import parse as cmds
+from ...chat.session import count_noun
+from .ppl import PerplexityRunner
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..app import SwamlaApp
+
+__all__ = ["SlashCommands"]
+
+
+def fmt_value(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class SlashCommands:
+    """Runs one typed command line against `app`."""
+
+    def __init__(self, app: SwamlaApp) -> None:
+        self.app = app
+        self._handlers: dict[str, Callable[[cmds.Command], None]] = {
+            "help": self._cmd_help,
+            "quit": self._cmd_quit,
+            "exit": self._cmd_quit,
+            "clear": lambda c: app.action_clear(),
+            "retry": lambda c: app.action_retry(),
+            "undo": self._cmd_undo,
+            "temp": self._value,
+            "topk": self._value,
+            "topp": self._value,
+            "reppen": self._value,
+            "max": self._value,
+            "seed": self._cmd_seed,
+            "system": self._cmd_system,
+            "save": lambda c: app.save(str(c.value) if c.value else None, overwrite=c.force),
+            "info": self._cmd_info,
+            "batch": lambda c: app.open_batch(str(c.value) if c.value else None),
+            "copy": self._cmd_copy,
+            "markdown": self._cmd_markdown,
+            "ppl": lambda c: self.ppl.start(str(c.value)),
+            "compare": lambda c: app.compare.compare_last(str(c.value) if c.value else None),
+            "probs": lambda c: app.inspector.set_probs(None if c.value is None else bool(c.value)),
+        }
+        self.ppl = PerplexityRunner(app)
+
+    def run(self, line: str) -> None:
+        app = self.app
+        limit = int(app.lm.max_length) if app.lm is not None else int(RANGES["max_new_tokens"][1])
+        try:
+            command = cmds.parse_command(line, max_new_tokens_limit=limit)
+        except cmds.CommandError as exc:
+            app.add_notice(str(exc), error=True)
+            return
+        self._handlers[command.name](command)
+
+    def _cmd_quit(self, command: cmds.Command) -> None:
+        self.app.quit_app()
+
+    def _cmd_help(self, command: cmds.Command) -> None:
+        if command.value:
+            spec = cmds.lookup(str(command.value))
+            if spec is not None:
+                self.app.add_notice(f"{spec.usage} — {spec.help}")
+                return
+        self.app.action_help()
+
+    def _cmd_undo(self, command: cmds.Command) -> None:
+        app = self.app
+        if app.busy() or app.inspector.undo_branch():
+            return
+        if app.session.undo() is None:
+            app.add_notice("Nothing to undo.", error=True)
+            return
+        app.remove_last_turn_widgets()
+        app.update_context()
+        app.add_notice("Removed the last exchange.")
+
+    def _value(self, command: cmds.Command) -> None:
+        app, name = self.app, command.param
+        assert name is not None
+        label = command.spec.name
+        if command.shows:
+            spec = PARAM_SPECS[name]
+            hi = app.lm.max_length if name == "max_new_tokens" and app.lm else spec.hi
+            current = fmt_value(getattr(app.params, name))
+            app.add_notice(f"{label} = {current}  (range {spec.lo:g}–{hi:g})")
+            return
+        app.set_param(name, command.value)
+        app.add_notice(f"{label} set to {fmt_value(command.value)}")
+
+    def _cmd_seed(self, command: cmds.Command) -> None:
+        app = self.app
+        if command.shows:
+            seed = app.params.seed
+            app.add_notice(f"seed = {'off' if seed is None else seed}")
+            return
+        app.set_param("seed", None if command.clear else command.value)
+        app.add_notice("seed off" if command.clear else f"seed set to {command.value}")
+
+    def _cmd_system(self, command: cmds.Command) -> None:
+        app = self.app
+        if command.shows:
+            system = app.session.conversation.system
+            app.add_notice(f"system prompt: {system!r}" if system else "system prompt: off")
+            return
+        if app.busy():
+            return
+        app.session.set_system(None if command.clear else str(command.value))
+        app.update_context()
+        app.add_notice("system prompt cleared" if command.clear else "system prompt set")
+
+    def _cmd_copy(self, command: cmds.Command) -> None:
+        """The last reply to the clipboard (OSC 52: most terminals, also over SSH)."""
+        app = self.app
+        turns = app.conversation.turns
+        if not turns or not turns[-1].assistant:
+            app.add_notice("No reply to copy yet.")
+            return
+        text = turns[-1].assistant
+        app.copy_to_clipboard(text)
+        app.add_notice(
+            f"Copied the last reply to the clipboard ({count_noun(len(text), 'character')})."
+        )
+
+    def _cmd_markdown(self, command: cmds.Command) -> None:
+        app = self.app
+        on = (not app.markdown) if command.value is None else bool(command.value)
+        app.set_markdown(on)
+        app.add_notice("Replies shown as Markdown." if on else "Replies shown as raw text.")
+
+    def _cmd_info(self, command: cmds.Command) -> None:
+        app = self.app
+        if app.lm is None:
+            app.add_notice(app.load_failed or "The model is still loading.")
+            return
+        try:
+            card = app.lm.card()
+        except Exception as exc:  # noqa: BLE001 - a notice, the chat goes on
+            app.add_notice(f"No model card: {one_line(exc)}", error=True)
+            return
+        width = max((len(k) for k in card), default=0)
+        app.add_notice("\n".join(f"{k:<{width}}  {v}" for k, v in card.items()))

@@ -1,0 +1,1 @@
+"""Test support: fakes, fixture paths, hostile inputs, shared app setups."""
