@@ -190,9 +190,11 @@ def test_flatten_follows_new_modules_and_subpackages(tmp_path, monkeypatch):
     out.mkdir()
     (out / "__init__.py").write_text("")
     names = flatten.flatten_into(out)
-    assert {"swamla_model_newkind.py", "swamla_model_newkind_block.py", "swamla_base_params.py"} <= set(
-        names
-    )
+    assert {
+        "swamla_model_newkind.py",
+        "swamla_model_newkind_block.py",
+        "swamla_base_params.py",
+    } <= set(names)
     block = (out / "swamla_model_newkind_block.py").read_text()
     assert "from .swamla_base_params import SamplingParams" in block
     assert "from .swamla_model_layers import RMSNorm, make_norm" in block
