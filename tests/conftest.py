@@ -1,14 +1,59 @@
-"""Test-wide settings: never touch the network, keep user folders out of tests."""
+"""Test-wide settings: never touch the network, keep user folders out of tests, one torch
+thread per test process, and markers by kind so a fast subset exists.
+
+One thread: the suite runs one process per core (pytest-xdist, ``-n auto`` in pyproject);
+torch's default of a thread per core in each of them made every matrix product fight the
+other workers (measured: a 61-test decoding subset ran 10x faster with one thread on a busy
+machine). The variable is set before anything imports torch, and child processes inherit it.
+A test that measures threading sets its own count.
+
+Markers (added here, so a new test file needs no decoration): ``pilot`` for tests that drive
+the app, ``pty`` for the real-terminal tests, ``snapshot`` for SVG snapshots, ``subprocess``
+for tests that start Python processes, and ``fast`` for everything else:
+``python -m pytest -m fast`` is the quick loop while working.
+"""
 
 from __future__ import annotations
 
+import inspect
 import os
 
 import pytest
 
+os.environ["OMP_NUM_THREADS"] = os.environ.get("SWAMLA_TEST_THREADS", "1")
+os.environ["MKL_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"]
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+_SLOW_KINDS = ("pilot", "pty", "snapshot", "subprocess")
+_SPAWNS = ("subprocess", "sys.executable", "run_script", "Popen", "pexpect", "multiprocessing")
+
+
+def _spawns_a_process(item: pytest.Item) -> bool:
+    fn = getattr(item, "function", None)
+    try:
+        src = inspect.getsource(fn) if fn is not None else ""
+    except (OSError, TypeError):
+        return False
+    return any(word in src for word in _SPAWNS)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.path.as_posix()
+        kinds = []
+        if "/tests/functional/" in path:
+            kinds.append("pty" if item.path.name == "test_cli_pty.py" else "pilot")
+            if item.path.name.startswith("test_snapshots"):
+                kinds.append("snapshot")
+        if _spawns_a_process(item):
+            kinds.append("subprocess")
+        for kind in kinds or ["fast"]:
+            item.add_marker(getattr(pytest.mark, kind))
+        if "pty" in kinds or "subprocess" in kinds:
+            # processes that time themselves, or use many cores, run on one worker in turn
+            item.add_marker(pytest.mark.xdist_group("processes"))
 
 
 @pytest.fixture(autouse=True)
