@@ -162,7 +162,8 @@ class SwamlaApp(LiteralNotify, App[int]):
 
     @property
     def generating(self) -> bool:
-        return self.reply.generating
+        """A reply is being generated: A's (or an inspector branch), or B's ``/compare``."""
+        return self.reply.generating or self.compare.answering
 
     # -- layout --------------------------------------------------------------------------
 
@@ -430,8 +431,11 @@ class SwamlaApp(LiteralNotify, App[int]):
     def action_stop(self) -> None:
         if not self.generating:
             return
-        self.reply.stop()
-        self.status_bar.status = "Stopping…"
+        if self.compare.answering:
+            self.compare.stop()
+        if self.reply.generating:
+            self.reply.stop()
+            self.status_bar.status = "Stopping…"
 
     def action_interrupt(self) -> None:
         """Ctrl+C: stop a reply; otherwise copy a selection; never quits."""

@@ -187,6 +187,39 @@ async def test_chat_compare_answers_the_last_message_with_b(tmp_path):
         assert len(b.prompts) == 2
 
 
+async def test_esc_stops_b_and_a_waits_while_b_streams(tmp_path):
+    """One generation at a time: while B answers /compare, a message to A is held in the
+    input, and Esc stops B (its partial reply stays, marked stopped)."""
+    from tests.support.fakes import FakeLM
+
+    a, b = FakeLM([" from", " A"]), FakeLM([" from", " B"], hold=True, endless=True)
+    b.source = "other.pt"
+    app = make_app(a, tmp_path, compare=None, load_second=lambda first, src, p: b)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "hello")
+        await wait_idle(pilot)
+        await send(pilot, "/compare other.pt")
+        await wait_for(pilot, lambda: app.compare.answering and len(b.streams) == 1)
+        b.release(3)
+        await wait_for(pilot, lambda: b.streams[0].new_tokens >= 3)
+        assert app.generating
+        await send(pilot, "second question")
+        await pilot.pause()
+        assert len(a.streams) == 1  # A did not start
+        assert app.prompt_input.text == "second question"  # held, not lost
+        await pilot.press("escape")  # B waits for its next token: the cancel must reach it
+        await wait_for(pilot, lambda: not app.compare.answering)
+        await pilot.pause()
+        reply_b = [m for m in app.chat.messages() if m.role == "assistant"][-1]
+        assert reply_b.status == "B · other.pt · stopped"
+        assert reply_b.text.startswith("from B")
+        assert not app.generating
+        await pilot.press("enter")  # the held message goes to A now
+        await wait_idle(pilot)
+        assert len(a.streams) == 2 and "second question" in a.prompts[-1]
+
+
 def test_ab_table_snapshot(snap_compare, fixture_lm, fixture_lm_b):
     app = BatchTestApp(
         lambda: BatchScreen(

@@ -10,7 +10,9 @@ with A alone. Both models stay loaded.
 ``/compare`` (`compare_last`) regenerates the last reply with B from the same history
 (the turns before it, fitted by the send-time rule), the same sampling settings and seed,
 and shows it under A's as a second reply marked with B's name. The conversation keeps A's
-reply: B's answer is shown, never sent back as history.
+reply: B's answer is shown, never sent back as history. While B answers, the app counts as
+generating (`SwamlaApp.generating`): a message to A is held, and Esc or Ctrl+C stops B
+(`stop`) as it stops A's reply, so two generations never share the device.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING
 from ...base.errors import one_line
 from ...batch.compare import check_compatible
 from ...chat.session import plan_turn
-from ...protocols import Model
+from ...protocols import Model, ReplyStream
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..app import SwamlaApp
@@ -53,6 +55,8 @@ class SecondModel:
         self.error: str | None = None
         self.loading = False
         self.answering = False
+        self.cancel = threading.Event()
+        self._stream: ReplyStream | None = None
 
     @property
     def name(self) -> str:
@@ -127,11 +131,9 @@ class SecondModel:
     def compare_last(self, path: str | None) -> None:
         """``/compare [PATH]``: (load PATH as B, then) answer the last message with B."""
         app = self.app
-        if app.busy():
+        if app.busy():  # A or B is answering
             return
-        if self.answering:
-            app.add_notice("B is still answering.")
-        elif path:
+        if path:
             self.load(path, then=lambda ok: self._answer() if ok else None)
         elif self.loading:
             app.add_notice("B is still loading: /compare again once it is loaded.")
@@ -156,6 +158,9 @@ class SecondModel:
         widget.set_streaming(True)
         app.chat.anchor()
         self.answering = True
+        self.cancel.clear()
+        cancel = self.cancel
+        app.refresh_bindings()  # Esc: Stop
         params = app.params.copy()
         cut = history.chat_format.cut_reply
 
@@ -170,29 +175,41 @@ class SecondModel:
                     max_new_tokens=int(params.max_new_tokens),
                 )
                 stream = lm.stream(plan.prompt, params, stop=history.chat_format.stop)
+                self._stream = stream
+                if cancel.is_set():
+                    stream.cancel()
                 shown = time.monotonic()
                 for piece in stream:
                     text += piece
                     if time.monotonic() - shown >= REFRESH_EVERY:
                         shown = time.monotonic()
                         self._call(widget.set_text, cut(text))
-                    if not app.is_running:
+                    if cancel.is_set() or not app.is_running:
                         stream.cancel()
-                reason = stream.finish_reason
+                reason = "cancelled" if cancel.is_set() else stream.finish_reason
             except BaseException as exc:  # noqa: BLE001 - one line in the chat
                 error = one_line(exc)
             self._call(self._answered, widget, cut(text), reason, error)
 
         threading.Thread(target=work, name="swamla-compare", daemon=True).start()
 
+    def stop(self) -> None:
+        """Esc / Ctrl+C while B answers: B stops at its next token (the text so far stays)."""
+        self.cancel.set()
+        stream = self._stream
+        if stream is not None:
+            stream.cancel()
+
     def _answered(
         self, widget: ChatMessage, text: str, reason: str | None, error: str | None
     ) -> None:
-        self.answering = False
+        self.answering, self._stream = False, None
+        self.app.refresh_bindings()
         if error is not None:
             widget.remove()
             self.app.add_notice(f"/compare: B failed: {error}", error=True)
             return
         widget.set_text(text)
-        note = " · max tokens reached" if reason == "length" else ""
-        widget.mark(f"B · {self.name}{note}")
+        stopped = reason == "cancelled"
+        note = {"length": " · max tokens reached", "cancelled": " · stopped"}.get(reason or "", "")
+        widget.mark(f"B · {self.name}{note}", stopped=stopped)
