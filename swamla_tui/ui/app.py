@@ -43,6 +43,7 @@ from ..chat.transcript import TranscriptStore
 from ..protocols import ChatModel, Loader, Model
 from .chat.inspector import InspectorController
 from .chat.palette import chat_commands
+from .chat.ppl import PerplexityRunner
 from .chat.reply import ReplyController
 from .chat.second_model import SecondModel, model_name
 from .chat.slash import SlashCommands
@@ -133,7 +134,7 @@ class SwamlaApp(LiteralNotify, App[int]):
             system=options.system_prompt,
             report=self._report_error,
         )
-        self.slash = SlashCommands(self)
+        self.slash = SlashCommands(self, _ChatTools(self))
 
         self.reply = ReplyController(self)
         self.compare = SecondModel(self)  # model B: --compare, /compare
@@ -580,6 +581,27 @@ class SwamlaApp(LiteralNotify, App[int]):
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from chat_commands(self)
         yield from super().get_system_commands(screen)
+
+
+class _ChatTools:
+    """The chat helpers a slash command starts (`ChatTools`): /ppl, /compare, /probs and
+    the /undo of an inspector branch, looked up when used (they are built after the table)."""
+
+    def __init__(self, app: SwamlaApp) -> None:
+        self._app = app
+        self._ppl = PerplexityRunner(app)
+
+    def start_perplexity(self, path: str) -> None:
+        self._ppl.start(path)
+
+    def compare_last(self, path: str | None) -> None:
+        self._app.compare.compare_last(path)
+
+    def set_probs(self, on: bool | None) -> None:
+        self._app.inspector.set_probs(on)
+
+    def undo_branch(self) -> bool:
+        return self._app.inspector.undo_branch()
 
 
 def run_app(loader: Loader, options: AppOptions) -> int:

@@ -193,14 +193,6 @@ async def test_user_themes_from_the_config_folder(tmp_path, monkeypatch):
         assert "my-ocean" in str(palette.query_one("CommandList").get_option_at_index(0).prompt)
 
 
-def test_every_slash_command_has_a_handler():
-    from swamla_tui.ui.chat.slash import SlashCommands
-
-    handlers = SlashCommands.__new__(SlashCommands)
-    handlers.__init__(app=None)  # type: ignore[arg-type]
-    assert {spec.name for spec in COMMANDS} == set(handlers._handlers)
-
-
 def test_keys_help_is_built_from_bindings():
     from swamla_tui.ui.screens.batch import BatchScreen
     from swamla_tui.ui.screens.keys_help import key_label, key_rows

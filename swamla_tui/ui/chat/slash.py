@@ -1,25 +1,61 @@
-"""The chat screen's slash commands: parse (`swamla_tui.chat.commands.parse`), then act on the app.
+"""The chat screen's slash commands: parse (`swamla_tui.chat.commands.parse`), then act.
 
-Every `COMMANDS` entry has a ``_cmd_<name>`` handler here; handlers only call the app's
-public pieces (notices, params, session, actions), so the app module keeps to layout,
-loading and the reply stream.
+Every `COMMANDS` entry has a ``_cmd_<name>`` handler here. Handlers see the chat through
+`SlashPort`, a narrow Protocol (the model, the params, the session, notices and the chat's
+actions), never the whole App, so their behaviour is unit-tested with a plain fake
+(tests/unit/test_slash.py) and the app module keeps to layout, loading and the reply.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ...base.errors import one_line
-from ...base.params import PARAM_SPECS, RANGES
+from ...base.params import PARAM_SPECS, RANGES, SamplingParams
 from ...chat.commands import parse as cmds
-from ...chat.session import count_noun
-from .ppl import PerplexityRunner
+from ...chat.session import ChatSession, count_noun
+from ...protocols import Model
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..app import SwamlaApp
+__all__ = ["SlashCommands", "SlashPort"]
 
-__all__ = ["SlashCommands"]
+
+class SlashPort(Protocol):
+    """What the slash commands need from the chat (`SwamlaApp` provides it)."""
+
+    @property
+    def lm(self) -> Model | None: ...
+    @property
+    def load_failed(self) -> str | None: ...
+    @property
+    def params(self) -> SamplingParams: ...
+    @property
+    def session(self) -> ChatSession: ...
+    @property
+    def markdown(self) -> bool: ...
+
+    def add_notice(self, text: str, *, error: bool = False) -> object: ...
+    def busy(self) -> bool: ...
+    def set_param(self, name: str, value: object) -> None: ...
+    def update_context(self) -> None: ...
+    def remove_last_turn_widgets(self) -> None: ...
+    def set_markdown(self, on: bool) -> None: ...
+    def copy_to_clipboard(self, text: str) -> None: ...
+    def save(self, path: str | None, *, overwrite: bool = False) -> None: ...
+    def open_batch(self, path: str | None = None, *, batch_size: int | None = None) -> None: ...
+    def quit_app(self) -> None: ...
+    def action_help(self) -> None: ...
+    def action_clear(self) -> None: ...
+    def action_retry(self) -> None: ...
+
+
+class ChatTools(Protocol):
+    """The chat's other helpers a command starts: /ppl, /compare, /probs, /undo of a branch."""
+
+    def start_perplexity(self, path: str) -> None: ...
+    def compare_last(self, path: str | None) -> None: ...
+    def set_probs(self, on: bool | None) -> None: ...
+    def undo_branch(self) -> bool: ...
 
 
 def fmt_value(value: object) -> str:
@@ -27,10 +63,11 @@ def fmt_value(value: object) -> str:
 
 
 class SlashCommands:
-    """Runs one typed command line against `app`."""
+    """Runs one typed command line against the chat (`app`: a `SlashPort`)."""
 
-    def __init__(self, app: SwamlaApp) -> None:
+    def __init__(self, app: SlashPort, tools: ChatTools) -> None:
         self.app = app
+        self.tools = tools
         self._handlers: dict[str, Callable[[cmds.Command], None]] = {
             "help": self._cmd_help,
             "quit": self._cmd_quit,
@@ -50,11 +87,10 @@ class SlashCommands:
             "batch": lambda c: app.open_batch(str(c.value) if c.value else None),
             "copy": self._cmd_copy,
             "markdown": self._cmd_markdown,
-            "ppl": lambda c: self.ppl.start(str(c.value)),
-            "compare": lambda c: app.compare.compare_last(str(c.value) if c.value else None),
-            "probs": lambda c: app.inspector.set_probs(None if c.value is None else bool(c.value)),
+            "ppl": lambda c: tools.start_perplexity(str(c.value)),
+            "compare": lambda c: tools.compare_last(str(c.value) if c.value else None),
+            "probs": lambda c: tools.set_probs(None if c.value is None else bool(c.value)),
         }
-        self.ppl = PerplexityRunner(app)
 
     def run(self, line: str) -> None:
         app = self.app
@@ -79,7 +115,7 @@ class SlashCommands:
 
     def _cmd_undo(self, command: cmds.Command) -> None:
         app = self.app
-        if app.busy() or app.inspector.undo_branch():
+        if app.busy() or self.tools.undo_branch():
             return
         if app.session.undo() is None:
             app.add_notice("Nothing to undo.", error=True)
@@ -125,7 +161,7 @@ class SlashCommands:
     def _cmd_copy(self, command: cmds.Command) -> None:
         """The last reply to the clipboard (OSC 52: most terminals, also over SSH)."""
         app = self.app
-        turns = app.conversation.turns
+        turns = app.session.conversation.turns
         if not turns or not turns[-1].assistant:
             app.add_notice("No reply to copy yet.")
             return
