@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 from textual.color import Color
@@ -295,3 +296,41 @@ async def test_message_typed_while_loading_stays_in_the_input(tmp_path):
         await wait_for(pilot, lambda: bool(lm.prompts))
         await wait_idle(pilot)
         assert lm.prompts == ["You: early bird\nAssistant:"]
+
+
+MD_TEXT = (
+    "A list is a sequence of values like [1, 2, 3] that you can index, slice and change in "
+    "place; tuples are their immutable counterparts. For example:\n\n- append adds an item\n"
+    "- pop removes the last one\n\nThat is all there is to it."
+)
+
+
+def _rendered_lines(widget) -> list[str]:
+    from rich.console import Console
+
+    console = Console(width=widget.content_size.width, record=True, file=io.StringIO())
+    console.print(widget.render())
+    return [line.rstrip() for line in console.export_text().splitlines()]
+
+
+async def test_markdown_reply_keeps_its_label_apart_and_every_word(tmp_path):
+    """Markdown mode: the label is a line of its own and no word is cropped where the
+    first line wraps (new and re-rendered replies alike), at 80 columns."""
+    lm = FakeLM([w + " " for w in MD_TEXT.split(" ")])
+    app = make_app(lm, tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "hi")
+        await wait_idle(pilot)
+        await send(pilot, "/markdown on")  # re-renders the reply already shown
+        await send(pilot, "again")
+        await wait_idle(pilot)
+        await pilot.pause()
+        replies = [m for m in app.chat.messages() if m.role == "assistant"]
+        assert len(replies) == 2
+        for reply in replies:
+            lines = _rendered_lines(reply)
+            assert lines[0] == "Assistant"
+            words = " ".join(lines[1:]).split()
+            for word in ("index,", "slice", "change", "counterparts.", "append", "pop"):
+                assert word in words

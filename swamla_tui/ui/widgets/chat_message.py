@@ -166,7 +166,10 @@ class ChatMessage(Widget):
                 head.append_text(tail)
             return head
         if self.markdown and self.role == "assistant" and self.text:
-            head.rstrip()  # in place: Group puts each part on its own line
+            # Group starts a part where the last one ended: the label ends its own line, or
+            # the Markdown's first line would follow it and be cropped at the width
+            head.rstrip()
+            head.end = "\n"
             parts: list[RenderableType] = [head, Markdown(shown)]
             return Group(*parts, tail) if tail is not None else Group(*parts)
         text = Text(end="").join([head, Text(shown, end="")])
