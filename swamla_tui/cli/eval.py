@@ -161,7 +161,7 @@ def run_perplexity_cmd(args: argparse.Namespace, source: str, make_loader: MakeL
     target = args.perplexity
     text = getattr(args, "eval_perplexity", None)
     if text is not None and not target:
-        if Path(text).expanduser().is_file():
+        if _is_file(text):
             target = text
         else:
             return _perplexity_of_text(args, loaders, text)
@@ -173,6 +173,14 @@ def run_perplexity_cmd(args: argparse.Namespace, source: str, make_loader: MakeL
         output=args.output,
     )
     return 0
+
+
+def _is_file(text: str) -> bool:
+    """Whether a text names an existing file (a long text is no file name: OSError)."""
+    try:
+        return Path(text).expanduser().is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _perplexity_of_text(

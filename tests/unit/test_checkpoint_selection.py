@@ -257,3 +257,33 @@ def test_survey_single_file_is_empty(tmp_path: Path) -> None:
     f = tmp_path / "model.pt"
     f.write_bytes(b"x")
     assert survey(str(f)) == ([], None)
+
+
+def test_resolve_hub_fetches_only_the_chosen_folder(tmp_path: Path, monkeypatch) -> None:
+    """The Hub path end to end with the Hub replaced: list -> choose -> fetch one folder."""
+    import huggingface_hub
+
+    from swamla_tui.checkpoint import sources
+
+    fetched: list[list[str]] = []
+
+    def fake_snapshot(repo_id: str, **kw: object) -> str:
+        patterns = kw.get("allow_patterns")
+        assert isinstance(patterns, list)
+        fetched.append(patterns)
+        for f in REPO:
+            if any(f.startswith(p.rstrip("*")) for p in patterns):
+                (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+                (tmp_path / f).write_bytes(b"x")
+        return str(tmp_path)
+
+    monkeypatch.setattr(sources, "offline", lambda: False)
+    monkeypatch.setattr(sources, "_list_repo_files", lambda repo, token: list(REPO))
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+    res = resolve("user/model", select=Selection(instruct=True))
+    folder = "instruct/checkpoint_pt1.00B_it120.0M_loss_2.6000"
+    assert fetched == [[f"{folder}/*"]]
+    assert res.path == tmp_path / folder / W and res.label == f"user/model/{folder}"
+    assert res.chosen is not None and res.chosen.path == folder and len(res.choices) == 10
+    cands, chosen = survey("user/model", None, Selection(strategy="best_loss"))
+    assert chosen is not None and chosen.path == "base/checkpoint_tokens_1.50B_loss_3.0500"
