@@ -281,8 +281,11 @@ def _looks_local(text: str) -> bool:
 
 
 def _holds_checkpoint(folder: Path) -> bool:
-    """A checkpoint file in `folder` or one level down (checkpoint_tokens_* folders)."""
-    for level in (folder, *(p for p in folder.iterdir() if p.is_dir())):
+    """A checkpoint file in `folder` or one level down (checkpoint_tokens_* folders), or two
+    down under base/ and instruct/ (the G7 Hub layout)."""
+    subs = [p for p in folder.iterdir() if p.is_dir()]
+    subs += [q for p in subs if p.name in ("base", "instruct") for q in p.iterdir() if q.is_dir()]
+    for level in (folder, *subs):
         for p in level.iterdir():
             if p.is_file() and p.name.endswith(_CHECKPOINT_SUFFIXES):
                 return True
@@ -301,7 +304,7 @@ def preflight(args: argparse.Namespace) -> str | None:
                 if not _holds_checkpoint(path):
                     return (
                         f"--checkpoint {name}: no checkpoint in this folder (looked for "
-                        "*.pt, *.bin, *.pth and checkpoint_tokens_*/pytorch_model.bin)"
+                        "*.pt, *.bin, *.pth, checkpoint_tokens_*/, base/*/ and instruct/*/)"
                     )
             elif not path.is_file():
                 return f"--checkpoint {name}: not a regular file (a FIFO or device is refused)"

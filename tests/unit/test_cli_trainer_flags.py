@@ -175,3 +175,22 @@ def test_eval_perplexity_empty_text_is_one_line(test_tokenizer_dir, capsys) -> N
     assert main(argv) == 1
     err = capsys.readouterr().err.strip()
     assert "the text is empty" in err and "\n" not in err
+
+
+def test_local_g7_hub_layout_passes_preflight_and_opens(tmp_path, test_tokenizer_dir, capsys):
+    """A downloaded repo with base/ and instruct/ folders (two levels down)."""
+    for folder in (
+        "base/checkpoint_tokens_999M_loss_3.5000",
+        "base/checkpoint_tokens_2.00B_loss_3.1000",
+        "instruct/checkpoint_pt2.00B_it50.0M_loss_2.5000",
+    ):
+        (tmp_path / folder).mkdir(parents=True)
+        shutil.copy(FIXTURE_CKPT, tmp_path / folder / "pytorch_model.bin")
+    base = ["--checkpoint", str(tmp_path), *_flags(test_tokenizer_dir), "--info"]
+    rc, out = _info(base, capsys)
+    assert rc == 0
+    assert _source(out).endswith("base/checkpoint_tokens_2.00B_loss_3.1000")
+    assert any(x.startswith("  * base/checkpoint_tokens_2.00B_loss_3.1000") for x in out)
+    rc, out = _info([*base, "--instruct"], capsys)
+    assert _source(out).endswith("instruct/checkpoint_pt2.00B_it50.0M_loss_2.5000")
+    assert any("loss 2.5000" in x and x.startswith("  * ") for x in out)
