@@ -55,6 +55,8 @@ def check_eval_args(args: argparse.Namespace) -> str | None:
         for name in ("perplexity", "eval_perplexity", "export", "diagnose")
         if getattr(args, name, None) not in (None, False)
     ]
+    if actions == ["--perplexity", "--export"]:
+        return "give either --perplexity or --export, not both"
     if len(actions) > 1:
         return f"give one of {', '.join(actions)}, not several"
     if getattr(args, "diagnose", False) and (args.info or args.compare):
@@ -64,7 +66,7 @@ def check_eval_args(args: argparse.Namespace) -> str | None:
         return "--info does not apply to a perplexity run"
     if args.stride is not None:
         if not scores:
-            return "--stride applies only to --perplexity and --eval_perplexity"
+            return "--stride applies only to --perplexity"  # (and --eval_perplexity)
         if args.stride < 1:
             return f"--stride must be >= 1, got {args.stride}"
     if args.compare and (args.export or args.info):

@@ -79,7 +79,8 @@ def test_selection_flags_checked(capsys: pytest.CaptureFixture[str]) -> None:
         (["--eval_perplexity", "hi", "--perplexity", "f.txt"], "not several"),
         (["--diagnose", "--export", "out"], "not several"),
         (["--diagnose", "--info"], "--diagnose does not apply to --info"),
-        (["--stride", "4"], "--stride applies only to --perplexity and --eval_perplexity"),
+        (["--stride", "4"], "--stride applies only to --perplexity"),
+        (["--perplexity", "f.txt", "--export", "o"], "give either --perplexity or --export"),
     ],
 )
 def test_conflicting_actions(extra: list[str], fragment: str) -> None:
