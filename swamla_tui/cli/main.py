@@ -29,7 +29,7 @@ from ..base.safe_text import visible
 from ..batch.job import BatchJob
 from ..batch.prompts import load_batch_prompts
 from ..chat.template import with_chat_format
-from ..checkpoint.selection import STRATEGIES, parse_nb_tok
+from ..checkpoint.selection import parse_nb_tok
 from ..headless.distributed import rank_device, torchrun_world
 from ..protocols import Loader, Model
 from ..ui.options import AppOptions
@@ -44,6 +44,7 @@ from .eval import (
     second_loader,
     selection_of,
 )
+from .trainer_flags import add_trainer_flags
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
 
@@ -96,44 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="ChatML turns for instruction-tuned checkpoints (default: detected from the "
         "tokenizer's <|im_start|>/<|im_end|> tokens)",
     )
-    g.add_argument(
-        "--greedy",
-        action="store_true",
-        help="always the most likely token (temperature 0; the repetition penalty still applies)",
-    )
-    g.add_argument(
-        "--hf_checkpoint_strategy",
-        choices=STRATEGIES,
-        default="latest",
-        help="which checkpoint of a repo or run folder: latest (most tokens) or best_loss",
-    )
-    g.add_argument(
-        "--nb_tok",
-        metavar="COUNT",
-        help="the checkpoint whose token count is closest to COUNT (e.g. 3.5B, 500M, 100k)",
-    )
-    g.add_argument(
-        "--instruct",
-        action="store_true",
-        help="prefer instruct checkpoints (instruct/ folders, checkpoint_instruct_* files): "
-        "the most instruct tokens, then base ones",
-    )
-    g.add_argument(
-        "--eval_perplexity",
-        metavar="TEXT_OR_FILE",
-        help="print the perplexity of this text (a file if such a file exists), then exit",
-    )
-    g.add_argument(
-        "--no_autocast",
-        action="store_true",
-        help="accepted for the original script: the model always computes in --dtype",
-    )
-    g.add_argument(
-        "--diagnose",
-        action="store_true",
-        help="print config, stored dtypes, weight statistics, residual scalars and the "
-        "perplexity of a fixed sentence in float32 and bfloat16 (with their KL), then exit",
-    )
+    add_trainer_flags(g)
     a = p.add_argument_group("swamla-tui")
     a.add_argument(
         "--hf_checkpoint",
