@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ..base.errors import CheckpointError, one_line
+from .selection import WEIGHTS, Candidate, Selection, hub_candidates, run_candidates
 
 _HUB_DIR_RE = re.compile(r"^checkpoint_tokens_([0-9.]+)([kKmMbB]?)_loss_([0-9.]+)$")
-_STEP_RE = re.compile(r"checkpoint_(\d+)\.pt$")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json", "tokenizer.model")
 
 
@@ -45,47 +45,71 @@ class Resolved:
     path: Path  # the checkpoint file
     folder: Path | None  # where tokenizer files may live
     label: str  # what to call it in the UI
+    choices: tuple[Candidate, ...] = ()  # what the repo or run folder offered
+    chosen: Candidate | None = None  # the one of `choices` opened
+
+
+def local_candidates(folder: Path) -> tuple[list[Candidate], bool]:
+    """(candidates, hub layout?) of a local folder, from names only (nothing is opened).
+
+    Hub layout: `checkpoint_tokens_*`, `base/*`, `instruct/*` folders holding
+    pytorch_model.bin (a downloaded repo); else a run folder's regular `*.pt` files.
+    """
+    rel: list[str] = []
+    for top in _subdirs(folder):
+        if top.name in ("base", "instruct"):
+            rel += [f"{top.name}/{d.name}/{WEIGHTS}" for d in _subdirs(top)]
+        else:
+            rel.append(f"{top.name}/{WEIGHTS}")
+    hub = [c for c in hub_candidates(rel) if (folder / c.path / WEIGHTS).is_file()]
+    if hub:
+        return hub, True
+    pts = _regular_files(sorted(folder.glob("*.pt")))
+    return run_candidates(p.name for p in pts), False
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_dir())
+    except OSError:
+        return []
 
 
 def resolve_folder(
-    folder: Path, hf_checkpoint: str | None = None, label: str | None = None
+    folder: Path,
+    hf_checkpoint: str | None = None,
+    label: str | None = None,
+    select: Selection | None = None,
 ) -> Resolved:
-    """Pick the checkpoint inside a local folder (flat hub layout or checkpoint_tokens_* subfolders)."""
+    """Pick the checkpoint inside a local folder: flat, hub layout, or a training run folder
+    (the rule: `swamla_tui.checkpoint.selection`)."""
     label = label or str(folder)
     if hf_checkpoint:
-        sub = folder / hf_checkpoint
+        sub = folder / hf_checkpoint.strip("/")
+        if sub.is_file() and special_file_kind(sub) is None:
+            return Resolved(sub, folder, f"{label}/{hf_checkpoint.strip('/')}")
         if not sub.is_dir():
-            avail = sorted(
-                p.name for p in folder.iterdir() if p.is_dir() and hub_folder_tokens(p.name)
-            )
+            cands, _ = local_candidates(folder)
+            avail = [c.path for c in cands]
             hint = f"; available: {', '.join(avail[:5])}" if avail else ""
             raise CheckpointError(f"{label}: no checkpoint folder '{hf_checkpoint}'{hint}")
-        return resolve_folder(sub, None, f"{label}/{hf_checkpoint}")
-    flat = folder / "pytorch_model.bin"
+        return resolve_folder(sub, None, f"{label}/{hf_checkpoint.strip('/')}")
+    flat = folder / WEIGHTS
     if flat.is_file():
         return Resolved(flat, folder, label)
-    subs = [
-        (t, p)
-        for p in folder.iterdir()
-        if p.is_dir() and (t := hub_folder_tokens(p.name)) is not None
-    ]
-    subs = [(t, p) for t, p in subs if (p / "pytorch_model.bin").is_file()]
-    if subs:
-        _, best = max(subs, key=lambda tp: tp[0])
-        return Resolved(best / "pytorch_model.bin", best, f"{label}/{best.name}")
-    pts = _regular_files(sorted(folder.glob("*.pt")))
-    if pts:
-
-        def step(p: Path) -> int:
-            m = _STEP_RE.search(p.name)
-            return int(m.group(1)) if m else -1
-
-        best_pt = max(pts, key=lambda p: (step(p), p.name))
-        return Resolved(best_pt, folder, str(best_pt) if label == str(folder) else label)
-    raise CheckpointError(
-        f"{label}: no checkpoint here (looked for pytorch_model.bin, "
-        "checkpoint_tokens_*/pytorch_model.bin and *.pt)"
-    )
+    cands, hub = local_candidates(folder)
+    if not cands:
+        raise CheckpointError(
+            f"{label}: no checkpoint here (looked for pytorch_model.bin, "
+            "checkpoint_tokens_*/, base/*/, instruct/*/ and *.pt)"
+        )
+    best = (select or Selection()).pick(cands, label)
+    if hub:
+        sub = folder / best.path
+        return Resolved(sub / WEIGHTS, sub, f"{label}/{best.path}", tuple(cands), best)
+    path = folder / best.path
+    shown = str(path) if label == str(folder) else f"{label}/{best.path}"
+    return Resolved(path, folder, shown, tuple(cands), best)
 
 
 def looks_like_repo_id(source: str) -> bool:
@@ -179,12 +203,41 @@ def quiet_hub() -> None:
         pass
 
 
+def _list_repo_files(repo_id: str, token: str | None) -> list[str]:
+    from huggingface_hub import HfApi
+
+    return list(HfApi(token=token).list_repo_files(repo_id))
+
+
+def hub_choice(
+    repo_id: str,
+    files: list[str],
+    hf_checkpoint: str | None = None,
+    select: Selection | None = None,
+) -> tuple[str, list[Candidate], Candidate | None]:
+    """(folder to fetch, "" for a flat repo; the checkpoint folders; the one chosen) of a
+    repo's file list. ``--hf_checkpoint`` wins; a root pytorch_model.bin comes next."""
+    cands = hub_candidates(files)
+    if hf_checkpoint:
+        folder = hf_checkpoint.strip("/")
+        return folder, cands, next((c for c in cands if c.path == folder), None)
+    if WEIGHTS in files:
+        return "", cands, None
+    if not cands:
+        raise CheckpointError(f"{repo_id}: no checkpoint in this repo (no pytorch_model.bin)")
+    best = (select or Selection()).pick(cands, repo_id)
+    return best.path, cands, best
+
+
 def resolve_hub(
-    repo_id: str, hf_checkpoint: str | None = None, progress: Callable[[str], None] | None = None
+    repo_id: str,
+    hf_checkpoint: str | None = None,
+    progress: Callable[[str], None] | None = None,
+    select: Selection | None = None,
 ) -> Resolved:
     """Fetch only the chosen checkpoint folder of a Hub repo into the normal HF cache."""
     try:
-        from huggingface_hub import HfApi, snapshot_download
+        from huggingface_hub import snapshot_download
     except ImportError as e:  # pragma: no cover
         raise CheckpointError(f"huggingface_hub is needed for Hub repos: {e}") from None
     quiet_hub()
@@ -196,25 +249,10 @@ def resolve_hub(
         if is_offline:
             say(f"Looking for {repo_id} in the local cache (offline)")
             snap = snapshot_download(repo_id, cache_dir=cache_dir, local_files_only=True)
-            return resolve_folder(Path(snap), hf_checkpoint, repo_id)
+            return resolve_folder(Path(snap), hf_checkpoint, repo_id, select)
         say(f"Listing {repo_id} on the Hub")
-        files = HfApi(token=token).list_repo_files(repo_id)
-        if hf_checkpoint:
-            folder = hf_checkpoint.strip("/")
-        elif "pytorch_model.bin" in files:
-            folder = ""
-        else:
-            dirs = {f.split("/", 1)[0] for f in files if "/" in f}
-            scored = [
-                (t, d)
-                for d in dirs
-                if (t := hub_folder_tokens(d)) is not None and f"{d}/pytorch_model.bin" in files
-            ]
-            if not scored:
-                raise CheckpointError(
-                    f"{repo_id}: no checkpoint in this repo (no pytorch_model.bin)"
-                )
-            folder = max(scored)[1]
+        files = _list_repo_files(repo_id, token)
+        folder, cands, best = hub_choice(repo_id, files, hf_checkpoint, select)
         patterns = [f"{folder}/*"] if folder else ["*.bin", "*.json", "*.txt", "*.model", "*.md"]
         say(f"Downloading {repo_id}/{folder or ''} (cached after the first time)")
         kw: dict[str, Any] = {}
@@ -223,7 +261,9 @@ def resolve_hub(
         snap = snapshot_download(
             repo_id, cache_dir=cache_dir, allow_patterns=patterns, token=token, **kw
         )
-        return resolve_folder(Path(snap), folder or None, repo_id)
+        res = resolve_folder(Path(snap), folder or None, repo_id)
+        res.choices, res.chosen = tuple(cands), best
+        return res
     except CheckpointError:
         raise
     except Exception as e:  # huggingface_hub raises many types; all become one line
@@ -246,6 +286,7 @@ def resolve(
     source: str | os.PathLike[str],
     hf_checkpoint: str | None = None,
     progress: Callable[[str], None] | None = None,
+    select: Selection | None = None,
 ) -> Resolved:
     """A file, a local folder, or a Hub repo id -> the checkpoint file to read."""
     s = os.fspath(source)
@@ -257,8 +298,40 @@ def resolve(
         folder = p.parent if has_tokenizer_files(p.parent) else None
         return Resolved(p, folder, str(p))
     if p.is_dir():
-        return resolve_folder(p, hf_checkpoint)
+        return resolve_folder(p, hf_checkpoint, None, select)
     local_looking = s.endswith((".pt", ".bin", ".pth")) or Path(s.split("/")[0]).is_dir()
     if looks_like_repo_id(s) and not local_looking:
-        return resolve_hub(s, hf_checkpoint, progress)
+        return resolve_hub(s, hf_checkpoint, progress, select)
     raise CheckpointError(f"{s}: no such file or folder")
+
+
+def survey(
+    source: str, hf_checkpoint: str | None = None, select: Selection | None = None
+) -> tuple[list[Candidate], Candidate | None]:
+    """(the checkpoints a repo or run folder offers, the one `resolve` opens) for ``--info``;
+    ([], None) for a single file or a flat folder. Lists, never downloads."""
+    p = Path(source).expanduser()
+    if p.is_dir():
+        return _survey_folder(p, hf_checkpoint, select)
+    if p.exists() or not looks_like_repo_id(source):
+        return [], None
+    if offline():
+        from huggingface_hub import snapshot_download
+
+        snap = snapshot_download(source, cache_dir=_cache_dir(), local_files_only=True)
+        return _survey_folder(Path(snap), hf_checkpoint, select)
+    files = _list_repo_files(source, os.environ.get("HF_TOKEN") or None)
+    _, cands, best = hub_choice(source, files, hf_checkpoint, select)
+    return cands, best
+
+
+def _survey_folder(
+    folder: Path, hf_checkpoint: str | None, select: Selection | None
+) -> tuple[list[Candidate], Candidate | None]:
+    if (folder / WEIGHTS).is_file():
+        return [], None
+    cands, _ = local_candidates(folder)
+    if hf_checkpoint:
+        want = hf_checkpoint.strip("/")
+        return cands, next((c for c in cands if c.path == want), None)
+    return cands, (select or Selection()).pick(cands, str(folder)) if cands else None

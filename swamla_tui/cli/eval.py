@@ -13,10 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
+from ..base.errors import one_line
 from ..base.safe_text import visible
 from ..batch.job import BatchJob
+from ..checkpoint.selection import Selection, parse_nb_tok
 from ..protocols import Loader, Model
 
 __all__ = [
@@ -24,11 +27,14 @@ __all__ = [
     "MakeLoader",
     "check_eval_args",
     "fits",
+    "checkpoint_listing",
+    "run_diagnose",
     "run_export",
     "run_headless_batch",
     "run_info",
     "run_perplexity_cmd",
     "second_loader",
+    "selection_of",
     "stderr_is_terminal",
 ]
 
@@ -44,11 +50,23 @@ class MakeLoader(Protocol):
 
 def check_eval_args(args: argparse.Namespace) -> str | None:
     """The evaluate/export flags: one action at a time, and flags only where they apply."""
-    if args.perplexity and args.export:
+    actions = [
+        f"--{name}"
+        for name in ("perplexity", "eval_perplexity", "export", "diagnose")
+        if getattr(args, name, None) not in (None, False)
+    ]
+    if actions == ["--perplexity", "--export"]:
         return "give either --perplexity or --export, not both"
+    if len(actions) > 1:
+        return f"give one of {', '.join(actions)}, not several"
+    if getattr(args, "diagnose", False) and (args.info or args.compare):
+        return f"--diagnose does not apply to {'--info' if args.info else '--compare'}"
+    scores = args.perplexity or getattr(args, "eval_perplexity", None) is not None
+    if scores and args.info:
+        return "--info does not apply to a perplexity run"
     if args.stride is not None:
-        if not args.perplexity:
-            return "--stride applies only to --perplexity"
+        if not scores:
+            return "--stride applies only to --perplexity"  # (and --eval_perplexity)
         if args.stride < 1:
             return f"--stride must be >= 1, got {args.stride}"
     if args.compare and (args.export or args.info):
@@ -71,6 +89,16 @@ def check_eval_args(args: argparse.Namespace) -> str | None:
                 "--logprobs applies only to --mode batch (--output FILE.jsonl, or JSONL on stdout)"
             )
     return None
+
+
+def selection_of(args: argparse.Namespace) -> Selection:
+    """``--instruct``, ``--hf_checkpoint_strategy``, ``--nb_tok`` (checked by `check_args`)."""
+    nb = getattr(args, "nb_tok", None)
+    return Selection(
+        instruct=bool(getattr(args, "instruct", False)),
+        strategy=getattr(args, "hf_checkpoint_strategy", "latest"),
+        nb_tok=None if nb is None else parse_nb_tok(nb),
+    )
 
 
 def fits(first: Model, source: str) -> None:
@@ -124,19 +152,77 @@ def run_headless_batch(
 
 
 def run_perplexity_cmd(args: argparse.Namespace, source: str, make_loader: MakeLoader) -> int:
-    """``--perplexity FILE [--compare B] [--stride N] [--output result.json]``."""
+    """``--perplexity FILE`` or ``--eval_perplexity TEXT|FILE`` (the trainer's flag: a file
+    when a file of that name exists, else the text itself) ``[--compare B] [--stride N]
+    [--output result.json]``."""
     from ..runtime.perplexity import run_perplexity
 
     loaders: list[Callable[[Callable[[str], None]], Any]] = [make_loader(args, source)]
     if args.compare:
         loaders.append(make_loader(args, args.compare))
+    target = args.perplexity
+    text = getattr(args, "eval_perplexity", None)
+    if text is not None and not target:
+        if _is_file(text):
+            target = text
+        else:
+            return _perplexity_of_text(args, loaders, text)
     run_perplexity(
         loaders,
-        args.perplexity,
+        target,
         stride=args.stride,
         batch_size=args.batch_size,
         output=args.output,
     )
+    return 0
+
+
+def _is_file(text: str) -> bool:
+    """Whether a text names an existing file (a long text is no file name: OSError)."""
+    try:
+        return Path(text).expanduser().is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _perplexity_of_text(
+    args: argparse.Namespace, loaders: list[Callable[[Callable[[str], None]], Any]], text: str
+) -> int:
+    """`run_perplexity` for a literal text: same table, same JSON, models one at a time."""
+    from ..base.scoring import format_results
+    from ..runtime.perplexity import PerplexityError, perplexity, write_results_json
+
+    if not text.strip():
+        raise PerplexityError("--eval_perplexity: the text is empty")
+    results = []
+    for load in loaders:
+        lm: Any = load(_say)
+        for n in lm.notices:
+            print(f"note: {visible(n)}", file=sys.stderr)
+        results.append(perplexity(lm, text, stride=args.stride, batch_size=args.batch_size))
+        del lm
+    print(format_results(results))
+    if args.output:
+        write_results_json(results, args.output)
+    return 0
+
+
+def run_diagnose(args: argparse.Namespace, source: str, make_loader: MakeLoader) -> int:
+    """``--diagnose``: the card of `swamla_tui.runtime.diagnose` (loads float32, then
+    bfloat16, on ``--device``), then exit."""
+    from ..runtime.diagnose import diagnose, format_diagnosis
+
+    quiet = not stderr_is_terminal()
+    load32 = make_loader(
+        argparse.Namespace(**{**vars(args), "dtype": "float32"}), source, quiet=quiet
+    )
+    load16 = make_loader(
+        argparse.Namespace(**{**vars(args), "dtype": "bfloat16"}), source, quiet=quiet
+    )
+    d = diagnose(load32, load16, _say if not quiet else (lambda _s: None))
+    for n in d.notes:
+        print(f"note: {visible(n)}", file=sys.stderr)
+    print(visible(format_diagnosis(d)))
     return 0
 
 
@@ -165,4 +251,34 @@ def run_info(args: argparse.Namespace, source: str, make_loader: MakeLoader) -> 
     width = max(len(k) for k in card)
     for k, v in card.items():
         print(f"{k.rjust(width)}  {v}")
+    listing = checkpoint_listing(args, source)
+    if listing:
+        print()
+        print("\n".join(visible(line) for line in listing))
     return 0
+
+
+def checkpoint_listing(args: argparse.Namespace, source: str) -> list[str]:
+    """The checkpoints of a Hub repo or run folder, `*` on the one opened (empty for one file).
+
+    It lists names again (the loader does not keep them), by the same rule, so the mark
+    is the loader's choice; a listing that fails is a note, the card is already out.
+    """
+    from ..checkpoint.sources import survey
+
+    try:
+        cands, chosen = survey(source, args.hf_checkpoint, selection_of(args))
+    except Exception as e:  # noqa: BLE001 - the card was printed; the listing is extra
+        print(
+            f"note: cannot list the checkpoints of {visible(source)}: {one_line(e)}",
+            file=sys.stderr,
+        )
+        return []
+    if not cands:
+        return []
+    width = max(len(c.path) for c in cands)
+    lines = [f"checkpoints ({len(cands)}; * = opened):"]
+    for c in sorted(cands, key=lambda c: (c.kind, c.rank_tokens or 0.0, c.tokens or 0.0, c.path)):
+        mark = "*" if chosen is not None and c.path == chosen.path else " "
+        lines.append(f"  {mark} {c.path.ljust(width)}  {c.describe()}")
+    return lines

@@ -23,24 +23,28 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .. import __version__
-from ..base.errors import one_line
+from ..base.errors import SwamlaError, one_line
 from ..base.params import PARAM_SPECS, SamplingParams
 from ..base.safe_text import visible
 from ..batch.job import BatchJob
 from ..batch.prompts import load_batch_prompts
 from ..chat.template import with_chat_format
+from ..checkpoint.selection import parse_nb_tok
 from ..headless.distributed import rank_device, torchrun_world
 from ..protocols import Loader, Model
 from ..ui.options import AppOptions
 from .eval import (
     LOGPROBS_MAX,
     check_eval_args,
+    run_diagnose,
     run_export,
     run_headless_batch,
     run_info,
     run_perplexity_cmd,
     second_loader,
+    selection_of,
 )
+from .trainer_flags import add_trainer_flags
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
 
@@ -93,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="ChatML turns for instruction-tuned checkpoints (default: detected from the "
         "tokenizer's <|im_start|>/<|im_end|> tokens)",
     )
+    add_trainer_flags(g)
     a = p.add_argument_group("swamla-tui")
     a.add_argument(
         "--hf_checkpoint",
@@ -160,14 +165,18 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--resume", action="store_true", help="reopen the last conversation")
     a.add_argument("--demo", action="store_true", help="open the bundled demo model")
     a.add_argument("--info", action="store_true", help="print the model card and exit")
-    a.add_argument("--debug", action="store_true", help="show tracebacks")
+    a.add_argument(
+        "--debug",
+        action="store_true",
+        help="token probabilities on from the start (as /probs on), and tracebacks on errors",
+    )
     a.add_argument("--version", action="version", version=f"swamla-tui {__version__}")
     return p
 
 
 def params_from_args(args: argparse.Namespace) -> SamplingParams:
     return SamplingParams(
-        temperature=args.temperature,
+        temperature=0.0 if getattr(args, "greedy", False) else args.temperature,
         top_k=args.top_k,
         top_p=args.top_p,
         repetition_penalty=args.repetition_penalty,
@@ -196,6 +205,11 @@ def check_args(args: argparse.Namespace) -> str | None:
         return f"--max_length must be >= 2, got {args.max_length}"
     if args.batch_size is not None and args.batch_size < 1:
         return f"--batch_size must be >= 1, got {args.batch_size}"
+    if getattr(args, "nb_tok", None) is not None:
+        try:
+            parse_nb_tok(args.nb_tok)
+        except SwamlaError as e:
+            return str(e)
     if getattr(args, "quantize", None) and getattr(args, "export", None):
         return "--quantize applies to chat, batch and --perplexity, not to --export"
     return check_eval_args(args)
@@ -231,8 +245,11 @@ def _looks_local(text: str) -> bool:
 
 
 def _holds_checkpoint(folder: Path) -> bool:
-    """A checkpoint file in `folder` or one level down (checkpoint_tokens_* folders)."""
-    for level in (folder, *(p for p in folder.iterdir() if p.is_dir())):
+    """A checkpoint file in `folder` or one level down (checkpoint_tokens_* folders), or two
+    down under base/ and instruct/ (the G7 Hub layout)."""
+    subs = [p for p in folder.iterdir() if p.is_dir()]
+    subs += [q for p in subs if p.name in ("base", "instruct") for q in p.iterdir() if q.is_dir()]
+    for level in (folder, *subs):
         for p in level.iterdir():
             if p.is_file() and p.name.endswith(_CHECKPOINT_SUFFIXES):
                 return True
@@ -251,7 +268,7 @@ def preflight(args: argparse.Namespace) -> str | None:
                 if not _holds_checkpoint(path):
                     return (
                         f"--checkpoint {name}: no checkpoint in this folder (looked for "
-                        "*.pt, *.bin, *.pth and checkpoint_tokens_*/pytorch_model.bin)"
+                        "*.pt, *.bin, *.pth, checkpoint_tokens_*/, base/*/ and instruct/*/)"
                     )
             elif not path.is_file():
                 return f"--checkpoint {name}: not a regular file (a FIFO or device is refused)"
@@ -300,6 +317,7 @@ def make_loader(args: argparse.Namespace, source: str, *, quiet: bool = False) -
             engine=EngineOptions.from_env(compile=args.compile or None),
             tokenizer_optional=bool(args.info),
             quantize=getattr(args, "quantize", None),
+            select=selection_of(args),
         )
         return with_chat_format(lm, chatml=args.chatml, system=args.system_prompt)
 
@@ -332,6 +350,7 @@ def app_options(args: argparse.Namespace, notice: str | None) -> AppOptions:
         prompts_file=args.prompts_file,
         batch_size=args.batch_size,
         notice=notice,
+        probs=True if args.debug else None,
     )
 
 
@@ -351,7 +370,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.info:
             return run_info(args, source, make_loader)
-        if args.perplexity:
+        if args.diagnose:
+            return run_diagnose(args, source, make_loader)
+        if args.perplexity or args.eval_perplexity is not None:
             return run_perplexity_cmd(args, source, make_loader)
         if args.export:
             return run_export(args, source, make_loader)

@@ -18,6 +18,7 @@ import torch
 from ..base.errors import CheckpointError, SwamlaError, TokenizerError, one_line
 from ..checkpoint import tensors as ckpt_tensors
 from ..checkpoint.reader import RawCheckpoint, read_checkpoint_mapped, unpack
+from ..checkpoint.selection import Selection
 from ..checkpoint.sources import resolve
 from ..checkpoint.tensors import check_state_dict, drop_mapped_pages
 from ..engine.batch_run import BatchResult
@@ -161,6 +162,7 @@ def load(
     train_args: dict[str, Any] | None = None,
     tokenizer_optional: bool = False,
     quantize: Quantize | None = None,
+    select: Selection | None = None,
 ) -> LoadedModel:
     """Load a checkpoint file, a local folder or a Hub repo id (see the README).
 
@@ -177,6 +179,8 @@ def load(
     checkpoint's saved config (e.g. {"n_activated": 2}: the MoE top-k is in no weight).
     `quantize`: "int8" (weight-only) or "int8-dynamic" stores the big projections and a
     copy of the head as int8 with per-output-channel scales (CPU only; model/quant.py).
+    `select`: which checkpoint of a Hub repo or run folder (``--instruct``,
+    ``--hf_checkpoint_strategy``, ``--nb_tok``; `swamla_tui.checkpoint.selection`).
     """
     opts = engine if engine is not None else EngineOptions.from_env()
     say = progress or (lambda _s: None)
@@ -199,7 +203,7 @@ def load(
     if dev.type == "cpu" and dt == torch.float16:
         notices.append("float16 on the CPU is slow; bfloat16 or float32 are faster")
     say(f"Finding {source}")
-    res = resolve(source, hf_checkpoint, progress)
+    res = resolve(source, hf_checkpoint, progress, select)
     say(f"Reading {res.path.name}")
     obj, mapped = read_checkpoint_mapped(res.path)  # zip files are memory-mapped
     raw = unpack(obj, str(res.path))

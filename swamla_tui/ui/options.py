@@ -30,7 +30,8 @@ class AppOptions:
     with `batch_size` (None: the model's default) once the model is loaded. `data_dir`
     None means `swamla_tui.base.paths.data_dir()`. `compare` (``--compare B``): a second
     checkpoint, loaded with `load_second` in a worker once the first is loaded (A/B in the
-    batch view, ``/compare`` in the chat; ``/compare PATH`` loads another).
+    batch view, ``/compare`` in the chat; ``/compare PATH`` loads another). `probs`
+    (``--debug``): token probabilities on from the start (None: the remembered /probs).
     """
 
     params: SamplingParams = field(default_factory=SamplingParams)
@@ -44,3 +45,4 @@ class AppOptions:
     data_dir: Path | None = None
     compare: str | None = None
     load_second: SecondLoader | None = None
+    probs: bool | None = None

@@ -61,7 +61,8 @@ class InspectorController:
 
     def __init__(self, app: SwamlaApp) -> None:
         self.app = app
-        self.probs = bool(app.settings.get("probs", False))
+        start = app.options.probs  # --debug: on for this run, not remembered
+        self.probs = bool(app.settings.get("probs", False)) if start is None else start
         self._opened: dict[int, tuple[str, tuple[str, ...]]] = {}
         self._buffer: ThrottledBuffer[str] | None = None
         self._drain: Callable[[list[str]], None] = lambda pieces: None
