@@ -27,7 +27,20 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 _SLOW_KINDS = ("pilot", "pty", "snapshot", "subprocess")
-_SPAWNS = ("subprocess", "sys.executable", "run_script", "Popen", "pexpect", "multiprocessing")
+# words in a test's source that say it starts a process (directly or through a helper)
+_SPAWNS = (
+    "subprocess",
+    "sys.executable",
+    "Popen",
+    "pexpect",
+    "multiprocessing",
+    "run_script",
+    "run_python",
+    "run_limited",
+    "_torchrun",
+    "assert_imports_leave_out",
+    "python_subprocess",
+)
 
 
 def _spawns_a_process(item: pytest.Item) -> bool:
