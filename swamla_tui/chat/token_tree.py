@@ -1,7 +1,7 @@
 """The token-probability inspector's state, without a screen: per-reply branch trees.
 
 Pure Python (no torch, no textual). For one assistant reply it holds the generated ids,
-what the engine recorded for each (`Step`: the token's probability under the sampling
+what the engine recorded for each (`Step`, the engine's `TokenLogprobs`: the token's probability under the sampling
 distribution actually used and under the model's raw softmax, the entropy, the top
 alternatives of both), and the branches made from it: choosing alternative ``a`` at
 token ``i`` of the shown branch starts a child branch ``tokens[:i] + [a]`` whose
@@ -21,10 +21,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
 
 from ..base.errors import SwamlaError
 from ..base.stops import cut_at_stop
+from ..base.tokens import TokenLogprobs, TokenRecord
 
 __all__ = [
     "PROB_BINS",
@@ -56,45 +56,9 @@ class InspectError(SwamlaError):
     """An inspector action that cannot be done (one line)."""
 
 
-class TokenRecord(Protocol):
-    """What the engine records per token (`swamla_tui.engine.logprobs.TokenLogprobs`)."""
-
-    @property
-    def token(self) -> int: ...
-    @property
-    def logprob(self) -> float: ...
-    @property
-    def raw_logprob(self) -> float: ...
-    @property
-    def entropy(self) -> float: ...
-    @property
-    def top(self) -> tuple[tuple[int, float], ...]: ...
-    @property
-    def raw_top(self) -> tuple[tuple[int, float], ...]: ...
-
-
-@dataclass(frozen=True)
-class Step:
-    """One token of a branch with its probabilities (natural logs; NaN: not known)."""
-
-    token: int
-    logprob: float
-    raw_logprob: float
-    entropy: float
-    top: tuple[tuple[int, float], ...]
-    raw_top: tuple[tuple[int, float], ...]
-
-    @classmethod
-    def of(cls, r: TokenRecord) -> Step:
-        return cls(r.token, r.logprob, r.raw_logprob, r.entropy, tuple(r.top), tuple(r.raw_top))
-
-    @property
-    def prob(self) -> float:
-        return math.exp(self.logprob)
-
-    @property
-    def raw_prob(self) -> float:
-        return math.exp(self.raw_logprob)
+Step = TokenLogprobs
+"""A recorded token of a branch: the engine's own record type (`base.tokens`), by the
+inspector's name for it."""
 
 
 @dataclass(frozen=True)

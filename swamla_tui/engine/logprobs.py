@@ -19,36 +19,14 @@ the host loop, so a generation that records log-probabilities decodes eagerly (s
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
 from ..base.params import SamplingParams
+from ..base.tokens import TokenLogprobs
 from .sampling import apply_repetition_penalty, top_k_filter, top_p_filter
 
 __all__ = ["TokenLogprobs", "record_logprobs", "sampling_logprobs"]
-
-
-@dataclass(frozen=True)
-class TokenLogprobs:
-    """What the inspector shows for one generated token (natural-log probabilities)."""
-
-    token: int
-    logprob: float  # under the sampling distribution (-inf: could not have been drawn)
-    raw_logprob: float  # under the model's raw distribution
-    entropy: float  # of the sampling distribution, in nats
-    top: tuple[tuple[int, float], ...]  # sampling distribution: (id, logprob), best first
-    raw_top: tuple[tuple[int, float], ...]  # raw distribution: (id, logprob), best first
-
-    @property
-    def prob(self) -> float:
-        return math.exp(self.logprob)
-
-    @property
-    def raw_prob(self) -> float:
-        return math.exp(self.raw_logprob)
 
 
 def sampling_logprobs(logits: Tensor, seen: Tensor, params: SamplingParams) -> Tensor:

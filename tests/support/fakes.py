@@ -29,7 +29,7 @@ FAKE_PROBS = (0.95, 0.6, 0.3, 0.05)  # sampling probability of the token at step
 
 
 FakeRecord = Step
-"""A `TokenLogprobs` (engine/logprobs.py) without torch: the inspector's own `Step`."""
+"""The engine's own token record (`base.tokens.TokenLogprobs`): the fakes write the same type."""
 
 
 def fake_record(
