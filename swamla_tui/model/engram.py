@@ -1,5 +1,6 @@
 """Engram n-gram memory (v2 spec §7): token compression, hashing, tables, gating, conv.
 
+G7 replaces the per-token scalar gate by a per-dimension one with a trained bias.
 The token -> canonical id mapping these layers read is built in `token_map.py` (§7.1): it
 is not stored in checkpoints but rebuilt from the tokenizer.
 """
@@ -35,12 +36,14 @@ class EngramEmbeddings(nn.Module):
 
 
 class EngramGating(nn.Module):
-    def __init__(self, c: int, d_mem: int, bias: bool) -> None:
+    def __init__(self, c: int, d_mem: int, bias: bool, gate_bias: bool = False) -> None:
         super().__init__()
         self.w_v = nn.Linear(d_mem, c, bias=bias)
         self.w_k = nn.Sequential(nn.Linear(d_mem, c, bias=bias))
         self.query_norm = RMSNorm(c)
         self.key_norm = RMSNorm(c)
+        # G7: a 0-dimensional trained bias of the per-dimension gate (G7 spec §5)
+        self.gate_bias = nn.Parameter(torch.zeros(())) if gate_bias else None
 
 
 class EngramConv(nn.Module):
@@ -58,7 +61,7 @@ class Engram(nn.Module):
         self.cfg = cfg
         self.c = c
         self.embeddings = EngramEmbeddings(cfg)
-        self.gating = EngramGating(c, cfg.d_mem, cfg.bias)
+        self.gating = EngramGating(c, cfg.d_mem, cfg.bias, cfg.gate_bias)
         self.conv = EngramConv(c, cfg.conv_kernel)
 
     def memory(self, ext: Tensor, t: int) -> Tensor:
@@ -96,7 +99,10 @@ class Engram(nn.Module):
         g = self.gating
         v = g.w_v(m)
         kk = g.w_k(m)
-        score = (g.query_norm(x) * g.key_norm(kk)).sum(-1, keepdim=True) * self.c**-0.5
+        if g.gate_bias is not None:  # G7: one gate per dimension, no sum, no C^-1/2
+            score = g.query_norm(x) * g.key_norm(kk) + g.gate_bias.to(x.dtype)
+        else:  # v2: one scalar per token
+            score = (g.query_norm(x) * g.key_norm(kk)).sum(-1, keepdim=True) * self.c**-0.5
         z = torch.sigmoid(score) * v
         nz = self.conv.norm(z)
         if pad is not None:
