@@ -93,6 +93,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="ChatML turns for instruction-tuned checkpoints (default: detected from the "
         "tokenizer's <|im_start|>/<|im_end|> tokens)",
     )
+    # G7 (issue 20): the trained weights by default; EMA copies and unknown tensors on request
+    g.add_argument(
+        "--ema",
+        action="store_true",
+        help="run a G7 checkpoint's EMA copies as the trainer's inference.py does (its EMA "
+        "never moves from the step-0 weights); default: the trained weights",
+    )
+    g.add_argument("--no_ema", action="store_true", help="accepted; the default already")
+    g.add_argument(
+        "--ignore-unknown-weights",
+        dest="ignore_unknown_weights",
+        action="store_true",
+        help="load a checkpoint holding tensors this version does not know, without them "
+        "(refused otherwise; the header and --info keep a warning)",
+    )
     a = p.add_argument_group("swamla-tui")
     a.add_argument(
         "--hf_checkpoint",
@@ -300,6 +315,8 @@ def make_loader(args: argparse.Namespace, source: str, *, quiet: bool = False) -
             engine=EngineOptions.from_env(compile=args.compile or None),
             tokenizer_optional=bool(args.info),
             quantize=getattr(args, "quantize", None),
+            ema=bool(getattr(args, "ema", False)) and not getattr(args, "no_ema", False),
+            ignore_unknown=bool(getattr(args, "ignore_unknown_weights", False)),
         )
         return with_chat_format(lm, chatml=args.chatml, system=args.system_prompt)
 

@@ -210,7 +210,7 @@ def load(
         lm = load_exported(
             source, device=device, dtype=dtype, tokenizer=tokenizer,
             hf_checkpoint=hf_checkpoint, swa_attention=swa_attention,
-            max_length=max_length, progress=progress,
+            max_length=max_length, progress=progress, ignore_unknown=ignore_unknown,
         )  # fmt: skip
         return _quantized(lm, quant, say)
     notices: list[str] = []
@@ -243,6 +243,8 @@ def load(
             if not tokenizer_optional:
                 raise
             notices.append(str(exc))
+    if tok is not None:
+        _instruct_tokens(tok, raw, notices)
     say(f"Building model on {dev}")
     lm = _build(
         raw, dev, dt, swa_attention, max_length, tok, notices, res.label, mapped, opts,
@@ -274,6 +276,32 @@ def _apply_ema(raw: RawCheckpoint, ema: bool, notices: list[str], source: str) -
             "(--ema runs the EMA copies, as the trainer's inference.py does)"
         )
     raw.ema = None  # not needed any more: let them be freed
+
+
+_CHATML = ("<|im_start|>", "<|im_end|>")
+
+
+def _instruct_tokens(tok: Any, raw: RawCheckpoint, notices: list[str]) -> None:
+    """An instruct checkpoint (G7 §9) has V0 + 2 rows: the trainer gave its tokenizer the
+    two ChatML tokens as ids V0 and V0 + 1. A base tokenizer (a local checkpoint names
+    only the base one) gets them too, so ChatML is detected and the ids line up."""
+    if raw.meta.get("checkpoint_type") != "instruct":
+        return
+    wte = raw.state_dict.get("transformer.wte.weight")
+    vocab = tok.get_vocab() if hasattr(tok, "get_vocab") else {}
+    if wte is None or wte.ndim != 2 or all(t in vocab for t in _CHATML):
+        return
+    if len(tok) + 2 != int(wte.shape[0]) or not hasattr(tok, "add_special_tokens"):
+        notices.append(
+            f"instruct checkpoint with {int(wte.shape[0])} token rows, but the tokenizer has "
+            f"{len(tok)} tokens and no ChatML tokens: pass the instruct tokenizer (--tokenizer)"
+        )
+        return
+    tok.add_special_tokens({"additional_special_tokens": list(_CHATML)})
+    notices.append(
+        f"instruct checkpoint: the ChatML tokens {_CHATML[0]} {_CHATML[1]} were added to the "
+        f"tokenizer as ids {len(tok) - 2} and {len(tok) - 1}, as the trainer did"
+    )
 
 
 def _tokenizer_beside(ckpt: Any, name: str) -> str | None:
