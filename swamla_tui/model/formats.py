@@ -24,6 +24,7 @@ from .config import GENERATIONS, Generation, ModelConfig
 from .detect import bf16_experts, detect_generation, is_mask_key
 from .g7 import has_fused_deltanet, split_fused_deltanet
 from .infer import infer_config
+from .infer_g7 import value_notices
 from .token_map import mapping_tensor, token_mapping
 
 __all__ = [
@@ -190,7 +191,7 @@ def resolve_model(
 
 def config_notices(cfg: ModelConfig, args: Mapping[str, Any]) -> list[str]:
     """What the weights could not tell and the argument dict did not say either."""
-    out = []
+    out = value_notices(cfg)
     if cfg.moe is not None and not any(k in args for k in ("n_activated", "latent_n_activated")):
         out.append(
             f"MoE top-{cfg.moe.top_k} is the trainer's default (the checkpoint has no config): "

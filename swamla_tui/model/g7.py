@@ -36,10 +36,15 @@ def value_term(table: nn.Embedding, gate: nn.Linear, u: Tensor, ids: Tensor) -> 
     """gate · value_embeds[ids]: [B, T, W] for u [B, T, C] (the normalised block input).
 
     gate = 2σ(u[..., :G] @ ve_gate.T), one scalar per token in (0, 2); G from the shape.
+    A table with fewer rows than the vocabulary (MLA tables have 50304 whatever the
+    vocabulary, G7 §4) gives ids past its end no value row (the loader says so once).
     """
     g = gate.weight.shape[1]
     z = 2.0 * torch.sigmoid(nn.functional.linear(u[..., :g], gate.weight))
-    return z * nn.functional.embedding(ids, table.weight).to(u.dtype)
+    rows = table.weight.shape[0]
+    inside = (ids < rows).unsqueeze(-1)
+    row = nn.functional.embedding(ids.clamp(max=rows - 1), table.weight).to(u.dtype)
+    return z * row * inside
 
 
 class FoPE(nn.Module):

@@ -78,12 +78,7 @@ def _value_embeds(sd: Mapping[str, Any], cfg: ModelConfig) -> None:
             want = cfg.n_head * cfg.v_head_dim
         if w != want or r < 1:
             raise _err(f"layer {i}: value_embeds has shape {shp}, expected [*, {want}]")
-        if r < cfg.vocab_size:
-            raise CheckpointError(
-                f"layer {i}: the value-embedding table has {r} rows, fewer than the "
-                f"vocabulary ({cfg.vocab_size}): token ids above {r - 1} have no value row"
-            )
-        rows[i] = r
+        rows[i] = r  # fewer rows than the vocabulary: `value_notices` says so
         gates.add(g[1])
     if len(gates) > 1:
         raise _err(f"value-embedding gates of different widths {sorted(gates)}")
@@ -131,6 +126,19 @@ def _engram_gate(sd: Mapping[str, Any], cfg: ModelConfig) -> None:
         if k in sd and _shape(sd, k) != ():
             raise _err(f"'{k}' has shape {_shape(sd, k)}, expected a scalar")
     cfg.engram.gate_bias = all(have)
+
+
+def value_notices(cfg: ModelConfig) -> list[str]:
+    """Value-embedding tables shorter than the vocabulary (the trainer would index past
+    them; here those ids get no value row)."""
+    short = [(i, r) for i, r in enumerate(cfg.ve_rows) if 0 < r < cfg.vocab_size]
+    if not short:
+        return []
+    where = ", ".join(f"layer {i}: {r}" for i, r in short)
+    return [
+        f"value-embedding tables shorter than the vocabulary ({cfg.vocab_size}; {where} rows): "
+        "token ids past a table's end get no value embedding there"
+    ]
 
 
 def add_g7(sd: Mapping[str, Any], cfg: ModelConfig, args: Mapping[str, Any]) -> None:

@@ -187,8 +187,8 @@ def load(
     `engine`: how to decode (CUDA graphs, compile, CPU layout); None means the defaults
     with the user's environment overrides (`EngineOptions.from_env()`).
     `generation`: "auto" (default) dates the checkpoint from its weights and saved config
-    (v2 spec §1); "G1".."G6" overrides the two switches invisible in the weights (MLA q_pe
-    rotation, dense-MLP SiLU half), e.g. for a bare state dict. `engram_mapping`: the
+    (v2 spec §1, G7 spec §12); "G1".."G7" overrides the two switches invisible in the
+    weights (MLA q_pe rotation, dense-MLP SiLU half), e.g. for a bare state dict. `engram_mapping`: the
     token -> canonical id list an Engram model uses instead of the one built from the
     tokenizer. `train_args`: training-argument entries that override or complete the
     checkpoint's saved config (e.g. {"n_activated": 2}: the MoE top-k is in no weight).

@@ -230,9 +230,10 @@ def _g7_card(meta: Mapping[str, Any]) -> dict[str, str]:
         out["checkpoint type"] = str(meta["checkpoint_type"])
     if "pretrain_tokens" in meta or "instruct_tokens" in meta:
         pre, ins = meta.get("pretrain_tokens"), meta.get("instruct_tokens")
-        out["pretrain / instruct tokens"] = " / ".join(
-            f"{v:,}" if isinstance(v, int | float) else "?" for v in (pre, ins)
-        )
+        text = " / ".join(f"{v:,}" if isinstance(v, int | float) else "?" for v in (pre, ins))
+        if not pre and not ins and meta.get("total_tokens"):  # Hub base uploads store 0 / 0
+            text += " (as stored; see total_tokens)"
+        out["pretrain / instruct tokens"] = text
     if meta.get("weights"):
         decay = meta.get("ema_decay")
         out["weights"] = str(meta["weights"]) + (f"; EMA decay {decay:g}" if decay else "")

@@ -168,7 +168,8 @@ def test_fope_table_against_the_spec_loops():
         f.sin_coef.copy_(0.3 * torch.randn(6, 4, generator=g))
         f.cos_coef.copy_(0.3 * torch.randn(6, 4, generator=g))
     pos = torch.tensor([0, 1, 5, 90])
-    got = f.table(pos).double()
+    with torch.no_grad():
+        got = f.table(pos).double()
     sc, cc = f.sin_coef.detach().double(), f.cos_coef.detach().double()
     nf = max(1.0, math.sqrt(1 + 3 * float(sc[:, 1:].pow(2).mean())))
     for pi, t in enumerate(pos.tolist()):
@@ -314,3 +315,17 @@ def test_cli_flags_reach_the_loader(tmp_path, capsys):
     assert "EMA overlay" in out and "value embeddings" in out and "FoPE" in out
     assert main(["--checkpoint", str(p), "--info", "--ignore-unknown-weights", "--no_ema"]) == 0
     assert "weights" in (out := capsys.readouterr().out) and "trained" in out
+
+
+def test_value_rows_past_a_short_table_are_zero():
+    from torch import nn
+
+    from swamla_tui.model.g7 import value_term
+
+    table, gate = nn.Embedding(5, 3), nn.Linear(2, 1, bias=False)
+    u = torch.randn(1, 3, 4)
+    with torch.no_grad():
+        out = value_term(table, gate, u, torch.tensor([[0, 4, 7]]))
+        g = 2 * torch.sigmoid(u[..., :2] @ gate.weight.T)
+        assert torch.allclose(out[0, :2], g[0, :2] * table.weight[[0, 4]])
+        assert torch.equal(out[0, 2], torch.zeros(3))
