@@ -28,9 +28,8 @@ from .swa import SWABlock
 
 def wants_column_major(name: str, shape: torch.Size | tuple[int, ...]) -> bool:
     """The CPU decode layout's rule (see `SWAMLA.use_cpu_decode_layout`)."""
-    return (
-        len(shape) == 2 and shape[0] >= shape[1] and "wkv_b" not in name and ".tables." not in name
-    )
+    lookup = ".tables." in name or "value_embeds" in name  # embedding rows, read by id
+    return len(shape) == 2 and shape[0] >= shape[1] and "wkv_b" not in name and not lookup
 
 
 class Trunk(nn.Module):

@@ -206,6 +206,8 @@ def load(
         raise SwamlaError(f"swa_attention must be 'full' or 'window', not '{swa_attention}'")
     quant = parse_quantize(quantize)
     if is_export_folder(source):  # a folder written by --export: safetensors + config.json
+        if ema:
+            raise SwamlaError(f"{source}: --ema: an exported folder holds one set of weights")
         check_quantize(quant, pick_device(device, []))
         lm = load_exported(
             source, device=device, dtype=dtype, tokenizer=tokenizer,

@@ -99,3 +99,10 @@ def test_int8_g7_cached_equals_its_full_forward(kind):
     # weight-only: the same products; dynamic: each call picks its own input scale
     tol = 1e-3 if kind == "int8" else 1.0
     assert float((torch.cat(outs, 1) - full[:, :70]).abs().max()) <= tol
+
+
+def test_ema_is_refused_for_an_export_folder(exported):
+    from swamla_tui.base.errors import SwamlaError
+
+    with pytest.raises(SwamlaError, match="one set of weights"):
+        swamla_tui.load(exported, ema=True)

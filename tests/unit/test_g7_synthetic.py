@@ -329,3 +329,25 @@ def test_value_rows_past_a_short_table_are_zero():
         g = 2 * torch.sigmoid(u[..., :2] @ gate.weight.T)
         assert torch.allclose(out[0, :2], g[0, :2] * table.weight[[0, 4]])
         assert torch.equal(out[0, 2], torch.zeros(3))
+
+
+def test_generation_detection_by_weights_container_and_config():
+    """G7 spec §12, in that order; a G6 checkpoint stays G6."""
+    from swamla_tui.checkpoint.reader import read_checkpoint, strip_prefixes
+    from swamla_tui.model.detect import detect_generation
+    from tests.support.helpers import V2_CKPT
+
+    g6 = read_checkpoint(V2_CKPT)
+    sd = {strip_prefixes(k): v for k, v in g6["model_state_dict"].items()}
+    args = dict(g6["config"])
+    assert detect_generation(sd, args, "model_state_dict")[0] == "G6"
+    box = ("model_state_dict", "config", "args", "checkpoint_type")
+    assert detect_generation(sd, args, "model_state_dict", box) == (
+        "G7",
+        "G7 container (top-level 'args')",
+    )
+    assert detect_generation(sd, {**args, "fope_enabled": False}, "")[1] == (
+        "config has fope_enabled"
+    )
+    fused = {**sd, "transformer.h.0.attn.qkv_conv.weight": torch.zeros(3, 1, 4)}
+    assert detect_generation(fused, {}, "")[1] == "G7 weights (attn.qkv_conv.weight)"
