@@ -64,6 +64,17 @@ class Engram(nn.Module):
         self.gating = EngramGating(c, cfg.d_mem, cfg.bias, cfg.gate_bias)
         self.conv = EngramConv(c, cfg.conv_kernel)
 
+    def hash_terms(self, n: int) -> int:
+        """How many n-gram terms the hash XORs: the first three (v2 quirk), or all n in
+        G7's code when every head of the order has the same table size (G7 spec §5)."""
+        cfg = self.cfg
+        k = cfg.n_hash_heads
+        o = cfg.orders.index(n)
+        same = len(set(cfg.table_sizes[o * k : (o + 1) * k])) == 1
+        if cfg.gate_bias and same and cfg.n_seed_rows >= n:
+            return n
+        return min(n, 3)
+
     def memory(self, ext: Tensor, t: int) -> Tensor:
         """Concatenated table rows [B, T, d_mem] for the last t positions of `ext`.
 
@@ -76,7 +87,7 @@ class Engram(nn.Module):
         out = []
         for n in self.cfg.orders:
             h = None
-            for i in range(min(n, 3)):
+            for i in range(self.hash_terms(n)):
                 start = hist - n + 1 + i
                 term = ext[:, start : start + t, None] * seeds[i]  # [B, T, K_h]
                 h = term if h is None else torch.bitwise_xor(h, term)

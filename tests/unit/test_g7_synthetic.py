@@ -351,3 +351,30 @@ def test_generation_detection_by_weights_container_and_config():
     )
     fused = {**sd, "transformer.h.0.attn.qkv_conv.weight": torch.zeros(3, 1, 4)}
     assert detect_generation(fused, {}, "")[1] == "G7 weights (attn.qkv_conv.weight)"
+
+
+@pytest.mark.parametrize("g7, sizes, terms", [(True, [31, 31], 4), (True, [31, 37], 3),
+                                              (False, [31, 31], 3)])  # fmt: skip
+def test_engram_hash_terms(g7, sizes, terms):
+    """G7 §5: equal table sizes across an order's heads XOR all n terms, else three."""
+    from swamla_tui.model.config import EngramConfig
+    from swamla_tui.model.engram import Engram
+
+    cfg = EngramConfig(layers=[0], orders=[4], n_hash_heads=2, table_sizes=sizes, slot=3,
+                       conv_kernel=2, n_seed_rows=4, gate_bias=g7)  # fmt: skip
+    e = Engram(8, cfg)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        e.embeddings.hash_seeds.copy_(torch.randint(1, 2**40, (4, 2), generator=g))
+        for tab in e.embeddings.tables.values():
+            tab.weight.copy_(torch.randn(tab.weight.shape, generator=g))
+    c = torch.randint(0, 50, (1, 3 + 6), generator=g)  # 3 history ids, then 6 tokens
+    got = e.memory(c, 6)
+    s = e.embeddings.hash_seeds
+    for t in range(6):
+        for kh in range(2):
+            h = 0
+            for i in range(terms):
+                h ^= int(c[0, t + i]) * int(s[i, kh])
+            row = e.embeddings.tables[f"n4_h{kh}"].weight[h % sizes[kh]]
+            assert torch.equal(got[0, t, kh * 3 : kh * 3 + 3], row)
