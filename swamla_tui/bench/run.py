@@ -67,6 +67,25 @@ def moe_1b_config(vocab: int = 50257) -> ModelConfig:
     )  # fmt: skip
 
 
+def g7_config(vocab: int = 50257) -> ModelConfig:
+    """The trainer's 2026 default (formats G7 §2): the moe-1b shape of `moe_1b_config` with
+    what every G7 model has, residual scalars and value embeddings on the even layers (MLA
+    tables 50304 rows whatever the vocabulary, DeltaNet tables the vocabulary); FoPE, YaRN
+    and Engram are off by default. The tables add ~0.4B parameters, of which a decode step
+    reads one row each: they do not count towards the active-weight floor."""
+    cfg = moe_1b_config(vocab)
+    cfg.generation = "G7"
+    cfg.residual_scalars = True
+    cfg.ve_rows = [
+        (50304 if kind == "mla" else vocab) if i % 2 == 0 else 0
+        for i, kind in enumerate(cfg.layer_kinds)
+    ]
+    return cfg
+
+
+PRESETS = {"small": reference_config, "moe-1b": moe_1b_config, "g7": g7_config}
+
+
 def build_model(cfg: ModelConfig, device: torch.device, dtype: torch.dtype, window: bool) -> SWAMLA:
     torch.manual_seed(0)
     with torch.device("meta"):
@@ -78,6 +97,8 @@ def build_model(cfg: ModelConfig, device: torch.device, dtype: torch.dtype, wind
                 p.normal_(0.0, 0.02)
             elif "alpha" in name:
                 p.fill_(0.5)
+            elif name.endswith("lambdas"):  # G7 residual scalars: resid 1, x0 a little
+                p.fill_(1.0 if "resid" in name else 0.1)
             elif name.endswith("bias"):
                 p.zero_()
             else:
@@ -278,7 +299,7 @@ def copy_bandwidth(dev: torch.device, mb: int = 512) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m swamla_tui.bench", description=__doc__)
-    ap.add_argument("--preset", default="small", choices=("small", "moe-1b"))
+    ap.add_argument("--preset", default="small", choices=tuple(PRESETS))
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--lengths", default="32,512,1024")
@@ -331,9 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     }[a.dtype]
     graphs = dev.type == "cuda" and not a.no_graphs
     skip = set(filter(None, a.skip.split(",")))
-    if a.preset == "moe-1b" and not a.recompute_new:
+    if a.preset != "small" and not a.recompute_new:
         skip.add("recompute")  # a full forward per token of a 1B model: minutes per length
-    cfg = moe_1b_config() if a.preset == "moe-1b" else reference_config()
+    cfg = PRESETS[a.preset]()
     graphs = graphs and a.preset == "small"  # recurrent state: the engine decodes eagerly
     model = build_model(cfg, dev, dt, a.window)
     if a.quantize:

@@ -8,7 +8,8 @@ allow-list before anything is unpickled (`ckpt.safety`), then (3) unpickles with
 restricted unpickler: `ckpt.unpickler`), with torchao's optimizer-state classes bound to
 inert stand-ins so torchao is never needed or imported. Zip-format files are
 memory-mapped, so optimizer moments are never read into memory.
-`unpack` recognises the container (training checkpoint, hub file, bare state dict).
+`unpack` recognises the container (training checkpoint, hub file, bare state dict), and
+for the 2026 trainer (G7 spec §1-§2) merges its two config dicts and keeps its EMA copy.
 """
 
 from __future__ import annotations
@@ -141,6 +142,36 @@ class RawCheckpoint:
     state_dict: dict[str, torch.Tensor]
     args: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)  # step, total_tokens, val_loss
+    top_keys: tuple[str, ...] = ()  # the container's own keys (they date a checkpoint)
+    ema: dict[str, torch.Tensor] | None = None  # G7 local checkpoints: `ema.ema_params`
+
+
+# G7 `config` (the model dataclass) names -> the command-line names `args` uses
+_DATACLASS_TO_CLI = {
+    k: f"mla_{k}"
+    for k in ("q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")
+}
+
+
+def merged_config(cli: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
+    """G7 local checkpoints: `args` (command line) and `config` (the model dataclass) in one
+    dict; the dataclass wins where both name the same thing (G7 spec §2.1), and its names
+    are also given under the command-line spelling the rest of the loader reads."""
+    out = {**cli, **model}
+    for k, cli_name in _DATACLASS_TO_CLI.items():
+        if model.get(k) is not None:
+            out[cli_name] = model[k]
+    return out
+
+
+def _tensors(d: Any) -> dict[str, torch.Tensor]:
+    if not isinstance(d, dict):
+        return {}
+    return {
+        strip_prefixes(k): v
+        for k, v in d.items()
+        if isinstance(k, str) and isinstance(v, torch.Tensor)
+    }
 
 
 _PREFIXES = ("module.", "_orig_mod.")
@@ -185,17 +216,27 @@ def unpack(obj: dict[str, Any], origin: str = "checkpoint") -> RawCheckpoint:
         raise CheckpointError(
             f"{origin}: not an SWA-MLA checkpoint (no 'model' or 'model_state_dict'; keys: {keys})"
         )
-    clean = prune_state_dict(
-        {
-            strip_prefixes(k): v
-            for k, v in sd.items()
-            if isinstance(k, str) and isinstance(v, torch.Tensor)
-        }
-    )
-    args = obj.get("config") if isinstance(obj.get("config"), dict) else {}
+    clean = prune_state_dict(_tensors(sd))
+    config = obj.get("config") if isinstance(obj.get("config"), dict) else {}
+    cli = obj.get("args") if isinstance(obj.get("args"), dict) else None
+    args = merged_config(cli, dict(config or {})) if cli is not None else dict(config or {})
     meta: dict[str, Any] = {"format": kind, "weights_key": wkey}
     for k in ("step", "total_tokens", "val_loss", "total_tokens_seen"):
         v = _plain_number(obj.get(k))
         if v is not None:
             meta["total_tokens" if k == "total_tokens_seen" else k] = v
-    return RawCheckpoint(clean, dict(args or {}), meta)
+    for k in ("pretrain_tokens", "instruct_tokens"):  # G7 §1.1
+        v = _plain_number(obj.get(k))
+        if v is not None:
+            meta[k] = v
+    if isinstance(obj.get("checkpoint_type"), str):
+        meta["checkpoint_type"] = obj["checkpoint_type"][:20]
+    ema = None
+    box = obj.get("ema")
+    if isinstance(box, dict) and isinstance(box.get("ema_params"), dict):
+        ema = prune_state_dict(_tensors(box["ema_params"])) or None
+        decay = _plain_number(box.get("decay"))
+        if ema is not None and decay is not None:
+            meta["ema_decay"] = decay
+    top = tuple(k for k in obj if isinstance(k, str))
+    return RawCheckpoint(clean, args, meta, top, ema)

@@ -1,5 +1,8 @@
 """Command line: every flag of the original inference script, plus the app's own.
 
+One piece at ~420 lines: the parser and the dispatch that reads it stay side by side (the
+flags of the trainer's later script are in `trainer_flags`, the one-shot actions in `eval`).
+
 Nothing heavy is imported before the UI starts (torch loads in the app's worker), and any
 failure the user can cause ends in one line on stderr, never a traceback (`--debug` shows it).
 
@@ -44,7 +47,7 @@ from .eval import (
     second_loader,
     selection_of,
 )
-from .trainer_flags import add_trainer_flags
+from .trainer_flags import add_trainer_flags, add_weight_flags
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
 
@@ -98,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         "tokenizer's <|im_start|>/<|im_end|> tokens)",
     )
     add_trainer_flags(g)
+    add_weight_flags(g)
     a = p.add_argument_group("swamla-tui")
     a.add_argument(
         "--hf_checkpoint",
@@ -318,6 +322,8 @@ def make_loader(args: argparse.Namespace, source: str, *, quiet: bool = False) -
             tokenizer_optional=bool(args.info),
             quantize=getattr(args, "quantize", None),
             select=selection_of(args),
+            ema=bool(getattr(args, "ema", False)) and not getattr(args, "no_ema", False),
+            ignore_unknown=bool(getattr(args, "ignore_unknown_weights", False)),
         )
         return with_chat_format(lm, chatml=args.chatml, system=args.system_prompt)
 

@@ -11,7 +11,7 @@ import argparse
 
 from ..checkpoint.selection import STRATEGIES
 
-__all__ = ["add_trainer_flags"]
+__all__ = ["add_trainer_flags", "add_weight_flags"]
 
 
 def add_trainer_flags(g: argparse._ArgumentGroup) -> None:
@@ -54,4 +54,23 @@ def add_trainer_flags(g: argparse._ArgumentGroup) -> None:
         action="store_true",
         help="print config, stored dtypes, weight statistics, residual scalars and the "
         "perplexity of a fixed sentence in float32 and bfloat16 (with their KL), then exit",
+    )
+
+
+def add_weight_flags(g: argparse._ArgumentGroup) -> None:
+    """Which weights run: ``--ema`` / ``--no_ema`` (the trainer's script uses a G7 file's EMA
+    copies by default; we run the trained weights) and ``--ignore-unknown-weights``."""
+    g.add_argument(
+        "--ema",
+        action="store_true",
+        help="run a G7 checkpoint's EMA copies as the trainer's inference.py does (its EMA "
+        "never moves from the step-0 weights); default: the trained weights",
+    )
+    g.add_argument("--no_ema", action="store_true", help="accepted; the default already")
+    g.add_argument(
+        "--ignore-unknown-weights",
+        dest="ignore_unknown_weights",
+        action="store_true",
+        help="load a checkpoint holding tensors this version does not know, without them "
+        "(refused otherwise; the header and --info keep a warning)",
     )

@@ -28,7 +28,7 @@ from ..model.cache import ModelCache
 from ..model.transformer import SWAMLA
 
 # ModelCache fields indexed by linear slot, and the dimension of that index
-SLOT_DIMS: dict[str, int] = {"lin_key_pos": 1, "swa_k": 2, "swa_v": 2, "mla_kv": 1}
+SLOT_DIMS: dict[str, int] = {"lin_key_pos": 1, "swa_k": 2, "swa_v": 2, "mla_kv": 1, "mla_ve": 1}
 
 
 def supports(cache: ModelCache) -> bool:

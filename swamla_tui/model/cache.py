@@ -13,6 +13,8 @@ Recurrent state (v2) does not grow with the context: per DeltaNet layer the stat
 `[B, H, d, d]` (float32) and the conv window (the last K-1 pre-convolution q/k/v vectors);
 for Engram the last canonical ids and, per Engram layer, the last normalised gated vectors
 its dilated convolution reads. `reset` zeroes them: a row starts from zero state.
+G7 MLA layers with value embeddings keep each slot's gated value row (`mla_ve`) beside the
+latent: a slot cache like `mla_kv`, indexed the same way.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class ModelCache:
     dn_conv: list[Tensor | None] = field(default_factory=list)  # per layer: [B, K-1, 3P]
     engram_ids: Tensor | None = None  # [B, max_n - 1] canonical ids before the next token
     engram_conv: list[Tensor | None] = field(default_factory=list)  # per layer: [B, (Kc-1)δ, C]
+    # G7 MLA value embeddings, gated, per slot (they enter after W_v, outside the latent)
+    mla_ve: list[Tensor | None] = field(default_factory=list)  # per layer: [B, S, H·dv]
 
     def recurrent(self) -> list[Tensor]:
         """Every tensor a decode step updates in place besides the slot caches."""

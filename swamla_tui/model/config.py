@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args
 
 LayerKind = Literal["swa", "mla", "deltanet"]
 NormKind = Literal["rms", "dyt"]
-Generation = Literal["G1", "G2", "G3", "G4", "G5", "G6"]
+Generation = Literal["G1", "G2", "G3", "G4", "G5", "G6", "G7"]
 ExpertLayout = Literal["new", "old"]
 GENERATIONS: tuple[Generation, ...] = get_args(Generation)
 
@@ -44,6 +44,7 @@ class DeltaNetConfig:
     wedlm: bool = False  # weights under attn.deltanet.* with the position wrapper (§8)
     wedlm_pos_rows: int = 0  # rows of attn.position_embeddings.weight
     wedlm_gate_out: int = 0  # rows of attn.position_gate.0.weight
+    fused_keys: bool = False  # stored as G7's g_beta_proj / qkv_conv (split on loading)
 
     @property
     def proj_dim(self) -> int:
@@ -77,6 +78,7 @@ class EngramConfig:
     conv_kernel: int  # Kc
     n_seed_rows: int  # rows of embeddings.hash_seeds
     bias: bool = False  # gating linears carry biases
+    gate_bias: bool = False  # G7: per-dimension gate σ(q̂ ⊙ k̂ + gate_bias) (else v2's scalar)
 
     @property
     def d_mem(self) -> int:
@@ -90,6 +92,16 @@ class EngramConfig:
     def history(self) -> int:
         """Canonical ids a cached decoder keeps per row (the longest n-gram minus one)."""
         return max(self.orders) - 1
+
+
+@dataclass
+class FoPEConfig:
+    """G7's Fourier position encoding of MLA's q_pe / k_pe (G7 spec §6), sizes from shapes."""
+
+    n_floor: int  # Nf: the first (highest-frequency) pairs, not rotated
+    n_active: int  # Na = rows of sin_coef
+    n_harmonics: int  # Nh = columns of sin_coef (column 0 is never used)
+    theta: float = 10000.0  # FoPE reads rope_theta; the plain MLA RoPE ignores it
 
 
 @dataclass
@@ -120,6 +132,12 @@ class ModelConfig:
     deltanet: DeltaNetConfig | None = None
     moe: MoEConfig | None = None
     engram: EngramConfig | None = None
+    # --- G7 (G7 spec §3-§11; defaults are what a G1-G6 checkpoint is) --------------------
+    residual_scalars: bool = False  # x = resid_lambdas[i]·x + x0_lambdas[i]·x0 before block i
+    ve_rows: list[int] = field(default_factory=list)  # per layer: value-embedding rows, 0 = none
+    ve_gate_dim: int = 32  # G: columns of attn.ve_gate.weight
+    fope: FoPEConfig | None = None
+    attn_factor: float = 1.0  # YaRN's softmax factor on MLA's scale (nothing else of YaRN)
 
     @property
     def head_dim(self) -> int:
@@ -140,12 +158,16 @@ class ModelConfig:
     @property
     def q_pe_by_position(self) -> bool:
         """G5+ rotate MLA's q_pe at the token position; G1-G4 by head index (v2 §3.3)."""
-        return self.generation in ("G5", "G6")
+        return self.generation in ("G5", "G6", "G7")
 
     @property
     def silu_first(self) -> bool:
         """G6's dense MLP applies SiLU to the first half of gate_up; G1-G5 the second (§3.1)."""
-        return self.generation == "G6"
+        return self.generation in ("G6", "G7")
+
+    def ve_layer(self, layer: int) -> int:
+        """Rows of the layer's value-embedding table (0: the layer has none)."""
+        return self.ve_rows[layer] if layer < len(self.ve_rows) else 0
 
     def kv_rank(self, layer: int) -> int:
         return self.kv_ranks[layer] if self.kv_ranks else self.kv_lora_rank

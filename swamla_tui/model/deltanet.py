@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from .config import DeltaNetConfig
 from .fuse import RowFusion
+from .g7 import add_value_embeds, value_term
 from .layers import RMSNorm, SwiGLU
 
 
@@ -145,8 +146,10 @@ class DeltaNetAttention(nn.Module):
     qk_down: nn.Linear
     qk_up: nn.Linear
     v_up: nn.Linear
+    value_embeds: nn.Embedding  # G7 even layers (`ve_rows` > 0)
+    ve_gate: nn.Linear
 
-    def __init__(self, c: int, cfg: DeltaNetConfig) -> None:
+    def __init__(self, c: int, cfg: DeltaNetConfig, ve_rows: int = 0, ve_gate_dim: int = 32):
         super().__init__()
         h, p, r = cfg.n_head, cfg.proj_dim, cfg.latent_dim
         self.h, self.d, self.p, self.k = h, cfg.head_dim, p, cfg.conv_kernel
@@ -174,6 +177,9 @@ class DeltaNetAttention(nn.Module):
         convs = (self.q_conv.conv, self.k_conv.conv, self.v_conv.conv)
         self._cw = RowFusion([(m, "weight") for m in convs])  # [3P, 1, K]
         self._cb = RowFusion([(m, "bias") for m in convs])
+        self.has_ve = ve_rows > 0
+        if self.has_ve:  # G7 §4: added to v before the convolution
+            add_value_embeds(self, ve_rows, p, ve_gate_dim)
 
     def prepare(self, column_major: bool = False) -> None:
         self._in.fuse(column_major)
@@ -221,14 +227,21 @@ class DeltaNetAttention(nn.Module):
         pad: Tensor | None = None,
         state: Tensor | None = None,
         conv: Tensor | None = None,
+        ids: Tensor | None = None,
     ) -> Tensor:
         """u [B, T, C] -> [B, T, C]. With `state`/`conv` (a cache's), continue from them.
 
         `pad` [B, T] bool marks (leading) pad tokens: they enter neither the conv window
         (zeroed) nor the state (g = 0, β = 0 make their step the identity).
+        `ids` [B, T]: the tokens, for the value embeddings of a G7 even layer.
         """
         bsz, t, _ = u.shape
         z, g, b = self._project(u)
+        if self.has_ve:
+            if ids is None:
+                raise ValueError("a DeltaNet layer with value embeddings needs the token ids")
+            ve = value_term(self.value_embeds, self.ve_gate, u, ids)
+            z = torch.cat((z[..., : 2 * self.p], z[..., 2 * self.p :] + ve), dim=-1)
         if t == 1:
             pad = None  # one-token calls are decode steps: every row has a real token
         if pad is not None:
@@ -255,9 +268,9 @@ class WeDLMAdapter(nn.Module):
     u' = LayerNorm(u + σ(gate(u)) · position_embeddings[min(pos, rows - 1)]), then DeltaNet.
     """
 
-    def __init__(self, c: int, cfg: DeltaNetConfig) -> None:
+    def __init__(self, c: int, cfg: DeltaNetConfig, ve_rows: int = 0, ve_gate_dim: int = 32):
         super().__init__()
-        self.deltanet = DeltaNetAttention(c, cfg)
+        self.deltanet = DeltaNetAttention(c, cfg, ve_rows, ve_gate_dim)
         self.position_embeddings = nn.Embedding(cfg.wedlm_pos_rows, c)
         self.position_gate = nn.Sequential(nn.Linear(c, cfg.wedlm_gate_out))
         self.pos_norm = nn.LayerNorm(c, eps=1e-5)
@@ -275,11 +288,19 @@ class WeDLMAdapter(nn.Module):
 class DeltaNetBlock(nn.Module):
     """x + attn(norm1(x)); x + mlp(norm2(x)). Always RMSNorm, even in DyT runs (v2 §3.4)."""
 
-    def __init__(self, c: int, cfg: DeltaNetConfig, hidden: int, bias: bool, silu_first: bool):
+    def __init__(
+        self,
+        c: int,
+        cfg: DeltaNetConfig,
+        hidden: int,
+        bias: bool,
+        silu_first: bool,
+        ve: tuple[int, int] = (0, 32),  # G7 value embeddings: (rows, gate dim); 0 rows = none
+    ):
         super().__init__()
         self.norm1 = RMSNorm(c)
         self.attn: DeltaNetAttention | WeDLMAdapter = (
-            WeDLMAdapter(c, cfg) if cfg.wedlm else DeltaNetAttention(c, cfg)
+            WeDLMAdapter(c, cfg, *ve) if cfg.wedlm else DeltaNetAttention(c, cfg, *ve)
         )
         self.norm2 = RMSNorm(c)
         self.mlp = SwiGLU(c, hidden, bias, silu_first=silu_first)
@@ -291,11 +312,12 @@ class DeltaNetBlock(nn.Module):
         pad: Tensor | None = None,
         state: Tensor | None = None,
         conv: Tensor | None = None,
+        ids: Tensor | None = None,
     ) -> Tensor:
         u = self.norm1(x)
         if isinstance(self.attn, WeDLMAdapter):
-            a = self.attn(u, pos, pad=pad, state=state, conv=conv)
+            a = self.attn(u, pos, pad=pad, state=state, conv=conv, ids=ids)
         else:
-            a = self.attn(u, pad=pad, state=state, conv=conv)
+            a = self.attn(u, pad=pad, state=state, conv=conv, ids=ids)
         x = x + a
         return cast(Tensor, x + self.mlp(self.norm2(x)))

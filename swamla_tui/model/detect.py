@@ -1,4 +1,4 @@
-"""Generation detection (v2 spec §1): which of G1-G6 wrote a state dict.
+"""Generation detection (v2 spec §1, G7 spec §12): which of G1-G7 wrote a state dict.
 
 Two semantic switches are invisible in the weights (MLA's q_pe rotation, the dense-MLP SiLU
 half), so the generation is dated from the layer kinds, a few buffers and the saved argument
@@ -10,7 +10,7 @@ import the other lazily.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import torch
@@ -20,6 +20,39 @@ from .config import Generation
 # shape-only buffers: their shape tells block_size and their name flash SWA; no data needed
 MASK_SUFFIXES = ("attn.mask", "attn.causal_mask")
 _LAYER_RE = re.compile(r"^transformer\.h\.(\d{1,6})\.")
+
+
+# G7 spec §12: any of these weights, container keys or config keys means the 2026 trainer
+G7_TOP_KEYS = ("x0_lambdas", "resid_lambdas")
+G7_LAYER_SUFFIXES = (
+    "attn.value_embeds.weight",
+    "attn.ve_gate.weight",
+    "attn.rope.sin_coef",
+    "engram.gating.gate_bias",
+    "attn.g_beta_proj.weight",
+    "attn.qkv_conv.weight",
+)
+G7_CONTAINER_KEYS = ("args", "checkpoint_type")
+G7_CONFIG_KEYS = ("use_value_embeds", "use_residual_scalars", "fope_enabled", "yarn_enabled")
+
+
+def g7_reason(
+    sd: Mapping[str, Any], args: Mapping[str, Any], container: Collection[str] = ()
+) -> str | None:
+    """Why this is a G7 checkpoint (weights, then container, then config), or None."""
+    top = [k for k in G7_TOP_KEYS if k in sd]
+    if top:
+        return f"G7 weights ({top[0]})"
+    hit = next((k for k in sd if k.endswith(G7_LAYER_SUFFIXES)), None)
+    if hit is not None:
+        return f"G7 weights ({hit.split('.', 3)[-1]})"
+    box = [k for k in G7_CONTAINER_KEYS if k in container]
+    if box:
+        return f"G7 container (top-level '{box[0]}')"
+    conf = [k for k in G7_CONFIG_KEYS if k in args]
+    if conf:
+        return f"config has {conf[0]}"
+    return None
 
 
 def is_mask_key(key: str) -> bool:
@@ -47,15 +80,22 @@ def bf16_experts(sd: Mapping[str, torch.Tensor]) -> bool:
 
 
 def detect_generation(
-    sd: Mapping[str, torch.Tensor], args: Mapping[str, Any], container: str
+    sd: Mapping[str, torch.Tensor],
+    args: Mapping[str, Any],
+    container: str,
+    top_keys: Collection[str] = (),
 ) -> tuple[Generation, str]:
-    """The generation and a short reason (v2 §1). `container`: the key the weights came from."""
+    """The generation and a short reason (v2 §1, G7 §12). `container`: the key the weights
+    came from; `top_keys`: the checkpoint dict's own keys (G7 adds `args`, `checkpoint_type`)."""
+    g7 = g7_reason(sd, args, top_keys)
+    if g7 is not None:
+        return "G7", g7
     layers = _layer_keys(sd)
     swa = dn = router = flash = False
     ranks: set[int] = set()
     for i, keys in layers.items():
         ks = set(keys)
-        if "attn.g_proj.weight" in ks or "attn.deltanet.g_proj.weight" in ks:
+        if ks & {"attn.g_proj.weight", "attn.deltanet.g_proj.weight", "attn.g_beta_proj.weight"}:
             dn = True
         elif "attn.wkv_a.weight" in ks:
             nw = sd.get(f"transformer.h.{i}.attn.kv_norm.weight")

@@ -1,5 +1,6 @@
 """Engram n-gram memory (v2 spec §7): token compression, hashing, tables, gating, conv.
 
+G7 replaces the per-token scalar gate by a per-dimension one with a trained bias.
 The token -> canonical id mapping these layers read is built in `token_map.py` (§7.1): it
 is not stored in checkpoints but rebuilt from the tokenizer.
 """
@@ -35,12 +36,14 @@ class EngramEmbeddings(nn.Module):
 
 
 class EngramGating(nn.Module):
-    def __init__(self, c: int, d_mem: int, bias: bool) -> None:
+    def __init__(self, c: int, d_mem: int, bias: bool, gate_bias: bool = False) -> None:
         super().__init__()
         self.w_v = nn.Linear(d_mem, c, bias=bias)
         self.w_k = nn.Sequential(nn.Linear(d_mem, c, bias=bias))
         self.query_norm = RMSNorm(c)
         self.key_norm = RMSNorm(c)
+        # G7: a 0-dimensional trained bias of the per-dimension gate (G7 spec §5)
+        self.gate_bias = nn.Parameter(torch.zeros(())) if gate_bias else None
 
 
 class EngramConv(nn.Module):
@@ -58,8 +61,19 @@ class Engram(nn.Module):
         self.cfg = cfg
         self.c = c
         self.embeddings = EngramEmbeddings(cfg)
-        self.gating = EngramGating(c, cfg.d_mem, cfg.bias)
+        self.gating = EngramGating(c, cfg.d_mem, cfg.bias, cfg.gate_bias)
         self.conv = EngramConv(c, cfg.conv_kernel)
+
+    def hash_terms(self, n: int) -> int:
+        """How many n-gram terms the hash XORs: the first three (v2 quirk), or all n in
+        G7's code when every head of the order has the same table size (G7 spec §5)."""
+        cfg = self.cfg
+        k = cfg.n_hash_heads
+        o = cfg.orders.index(n)
+        same = len(set(cfg.table_sizes[o * k : (o + 1) * k])) == 1
+        if cfg.gate_bias and same and cfg.n_seed_rows >= n:
+            return n
+        return min(n, 3)
 
     def memory(self, ext: Tensor, t: int) -> Tensor:
         """Concatenated table rows [B, T, d_mem] for the last t positions of `ext`.
@@ -73,7 +87,7 @@ class Engram(nn.Module):
         out = []
         for n in self.cfg.orders:
             h = None
-            for i in range(min(n, 3)):
+            for i in range(self.hash_terms(n)):
                 start = hist - n + 1 + i
                 term = ext[:, start : start + t, None] * seeds[i]  # [B, T, K_h]
                 h = term if h is None else torch.bitwise_xor(h, term)
@@ -96,7 +110,10 @@ class Engram(nn.Module):
         g = self.gating
         v = g.w_v(m)
         kk = g.w_k(m)
-        score = (g.query_norm(x) * g.key_norm(kk)).sum(-1, keepdim=True) * self.c**-0.5
+        if g.gate_bias is not None:  # G7: one gate per dimension, no sum, no C^-1/2
+            score = g.query_norm(x) * g.key_norm(kk) + g.gate_bias.to(x.dtype)
+        else:  # v2: one scalar per token
+            score = (g.query_norm(x) * g.key_norm(kk)).sum(-1, keepdim=True) * self.c**-0.5
         z = torch.sigmoid(score) * v
         nz = self.conv.norm(z)
         if pad is not None:

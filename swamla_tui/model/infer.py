@@ -26,6 +26,7 @@ from .config import (
     MoEConfig,
 )
 from .detect import MASK_SUFFIXES, detect_generation
+from .infer_g7 import add_g7
 
 _LAYER_RE = re.compile(r"^transformer\.h\.(\d{1,6})\.(.+)$")
 _TABLE_RE = re.compile(r"^engram\.embeddings\.tables\.n(\d{1,3})_h(\d{1,3})\.weight$")
@@ -95,6 +96,7 @@ def _group(sd: Mapping[str, Any]) -> list[_Layer]:
 def _kind(layer: _Layer) -> LayerKind:
     p = f"transformer.h.{layer.i}."
     if layer.has("attn.g_proj.weight") or layer.has("attn.deltanet.g_proj.weight"):
+        # (G7's fused g_beta_proj was split into g_proj/beta_proj by formats.resolve_model)
         return "deltanet"  # DeltaNet layers also have attn.q_proj: test g_proj first
     if layer.has("attn.wkv_a.weight"):
         if any(part.startswith("memory") for k in layer.t for part in k.split(".")):
@@ -344,7 +346,7 @@ def infer_config(
     ]
     engram = _engram(layers, eng_layers) if eng_layers else None
 
-    return ModelConfig(
+    cfg = ModelConfig(
         n_layer=len(kinds),
         n_embd=n_embd,
         n_head=n_head,
@@ -370,3 +372,5 @@ def infer_config(
         moe=moe,
         engram=engram,
     )
+    add_g7(sd, cfg, args)
+    return cfg

@@ -4,6 +4,8 @@ Quirk kept for G1-G4: `q_pe` is rotated by *head index*, not by token position (
 original applied RoPE while the head axis stood where the position axis belongs); G5-G6
 rotate it at the token position like k_pe. From G2 each layer has its own kv rank.
 The block's feed-forward is a SwiGLU MLP or a (latent) MoE, optionally preceded by Engram.
+G7 adds value embeddings (kept per token beside the latent in the cache, since they enter
+after `W_v`), FoPE in place of RoPE, and YaRN's softmax factor (G7 spec §4, §6, §11).
 The full forward expands the latent into per-head keys/values; the cached path keeps
 only the normalised latent `c_n` and the rotated `k_pe`, with `W_k` absorbed into the
 query and `W_v` applied after the weighted sum (320 values per token in the 262M model).
@@ -19,12 +21,15 @@ from torch import Tensor, nn
 from .cache import ModelCache, StepContext
 from .config import ModelConfig
 from .engram import Engram
+from .g7 import FoPE, add_value_embeds, value_term
 from .layers import SwiGLU, apply_rope, make_norm, rope_tables
 from .moe import MoE
 
 
 class MLAAttention(nn.Module):
     q_rope: Tensor  # a buffer (register_buffer), rebuilt by SWAMLA.init_buffers
+    value_embeds: nn.Embedding  # G7 even layers
+    ve_gate: nn.Linear
 
     def __init__(self, cfg: ModelConfig, layer: int = 0) -> None:
         super().__init__()
@@ -32,7 +37,12 @@ class MLAAttention(nn.Module):
         self.h, self.r = h, cfg.kv_rank(layer)
         self.q_by_position = cfg.q_pe_by_position
         self.dn, self.dr, self.dv = cfg.qk_nope_head_dim, cfg.qk_rope_head_dim, cfg.v_head_dim
-        self.scale = (self.dn + self.dr) ** -0.5
+        # YaRN changes nothing but this factor (G7 §11); 1.0 otherwise
+        self.scale = (self.dn + self.dr) ** -0.5 * cfg.attn_factor
+        self.rope: FoPE | None = FoPE(cfg.fope, self.dr) if cfg.fope is not None else None
+        self.has_ve = cfg.ve_layer(layer) > 0
+        if self.has_ve:  # G7 §4: v_h += gate · ve[h·dv:(h+1)·dv] (rows: often 50304)
+            add_value_embeds(self, cfg.ve_layer(layer), h * self.dv, cfg.ve_gate_dim)
         qd = h * (self.dn + self.dr)
         if cfg.q_lora_rank > 0:
             self.wq_a = nn.Linear(c, cfg.q_lora_rank, bias=cfg.bias)
@@ -75,13 +85,24 @@ class MLAAttention(nn.Module):
         c, k_pe = self.wkv_a(x).split((self.r, self.dr), dim=-1)  # [B, T, r], [B, T, dr]
         return self.kv_norm(c), apply_rope(k_pe, cs)
 
-    def forward(self, x: Tensor, cs: Tensor) -> Tensor:
+    def _values(self, x: Tensor, ids: Tensor | None) -> Tensor | None:
+        """gate · value_embeds[ids] [B, T, H·dv], or None for a layer without them."""
+        if not self.has_ve:
+            return None
+        if ids is None:
+            raise ValueError("an MLA layer with value embeddings needs the token ids")
+        return value_term(self.value_embeds, self.ve_gate, x, ids)
+
+    def forward(self, x: Tensor, cs: Tensor, ids: Tensor | None = None) -> Tensor:
         """Reference path: expand keys/values per head, plain causal attention."""
         b, t, _ = x.shape
         q_nope, q_pe = self._query(x, cs)
         c_n, k_pe = self._latent(x, cs)
         kv = self.wkv_b(c_n).view(b, t, self.h, self.dn + self.dv)
         k_nope, v = kv.split((self.dn, self.dv), dim=-1)  # [B, T, H, dn], [B, T, H, dv]
+        ve = self._values(x, ids)
+        if ve is not None:
+            v = v + ve.view(b, t, self.h, self.dv)
         q = torch.cat((q_nope, q_pe), dim=-1).transpose(1, 2)  # [B, H, T, dn+dr]
         k_pe_h = k_pe[:, :, None, :].expand(b, t, self.h, self.dr)
         k = torch.cat((k_nope, k_pe_h), dim=-1).transpose(1, 2)  # [B, H, T, dn+dr]
@@ -91,7 +112,13 @@ class MLAAttention(nn.Module):
         return cast(Tensor, self.wo(y.transpose(1, 2).reshape(b, t, self.h * self.dv)))
 
     def forward_cached(
-        self, x: Tensor, cs: Tensor, layer: int, cache: ModelCache, ctx: StepContext
+        self,
+        x: Tensor,
+        cs: Tensor,
+        layer: int,
+        cache: ModelCache,
+        ctx: StepContext,
+        ids: Tensor | None = None,
     ) -> Tensor:
         b, t, _ = x.shape
         q_nope, q_pe = self._query(x, cs)
@@ -99,6 +126,11 @@ class MLAAttention(nn.Module):
         kvc = cache.mla_kv[layer]
         assert kvc is not None
         kvc.index_copy_(1, ctx.lin_slots, torch.cat((c_n, k_pe), dim=-1))
+        ve = self._values(x, ids)
+        vec = cache.mla_ve[layer] if ve is not None else None
+        if ve is not None:  # value embeddings are per token: kept beside the latent
+            assert vec is not None
+            vec.index_copy_(1, ctx.lin_slots, ve.to(vec.dtype))
         n = ctx.lin_len
         lat = kvc[:, :n]  # [B, L, r+dr]: shared by all heads
         w = self.wkv_b.weight
@@ -117,6 +149,9 @@ class MLAAttention(nn.Module):
         p = torch.softmax(scores, dim=-1).to(lat.dtype).view(b, self.h * t, n)
         o_lat = torch.bmm(p, lat[..., : self.r]).view(b, self.h, t, self.r)  # [B, H, T, r]
         y = torch.einsum("bhtr,hvr->bthv", o_lat, w_v)  # [B, T, H, dv]
+        if vec is not None:  # Σ_j p_j · gate_j ve_j, per head
+            ve_all = vec[:, :n].view(b, n, self.h, self.dv).to(p.dtype)
+            y = y + torch.einsum("bhtn,bnhv->bthv", p.view(b, self.h, t, n), ve_all)
         if self.wkv_b.bias is not None:
             y = y + self.wkv_b.bias.view(self.h, self.dn + self.dv)[:, self.dn :]
         y = y.to(x.dtype)
@@ -142,13 +177,24 @@ class MLABlock(nn.Module):
     def has_engram(self) -> bool:
         return hasattr(self, "engram")
 
-    def forward(self, x: Tensor, rope: Tensor) -> Tensor:
+    def rope_for(self, rope: Tensor, pos: Tensor) -> Tensor:
+        """The shared RoPE rows, or this layer's FoPE table at `pos` [B|1, T] (G7 §6)."""
+        fope = self.attn.rope
+        return rope if fope is None else fope.table(pos)
+
+    def forward(self, x: Tensor, rope: Tensor, ids: Tensor | None = None) -> Tensor:
         """The block after Engram (the model adds Engram's output, which needs the ids)."""
-        x = x + self.attn(self.attn_norm(x), rope)
+        x = x + self.attn(self.attn_norm(x), rope, ids)
         return cast(Tensor, x + self.ffn(self.ffn_norm(x)))
 
     def forward_cached(
-        self, x: Tensor, rope: Tensor, layer: int, cache: ModelCache, ctx: StepContext
+        self,
+        x: Tensor,
+        rope: Tensor,
+        layer: int,
+        cache: ModelCache,
+        ctx: StepContext,
+        ids: Tensor | None = None,
     ) -> Tensor:
-        x = x + self.attn.forward_cached(self.attn_norm(x), rope, layer, cache, ctx)
+        x = x + self.attn.forward_cached(self.attn_norm(x), rope, layer, cache, ctx, ids)
         return cast(Tensor, x + self.ffn(self.ffn_norm(x)))

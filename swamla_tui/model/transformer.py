@@ -1,7 +1,9 @@
 """The SWA-MLA transformer: tied embeddings, a stack of SWA / MLA / DeltaNet blocks, final norm.
 
-One class serves every generation (v1 and v2 G1-G6): the config says which block each
-layer is and which semantic switches apply. Two paths share the weights:
+One class serves every generation (v1, v2 G1-G6 and G7): the config says which block each
+layer is and which semantic switches apply. G7's residual scalars mix the token embedding
+x0 back in before every block; its value embeddings need the token ids and FoPE the
+positions, so both paths hand ids and positions to every block. Two paths share the weights:
 - `forward(ids)`: the plain full forward from position 0 (the reference);
 - `setup_cache` + `step_context` + `forward_cached`: incremental decoding for the engine.
 """
@@ -26,9 +28,8 @@ from .swa import SWABlock
 
 def wants_column_major(name: str, shape: torch.Size | tuple[int, ...]) -> bool:
     """The CPU decode layout's rule (see `SWAMLA.use_cpu_decode_layout`)."""
-    return (
-        len(shape) == 2 and shape[0] >= shape[1] and "wkv_b" not in name and ".tables." not in name
-    )
+    lookup = ".tables." in name or "value_embeds" in name  # embedding rows, read by id
+    return len(shape) == 2 and shape[0] >= shape[1] and "wkv_b" not in name and not lookup
 
 
 class Trunk(nn.Module):
@@ -61,8 +62,9 @@ class SWAMLA(nn.Module):
             else:
                 assert cfg.deltanet is not None
                 hidden = cfg.mlp_hidden or 4 * cfg.n_embd
+                ve = (cfg.ve_layer(i), cfg.ve_gate_dim)
                 blocks.append(
-                    DeltaNetBlock(cfg.n_embd, cfg.deltanet, hidden, cfg.bias, cfg.silu_first)
+                    DeltaNetBlock(cfg.n_embd, cfg.deltanet, hidden, cfg.bias, cfg.silu_first, ve)
                 )
         self.transformer = Trunk(
             nn.Embedding(cfg.vocab_size, cfg.n_embd),
@@ -71,6 +73,12 @@ class SWAMLA(nn.Module):
         )
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # tied
+        # G7 residual scalars (top-level keys): x = resid[i]·x + x0[i]·x0 before block i
+        self.x0_lambdas: nn.Parameter | None = None
+        self.resid_lambdas: nn.Parameter | None = None
+        if cfg.residual_scalars:
+            self.x0_lambdas = nn.Parameter(torch.zeros(cfg.n_layer))
+            self.resid_lambdas = nn.Parameter(torch.ones(cfg.n_layer))
         n_pos = cfg.block_size
         self.register_buffer("rope_swa", rope_tables(cfg.head_dim, n_pos), persistent=False)
         self.register_buffer(
@@ -104,6 +112,8 @@ class SWAMLA(nn.Module):
         for blk in self.transformer.h:
             if isinstance(blk, MLABlock):
                 blk.attn.q_rope = rope_tables(cfg.qk_rope_head_dim, cfg.n_head, device)
+                if blk.attn.rope is not None:
+                    blk.attn.rope.init_buffers(device)
         if self.engram_map is not None:
             self.engram_map = self.engram_map.to(device)
 
@@ -138,7 +148,7 @@ class SWAMLA(nn.Module):
         CPU only; call after the weights are final and after `prepare`. Returns how many
         matrices are now int8.
         """
-        n = quantize_linears(self.transformer.h, kind, skip=("wkv_b",))
+        n = quantize_linears(self.transformer.h, kind, skip=("wkv_b", "ve_gate"))
         self.head_q = make_quant_linear(kind, self.transformer.wte.weight, None)
         if isinstance(self.lm_head, PackedLinear):
             self.lm_head._fp16 = None  # the int8 copy replaces the float16 one
@@ -190,16 +200,17 @@ class SWAMLA(nn.Module):
         b, t = idx.shape
         if t > self.cfg.block_size:
             raise ValueError(f"sequence of {t} tokens exceeds block_size {self.cfg.block_size}")
-        x = self.transformer.wte(idx)
+        x = x0 = self.transformer.wte(idx)
         cs_swa, cs_mla = self.rope_swa[None, :t], self.rope_mla[None, :t]
         pos = torch.arange(t, device=idx.device)[None]
         ext = None
         if self.cfg.engram is not None:  # history of max_n - 1 zeros before position 0
             hist = idx.new_zeros(b, self.cfg.engram.history)
             ext = torch.cat((hist, self._canonical(idx, None)), dim=1)
-        for blk in self.transformer.h:
+        for i, blk in enumerate(self.transformer.h):
+            x = self._mix_x0(i, x, x0)
             if isinstance(blk, DeltaNetBlock):
-                x = blk(x, pos)
+                x = blk(x, pos, ids=idx)
             elif isinstance(blk, SWABlock):
                 x = blk(x, cs_swa, self.swa_window)
             else:
@@ -207,8 +218,15 @@ class SWAMLA(nn.Module):
                 if mb.has_engram:
                     assert ext is not None
                     x = x + mb.engram(x, ext)
-                x = mb(x, cs_mla)
+                x = mb(x, mb.rope_for(cs_mla, pos), idx)
         return self._head(self.transformer.ln_f(x))
+
+    def _mix_x0(self, i: int, x: Tensor, x0: Tensor) -> Tensor:
+        """G7 residual scalars before block i (G7 spec §3); x unchanged without them."""
+        if self.resid_lambdas is None or self.x0_lambdas is None:
+            return x
+        r, z = self.resid_lambdas[i].to(x.dtype), self.x0_lambdas[i].to(x.dtype)
+        return r * x + z * x0
 
     # ------------------------------------------------------------------ cached path
     def setup_cache(
@@ -229,6 +247,7 @@ class SWAMLA(nn.Module):
         dn_state: list[Tensor | None] = [None] * n
         dn_conv: list[Tensor | None] = [None] * n
         eng_conv: list[Tensor | None] = [None] * n
+        mla_ve: list[Tensor | None] = [None] * n
         ring_prefix = pad + cfg.swa_sink_size
         ring_size = min(max_len, ring_prefix + cfg.swa_window + 1)
 
@@ -242,6 +261,8 @@ class SWAMLA(nn.Module):
                 swa_v[i] = zeros(batch, cfg.n_kv_head, s, cfg.head_dim)
             elif kind == "mla":
                 mla[i] = zeros(batch, max_len, cfg.kv_rank(i) + cfg.qk_rope_head_dim)
+                if cfg.ve_layer(i):
+                    mla_ve[i] = zeros(batch, max_len, cfg.n_head * cfg.v_head_dim)
                 if cfg.engram is not None and i in cfg.engram.layers:
                     span = (cfg.engram.conv_kernel - 1) * cfg.engram.dilation
                     eng_conv[i] = zeros(batch, span, cfg.n_embd)
@@ -272,6 +293,7 @@ class SWAMLA(nn.Module):
             dn_conv=dn_conv,
             engram_ids=eng_ids,
             engram_conv=eng_conv,
+            mla_ve=mla_ve,
         )
 
     def step_context(
@@ -323,7 +345,7 @@ class SWAMLA(nn.Module):
         Pads (pos -1) are leading: they stay out of DeltaNet states, conv windows and
         Engram histories, so each row starts from its own first token.
         """
-        x = self.transformer.wte(idx)
+        x = x0 = self.transformer.wte(idx)
         p = pos.clamp(min=0)
         cs_swa, cs_mla = self.rope_swa[p], self.rope_mla[p]  # [B, T, d/2, 2]
         pad = pos < 0 if self.has_recurrent_state else None
@@ -334,8 +356,10 @@ class SWAMLA(nn.Module):
             if hist:
                 cache.engram_ids.copy_(ext[:, -hist:])
         for i, blk in enumerate(self.transformer.h):
+            x = self._mix_x0(i, x, x0)
             if isinstance(blk, DeltaNetBlock):
-                x = blk(x, p, pad=pad, state=cache.dn_state[i], conv=cache.dn_conv[i])
+                st, cv = cache.dn_state[i], cache.dn_conv[i]
+                x = blk(x, p, pad=pad, state=st, conv=cv, ids=idx)
             elif isinstance(blk, SWABlock):
                 x = blk.forward_cached(x, cs_swa, i, cache, ctx)
             else:
@@ -343,7 +367,8 @@ class SWAMLA(nn.Module):
                 if mb.has_engram:
                     assert ext is not None
                     x = x + mb.engram(x, ext, pad, cache.engram_conv[i])
-                x = mb.forward_cached(x, cs_mla, i, cache, ctx)
+                # FoPE at each token's absolute position in the window (G7 §6)
+                x = mb.forward_cached(x, mb.rope_for(cs_mla, p), i, cache, ctx, idx)
         if last_only:
             x = x[:, -1:]  # [B, 1, C]
         return self._head(self.transformer.ln_f(x))

@@ -3,7 +3,9 @@
 Loading is: resolve the source, read the checkpoint safely, check every tensor's layout,
 infer the config, build the model on the meta device and assign the weights (converted
 to the running dtype, with the CPU decode layout where it helps), then warn about what
-would make replies empty or wrong (NaN/Inf weights, vocabulary mismatches).
+would make replies empty or wrong (NaN/Inf weights, vocabulary mismatches). A tensor the
+model would not use refuses the load (`ignore_unknown=True` runs without it, with a
+warning kept on the card); EMA copies are overlaid only when asked (`ema=True`).
 `LoadedModel` (what `load` returns) lives in `loaded_model.py`.
 """
 
@@ -25,11 +27,13 @@ from ..engine.batch_run import BatchResult
 from ..engine.options import EngineOptions
 from ..model.formats import (
     config_notices,
+    ema_overlay,
     engram_token_map,
     is_mask_key,
     parse_generation,
     resolve_model,
     stored_dtypes,
+    unknown_weights_error,
 )
 from ..model.quant import Quantize
 from ..model.transformer import SWAMLA, wants_column_major
@@ -53,11 +57,14 @@ def _build(
     generation: str | None = None,
     engram_mapping: Sequence[int] | None = None,
     train_args: dict[str, Any] | None = None,
+    ignore_unknown: bool = False,
 ) -> LoadedModel:
     opts = engine or EngineOptions()
     args = {**raw.args, **(train_args or {})}
     wkey = str(raw.meta.get("weights_key", ""))
-    cfg, weights, why = resolve_model(raw.state_dict, raw.args, wkey, generation, train_args)
+    cfg, weights, why = resolve_model(
+        raw.state_dict, raw.args, wkey, generation, train_args, raw.top_keys
+    )
     raw.meta["generation"] = f"{cfg.generation}: {why}"
     notices.extend(config_notices(cfg, args))
     stored, bf16_experts = stored_dtypes(weights)
@@ -76,8 +83,16 @@ def _build(
             f"{source}: not an SWA-MLA state dict: missing {', '.join(missing[:3])}{more}"
         )
     unexpected = sorted(set(weights) - expected)
+    if unexpected and not ignore_unknown:  # never run with trained weights dropped unnoticed
+        raise unknown_weights_error(source, unexpected)
     if unexpected:
-        notices.append(f"ignored {len(unexpected)} unknown tensors (e.g. {unexpected[0]})")
+        more = f" (+{len(unexpected) - 3} more)" if len(unexpected) > 3 else ""
+        raw.meta["ignored_weights"] = ", ".join(unexpected[:3]) + more
+        notices.append(
+            f"WARNING: running without {len(unexpected)} stored tensor(s) this version does "
+            f"not know ({raw.meta['ignored_weights']}): outputs may differ from the trained "
+            "model (--ignore-unknown-weights)"
+        )
     floating = {k for k, v in model.state_dict().items() if v.is_floating_point()}
     for k in expected & set(weights):
         want = shapes[k]
@@ -163,6 +178,8 @@ def load(
     tokenizer_optional: bool = False,
     quantize: Quantize | None = None,
     select: Selection | None = None,
+    ema: bool = False,
+    ignore_unknown: bool = False,
 ) -> LoadedModel:
     """Load a checkpoint file, a local folder or a Hub repo id (see the README).
 
@@ -172,8 +189,8 @@ def load(
     `engine`: how to decode (CUDA graphs, compile, CPU layout); None means the defaults
     with the user's environment overrides (`EngineOptions.from_env()`).
     `generation`: "auto" (default) dates the checkpoint from its weights and saved config
-    (v2 spec §1); "G1".."G6" overrides the two switches invisible in the weights (MLA q_pe
-    rotation, dense-MLP SiLU half), e.g. for a bare state dict. `engram_mapping`: the
+    (v2 spec §1, G7 spec §12); "G1".."G7" overrides the two switches invisible in the
+    weights (MLA q_pe rotation, dense-MLP SiLU half), e.g. for a bare state dict. `engram_mapping`: the
     token -> canonical id list an Engram model uses instead of the one built from the
     tokenizer. `train_args`: training-argument entries that override or complete the
     checkpoint's saved config (e.g. {"n_activated": 2}: the MoE top-k is in no weight).
@@ -181,6 +198,10 @@ def load(
     copy of the head as int8 with per-output-channel scales (CPU only; model/quant.py).
     `select`: which checkpoint of a Hub repo or run folder (``--instruct``,
     ``--hf_checkpoint_strategy``, ``--nb_tok``; `swamla_tui.checkpoint.selection`).
+    `ema`: overlay a G7 checkpoint's EMA copies (`ema.ema_params`) as the trainer's
+    inference.py does by default; off by default because the trainer's EMA never moves
+    from the step-0 weights (G7 spec §8). `ignore_unknown`: load even when the checkpoint
+    holds tensors this version does not know (refused otherwise), with a kept warning.
     """
     opts = engine if engine is not None else EngineOptions.from_env()
     say = progress or (lambda _s: None)
@@ -189,11 +210,13 @@ def load(
         raise SwamlaError(f"swa_attention must be 'full' or 'window', not '{swa_attention}'")
     quant = parse_quantize(quantize)
     if is_export_folder(source):  # a folder written by --export: safetensors + config.json
+        if ema:
+            raise SwamlaError(f"{source}: --ema: an exported folder holds one set of weights")
         check_quantize(quant, pick_device(device, []))
         lm = load_exported(
             source, device=device, dtype=dtype, tokenizer=tokenizer,
             hf_checkpoint=hf_checkpoint, swa_attention=swa_attention,
-            max_length=max_length, progress=progress,
+            max_length=max_length, progress=progress, ignore_unknown=ignore_unknown,
         )  # fmt: skip
         return _quantized(lm, quant, say)
     notices: list[str] = []
@@ -209,6 +232,7 @@ def load(
     raw = unpack(obj, str(res.path))
     # SWA mask buffers were reduced to shape-only (meta) tensors by `unpack`: not weights
     check_state_dict({k: v for k, v in raw.state_dict.items() if not is_mask_key(k)}, str(res.path))
+    _apply_ema(raw, ema, notices, res.label)
     tok: Any = None
     if tokenizer is not False:
         from .tokenizer import load_tokenizer
@@ -216,19 +240,86 @@ def load(
         say("Loading tokenizer")
         name = str(raw.args.get("tokenizer_name") or "openai-community/gpt2")
         spec = None if tokenizer is None or tokenizer is True else tokenizer
+        beside = _tokenizer_beside(res.path, name)
+        if spec is None and beside is not None:  # e.g. G7 fixtures: `tok384` next to the file
+            spec = beside
         try:
             tok = load_tokenizer(spec, folder=res.folder, name=name)
         except TokenizerError as exc:
             if not tokenizer_optional:
                 raise
             notices.append(str(exc))
+    if tok is not None:
+        _instruct_tokens(tok, raw, notices)
     say(f"Building model on {dev}")
     lm = _build(
         raw, dev, dt, swa_attention, max_length, tok, notices, res.label, mapped, opts,
         generation=generation, engram_mapping=engram_mapping, train_args=train_args,
+        ignore_unknown=ignore_unknown,
     )  # fmt: skip
     lm.notices.extend(_vocab_notices(tok, lm.config.vocab_size))
     return _quantized(lm, quant, say)
+
+
+def _apply_ema(raw: RawCheckpoint, ema: bool, notices: list[str], source: str) -> None:
+    """The trained weights by default; with `ema`, the EMA copies over them (G7 spec §8)."""
+    if raw.ema is None:
+        if ema:
+            raise CheckpointError(f"{source}: --ema: this checkpoint carries no EMA weights")
+        return
+    check_state_dict(raw.ema, source)
+    if ema:
+        raw.state_dict = ema_overlay(raw.state_dict, raw.ema, source)
+        raw.meta["weights"] = "EMA overlay (as the trainer's inference.py; embedding raw)"
+        notices.append(
+            "running the EMA weights (--ema): in the trainer's 2026 code they are the "
+            "step-0 weights, never updated"
+        )
+    else:
+        raw.meta["weights"] = "trained (the file also carries EMA weights: --ema uses them)"
+        notices.append(
+            "this file carries EMA weights (ema.ema_params); running the trained weights "
+            "(--ema runs the EMA copies, as the trainer's inference.py does)"
+        )
+    raw.ema = None  # not needed any more: let them be freed
+
+
+_CHATML = ("<|im_start|>", "<|im_end|>")
+
+
+def _instruct_tokens(tok: Any, raw: RawCheckpoint, notices: list[str]) -> None:
+    """An instruct checkpoint (G7 §9) has V0 + 2 rows: the trainer gave its tokenizer the
+    two ChatML tokens as ids V0 and V0 + 1. A base tokenizer (a local checkpoint names
+    only the base one) gets them too, so ChatML is detected and the ids line up."""
+    if raw.meta.get("checkpoint_type") != "instruct":
+        return
+    wte = raw.state_dict.get("transformer.wte.weight")
+    vocab = tok.get_vocab() if hasattr(tok, "get_vocab") else {}
+    if wte is None or wte.ndim != 2 or all(t in vocab for t in _CHATML):
+        return
+    if len(tok) + 2 != int(wte.shape[0]) or not hasattr(tok, "add_special_tokens"):
+        notices.append(
+            f"instruct checkpoint with {int(wte.shape[0])} token rows, but the tokenizer has "
+            f"{len(tok)} tokens and no ChatML tokens: pass the instruct tokenizer (--tokenizer)"
+        )
+        return
+    tok.add_special_tokens({"additional_special_tokens": list(_CHATML)})
+    notices.append(
+        f"instruct checkpoint: the ChatML tokens {_CHATML[0]} {_CHATML[1]} were added to the "
+        f"tokenizer as ids {len(tok) - 2} and {len(tok) - 1}, as the trainer did"
+    )
+
+
+def _tokenizer_beside(ckpt: Any, name: str) -> str | None:
+    """A tokenizer folder named like `tokenizer_name`, next to the checkpoint file."""
+    from pathlib import Path
+
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        return None
+    folder = Path(ckpt).parent / name
+    from ..checkpoint.sources import has_tokenizer_files
+
+    return str(folder) if folder.is_dir() and has_tokenizer_files(folder) else None
 
 
 def _quantized(lm: LoadedModel, quant: Quantize | None, say: Callable[[str], None]) -> LoadedModel:

@@ -109,6 +109,7 @@ class LoadedModel:
             if k in self.meta:
                 v = self.meta[k]
                 card[k] = f"{v:.4f}" if isinstance(v, float) else f"{v:,}"
+        card.update(_g7_card(self.meta))
         card["tokenizer"] = (
             getattr(self.tokenizer, "name_or_path", "?") if self.tokenizer else "not found"
         )
@@ -220,6 +221,27 @@ class LoadedModel:
         from .perplexity import perplexity
 
         return perplexity(self, text, **options)
+
+
+def _g7_card(meta: Mapping[str, Any]) -> dict[str, str]:
+    """The 2026 container's facts (G7 spec §1.1, §8) and the ignored-weights warning."""
+    out: dict[str, str] = {}
+    if meta.get("checkpoint_type"):
+        out["checkpoint type"] = str(meta["checkpoint_type"])
+    if "pretrain_tokens" in meta or "instruct_tokens" in meta:
+        pre, ins = meta.get("pretrain_tokens"), meta.get("instruct_tokens")
+        text = " / ".join(f"{v:,}" if isinstance(v, int | float) else "?" for v in (pre, ins))
+        if not pre and not ins and meta.get("total_tokens"):  # Hub base uploads store 0 / 0
+            text += " (as stored; see total_tokens)"
+        out["pretrain / instruct tokens"] = text
+    if meta.get("weights"):
+        decay = meta.get("ema_decay")
+        out["weights"] = str(meta["weights"]) + (f"; EMA decay {decay:g}" if decay else "")
+    if meta.get("ignored_weights"):
+        out["ignored weights"] = (
+            f"WARNING: running without {meta['ignored_weights']} (--ignore-unknown-weights)"
+        )
+    return out
 
 
 __all__ = ["LoadedModel", "BatchResult"]

@@ -3,7 +3,8 @@
 What a user wants to see at a glance: which checkpoint (file, or ``repo@folder`` for a
 Hub or checkpoint-folder source), how far it was trained (step, tokens, val_loss when the
 checkpoint knows them), the tokenizer and, when it is not the plain one, the conversation
-format. The full card stays in ``/info`` and ``--info``.
+format; and a warning when the model runs without tensors it did not know
+(``--ignore-unknown-weights``). The full card stays in ``/info`` and ``--info``.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def header_line(card: dict[str, str], summary: str = "") -> str:
     chat_format = card.get("chat format", "")
     if chat_format.startswith("ChatML"):
         bits.append("ChatML")
+    if card.get("ignored weights"):  # loaded with --ignore-unknown-weights: never hidden
+        bits.append("⚠ unknown weights ignored")
     if summary:
         bits.append(summary)
     return " · ".join(bits)

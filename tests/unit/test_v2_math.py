@@ -131,3 +131,23 @@ def test_moe_1b_preset_follows_the_trainer_defaults():
         model = SWAMLA(cfg)
     per_expert = 256 * 512 + 256 * 256
     assert model.active_params() == model.num_params() - 4 * (128 - 12) * per_expert
+
+
+def test_g7_preset_adds_what_every_g7_model_has():
+    """The G7 benchmark preset: moe-1b plus residual scalars and value embeddings on the
+    even layers (MLA tables 50304 rows, DeltaNet tables the vocabulary), built on meta."""
+    from swamla_tui.bench.run import g7_config, moe_1b_config
+    from swamla_tui.model.transformer import SWAMLA
+
+    cfg, base = g7_config(), moe_1b_config()
+    assert cfg.generation == "G7" and cfg.residual_scalars
+    assert cfg.ve_rows == [50257, 0, 50304, 0, 50257, 0, 50257, 0, 50304, 0, 50257, 0]
+    with torch.device("meta"):
+        model, plain = SWAMLA(cfg), SWAMLA(base)
+    names = dict(model.named_parameters())
+    assert names["transformer.h.0.attn.value_embeds.weight"].shape == (50257, 1020)
+    assert names["transformer.h.2.attn.value_embeds.weight"].shape == (50304, 12 * 128)
+    assert "transformer.h.1.attn.value_embeds.weight" not in names
+    assert names["x0_lambdas"].shape == names["resid_lambdas"].shape == (12,)
+    tables = 4 * 50257 * 1020 + 2 * 50304 * 12 * 128
+    assert model.num_params() - plain.num_params() - tables == 6 * 32 + 2 * 12  # gates, scalars

@@ -108,6 +108,7 @@ def load_exported(
     max_length: int | None = 2048,
     progress: Callable[[str], None] | None = None,
     hf_checkpoint: str | None = None,
+    ignore_unknown: bool = False,
 ) -> LoadedModel:
     """Same arguments and result as `swamla_tui.load`, for a folder from `export_checkpoint`."""
     from ...base.errors import SwamlaError
@@ -144,8 +145,18 @@ def load_exported(
         more = f" (+{len(missing) - 3} more)" if len(missing) > 3 else ""
         raise CheckpointError(f"{folder}: {WEIGHTS} lacks {', '.join(missing[:3])}{more}")
     unexpected = sorted(set(weights) - set(expected))
+    if unexpected and not ignore_unknown:  # as `swamla_tui.load`: never drop weights unnoticed
+        from ...model.formats import unknown_weights_error
+
+        raise unknown_weights_error(str(folder), unexpected)
+    meta: dict[str, Any] = {"format": "safetensors export"}
     if unexpected:
-        notices.append(f"ignored {len(unexpected)} unknown tensors (e.g. {unexpected[0]})")
+        more = f" (+{len(unexpected) - 3} more)" if len(unexpected) > 3 else ""
+        meta["ignored_weights"] = ", ".join(unexpected[:3]) + more
+        notices.append(
+            f"WARNING: running without {len(unexpected)} stored tensor(s) this version does "
+            f"not know ({meta['ignored_weights']}) (--ignore-unknown-weights)"
+        )
     colmajor = (
         dev.type == "cpu"
         and dt == torch.float32
@@ -172,15 +183,24 @@ def load_exported(
         owner, _, attr = alias.rpartition(".")
         setattr(model.get_submodule(owner), attr, model.get_parameter(target))
     model.init_buffers(dev)
+    if cfg.engram is not None:
+        emap = data.get("swamla_engram_map")
+        if not isinstance(emap, list) or len(emap) != cfg.vocab_size:
+            raise CheckpointError(f"{folder}: {CONFIG} lacks the Engram token map")
+        from ...model.token_map import mapping_tensor
+
+        model.set_token_mapping(mapping_tensor(emap, cfg.vocab_size))
     model.eval().requires_grad_(False)
     if dev.type == "cpu" and dt == torch.bfloat16 and os.environ.get("SWAMLA_CPU_LAYOUT") != "0":
         model.use_cpu_bf16_packing()  # as `swamla_tui.load` does: both compute the same
     ml = min(int(max_length or cfg.block_size), cfg.block_size)
-    meta: dict[str, Any] = {"format": "safetensors export"}
     prov = data.get("provenance") or {}
-    for k in ("step", "total_tokens", "val_loss"):
+    for k in ("step", "total_tokens", "val_loss", "pretrain_tokens", "instruct_tokens"):
         if isinstance(prov.get(k), (int, float)):
             meta[k] = prov[k]
+    for k in ("checkpoint_type", "weights"):
+        if isinstance(prov.get(k), str):
+            meta[k] = prov[k][:120]
     if prov.get("source"):
         meta["exported_from"] = prov["source"]
     lm = LoadedModel(

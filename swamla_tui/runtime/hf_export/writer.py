@@ -5,7 +5,7 @@ The folder holds:
   bfloat16; a tensor that shares memory with an earlier one (the head tied to the
   embedding) is stored once and named in `config.json`'s `tied_weights`;
 - `config.json`: `swamla_model` (every dimension: `ModelConfig.to_dict()`, layer kinds and
-  tokenizer name included), `provenance` (source, step, tokens, val_loss, ...), and the
+  tokenizer name included), `swamla_engram_map` (Engram's token map, which no weight holds), `provenance` (source, step, tokens, val_loss, ...), and the
   transformers fields (`model_type`, `architectures`, `auto_map`, ...);
 - the tokenizer files (`tokenizer.save_pretrained`);
 - `configuration_swamla.py`, `modeling_swamla.py` and flat copies of the model code, so
@@ -72,6 +72,10 @@ def _config(lm: LoadedModel, dtype: str, tied: dict[str, str]) -> dict[str, Any]
         "step": lm.meta.get("step"),
         "total_tokens": lm.meta.get("total_tokens"),
         "val_loss": lm.meta.get("val_loss"),
+        "checkpoint_type": lm.meta.get("checkpoint_type"),
+        "pretrain_tokens": lm.meta.get("pretrain_tokens"),
+        "instruct_tokens": lm.meta.get("instruct_tokens"),
+        "weights": lm.meta.get("weights"),
         "exported_from_dtype": str(lm.dtype).removeprefix("torch."),
         "tokenizer": getattr(tok, "name_or_path", None) if tok is not None else None,
         "exported_by": f"swamla-tui {__version__}",
@@ -87,6 +91,10 @@ def _config(lm: LoadedModel, dtype: str, tied: dict[str, str]) -> dict[str, Any]
         },
         "swamla_export": FORMAT_VERSION,
         "swamla_model": lm.config.to_dict(),
+        # Engram's token -> canonical id map: built from the tokenizer, in no weight
+        "swamla_engram_map": (
+            lm.model.engram_map.cpu().tolist() if lm.model.engram_map is not None else None
+        ),
         "swa_attention": "window" if getattr(lm.model, "swa_window", False) else "full",
         "tied_weights": tied,
         "provenance": provenance,

@@ -93,6 +93,7 @@ class SwamlaForCausalLM(SwamlaPreTrainedModel, GenerationMixin):
         The model has no padding mask and its positions start at 0, so a right-padded row
         is exact as it is (causal), while a left-padded one must not see its padding.
         """
+        self._engram_map(input_ids.device)
         if attention_mask is None or bool(attention_mask.all()):
             full: torch.Tensor = self.core(input_ids)
             return full
@@ -109,6 +110,18 @@ class SwamlaForCausalLM(SwamlaPreTrainedModel, GenerationMixin):
             out[r] = 0
             out[r, a:b] = self.core(input_ids[r : r + 1, a:b])[0]
         return out
+
+    def _engram_map(self, device: torch.device) -> None:
+        """Engram's token map (config.json `swamla_engram_map`), set on first use: it is in
+        no weight, and the model is built on the meta device."""
+        core = self.core
+        if core.cfg.engram is None:
+            return
+        if core.engram_map is None or core.engram_map.device != device:
+            emap = getattr(self.config, "swamla_engram_map", None)
+            if not isinstance(emap, list):
+                raise ValueError("config.json lacks swamla_engram_map (Engram's token map)")
+            core.engram_map = torch.tensor(emap, dtype=torch.long, device=device)
 
     def forward(
         self,

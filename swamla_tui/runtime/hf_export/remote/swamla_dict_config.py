@@ -28,8 +28,19 @@ def dataclass_from_dict(cls: type[T], data: dict[str, Any]) -> T:
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
-        hint = hints.get(name)
-        if isinstance(value, dict) and isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        hint = _dataclass_in(hints.get(name))
+        if isinstance(value, dict) and hint is not None:
             value = dataclass_from_dict(hint, value)
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def _dataclass_in(hint: Any) -> type | None:
+    """The dataclass a field holds: `X` itself, or the X of `X | None` (nested configs
+    such as the DeltaNet, MoE, Engram and FoPE parts are optional)."""
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return hint
+    for arg in typing.get_args(hint):
+        if isinstance(arg, type) and dataclasses.is_dataclass(arg):
+            return arg
+    return None
