@@ -11,7 +11,7 @@ Everything here runs on a laptop CPU with no network:
    `transformers.AutoTokenizer.from_pretrained(<demo folder>)` works offline.
 3. A small SWA-MLA model built with the project's own `SWAMLA` (SWA, SWA, MLA cycle),
    trained with AdamW and a cosine schedule, evaluated on a held-out split.
-4. A *training checkpoint* in the original format (spec §1): `{"model", "optimizer", "step",
+4. A *training checkpoint* in the original format (formats v1 §1): `{"model", "optimizer", "step",
    "config", "val_loss"}`, weights in bfloat16, plus the float32 `attn.mask` buffer of every
    SWA layer (its shape tells block_size, as in the original checkpoints).
 
@@ -545,7 +545,7 @@ def init_weights(model: SWAMLA, n_layer: int) -> None:
 
 
 def training_args_dict(args: argparse.Namespace) -> dict[str, Any]:
-    """The argument dict stored as `config` (spec §2); shapes come from the weights."""
+    """The argument dict stored as `config` (formats v1 §2); shapes come from the weights."""
     return {
         "size": "small",  # a preset name, as the original always stores; the weights differ
         "block_size": args.block_size,

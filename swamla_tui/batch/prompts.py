@@ -1,6 +1,6 @@
 """Reading a prompts file for batch mode (pure Python).
 
-Rules of the original script (spec §7): one prompt per line, surrounding whitespace
+Rules of the original script (formats v1 §7): one prompt per line, surrounding whitespace
 stripped, blank lines skipped. Lines end at ``\\n``, ``\\r\\n`` or ``\\r`` (what Python's
 text mode accepts), so a Windows file works; other Unicode separators stay inside a prompt.
 The file must be UTF-8; a leading BOM is ignored. Every failure is a `PromptsFileError`
@@ -24,7 +24,7 @@ DEFAULT_PROMPTS: tuple[str, ...] = (
     "The most important lesson I learned was",
     "Science and magic are not as different as you might think.",
 )
-"""The batch prompts the original script uses when no file is given (spec §7)."""
+"""The batch prompts the original script uses when no file is given (formats v1 §7)."""
 
 _BOM = b"\xef\xbb\xbf"
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")

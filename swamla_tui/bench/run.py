@@ -51,7 +51,7 @@ def reference_config(vocab: int = 50257, layers: int = 12) -> ModelConfig:
 
 
 def moe_1b_config(vocab: int = 50257) -> ModelConfig:
-    """The trainer's `--size moe-1b` at HEAD defaults (v2 spec §3, §6.3): 12 layers, C 1024,
+    """The trainer's `--size moe-1b` at HEAD defaults (formats v2 §3, §6.3): 12 layers, C 1024,
     12 heads, DeltaNet 2 + MLA 1 per cycle, latent MoE (L 256, 128 experts of 256, top-12,
     one shared expert of 1024), per-layer MLA kv ranks from the base 256."""
     n, c = 12, 1024

@@ -1,6 +1,6 @@
 """Chat state, its prompt (in the conversation's `ChatFormat`), history trimming, ``/save``.
 
-Pure Python (no torch, no textual). The default prompt format (spec §7) is kept byte for
+Pure Python (no torch, no textual). The default prompt format (formats v1 §7) is kept byte for
 byte because checkpoints fine-tuned on the original script's chats expect it (ChatML, for
 instruction-tuned checkpoints, is described in `swamla_tui.chat.template`)::
 

@@ -4,11 +4,11 @@ Pure Python (no torch, no textual). A `ChatFormat` says how a system prompt, pas
 and the new message become the text the model continues, which strings end a reply and
 how a finished reply is cut. Two formats exist:
 
-* ``plain`` (spec §7, byte for byte, the default)::
+* ``plain`` (formats v1 §7, byte for byte, the default)::
 
       <system>\\n\\n  You: <text>\\n  Assistant: <reply>\\n  ...  You: <new>\\n  Assistant:
 
-* ``chatml`` (the trainer's inference script at HEAD, ``--chatml``; spec §10)::
+* ``chatml`` (the trainer's inference script at HEAD, ``--chatml``; formats v2 §10)::
 
       <|im_start|>system\\n<system><|im_end|>\\n
       <|im_start|>user\\n<text><|im_end|>\\n<|im_start|>assistant\\n<reply><|im_end|>\\n

@@ -9,7 +9,7 @@ restricted unpickler: `ckpt.unpickler`), with torchao's optimizer-state classes 
 inert stand-ins so torchao is never needed or imported. Zip-format files are
 memory-mapped, so optimizer moments are never read into memory.
 `unpack` recognises the container (training checkpoint, hub file, bare state dict), and
-for the 2026 trainer (G7 spec §1-§2) merges its two config dicts and keeps its EMA copy.
+for the 2026 trainer (formats G7 §1-§2) merges its two config dicts and keeps its EMA copy.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ _DATACLASS_TO_CLI = {
 
 def merged_config(cli: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
     """G7 local checkpoints: `args` (command line) and `config` (the model dataclass) in one
-    dict; the dataclass wins where both name the same thing (G7 spec §2.1), and its names
+    dict; the dataclass wins where both name the same thing (formats G7 §2.1), and its names
     are also given under the command-line spelling the rest of the loader reads."""
     out = {**cli, **model}
     for k, cli_name in _DATACLASS_TO_CLI.items():
@@ -204,7 +204,7 @@ def strip_prefixes(key: str) -> str:
 
 def unpack(obj: dict[str, Any], origin: str = "checkpoint") -> RawCheckpoint:
     """Recognise a training checkpoint, a hub `pytorch_model.bin` or a bare state dict."""
-    if isinstance(obj.get("model_state_dict"), dict):  # v2 §2: model_state_dict, else model
+    if isinstance(obj.get("model_state_dict"), dict):  # formats v2 §2: model_state_dict, else model
         sd, wkey = obj["model_state_dict"], "model_state_dict"
         kind = "hub checkpoint" if "val_loss" in obj else "training checkpoint"
     elif isinstance(obj.get("model"), dict):
@@ -225,7 +225,7 @@ def unpack(obj: dict[str, Any], origin: str = "checkpoint") -> RawCheckpoint:
         v = _plain_number(obj.get(k))
         if v is not None:
             meta["total_tokens" if k == "total_tokens_seen" else k] = v
-    for k in ("pretrain_tokens", "instruct_tokens"):  # G7 §1.1
+    for k in ("pretrain_tokens", "instruct_tokens"):  # formats G7 §1.1
         v = _plain_number(obj.get(k))
         if v is not None:
             meta[k] = v

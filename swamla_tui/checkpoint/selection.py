@@ -1,4 +1,4 @@
-"""Which checkpoint of a Hub repo or a training run folder to open (G7 spec §1.1, §1.2, §10).
+"""Which checkpoint of a Hub repo or a training run folder to open (formats G7 §1.1, §1.2, §10).
 
 Pure functions over names: a Hub repo is judged from its file list, a run folder from its
 file names, so choosing never downloads or opens a checkpoint. Token counts are parsed to
@@ -153,7 +153,7 @@ def hub_candidates(files: Iterable[str]) -> list[Candidate]:
 
 
 def run_candidates(names: Iterable[str]) -> list[Candidate]:
-    """The checkpoints of a training run folder, from its `*.pt` file names (§1.1)."""
+    """The checkpoints of a training run folder, from its `*.pt` file names (formats G7 §1.1)."""
     out: list[Candidate] = []
     for name in sorted(set(names)):
         if not name.endswith(".pt"):

@@ -1,5 +1,5 @@
-"""The flags of the trainer's latest inference.py that the original script lacked (G7 spec
-§10), with this app's meaning (README, "From the trainer's inference.py").
+"""The flags of the trainer's latest inference.py that the original script lacked
+(formats G7 §10), with this app's meaning (README, "From the trainer's inference.py").
 
 Kept out of `swamla_tui.cli.main` so the parser there stays readable; the actions they
 start (``--eval_perplexity``, ``--diagnose``) live in `swamla_tui.cli.eval`.

@@ -18,7 +18,7 @@ of its own:
   with `sample` on its own logits, as a run of its own does; the settings (`params`) are
   copied when the prompt is admitted, so a change applies to prompts not yet started.
 - A row whose context reaches `max_length` is re-encoded alone from its most recent
-  tokens, as `Generation` does (spec §6).
+  tokens, as `Generation` does (formats v1 §6).
 
 Decoding is eager (no CUDA graph): rows change between steps.
 """

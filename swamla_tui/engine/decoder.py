@@ -3,7 +3,7 @@
 `BatchDecoder` owns one generation: it left-pads ragged prompts (each row keeps its own
 positions starting at 0), prefills them in one forward, then feeds one token per row per
 step. When a row's context reaches `max_length` it keeps the most recent tokens and
-re-encodes them from position 0, as the original script's sliding context does (spec §6).
+re-encodes them from position 0, as the original script's sliding context does (formats v1 §6).
 On CUDA the one-token step is captured once in a CUDA graph and replayed.
 """
 

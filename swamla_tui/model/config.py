@@ -1,7 +1,7 @@
 """`ModelConfig`: every dimension of an SWA-MLA model, inferred from its weights.
 
 The training argument dict never holds n_head / n_layer / n_embd / vocab_size, and custom
-runs differ from their presets, so shapes are read from the tensors (v1 spec §2, v2 spec §4)
+runs differ from their presets, so shapes are read from the tensors (formats v1 §2, formats v2 §4)
 and the argument dict only fills what the weights cannot tell (window, sinks, tokenizer,
 the MoE top-k). The inference itself lives in `infer.py`, generation detection (the two semantic
 switches invisible in the weights) in `detect.py`; this module imports neither.
@@ -34,14 +34,14 @@ MAX_LAYERS = 512
 
 @dataclass
 class DeltaNetConfig:
-    """GatedDeltaNet local layers (v2 §5). P = n_head * head_dim may be smaller than C."""
+    """GatedDeltaNet local layers (formats v2 §5). P = n_head * head_dim may be smaller than C."""
 
     n_head: int
     head_dim: int  # d = C // n_head (floor)
     latent_dim: int = 0  # R: 0 = direct q/k/v/o projections, > 0 = down/up pairs
     share_qk: bool = False  # one projection feeds both q and k
     conv_kernel: int = 4  # K of the short causal convolutions
-    wedlm: bool = False  # weights under attn.deltanet.* with the position wrapper (§8)
+    wedlm: bool = False  # weights under attn.deltanet.* with the position wrapper (formats v2 §8)
     wedlm_pos_rows: int = 0  # rows of attn.position_embeddings.weight
     wedlm_gate_out: int = 0  # rows of attn.position_gate.0.weight
     fused_keys: bool = False  # stored as G7's g_beta_proj / qkv_conv (split on loading)
@@ -53,7 +53,7 @@ class DeltaNetConfig:
 
 @dataclass
 class MoEConfig:
-    """MoE / latent MoE feed-forward of the MLA blocks (v2 §6)."""
+    """MoE / latent MoE feed-forward of the MLA blocks (formats v2 §6)."""
 
     latent: bool
     n_experts: int  # E, routed
@@ -68,7 +68,7 @@ class MoEConfig:
 
 @dataclass
 class EngramConfig:
-    """Engram n-gram memory before the MLA attention of some layers (v2 §7)."""
+    """Engram n-gram memory before the MLA attention of some layers (formats v2 §7)."""
 
     layers: list[int]
     orders: list[int]  # n-gram orders in state-dict (= config) order
@@ -96,7 +96,7 @@ class EngramConfig:
 
 @dataclass
 class FoPEConfig:
-    """G7's Fourier position encoding of MLA's q_pe / k_pe (G7 spec §6), sizes from shapes."""
+    """G7's Fourier position encoding of MLA's q_pe / k_pe (formats G7 §6), sizes from shapes."""
 
     n_floor: int  # Nf: the first (highest-frequency) pairs, not rotated
     n_active: int  # Na = rows of sin_coef
@@ -132,7 +132,7 @@ class ModelConfig:
     deltanet: DeltaNetConfig | None = None
     moe: MoEConfig | None = None
     engram: EngramConfig | None = None
-    # --- G7 (G7 spec §3-§11; defaults are what a G1-G6 checkpoint is) --------------------
+    # --- G7 (formats G7 §3-§11; defaults are what a G1-G6 checkpoint is) --------------------
     residual_scalars: bool = False  # x = resid_lambdas[i]·x + x0_lambdas[i]·x0 before block i
     ve_rows: list[int] = field(default_factory=list)  # per layer: value-embedding rows, 0 = none
     ve_gate_dim: int = 32  # G: columns of attn.ve_gate.weight
@@ -157,12 +157,12 @@ class ModelConfig:
 
     @property
     def q_pe_by_position(self) -> bool:
-        """G5+ rotate MLA's q_pe at the token position; G1-G4 by head index (v2 §3.3)."""
+        """G5+ rotate MLA's q_pe at the token position; G1-G4 by head index (formats v2 §3.3)."""
         return self.generation in ("G5", "G6", "G7")
 
     @property
     def silu_first(self) -> bool:
-        """G6's dense MLP applies SiLU to the first half of gate_up; G1-G5 the second (§3.1)."""
+        """G6's dense MLP applies SiLU to the first half of gate_up; G1-G5 the second (formats v2 §3.1)."""
         return self.generation in ("G6", "G7")
 
     def ve_layer(self, layer: int) -> int:
@@ -173,7 +173,7 @@ class ModelConfig:
         return self.kv_ranks[layer] if self.kv_ranks else self.kv_lora_rank
 
     def swa_layer_window(self, layer: int) -> int:
-        """The G2+ per-layer window scaling (v2 §3.2); applied only by flash SWA layers."""
+        """The G2+ per-layer window scaling (formats v2 §3.2); applied only by flash SWA layers."""
         if self.n_layer <= 1:
             return max(1, self.swa_window)
         return max(1, int(self.swa_window * (0.5 + 1.5 * layer / (self.n_layer - 1))))

@@ -1,4 +1,4 @@
-"""GatedDeltaNet local layers (v2 spec §5) and their block.
+"""GatedDeltaNet local layers (formats v2 §5) and their block.
 
 The layer computes FLA's `chunk_gated_delta_rule` on float32 inputs (not the trainer's CPU
 fallback, which is another function, nor the bf16 rounding of the GPU kernel):
@@ -178,7 +178,7 @@ class DeltaNetAttention(nn.Module):
         self._cw = RowFusion([(m, "weight") for m in convs])  # [3P, 1, K]
         self._cb = RowFusion([(m, "bias") for m in convs])
         self.has_ve = ve_rows > 0
-        if self.has_ve:  # G7 §4: added to v before the convolution
+        if self.has_ve:  # formats G7 §4: added to v before the convolution
             add_value_embeds(self, ve_rows, p, ve_gate_dim)
 
     def prepare(self, column_major: bool = False) -> None:
@@ -263,7 +263,7 @@ class DeltaNetAttention(nn.Module):
 
 
 class WeDLMAdapter(nn.Module):
-    """The WeDLM position wrapper around DeltaNet (`attn.deltanet.*` keys, v2 §8).
+    """The WeDLM position wrapper around DeltaNet (`attn.deltanet.*` keys, formats v2 §8).
 
     u' = LayerNorm(u + σ(gate(u)) · position_embeddings[min(pos, rows - 1)]), then DeltaNet.
     """
@@ -286,7 +286,7 @@ class WeDLMAdapter(nn.Module):
 
 
 class DeltaNetBlock(nn.Module):
-    """x + attn(norm1(x)); x + mlp(norm2(x)). Always RMSNorm, even in DyT runs (v2 §3.4)."""
+    """x + attn(norm1(x)); x + mlp(norm2(x)). Always RMSNorm, even in DyT runs (formats v2 §3.4)."""
 
     def __init__(
         self,

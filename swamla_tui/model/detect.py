@@ -1,4 +1,4 @@
-"""Generation detection (v2 spec §1, G7 spec §12): which of G1-G7 wrote a state dict.
+"""Generation detection (formats v2 §1, formats G7 §12): which of G1-G7 wrote a state dict.
 
 Two semantic switches are invisible in the weights (MLA's q_pe rotation, the dense-MLP SiLU
 half), so the generation is dated from the layer kinds, a few buffers and the saved argument
@@ -22,7 +22,7 @@ MASK_SUFFIXES = ("attn.mask", "attn.causal_mask")
 _LAYER_RE = re.compile(r"^transformer\.h\.(\d{1,6})\.")
 
 
-# G7 spec §12: any of these weights, container keys or config keys means the 2026 trainer
+# formats G7 §12: any of these weights, container keys or config keys means the 2026 trainer
 G7_TOP_KEYS = ("x0_lambdas", "resid_lambdas")
 G7_LAYER_SUFFIXES = (
     "attn.value_embeds.weight",
@@ -85,7 +85,7 @@ def detect_generation(
     container: str,
     top_keys: Collection[str] = (),
 ) -> tuple[Generation, str]:
-    """The generation and a short reason (v2 §1, G7 §12). `container`: the key the weights
+    """The generation and a short reason (formats v2 §1, formats G7 §12). `container`: the key the weights
     came from; `top_keys`: the checkpoint dict's own keys (G7 adds `args`, `checkpoint_type`)."""
     g7 = g7_reason(sd, args, top_keys)
     if g7 is not None:

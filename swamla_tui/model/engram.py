@@ -1,7 +1,7 @@
-"""Engram n-gram memory (v2 spec §7): token compression, hashing, tables, gating, conv.
+"""Engram n-gram memory (formats v2 §7): token compression, hashing, tables, gating, conv.
 
 G7 replaces the per-token scalar gate by a per-dimension one with a trained bias.
-The token -> canonical id mapping these layers read is built in `token_map.py` (§7.1): it
+The token -> canonical id mapping these layers read is built in `token_map.py` (formats v2 §7.1): it
 is not stored in checkpoints but rebuilt from the tokenizer.
 """
 
@@ -42,7 +42,7 @@ class EngramGating(nn.Module):
         self.w_k = nn.Sequential(nn.Linear(d_mem, c, bias=bias))
         self.query_norm = RMSNorm(c)
         self.key_norm = RMSNorm(c)
-        # G7: a 0-dimensional trained bias of the per-dimension gate (G7 spec §5)
+        # G7: a 0-dimensional trained bias of the per-dimension gate (formats G7 §5)
         self.gate_bias = nn.Parameter(torch.zeros(())) if gate_bias else None
 
 
@@ -66,7 +66,7 @@ class Engram(nn.Module):
 
     def hash_terms(self, n: int) -> int:
         """How many n-gram terms the hash XORs: the first three (v2 quirk), or all n in
-        G7's code when every head of the order has the same table size (G7 spec §5)."""
+        G7's code when every head of the order has the same table size (formats G7 §5)."""
         cfg = self.cfg
         k = cfg.n_hash_heads
         o = cfg.orders.index(n)

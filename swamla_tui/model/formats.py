@@ -1,4 +1,4 @@
-"""Format generations G1-G7 and key handling (v2 spec §1, §2; G7 spec §7, §8, §12).
+"""Format generations G1-G7 and key handling (formats v2 §1, §2; formats G7 §7, §8, §12).
 
 Two semantic switches are invisible in the weights: MLA's q_pe rotation (by head index in
 G1-G4, by position in G5-G6) and the dense-MLP SiLU half (second half in G1-G5, first in G6).
@@ -93,7 +93,7 @@ def adapt_weights(sd: Mapping[str, torch.Tensor], cfg: ModelConfig) -> dict[str,
 
     - DyT `alpha` is a 0-dimensional scalar as the trainer stores it; the model keeps [1].
     - Old-layout routed experts ([E, 2F, D] / [E, D, F]) become the new layout
-      ([E, D, 2F] / [E, F, D]) so that one code path computes both (v2 §6.4).
+      ([E, D, 2F] / [E, F, D]) so that one code path computes both (formats v2 §6.4).
     """
     old = cfg.moe is not None and cfg.moe.expert_layout == "old"
     out: dict[str, torch.Tensor] = {}
@@ -140,7 +140,7 @@ def ema_overlay(
 
     Every EMA parameter replaces the weight of the same (prefix-stripped) name, except the
     tied embedding: inference.py loads the raw `lm_head.weight` after it into the same
-    tensor, so the raw embedding wins (G7 spec §8). Buffers have no EMA copy and stay raw.
+    tensor, so the raw embedding wins (formats G7 §8). Buffers have no EMA copy and stay raw.
     An EMA name the weights lack, or of another shape, refuses the overlay.
     """
     out = dict(sd)
@@ -181,7 +181,7 @@ def resolve_model(
     elif want is not None:
         why = f"set by the user, as detected ({why})"
     fused = has_fused_deltanet(sd)
-    if fused:  # G7 §7: g_beta_proj / qkv_conv as the unfused keys (views)
+    if fused:  # formats G7 §7: g_beta_proj / qkv_conv as the unfused keys (views)
         sd = split_fused_deltanet(sd)
     cfg = infer_config(sd, args, generation=want or found)
     if cfg.deltanet is not None:
@@ -214,7 +214,7 @@ def engram_token_map(cfg: ModelConfig, tokenizer: Any, mapping: Any, source: str
 
 
 def _g7_lines(c: ModelConfig) -> dict[str, str]:
-    """What the 2026 trainer adds (G7 spec §3-§11), and only for models that can have it."""
+    """What the 2026 trainer adds (formats G7 §3-§11), and only for models that can have it."""
     if c.generation != "G7" and not (c.residual_scalars or any(c.ve_rows) or c.fope):
         return {}
     out: dict[str, str] = {}

@@ -1,13 +1,13 @@
 """What the trainer's 2026 code ("G7", G7 spec) adds to a layer: value embeddings, FoPE,
 and the migration of its fused DeltaNet keys.
 
-- value embeddings (§4): on even layers a per-token value row, gated by the normalised
+- value embeddings (formats G7 §4): on even layers a per-token value row, gated by the normalised
   block input, is added to the values (DeltaNet: before the short convolution; MLA: per
   head after `wkv_b`). It needs the raw token ids, so every path passes them down.
-- `FoPE` (§6): MLA's q_pe/k_pe rotation with trained Fourier coefficients. Its cos/sin
+- `FoPE` (formats G7 §6): MLA's q_pe/k_pe rotation with trained Fourier coefficients. Its cos/sin
   depend on the weights, so they are computed at the positions asked for on every call
   (as the trainer does) instead of being cached in a table that a weight edit would stale.
-- `split_fused_deltanet` (§7): `g_beta_proj` / `qkv_conv` are the old `g_proj`+`beta_proj`
+- `split_fused_deltanet` (formats G7 §7): `g_beta_proj` / `qkv_conv` are the old `g_proj`+`beta_proj`
   and `q|k|v_conv` concatenated in that order, so the loader splits them into views and
   one DeltaNet layer serves both key sets.
 """
@@ -37,7 +37,7 @@ def value_term(table: nn.Embedding, gate: nn.Linear, u: Tensor, ids: Tensor) -> 
 
     gate = 2σ(u[..., :G] @ ve_gate.T), one scalar per token in (0, 2); G from the shape.
     A table with fewer rows than the vocabulary (MLA tables have 50304 whatever the
-    vocabulary, G7 §4) gives ids past its end no value row (the loader says so once).
+    vocabulary, formats G7 §4) gives ids past its end no value row (the loader says so once).
     """
     g = gate.weight.shape[1]
     z = 2.0 * torch.sigmoid(nn.functional.linear(u[..., :g], gate.weight))

@@ -1,4 +1,4 @@
-"""Dimension inference from a state dict (v1 spec §2, v2 spec §4).
+"""Dimension inference from a state dict (formats v1 §2, formats v2 §4).
 
 One pass groups the keys by layer (O(number of tensors)); every dimension is then read from
 one tensor's shape or solved arithmetically (no search over a dimension). Values that only
@@ -272,7 +272,7 @@ def infer_config(
 ) -> ModelConfig:
     """Derive the config from a prefix-stripped state dict and the training argument dict.
 
-    `generation=None` detects it (v2 §1, `detect.detect_generation`).
+    `generation=None` detects it (formats v2 §1, `detect.detect_generation`).
     """
     args = dict(args or {})
     if "transformer.wte.weight" not in sd:

@@ -1,4 +1,4 @@
-"""The G7 part of dimension inference (G7 spec §2-§7, §11): fills a `ModelConfig` that
+"""The G7 part of dimension inference (formats G7 §2-§7, §11): fills a `ModelConfig` that
 `infer.py` built from the G6 shapes.
 
 Every size is read from a shape (value-embedding rows and gate width, FoPE's active pairs
@@ -43,7 +43,7 @@ def _truthy(v: Any) -> bool:
 
 
 def yarn_factor(args: Mapping[str, Any]) -> float:
-    """MLA's softmax factor (G7 §11): only when YaRN is on and the factor is not 1."""
+    """MLA's softmax factor (formats G7 §11): only when YaRN is on and the factor is not 1."""
     if not _truthy(args.get("yarn_enabled")):
         return 1.0
     f = _float(args, "yarn_attn_factor", None)

@@ -1,4 +1,4 @@
-"""Building blocks shared by the layer kinds: norms, RoPE, SwiGLU MLP (spec §3, v2 §3)."""
+"""Building blocks shared by the layer kinds: norms, RoPE, SwiGLU MLP (formats v1 §3, formats v2 §3)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class SwiGLU(nn.Module):
     """gate_up_proj -> halves (a, b) -> down_proj(a * silu(b)).
 
     SiLU on the *second* half (G1-G5), or on the *first* (`silu_first`: G6's fused Triton
-    kernel, and every MoE shared expert), v2 §3.1.
+    kernel, and every MoE shared expert), formats v2 §3.1.
     """
 
     def __init__(self, dim: int, hidden: int, bias: bool = False, silu_first: bool = False) -> None:

@@ -1,11 +1,11 @@
-"""MLA attention layer (spec §5, v2 §3) and its block.
+"""MLA attention layer (formats v1 §5, formats v2 §3) and its block.
 
 Quirk kept for G1-G4: `q_pe` is rotated by *head index*, not by token position (the
 original applied RoPE while the head axis stood where the position axis belongs); G5-G6
 rotate it at the token position like k_pe. From G2 each layer has its own kv rank.
 The block's feed-forward is a SwiGLU MLP or a (latent) MoE, optionally preceded by Engram.
 G7 adds value embeddings (kept per token beside the latent in the cache, since they enter
-after `W_v`), FoPE in place of RoPE, and YaRN's softmax factor (G7 spec §4, §6, §11).
+after `W_v`), FoPE in place of RoPE, and YaRN's softmax factor (formats G7 §4, §6, §11).
 The full forward expands the latent into per-head keys/values; the cached path keeps
 only the normalised latent `c_n` and the rotated `k_pe`, with `W_k` absorbed into the
 query and `W_v` applied after the weighted sum (320 values per token in the 262M model).
@@ -37,11 +37,11 @@ class MLAAttention(nn.Module):
         self.h, self.r = h, cfg.kv_rank(layer)
         self.q_by_position = cfg.q_pe_by_position
         self.dn, self.dr, self.dv = cfg.qk_nope_head_dim, cfg.qk_rope_head_dim, cfg.v_head_dim
-        # YaRN changes nothing but this factor (G7 §11); 1.0 otherwise
+        # YaRN changes nothing but this factor (formats G7 §11); 1.0 otherwise
         self.scale = (self.dn + self.dr) ** -0.5 * cfg.attn_factor
         self.rope: FoPE | None = FoPE(cfg.fope, self.dr) if cfg.fope is not None else None
         self.has_ve = cfg.ve_layer(layer) > 0
-        if self.has_ve:  # G7 §4: v_h += gate · ve[h·dv:(h+1)·dv] (rows: often 50304)
+        if self.has_ve:  # formats G7 §4: v_h += gate · ve[h·dv:(h+1)·dv] (rows: often 50304)
             add_value_embeds(self, cfg.ve_layer(layer), h * self.dv, cfg.ve_gate_dim)
         qd = h * (self.dn + self.dr)
         if cfg.q_lora_rank > 0:
@@ -178,7 +178,7 @@ class MLABlock(nn.Module):
         return hasattr(self, "engram")
 
     def rope_for(self, rope: Tensor, pos: Tensor) -> Tensor:
-        """The shared RoPE rows, or this layer's FoPE table at `pos` [B|1, T] (G7 §6)."""
+        """The shared RoPE rows, or this layer's FoPE table at `pos` [B|1, T] (formats G7 §6)."""
         fope = self.attn.rope
         return rope if fope is None else fope.table(pos)
 

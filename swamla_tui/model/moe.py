@@ -1,4 +1,4 @@
-"""MoE and latent MoE feed-forwards of the MLA blocks (v2 spec §6).
+"""MoE and latent MoE feed-forwards of the MLA blocks (formats v2 §6).
 
 Router: a = σ(x Wgᵀ); the top-k of a + expert_bias choose the experts (the bias only
 chooses); weights a_sel / (Σ a_sel + 1e-9). Shared experts see x; routed experts see x

@@ -1,4 +1,4 @@
-"""SWA attention layer (spec §4) and its block.
+"""SWA attention layer (formats v1 §4) and its block.
 
 Quirk kept by default: the training code built a sliding-window mask but attended with a
 plain causal mask, so the weights expect *full causal* attention. `window=True` applies

@@ -1,9 +1,9 @@
-"""The Engram token -> canonical id map (v2 spec §7.1): plain data, no modules.
+"""The Engram token -> canonical id map (formats v2 §7.1): plain data, no modules.
 
 The mapping is not stored in checkpoints: it is rebuilt from the tokenizer's vocabulary.
 The trainer numbered groups in the order a fast tokenizer's `get_vocab()` happened to
 iterate (random per process, unrecoverable); we number them in ascending token-id order,
-as a slow tokenizer would, and accept a supplied mapping instead (§7.1 quirk b). Kept apart
+as a slow tokenizer would, and accept a supplied mapping instead (formats v2 §7.1 quirk b). Kept apart
 from `engram.py` (the nn.Modules) so the loader-side code in `generation.py` builds the map
 without importing the layers.
 """

@@ -51,7 +51,7 @@ class SWAMLA(nn.Module):
     def __init__(self, cfg: ModelConfig, *, swa_window: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
-        # False: full causal SWA layers, as trained (spec §4); flash SWA always windows itself
+        # False: full causal SWA layers, as trained (formats v1 §4); flash SWA always windows itself
         self.swa_window = swa_window and not cfg.swa_flash
         blocks: list[nn.Module] = []
         for i, kind in enumerate(cfg.layer_kinds):
@@ -84,7 +84,7 @@ class SWAMLA(nn.Module):
         self.register_buffer(
             "rope_mla", rope_tables(max(cfg.qk_rope_head_dim, 2), n_pos), persistent=False
         )
-        # Engram's token -> canonical id map: from the tokenizer, never stored (v2 §7.1)
+        # Engram's token -> canonical id map: from the tokenizer, never stored (formats v2 §7.1)
         self.engram_map: Tensor | None = None
         # `quantize`: the head's int8 copy (the tied embedding stays float for lookups)
         self.head_q: QuantLinear | None = None
@@ -179,7 +179,7 @@ class SWAMLA(nn.Module):
         return n + quant_linear_numel(self.transformer.h)
 
     def active_params(self) -> int:
-        """Parameters one token uses: routed experts count top-k of E (v2 §6)."""
+        """Parameters one token uses: routed experts count top-k of E (formats v2 §6)."""
         n = self.num_params()
         for blk in self.transformer.h:
             if isinstance(blk, MLABlock) and isinstance(blk.ffn, MoE):
@@ -222,7 +222,7 @@ class SWAMLA(nn.Module):
         return self._head(self.transformer.ln_f(x))
 
     def _mix_x0(self, i: int, x: Tensor, x0: Tensor) -> Tensor:
-        """G7 residual scalars before block i (G7 spec §3); x unchanged without them."""
+        """G7 residual scalars before block i (formats G7 §3); x unchanged without them."""
         if self.resid_lambdas is None or self.x0_lambdas is None:
             return x
         r, z = self.resid_lambdas[i].to(x.dtype), self.x0_lambdas[i].to(x.dtype)
@@ -367,7 +367,7 @@ class SWAMLA(nn.Module):
                 if mb.has_engram:
                     assert ext is not None
                     x = x + mb.engram(x, ext, pad, cache.engram_conv[i])
-                # FoPE at each token's absolute position in the window (G7 §6)
+                # FoPE at each token's absolute position in the window (formats G7 §6)
                 x = mb.forward_cached(x, mb.rope_for(cs_mla, p), i, cache, ctx, idx)
         if last_only:
             x = x[:, -1:]  # [B, 1, C]

@@ -81,7 +81,7 @@ def weight_stats(named: Iterable[tuple[str, torch.Tensor]]) -> list[WeightGroup]
 
 
 def residual_scalars(state: dict[str, torch.Tensor]) -> dict[str, list[float]]:
-    """The G7 residual scalars (spec §3) when the model has them, by state-dict key."""
+    """The G7 residual scalars (formats G7 §3) when the model has them, by state-dict key."""
     return {
         k: [float(v) for v in t.detach().float().reshape(-1).tolist()]
         for k, t in state.items()

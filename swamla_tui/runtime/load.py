@@ -189,7 +189,7 @@ def load(
     `engine`: how to decode (CUDA graphs, compile, CPU layout); None means the defaults
     with the user's environment overrides (`EngineOptions.from_env()`).
     `generation`: "auto" (default) dates the checkpoint from its weights and saved config
-    (v2 spec §1, G7 spec §12); "G1".."G7" overrides the two switches invisible in the
+    (formats v2 §1, formats G7 §12); "G1".."G7" overrides the two switches invisible in the
     weights (MLA q_pe rotation, dense-MLP SiLU half), e.g. for a bare state dict. `engram_mapping`: the
     token -> canonical id list an Engram model uses instead of the one built from the
     tokenizer. `train_args`: training-argument entries that override or complete the
@@ -200,7 +200,7 @@ def load(
     ``--hf_checkpoint_strategy``, ``--nb_tok``; `swamla_tui.checkpoint.selection`).
     `ema`: overlay a G7 checkpoint's EMA copies (`ema.ema_params`) as the trainer's
     inference.py does by default; off by default because the trainer's EMA never moves
-    from the step-0 weights (G7 spec §8). `ignore_unknown`: load even when the checkpoint
+    from the step-0 weights (formats G7 §8). `ignore_unknown`: load even when the checkpoint
     holds tensors this version does not know (refused otherwise), with a kept warning.
     """
     opts = engine if engine is not None else EngineOptions.from_env()
@@ -262,7 +262,7 @@ def load(
 
 
 def _apply_ema(raw: RawCheckpoint, ema: bool, notices: list[str], source: str) -> None:
-    """The trained weights by default; with `ema`, the EMA copies over them (G7 spec §8)."""
+    """The trained weights by default; with `ema`, the EMA copies over them (formats G7 §8)."""
     if raw.ema is None:
         if ema:
             raise CheckpointError(f"{source}: --ema: this checkpoint carries no EMA weights")
@@ -288,7 +288,7 @@ _CHATML = ("<|im_start|>", "<|im_end|>")
 
 
 def _instruct_tokens(tok: Any, raw: RawCheckpoint, notices: list[str]) -> None:
-    """An instruct checkpoint (G7 §9) has V0 + 2 rows: the trainer gave its tokenizer the
+    """An instruct checkpoint (formats G7 §9) has V0 + 2 rows: the trainer gave its tokenizer the
     two ChatML tokens as ids V0 and V0 + 1. A base tokenizer (a local checkpoint names
     only the base one) gets them too, so ChatML is detected and the ids line up."""
     if raw.meta.get("checkpoint_type") != "instruct":

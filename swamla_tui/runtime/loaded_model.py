@@ -224,7 +224,7 @@ class LoadedModel:
 
 
 def _g7_card(meta: Mapping[str, Any]) -> dict[str, str]:
-    """The 2026 container's facts (G7 spec §1.1, §8) and the ignored-weights warning."""
+    """The 2026 container's facts (formats G7 §1.1, §8) and the ignored-weights warning."""
     out: dict[str, str] = {}
     if meta.get("checkpoint_type"):
         out["checkpoint type"] = str(meta["checkpoint_type"])

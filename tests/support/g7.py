@@ -96,7 +96,7 @@ def _trainer_dataclass_dict(cfg: Any, name: str) -> dict[str, Any]:
     }  # fmt: skip
     if name == "instruct_unfused":
         out["yarn_scale_factor"], out["yarn_attn_factor"] = 1.0, 1.25
-    if name != "instruct_unfused":  # the dataclass fills the factor it used (§2.1)
+    if name != "instruct_unfused":  # the dataclass fills the factor it used (formats G7 §2.1)
         out["yarn_attn_factor"] = cfg.attn_factor
     return out
 
@@ -122,7 +122,7 @@ def build_g7(name: str, seed: int = 5) -> Any:
 
 def trainer_state_dict(model: Any, *, fused: bool) -> dict[str, torch.Tensor]:
     """The model's weights the way the trainer's state dict holds them: `_orig_mod.` keys,
-    the tied head stored too, DeltaNet g/beta and q/k/v convs fused (G7 §7) or not."""
+    the tied head stored too, DeltaNet g/beta and q/k/v convs fused (formats G7 §7) or not."""
     sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
     sd["lm_head.weight"] = sd["transformer.wte.weight"].clone()
     if fused:
@@ -150,14 +150,14 @@ def write_g7(
     ema: dict[str, torch.Tensor] | None = None,
     extra: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """A local G7 training checkpoint of `model` (§1.1), with the tok384 tokenizer beside."""
+    """A local G7 training checkpoint of `model` (formats G7 §1.1), with the tok384 tokenizer beside."""
     import shutil
 
     cfg = model.cfg
     fused = name != "instruct_unfused"
     sd = trainer_state_dict(model, fused=fused)
     sd.update(extra or {})
-    if name == "bf16_whole":  # the G6 perf branch: every floating tensor bf16 (§1.3)
+    if name == "bf16_whole":  # the G6 perf branch: every floating tensor bf16 (formats G7 §1.3)
         sd = {k: v.bfloat16() if v.is_floating_point() else v for k, v in sd.items()}
         if ema is not None:
             ema = {k: v.bfloat16() for k, v in ema.items()}

@@ -148,7 +148,7 @@ def ref_rms(x, w, eps: float = 1e-6):
 
 
 def ref_deltanet(t, u, heads: int):
-    """GatedDeltaNet attn (v2 §5.2) on one row u [T, C], written out token by token."""
+    """GatedDeltaNet attn (formats v2 §5.2) on one row u [T, C], written out token by token."""
     import torch
     import torch.nn.functional as F
 
@@ -202,7 +202,7 @@ def ref_route(a, bias, k: int):
 
 
 def ref_moe(t, x, top_k: int, layout: str = "new"):
-    """MoE / latent MoE ffn (v2 §6) on tokens x [N, C], one token and expert at a time."""
+    """MoE / latent MoE ffn (formats v2 §6) on tokens x [N, C], one token and expert at a time."""
     import torch
     import torch.nn.functional as F
 
@@ -237,7 +237,7 @@ def _wrap64(v: int) -> int:
 
 
 def ref_engram(t, x, ids, mapping, orders, heads: int):
-    """Engram (v2 §7.2) on one row: residual x [T, C], token ids [T]."""
+    """Engram (formats v2 §7.2) on one row: residual x [T, C], token ids [T]."""
     import torch
     import torch.nn.functional as F
 
@@ -274,7 +274,7 @@ def ref_engram(t, x, ids, mapping, orders, heads: int):
 
 
 def ref_mla(t, x, heads: int, dn: int, dr: int, dv: int, by_position: bool):
-    """MLA attention (v1 §5, v2 §3.3) on one row x [T, C]: q_pe by head index or position."""
+    """MLA attention (formats v1 §5, formats v2 §3.3) on one row x [T, C]: q_pe by head index or position."""
     import math
 
     import torch

@@ -1,6 +1,6 @@
 """Choosing a checkpoint in a Hub repo (from its file list) or a run folder (from names).
 
-G7 spec §1.1, §1.2, §10. Nothing here reaches the network: the Hub rule is a pure
+formats G7 §1.1, §1.2, §10. Nothing here reaches the network: the Hub rule is a pure
 function over a repo's file list, and run folders are tmp folders of small dummy files
 (the choice reads names only).
 """

@@ -1,4 +1,4 @@
-"""The trainer's latest inference.py flags (G7 spec §10), with our meaning, run in-process."""
+"""The trainer's latest inference.py flags (formats G7 §10), with our meaning, run in-process."""
 
 from __future__ import annotations
 

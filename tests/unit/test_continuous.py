@@ -76,7 +76,7 @@ def test_one_slot_and_more_slots_than_prompts(name):
 
 @pytest.mark.parametrize("name", ["v1", "engram"])
 def test_long_generations_compact_grow_and_reencode_as_alone(name):
-    """Budgets past the context limit (re-encode, spec §6) and a cache sized tight so
+    """Budgets past the context limit (re-encode, formats v1 §6) and a cache sized tight so
     the shared columns are compacted and the cache grows mid-run."""
     cap = 40  # a short context limit keeps the test fast
     engine = engine_of(_engine(name).model, cap)

@@ -62,7 +62,7 @@ def test_cut_reply_is_idempotent_and_never_contains_stop(text: str) -> None:
     assert once == once.strip()
 
 
-# -- prompt format (spec §7) -------------------------------------------------------------
+# -- prompt format (formats v1 §7) -------------------------------------------------------------
 
 
 def test_prompt_without_system_or_history() -> None:

@@ -51,7 +51,7 @@ def test_checkpoint_is_a_training_checkpoint() -> None:
     for key in ("size", "block_size", "swa_window", "swa_sink_size", "mla_kv_lora_rank"):
         assert key in args
     for key in ("n_head", "n_layer", "n_embd", "vocab_size"):
-        assert key not in args  # never in the original argument dict (spec §2)
+        assert key not in args  # never in the original argument dict (formats v1 §2)
 
 
 def test_state_dict_looks_like_the_original() -> None:

@@ -1,4 +1,4 @@
-"""DynamicTanh checkpoints (v1 spec §2): `alpha` stored as a 0-dimensional scalar, or [1]."""
+"""DynamicTanh checkpoints (formats v1 §2): `alpha` stored as a 0-dimensional scalar, or [1]."""
 
 from __future__ import annotations
 

@@ -61,7 +61,7 @@ def test_window_mode_differs_from_full_beyond_window(expected):
     full = swamla_tui.load(FIXTURE_CKPT, tokenizer=False).logits(expected["input_ids"])
     win = swamla_tui.load(FIXTURE_CKPT, tokenizer=False, swa_attention="window")
     lw = win.logits(expected["input_ids"])
-    # identical while the context is at most window + 1 tokens (spec §4), different after
+    # identical while the context is at most window + 1 tokens (formats v1 §4), different after
     assert (lw[:, :17] - full[:, :17]).abs().max() <= 1e-4
     assert (lw[:, 40:] - full[:, 40:]).abs().max() > 1e-3
 

@@ -161,7 +161,7 @@ def test_mla_scale_and_value_embeddings_against_a_direct_computation(tmp_path):
 
 
 def test_fope_table_against_the_spec_loops():
-    """G7 §6 written out: floor pairs unrotated, harmonics, sin-only normalisation."""
+    """formats G7 §6 written out: floor pairs unrotated, harmonics, sin-only normalisation."""
     f = FoPE(FoPEConfig(n_floor=2, n_active=6, n_harmonics=4, theta=10000.0), rope_dim=16)
     g = torch.Generator().manual_seed(3)
     with torch.no_grad():
@@ -332,7 +332,7 @@ def test_value_rows_past_a_short_table_are_zero():
 
 
 def test_generation_detection_by_weights_container_and_config():
-    """G7 spec §12, in that order; a G6 checkpoint stays G6."""
+    """formats G7 §12, in that order; a G6 checkpoint stays G6."""
     from swamla_tui.checkpoint.reader import read_checkpoint, strip_prefixes
     from swamla_tui.model.detect import detect_generation
     from tests.support.helpers import V2_CKPT
@@ -356,7 +356,7 @@ def test_generation_detection_by_weights_container_and_config():
 @pytest.mark.parametrize("g7, sizes, terms", [(True, [31, 31], 4), (True, [31, 37], 3),
                                               (False, [31, 31], 3)])  # fmt: skip
 def test_engram_hash_terms(g7, sizes, terms):
-    """G7 §5: equal table sizes across an order's heads XOR all n terms, else three."""
+    """formats G7 §5: equal table sizes across an order's heads XOR all n terms, else three."""
     from swamla_tui.model.config import EngramConfig
     from swamla_tui.model.engram import Engram
 

@@ -1,4 +1,4 @@
-"""Generation detection (v2 spec §1) rule by rule, on key sets alone."""
+"""Generation detection (formats v2 §1) rule by rule, on key sets alone."""
 
 from __future__ import annotations
 

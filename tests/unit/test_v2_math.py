@@ -115,7 +115,7 @@ def test_token_normalisation_quirks():
 
 
 def test_moe_1b_preset_follows_the_trainer_defaults():
-    """The benchmark preset (built on the meta device): dims of v2 §3/§6.3, active count."""
+    """The benchmark preset (built on the meta device): dims of formats v2 §3/§6.3, active count."""
     from swamla_tui.bench.run import moe_1b_config
     from swamla_tui.model.transformer import SWAMLA
 
