@@ -5,8 +5,9 @@ decode tok/s single-stream at several prompt lengths, the full-recompute loop (w
 original script does) through our own forward, batched throughput, time to first token, the
 bandwidth bound (copy bandwidth / weight bytes) and the matrix-product floor (one decode
 step's weight products alone, at batch 1). Presets: `small` (the 262M v1 reference model,
-default) and `moe-1b` (the trainer's default since Dec 2025: DeltaNet + MLA, latent MoE;
-only its *active* weights count towards the floor).
+default), `moe-1b` (the trainer's default since Dec 2025: DeltaNet + MLA, latent MoE;
+only its *active* weights count towards the floor) and `g7` (moe-1b with what every 2026
+model has: residual scalars and value embeddings, of which a step reads one row).
 
 One piece at ~450 lines: every figure of a run is measured against the floors taken in the
 same process (that is what makes them comparable on a shared machine), so the timing
