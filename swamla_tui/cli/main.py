@@ -250,7 +250,10 @@ def _looks_local(text: str) -> bool:
 
 def _holds_checkpoint(folder: Path) -> bool:
     """A checkpoint file in `folder` or one level down (checkpoint_tokens_* folders), or two
-    down under base/ and instruct/ (the G7 Hub layout)."""
+    down under base/ and instruct/ (the G7 Hub layout); or an ``--export`` folder (its
+    config.json is read when the model loads)."""
+    if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file():
+        return True
     subs = [p for p in folder.iterdir() if p.is_dir()]
     subs += [q for p in subs if p.name in ("base", "instruct") for q in p.iterdir() if q.is_dir()]
     for level in (folder, *subs):
@@ -272,7 +275,8 @@ def preflight(args: argparse.Namespace) -> str | None:
                 if not _holds_checkpoint(path):
                     return (
                         f"--checkpoint {name}: no checkpoint in this folder (looked for "
-                        "*.pt, *.bin, *.pth, checkpoint_tokens_*/, base/*/ and instruct/*/)"
+                        "*.pt, *.bin, *.pth, checkpoint_tokens_*/, base/*/, instruct/*/ and an export's "
+                        "model.safetensors)"
                     )
             elif not path.is_file():
                 return f"--checkpoint {name}: not a regular file (a FIFO or device is refused)"

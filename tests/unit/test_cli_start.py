@@ -133,3 +133,20 @@ def test_output_implies_batch_mode(tmp_path, capsys):
     assert code == 0
     (record,) = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert record["prompt"] == "What is a list?"
+
+
+def test_an_export_folder_opens_with_checkpoint(tmp_path, test_tokenizer_dir, capsys):
+    """``--checkpoint EXPORT_DIR`` passes the quick checks and ``--info`` reads the export
+    (the quick check once refused every export folder)."""
+    out = tmp_path / "exp"
+    argv = ["--checkpoint", str(FIXTURE_CKPT), "--tokenizer", str(test_tokenizer_dir)]
+    assert main([*argv, "--export", str(out)]) == 0
+    capsys.readouterr()
+    assert cli.preflight(build_parser().parse_args(["--checkpoint", str(out)])) is None
+    assert main(["--checkpoint", str(out), "--info"]) == 0
+    card, err = capsys.readouterr()
+    assert "427,968" in card.replace(" ", "") or "427968" in card.replace(",", "")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["--checkpoint", str(empty)]) == 1
+    assert "export's model.safetensors" in one_error_line(capsys)
