@@ -179,8 +179,12 @@ class SWAMLA(nn.Module):
         return n + quant_linear_numel(self.transformer.h)
 
     def active_params(self) -> int:
-        """Parameters one token uses: routed experts count top-k of E (formats v2 §6)."""
+        """Parameters one token uses: routed experts count top-k of E (formats v2 §6), and a
+        value-embedding table one row (formats G7 §4: a lookup, not a product)."""
         n = self.num_params()
+        for name, p in self.named_parameters():
+            if name.endswith("value_embeds.weight"):
+                n -= p.numel() - p.shape[-1]
         for blk in self.transformer.h:
             if isinstance(blk, MLABlock) and isinstance(blk.ffn, MoE):
                 m, ex = blk.ffn.cfg, blk.ffn.experts

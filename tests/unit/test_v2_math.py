@@ -151,3 +151,5 @@ def test_g7_preset_adds_what_every_g7_model_has():
     assert names["x0_lambdas"].shape == names["resid_lambdas"].shape == (12,)
     tables = 4 * 50257 * 1020 + 2 * 50304 * 12 * 128
     assert model.num_params() - plain.num_params() - tables == 6 * 32 + 2 * 12  # gates, scalars
+    rows = 4 * 1020 + 2 * 12 * 128  # a step reads one row of each table
+    assert model.active_params() - plain.active_params() == rows + 6 * 32 + 2 * 12
