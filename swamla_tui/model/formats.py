@@ -208,7 +208,8 @@ def engram_token_map(cfg: ModelConfig, tokenizer: Any, mapping: Any, source: str
         layers = ", ".join(map(str, cfg.engram.layers)) if cfg.engram else "?"
         raise CheckpointError(
             f"{source}: Engram n-gram memory (layer {layers}) maps tokens through the "
-            "tokenizer: load it with its tokenizer (not tokenizer=False / --no-tokenizer)"
+            f"tokenizer ({cfg.tokenizer_name!r}): load it with that tokenizer "
+            "(--tokenizer PATH; tokenizer= in load()) or pass engram_mapping="
         )
     return token_mapping(tokenizer.get_vocab(), cfg.vocab_size)
 

@@ -58,6 +58,7 @@ def _build(
     engram_mapping: Sequence[int] | None = None,
     train_args: dict[str, Any] | None = None,
     ignore_unknown: bool = False,
+    card_only: bool = False,
 ) -> LoadedModel:
     opts = engine or EngineOptions()
     args = {**raw.args, **(train_args or {})}
@@ -143,8 +144,15 @@ def _build(
     model.prepare(column_major=colmajor)  # fused products for decoding (DeltaNet, MoE)
     if device.type == "cpu" and dtype == torch.bfloat16 and opts.cpu_layout:
         model.use_cpu_bf16_packing()  # no-op where the CPU has bfloat16 instructions
-    if cfg.engram is not None:
+    if cfg.engram is not None and (tokenizer is not None or engram_mapping is not None):
         model.set_token_mapping(engram_token_map(cfg, tokenizer, engram_mapping, source))
+    elif cfg.engram is not None and not card_only:
+        engram_token_map(cfg, tokenizer, engram_mapping, source)  # the one-line refusal
+    elif cfg.engram is not None:
+        notices.append(
+            f"Engram needs the tokenizer {cfg.tokenizer_name!r} to run (not found): "
+            "pass --tokenizer PATH"
+        )
     ml = min(int(max_length or cfg.block_size), cfg.block_size)
     if max_length and max_length > cfg.block_size and max_length != 2048:
         notices.append(f"max_length {max_length} is above block_size: using {cfg.block_size}")
@@ -255,7 +263,7 @@ def load(
     lm = _build(
         raw, dev, dt, swa_attention, max_length, tok, notices, res.label, mapped, opts,
         generation=generation, engram_mapping=engram_mapping, train_args=train_args,
-        ignore_unknown=ignore_unknown,
+        ignore_unknown=ignore_unknown, card_only=tokenizer_optional,
     )  # fmt: skip
     lm.notices.extend(_vocab_notices(tok, lm.config.vocab_size))
     return _quantized(lm, quant, say)

@@ -119,3 +119,27 @@ def test_export_refuses_float16_in_one_line(test_tokenizer_dir, tmp_path, capsys
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == "swamla-tui: error: export dtype must be float32 or bfloat16, not 'float16'"
+
+
+def test_info_on_engram_without_its_tokenizer_prints_the_card(tmp_path, capsys):
+    """An Engram checkpoint whose tokenizer is not found: ``--info`` prints the card with
+    "not found" and exits 0, naming the tokenizer looked for and ``--tokenizer PATH``;
+    loading it to run is one line that says the same (no flag that does not exist)."""
+    import shutil
+
+    import swamla_tui
+    from swamla_tui.base.errors import SwamlaError
+    from tests.support.g7 import G7_CKPT
+
+    alone = tmp_path / G7_CKPT.name  # without the tok384 folder beside it
+    shutil.copy(G7_CKPT, alone)
+    assert main(["--checkpoint", str(alone), "--info"]) == 0
+    out, err = capsys.readouterr()
+    card = dict(line.strip().split("  ", 1) for line in out.strip().splitlines())
+    assert card["tokenizer"].strip() == "not found"
+    assert "Engram needs the tokenizer 'tok384' to run (not found): pass --tokenizer PATH" in err
+    assert "--no-tokenizer" not in out + err
+    with pytest.raises(SwamlaError) as exc:
+        swamla_tui.load(alone, tokenizer=False)
+    msg = str(exc.value)
+    assert "\n" not in msg and "'tok384'" in msg and "--tokenizer PATH" in msg
