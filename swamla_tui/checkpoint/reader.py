@@ -82,6 +82,14 @@ def _check_file(p: Path) -> None:
         raise CheckpointError(f"{p}: is a folder, not a checkpoint file")
     if p.stat().st_size == 0:
         raise CheckpointError(f"{p}: empty file")
+    with open(p, "rb") as fh:
+        head = fh.read(4)
+    # torch.save writes a zip archive, or (legacy) a pickle of protocol 2+ (opcode PROTO)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise CheckpointError(
+            f"{p}: not a PyTorch checkpoint (neither a zip archive nor a pickle; it starts "
+            f"with {head!r})"
+        )
 
 
 def _torch_load(p: Path, arc: Archive) -> Any:

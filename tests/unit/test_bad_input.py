@@ -314,3 +314,19 @@ def test_tokenizer_folder_without_files(tmp_path):
     with pytest.raises(TokenizerError) as ei:
         load_tokenizer(d, folder=None, name="x")
     assert str(d) in _one_line(ei.value)
+
+
+def test_a_text_file_is_not_a_checkpoint_in_one_plain_line(tmp_path):
+    """What ``/compare notes.txt`` or ``load("notes.txt")`` meets: the same rule as the CLI's
+    quick check (a zip archive or a pickle), not a pickle scanner's internals."""
+    import swamla_tui
+    from swamla_tui.base.errors import CheckpointError
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("some notes about the run\n", encoding="utf-8")
+    with pytest.raises(CheckpointError) as exc:
+        swamla_tui.load(notes, tokenizer=False)
+    assert str(exc.value) == (
+        f"{notes}: not a PyTorch checkpoint (neither a zip archive nor a pickle; "
+        "it starts with b'some')"
+    )
