@@ -1,7 +1,7 @@
 """Issue 11, loader items: crafted checkpoints end in one clean line, never a crash, hang,
 large allocation or silent garbage. Each test builds its hostile input in tmp_path; the
-ones that could allocate, recurse or block run in a subprocess under RLIMIT_AS (~1.5 GB)
-with a timeout (tests/hostile.py)."""
+ones that could allocate, recurse or block run in a subprocess under RLIMIT_AS (what torch
+maps plus 512 MB, whichever torch build) with a timeout (tests/support/hostile.py)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from tests.support.helpers import (
     fixture_state_dict,
 )
 from tests.support.hostile import (
+    PRELOAD,
     bomb_zip,
     data_pkl,
     deep_tuple_key_pickle,
@@ -51,6 +52,17 @@ def _load_err(path: Path, cls: type[SwamlaError] = CheckpointError, **kw: Any) -
     msg = str(ei.value)
     assert msg and "\n" not in msg
     return msg
+
+
+# ------------------------------------------------------------------ 0. the memory limit
+def test_the_limit_stops_a_1_gb_tensor_and_not_the_torch_import():
+    """Issue 26: the limit must not depend on the torch build (the CUDA build maps ~3 GB at
+    import) and must still stop the smallest allocation the tests below rely on it for."""
+    big = run_limited("import torch\nt = torch.empty(2**30, dtype=torch.uint8)\nprint('GOT')")
+    assert big.returncode == 1 and "GOT" not in big.stdout, big.stdout + big.stderr[-1500:]
+    assert "can't allocate memory" in big.stderr, big.stderr[-1500:]
+    small = run_limited("import torch\nt = torch.ones(2**27, dtype=torch.uint8)\nprint(int(t[-1]))")
+    assert small.returncode == 0 and "1\nDONE" in small.stdout, small.stderr[-1500:]
 
 
 # ------------------------------------------------------------------ 1. strides and storages
@@ -236,6 +248,7 @@ def test_fifo_tokenizer_file_is_refused(tmp_path, test_tokenizer_dir):
         load_tokenizer(Path({str(folder)!r}), folder=None, name="x")
         """,
         timeout=60,
+        preload=(*PRELOAD, "transformers", "swamla_tui.runtime.tokenizer"),
     )
     assert "FIFO" in out.assert_clean_error()
 
@@ -278,7 +291,9 @@ def test_legacy_storage_declared_larger_than_the_file(tmp_path):
     i = data.index(b"K\n", at)  # BININT1 10: the storage's element count
     p.write_bytes(data[:i] + b"J" + (10**9).to_bytes(4, "little") + data[i + 2 :])
     out = run_limited(f"import swamla_tui\nswamla_tui.load({str(p)!r}, tokenizer=False)")
-    assert "declare" in out.assert_clean_error()
+    msg = out.assert_clean_error()
+    # the scan's refusal, not the MemoryError of an allocation the limit stopped
+    assert "its tensors declare" in msg and "1,000,000,000 elements" in msg, msg
 
 
 # ------------------------------------------------------------------ 13. benign files
