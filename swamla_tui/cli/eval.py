@@ -26,6 +26,7 @@ __all__ = [
     "LOGPROBS_MAX",
     "MakeLoader",
     "check_eval_args",
+    "compare_args",
     "fits",
     "checkpoint_listing",
     "run_diagnose",
@@ -69,6 +70,9 @@ def check_eval_args(args: argparse.Namespace) -> str | None:
             return "--stride applies only to --perplexity"  # (and --eval_perplexity)
         if args.stride < 1:
             return f"--stride must be >= 1, got {args.stride}"
+    for flag in ("compare_dtype", "compare_quantize"):
+        if getattr(args, flag, None) is not None and not (args.compare and scores):
+            return f"--{flag} applies only to --perplexity with --compare"
     if args.compare and (args.export or args.info):
         return f"--compare does not apply to {'--export' if args.export else '--info'}"
     n = getattr(args, "logprobs", None)
@@ -159,7 +163,7 @@ def run_perplexity_cmd(args: argparse.Namespace, source: str, make_loader: MakeL
 
     loaders: list[Callable[[Callable[[str], None]], Any]] = [make_loader(args, source)]
     if args.compare:
-        loaders.append(make_loader(args, args.compare))
+        loaders.append(make_loader(compare_args(args), args.compare))
     target = args.perplexity
     text = getattr(args, "eval_perplexity", None)
     if text is not None and not target:
@@ -175,6 +179,17 @@ def run_perplexity_cmd(args: argparse.Namespace, source: str, make_loader: MakeL
         output=args.output,
     )
     return 0
+
+
+def compare_args(args: argparse.Namespace) -> argparse.Namespace:
+    """The flags model B loads with: A's, with ``--compare_dtype``/``--compare_quantize``."""
+    b = argparse.Namespace(**vars(args))
+    if getattr(args, "compare_dtype", None) is not None:
+        b.dtype = args.compare_dtype
+    q = getattr(args, "compare_quantize", None)
+    if q is not None:
+        b.quantize = None if q == "none" else q
+    return b
 
 
 def _is_file(text: str) -> bool:

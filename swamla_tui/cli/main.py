@@ -143,6 +143,19 @@ def build_parser() -> argparse.ArgumentParser:
         "chat: /compare regenerates the last reply with it",
     )
     e.add_argument(
+        "--compare_dtype",
+        default=None,
+        help="--perplexity --compare: B's --dtype (default: the same as A's), e.g. model A "
+        "in float32 against B in bfloat16",
+    )
+    e.add_argument(
+        "--compare_quantize",
+        choices=("none", "int8", "int8-dynamic"),
+        default=None,
+        help="--perplexity --compare: B's --quantize (default: the same as A's; none: not "
+        "quantized)",
+    )
+    e.add_argument(
         "--logprobs",
         type=int,
         metavar="N",
