@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..base.errors import one_line
+from ..base.errors import SwamlaError, one_line
 from ..base.safe_text import visible
 from ..batch.job import BatchJob
 from ..checkpoint.selection import Selection, parse_nb_tok
@@ -161,6 +161,10 @@ def run_perplexity_cmd(args: argparse.Namespace, source: str, make_loader: MakeL
     [--output result.json]``."""
     from ..runtime.perplexity import run_perplexity
 
+    if args.perplexity and _may_sweep(args):
+        done = _sweep(args, source, make_loader)
+        if done is not None:
+            return done
     loaders: list[Callable[[Callable[[str], None]], Any]] = [make_loader(args, source)]
     if args.compare:
         loaders.append(make_loader(compare_args(args), args.compare))
@@ -177,6 +181,50 @@ def run_perplexity_cmd(args: argparse.Namespace, source: str, make_loader: MakeL
         stride=args.stride,
         batch_size=args.batch_size,
         output=args.output,
+    )
+    return 0
+
+
+def _may_sweep(args: argparse.Namespace) -> bool:
+    """A run folder or repo is swept unless one checkpoint is named or a B is compared."""
+    return not (args.compare or args.hf_checkpoint or getattr(args, "nb_tok", None))
+
+
+def _sweep(args: argparse.Namespace, source: str, make_loader: MakeLoader) -> int | None:
+    """``--perplexity FILE`` over every checkpoint of a run (`swamla_tui.runtime.sweep`);
+    None when `source` holds fewer than two (one file, a flat folder, a single folder)."""
+    from ..runtime.sweep import run_sweep, sweep_candidates
+
+    out = getattr(args, "output", None)
+    if out and Path(out).suffix.lower() not in (".json", ".csv"):
+        raise SwamlaError(f"--output {out}: a checkpoint sweep writes .json or .csv")
+    try:
+        cands = sweep_candidates(source, selection_of(args))
+    except Exception:  # noqa: BLE001 - listing failed: the single load says why, in one line
+        return None
+    if len(cands) < 2:
+        return None
+
+    def loader_of(sub: str) -> Loader:
+        return make_loader(argparse.Namespace(**{**vars(args), "hf_checkpoint": sub}), source)
+
+    settings = {
+        "source": source,
+        "max_length": args.max_length,
+        "dtype": args.dtype,
+        "quantize": getattr(args, "quantize", None),
+        "tokenizer": args.tokenizer,
+        "swa_attention": args.swa_attention,
+    }
+    run_sweep(
+        loader_of,
+        cands,
+        args.perplexity,
+        settings=settings,
+        stride=args.stride,
+        batch_size=args.batch_size,
+        output=args.output,
+        overwrite=bool(getattr(args, "overwrite", False)),
     )
     return 0
 
