@@ -282,7 +282,7 @@ def run_perplexity(
             )
             runs.append(how_it_runs(lm))
             del lm
-        if len(results) == 2 and results[0].checkpoint == results[1].checkpoint:
+        if len(results) == 2 and _same_file(results[0].checkpoint, results[1].checkpoint):
             for r, how in zip(results, runs, strict=True):
                 r.checkpoint = f"{r.checkpoint} [{how}]"  # the same file, run two ways
         summary = kl.summary(results[0].checkpoint, results[1].checkpoint) if kl else None
@@ -295,6 +295,16 @@ def run_perplexity(
     if output:
         write_results_json(results, output, summary)
     return results
+
+
+def _same_file(a: str, b: str) -> bool:
+    """One checkpoint named twice (`demo/x.pt` and `/abs/demo/x.pt` too)."""
+    if a == b:
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False  # a Hub repo id, or gone
 
 
 def how_it_runs(lm: Any) -> str:
