@@ -121,19 +121,22 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument(
         "--output",
         help="write batch results without a screen (.jsonl, .csv, .md; implies --mode batch); "
-        "--perplexity: also write the results as JSON",
+        "--perplexity: also write the results as JSON (a sweep of a run: .json or .csv, "
+        "resumed from OUT.sweep.jsonl)",
     )
     a.add_argument("--batch_size", type=int, default=None, help="batch mode: prompts per batch")
     a.add_argument(
         "--overwrite",
         action="store_true",
-        help="batch mode: start over instead of resuming the rows --output already holds",
+        help="batch mode, checkpoint sweep: start over instead of resuming the rows --output "
+        "already holds",
     )
     e = p.add_argument_group("evaluate and export")
     e.add_argument(
         "--perplexity",
         metavar="FILE",
-        help="print tokens, loss, perplexity and bits per byte of a UTF-8 text file, then exit",
+        help="print tokens, loss, perplexity and bits per byte of a UTF-8 text file, then exit; "
+        "a run folder or repo with several checkpoints: all of them, with a loss curve",
     )
     e.add_argument(
         "--compare",
