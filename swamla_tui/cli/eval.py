@@ -208,8 +208,9 @@ def _sweep(args: argparse.Namespace, source: str, make_loader: MakeLoader) -> in
     def loader_of(sub: str) -> Loader:
         return make_loader(argparse.Namespace(**{**vars(args), "hf_checkpoint": sub}), source)
 
+    local = Path(source).expanduser()
     settings = {
-        "source": source,
+        "source": str(local.resolve()) if local.exists() else source,  # however it is spelled
         "max_length": args.max_length,
         "dtype": args.dtype,
         "quantize": getattr(args, "quantize", None),

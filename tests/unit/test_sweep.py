@@ -239,3 +239,26 @@ def test_plotext_plot_has_the_points_and_labels():
     text = plot_sweep(_rows([3.0, 2.0], [1e6, 2e6]), width=60, height=12)
     assert "loss on the text" in text and "training tokens" in text
     assert "1M" in text and "2M" in text and text.count("●") == 2 and "\x1b[" not in text
+
+
+def test_cli_rerun_resumes_however_the_run_is_spelled(
+    test_tokenizer_dir, tmp_path, text_file, capsys
+):
+    import os
+
+    run = _run_folder(tmp_path)
+    out = tmp_path / "curve.json"
+    assert main([*_flags(run, test_tokenizer_dir, text_file), "--output", str(out)]) == 0
+    first = json.loads(out.read_text(encoding="utf-8"))
+    capsys.readouterr()
+    rel = os.path.relpath(run)
+    assert main([*_flags(rel, test_tokenizer_dir, text_file), "--output", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "2 of 2 checkpoints already scored" in err and "[1/2]" not in err
+    assert json.loads(out.read_text(encoding="utf-8")) == first
+    argv = [*_flags(run, test_tokenizer_dir, text_file), "--output", str(out), "--stride", "8"]
+    assert main(argv) == 1  # other settings: refused in one line
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--overwrite" in err
+    assert main([*argv, "--overwrite"]) == 0
+    assert "[1/2] checkpoint_1000.pt" in capsys.readouterr().err
