@@ -262,3 +262,25 @@ def test_cli_rerun_resumes_however_the_run_is_spelled(
     assert "\n" not in err and "--overwrite" in err
     assert main([*argv, "--overwrite"]) == 0
     assert "[1/2] checkpoint_1000.pt" in capsys.readouterr().err
+
+
+def test_hub_repo_from_the_offline_cache(test_tokenizer_dir, tmp_path, text_file, monkeypatch):
+    """`--hf_model user/repo`: listed and loaded folder by folder from the HF cache."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "cache" / "models--user--repo"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snap = repo / "snapshots" / commit
+    for n in ("checkpoint_tokens_1.5M_loss_1.9876", "checkpoint_tokens_500k_loss_2.3456"):
+        (snap / n).mkdir(parents=True)
+        shutil.copy(FIXTURE_CKPT, snap / n / "pytorch_model.bin")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)  # "user/repo" must not exist as a local path
+    out = tmp_path / "curve.json"
+    argv = ["--hf_model", "user/repo", "--tokenizer", str(test_tokenizer_dir), "--device", "cpu"]
+    assert main([*argv, "--perplexity", str(text_file), "--output", str(out)]) == 0
+    rows = json.loads(out.read_text(encoding="utf-8"))
+    assert [(r["checkpoint"], r["training_tokens"]) for r in rows] == [
+        ("checkpoint_tokens_500k_loss_2.3456", 500_000.0),
+        ("checkpoint_tokens_1.5M_loss_1.9876", 1_500_000.0),
+    ]
