@@ -195,15 +195,15 @@ def _sweep(args: argparse.Namespace, source: str, make_loader: MakeLoader) -> in
     None when `source` holds fewer than two (one file, a flat folder, a single folder)."""
     from ..runtime.sweep import run_sweep, sweep_candidates
 
-    out = getattr(args, "output", None)
-    if out and Path(out).suffix.lower() not in (".json", ".csv"):
-        raise SwamlaError(f"--output {out}: a checkpoint sweep writes .json or .csv")
     try:
         cands = sweep_candidates(source, selection_of(args))
     except Exception:  # noqa: BLE001 - listing failed: the single load says why, in one line
         return None
     if len(cands) < 2:
         return None
+    out = getattr(args, "output", None)
+    if out and Path(out).suffix.lower() not in (".json", ".csv"):
+        raise SwamlaError(f"--output {out}: a checkpoint sweep writes .json or .csv")
 
     def loader_of(sub: str) -> Loader:
         return make_loader(argparse.Namespace(**{**vars(args), "hf_checkpoint": sub}), source)

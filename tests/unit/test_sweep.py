@@ -284,3 +284,9 @@ def test_hub_repo_from_the_offline_cache(test_tokenizer_dir, tmp_path, text_file
         ("checkpoint_tokens_500k_loss_2.3456", 500_000.0),
         ("checkpoint_tokens_1.5M_loss_1.9876", 1_500_000.0),
     ]
+
+
+def test_one_file_keeps_its_json_output_whatever_the_name(test_tokenizer_dir, tmp_path, text_file):
+    out = tmp_path / "result.txt"  # not a sweep: the usual JSON, any name
+    assert main([*_flags(FIXTURE_CKPT, test_tokenizer_dir, text_file), "--output", str(out)]) == 0
+    assert json.loads(out.read_text(encoding="utf-8"))[0]["tokens"] > 0
