@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from ..base.errors import SwamlaError
+from ..base.errors import SwamlaError, one_line
 from ..base.scoring import (
     KLSummary,
     PerplexityResult,
@@ -333,8 +333,8 @@ class _KLRun:
         if i == 0:
             try:
                 self.recorder = recorder_for(lm, ids)
-            except OSError as e:
-                print(f"note: KL divergence skipped: {e}", file=self.err)
+            except (OSError, RuntimeError) as e:  # no room, or no temporary folder to map
+                print(f"note: KL divergence skipped: {one_line(e)}", file=self.err)
             return self.recorder
         if self.recorder is None:
             return None
