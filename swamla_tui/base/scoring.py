@@ -6,6 +6,7 @@ file, show the table and catch the file errors without importing torch.
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 import threading
@@ -16,7 +17,17 @@ from typing import TypedDict
 
 from .errors import SwamlaError
 
-__all__ = ["PerplexityResult", "ScoreOptions", "TextFileError", "format_results", "read_text_file"]
+__all__ = [
+    "KLSummary",
+    "PerplexityResult",
+    "ScoreOptions",
+    "TextFileError",
+    "format_kl",
+    "format_results",
+    "percentile",
+    "read_text_file",
+    "summarise_kl",
+]
 
 
 class TextFileError(SwamlaError):
@@ -105,3 +116,70 @@ def format_results(results: Sequence[PerplexityResult]) -> str:
         ]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+@dataclass
+class KLSummary:
+    """KL(A||B) of the next-token distributions of model A (`reference`) and model B
+    (`model`) over the same scored tokens, as `llama-perplexity --kl-divergence` reports it:
+    the mean (with its standard error), quantiles of the per-token values, and how often
+    both models put the same token first."""
+
+    reference: str
+    model: str
+    tokens: int
+    mean: float
+    stderr: float
+    median: float
+    p99: float
+    max: float
+    same_top1: float  # fraction of scored tokens
+    per_token: list[float]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The `q`-th percentile (0..100) with linear interpolation (numpy's default rule)."""
+    if not values:
+        raise ValueError("percentile of no values")
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def summarise_kl(
+    reference: str, model: str, per_token: Sequence[float], same_top1: int
+) -> KLSummary:
+    """The summary of per-token KL values; `same_top1` counts tokens whose argmax agrees."""
+    n = len(per_token)
+    if n == 0:
+        raise ValueError("no scored tokens to compare")
+    mean = math.fsum(per_token) / n
+    var = math.fsum((x - mean) ** 2 for x in per_token) / (n - 1) if n > 1 else 0.0
+    return KLSummary(
+        reference=reference,
+        model=model,
+        tokens=n,
+        mean=mean,
+        stderr=math.sqrt(var / n),
+        median=percentile(per_token, 50),
+        p99=percentile(per_token, 99),
+        max=max(per_token),
+        same_top1=same_top1 / n,
+        per_token=list(per_token),
+    )
+
+
+def format_kl(kl: KLSummary) -> str:
+    """A few lines under the perplexity table (KL in nats)."""
+    return "\n".join(
+        [
+            f"KL divergence, A = {kl.reference}, B = {kl.model} ({kl.tokens:,} tokens, nats):",
+            f"  mean KL(A||B)  {kl.mean:.6f} ± {kl.stderr:.6f}",
+            f"  median         {kl.median:.6f}",
+            f"  99th pct       {kl.p99:.6f}",
+            f"  max            {kl.max:.6f}",
+            f"  same top-1     {100 * kl.same_top1:.2f}%",
+        ]
+    )

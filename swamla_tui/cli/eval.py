@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..base.errors import one_line
+from ..base.errors import SwamlaError, one_line
 from ..base.safe_text import visible
 from ..batch.job import BatchJob
 from ..checkpoint.selection import Selection, parse_nb_tok
@@ -26,6 +26,7 @@ __all__ = [
     "LOGPROBS_MAX",
     "MakeLoader",
     "check_eval_args",
+    "compare_args",
     "fits",
     "checkpoint_listing",
     "run_diagnose",
@@ -69,6 +70,9 @@ def check_eval_args(args: argparse.Namespace) -> str | None:
             return "--stride applies only to --perplexity"  # (and --eval_perplexity)
         if args.stride < 1:
             return f"--stride must be >= 1, got {args.stride}"
+    for flag in ("compare_dtype", "compare_quantize"):
+        if getattr(args, flag, None) is not None and not (args.compare and scores):
+            return f"--{flag} applies only to --perplexity with --compare"
     if args.compare and (args.export or args.info):
         return f"--compare does not apply to {'--export' if args.export else '--info'}"
     n = getattr(args, "logprobs", None)
@@ -157,9 +161,13 @@ def run_perplexity_cmd(args: argparse.Namespace, source: str, make_loader: MakeL
     [--output result.json]``."""
     from ..runtime.perplexity import run_perplexity
 
+    if args.perplexity and _may_sweep(args):
+        done = _sweep(args, source, make_loader)
+        if done is not None:
+            return done
     loaders: list[Callable[[Callable[[str], None]], Any]] = [make_loader(args, source)]
     if args.compare:
-        loaders.append(make_loader(args, args.compare))
+        loaders.append(make_loader(compare_args(args), args.compare))
     target = args.perplexity
     text = getattr(args, "eval_perplexity", None)
     if text is not None and not target:
@@ -175,6 +183,62 @@ def run_perplexity_cmd(args: argparse.Namespace, source: str, make_loader: MakeL
         output=args.output,
     )
     return 0
+
+
+def _may_sweep(args: argparse.Namespace) -> bool:
+    """A run folder or repo is swept unless one checkpoint is named or a B is compared."""
+    return not (args.compare or args.hf_checkpoint or getattr(args, "nb_tok", None))
+
+
+def _sweep(args: argparse.Namespace, source: str, make_loader: MakeLoader) -> int | None:
+    """``--perplexity FILE`` over every checkpoint of a run (`swamla_tui.runtime.sweep`);
+    None when `source` holds fewer than two (one file, a flat folder, a single folder)."""
+    from ..runtime.sweep import run_sweep, sweep_candidates
+
+    try:
+        cands = sweep_candidates(source, selection_of(args))
+    except Exception:  # noqa: BLE001 - listing failed: the single load says why, in one line
+        return None
+    if len(cands) < 2:
+        return None
+    out = getattr(args, "output", None)
+    if out and Path(out).suffix.lower() not in (".json", ".csv"):
+        raise SwamlaError(f"--output {out}: a checkpoint sweep writes .json or .csv")
+
+    def loader_of(sub: str) -> Loader:
+        return make_loader(argparse.Namespace(**{**vars(args), "hf_checkpoint": sub}), source)
+
+    local = Path(source).expanduser()
+    settings = {
+        "source": str(local.resolve()) if local.exists() else source,  # however it is spelled
+        "max_length": args.max_length,
+        "dtype": args.dtype,
+        "quantize": getattr(args, "quantize", None),
+        "tokenizer": args.tokenizer,
+        "swa_attention": args.swa_attention,
+    }
+    run_sweep(
+        loader_of,
+        cands,
+        args.perplexity,
+        settings=settings,
+        stride=args.stride,
+        batch_size=args.batch_size,
+        output=args.output,
+        overwrite=bool(getattr(args, "overwrite", False)),
+    )
+    return 0
+
+
+def compare_args(args: argparse.Namespace) -> argparse.Namespace:
+    """The flags model B loads with: A's, with ``--compare_dtype``/``--compare_quantize``."""
+    b = argparse.Namespace(**vars(args))
+    if getattr(args, "compare_dtype", None) is not None:
+        b.dtype = args.compare_dtype
+    q = getattr(args, "compare_quantize", None)
+    if q is not None:
+        b.quantize = None if q == "none" else q
+    return b
 
 
 def _is_file(text: str) -> bool:

@@ -125,19 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument(
         "--output",
         help="write batch results without a screen (.jsonl, .csv, .md; implies --mode batch); "
-        "--perplexity: also write the results as JSON",
+        "--perplexity: also write the results as JSON (a sweep of a run: .json or .csv, "
+        "resumed from OUT.sweep.jsonl)",
     )
     a.add_argument("--batch_size", type=int, default=None, help="batch mode: prompts per batch")
     a.add_argument(
         "--overwrite",
         action="store_true",
-        help="batch mode: start over instead of resuming the rows --output already holds",
+        help="batch mode, checkpoint sweep: start over instead of resuming the rows --output "
+        "already holds",
     )
     e = p.add_argument_group("evaluate and export")
     e.add_argument(
         "--perplexity",
         metavar="FILE",
-        help="print tokens, loss, perplexity and bits per byte of a UTF-8 text file, then exit",
+        help="print tokens, loss, perplexity and bits per byte of a UTF-8 text file, then exit; "
+        "a run folder or repo with several checkpoints: all of them, with a loss curve",
     )
     e.add_argument(
         "--compare",
@@ -145,6 +148,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="a second checkpoint (file, folder or Hub repo): scored too with --perplexity; "
         "--mode batch: both models answer every prompt (same seed and settings); "
         "chat: /compare regenerates the last reply with it",
+    )
+    e.add_argument(
+        "--compare_dtype",
+        default=None,
+        help="--perplexity --compare: B's --dtype (default: the same as A's), e.g. model A "
+        "in float32 against B in bfloat16",
+    )
+    e.add_argument(
+        "--compare_quantize",
+        choices=("none", "int8", "int8-dynamic"),
+        default=None,
+        help="--perplexity --compare: B's --quantize (default: the same as A's; none: not "
+        "quantized)",
     )
     e.add_argument(
         "--logprobs",

@@ -37,13 +37,26 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from ..base.errors import SwamlaError
-from ..base.scoring import PerplexityResult, TextFileError, format_results, read_text_file
+from ..base.errors import SwamlaError, one_line
+from ..base.scoring import (
+    KLSummary,
+    PerplexityResult,
+    TextFileError,
+    format_kl,
+    format_results,
+    read_text_file,
+)
+from .kl import KLComparer, KLRecorder, recorder_for
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
     from .loaded_model import LoadedModel
 
 Progress = Callable[[int, int], None]  # (scored tokens done, scored tokens in all)
+Sink = Callable[["torch.Tensor", "torch.Tensor"], None]
+"""Sees every scored row in target order: (float32 logits [n, V], target ids [n]); the KL
+comparison (`swamla_tui.runtime.kl`) keeps or compares the distributions through it."""
 
 
 class PerplexityError(SwamlaError):
@@ -97,6 +110,7 @@ def score_ids(
     batch_size: int | None = None,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    sink: Sink | None = None,
 ) -> tuple[float, int]:
     """(total negative log-likelihood in nats, scored tokens) of `ids[1:]` given `ids`."""
     import torch
@@ -132,11 +146,22 @@ def score_ids(
                 rows = logits[r, a:b].float()  # [n_scored, V]
                 targets = x[w.first : w.end].to(dev)
                 nll += float(F.cross_entropy(rows, targets, reduction="sum"))
+                if sink is not None:
+                    sink(rows, targets)
         del logits
         done += sum(w.end - w.first for w in group)
         if progress:
             progress(done, total)
     return nll, total
+
+
+def scored_ids(lm: LoadedModel, text: str) -> tuple[list[int], int]:
+    """(the ids `score_ids` takes, the UTF-8 bytes they cover) by the module docstring's rule."""
+    ids = lm.encode(text)
+    eos = getattr(lm, "eos_id", None)
+    if eos is not None:
+        return [int(eos), *ids], len(text.encode("utf-8"))
+    return ids, len(lm.decode(ids[1:]).encode("utf-8")) if len(ids) > 1 else 0
 
 
 def perplexity(
@@ -147,18 +172,13 @@ def perplexity(
     batch_size: int | None = None,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    sink: Sink | None = None,
 ) -> PerplexityResult:
     """Score `text` with `lm` by the rule in the module docstring."""
     t0 = time.perf_counter()
-    ids = lm.encode(text)
-    eos = getattr(lm, "eos_id", None)
-    if eos is not None:
-        ids = [int(eos), *ids]
-        n_bytes = len(text.encode("utf-8"))
-    else:
-        n_bytes = len(lm.decode(ids[1:]).encode("utf-8")) if len(ids) > 1 else 0
+    ids, n_bytes = scored_ids(lm, text)
     nll, n = score_ids(
-        lm, ids, stride=stride, batch_size=batch_size, progress=progress, cancel=cancel
+        lm, ids, stride=stride, batch_size=batch_size, progress=progress, cancel=cancel, sink=sink
     )
     loss = nll / n
     return PerplexityResult(
@@ -187,9 +207,16 @@ __all__ = [
 ]
 
 
-def write_results_json(results: Sequence[PerplexityResult], path: str | os.PathLike[str]) -> None:
-    """A JSON list of objects with exactly the `PerplexityResult` fields."""
-    data = [asdict(r) for r in results]
+def write_results_json(
+    results: Sequence[PerplexityResult],
+    path: str | os.PathLike[str],
+    kl: KLSummary | None = None,
+) -> None:
+    """A JSON list of objects with the `PerplexityResult` fields; with `kl`, the last
+    (model B's) also has "kl": the `KLSummary` fields."""
+    data: list[dict[str, Any]] = [asdict(r) for r in results]
+    if kl is not None and data:
+        data[-1]["kl"] = asdict(kl)
     try:
         Path(path).expanduser().write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     except OSError as e:
@@ -232,6 +259,8 @@ def run_perplexity(
 
     The file is read before any model loads (a bad path fails at once); models load one
     at a time and each is released before the next, so two need no more memory than one.
+    With two models, KL(A||B) is reported too (`swamla_tui.runtime.kl`); the JSON row of
+    B then carries it under "kl", per-token values included.
     """
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
@@ -239,14 +268,86 @@ def run_perplexity(
     if stride is not None and stride < 1:
         raise PerplexityError(f"--stride must be >= 1, got {stride}")
     results: list[PerplexityResult] = []
-    for load in loaders:
-        lm: Any = load(lambda s: print(f"… {s}", file=err))
-        for n in lm.notices:
-            print(f"note: {n}", file=err)
-        bar = stderr_progress(Path(lm.source).name or lm.source, err)
-        results.append(perplexity(lm, text, stride=stride, batch_size=batch_size, progress=bar))
-        del lm
+    runs: list[str] = []
+    kl = _KLRun(err) if len(loaders) == 2 else None
+    try:
+        for i, load in enumerate(loaders):
+            lm: Any = load(lambda s: print(f"… {s}", file=err))
+            for n in lm.notices:
+                print(f"note: {n}", file=err)
+            bar = stderr_progress(Path(lm.source).name or lm.source, err)
+            sink = kl.sink(i, lm, text) if kl is not None else None
+            results.append(
+                perplexity(lm, text, stride=stride, batch_size=batch_size, progress=bar, sink=sink)
+            )
+            runs.append(how_it_runs(lm))
+            del lm
+        if len(results) == 2 and _same_file(results[0].checkpoint, results[1].checkpoint):
+            for r, how in zip(results, runs, strict=True):
+                r.checkpoint = f"{r.checkpoint} [{how}]"  # the same file, run two ways
+        summary = kl.summary(results[0].checkpoint, results[1].checkpoint) if kl else None
+    finally:
+        if kl is not None:
+            kl.close()
     print(format_results(results), file=out)
+    if summary is not None:
+        print(format_kl(summary), file=out)
     if output:
-        write_results_json(results, output)
+        write_results_json(results, output, summary)
     return results
+
+
+def _same_file(a: str, b: str) -> bool:
+    """One checkpoint named twice (`demo/x.pt` and `/abs/demo/x.pt` too)."""
+    if a == b:
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False  # a Hub repo id, or gone
+
+
+def how_it_runs(lm: Any) -> str:
+    """`float32`, `bfloat16, int8`...: what tells two runs of one checkpoint apart."""
+    from ..model.quant import Int8DynamicLinear, Int8Linear
+
+    how = str(lm.dtype).removeprefix("torch.")
+    kinds = {type(m) for m in lm.model.modules()}
+    if Int8DynamicLinear in kinds:
+        how += ", int8-dynamic"
+    elif Int8Linear in kinds:
+        how += ", int8"
+    return how
+
+
+class _KLRun:
+    """The two passes of a KL comparison, with a note instead of KL when it cannot be had."""
+
+    def __init__(self, err: IO[str]) -> None:
+        self.err = err
+        self.recorder: KLRecorder | None = None
+        self.comparer: KLComparer | None = None
+
+    def sink(self, i: int, lm: Any, text: str) -> Sink | None:
+        ids, _ = scored_ids(lm, text)
+        if i == 0:
+            try:
+                self.recorder = recorder_for(lm, ids)
+            except (OSError, RuntimeError) as e:  # no room, or no temporary folder to map
+                print(f"note: KL divergence skipped: {one_line(e)}", file=self.err)
+            return self.recorder
+        if self.recorder is None:
+            return None
+        got = self.recorder.comparer(ids, int(lm.config.vocab_size), int(lm.max_length))
+        if isinstance(got, str):
+            print(f"note: KL divergence skipped: {got}", file=self.err)
+            return None
+        self.comparer = got
+        return got
+
+    def summary(self, reference: str, model: str) -> KLSummary | None:
+        return self.comparer.summary(reference, model) if self.comparer is not None else None
+
+    def close(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()

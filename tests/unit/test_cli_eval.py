@@ -26,11 +26,10 @@ def test_perplexity_with_compare_prints_and_writes_json(test_tokenizer_dir, tmp_
     assert main([*argv, "--output", str(out)]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[:4] == ["checkpoint", "tokens", "loss", "perplexity"]
-    assert len(table) == 3
+    assert len(table) == 3 + 6  # two rows, then the KL(A||B) lines
     data = json.loads(out.read_text(encoding="utf-8"))
-    assert [sorted(d) for d in data] == [
-        sorted(["checkpoint", "tokens", "loss", "perplexity", "bits_per_byte", "seconds"])
-    ] * 2
+    fields = {"checkpoint", "tokens", "loss", "perplexity", "bits_per_byte", "seconds"}
+    assert [set(d) for d in data] == [fields, fields | {"kl"}]
     assert data[0]["loss"] == pytest.approx(data[1]["loss"])
     assert data[0]["tokens"] > 64  # more than one window was scored
 

@@ -202,9 +202,8 @@ def test_run_perplexity_table_and_json(fixture_lm, tmp_path):
     assert len(res) == 2 and len(loaded) == 2
     assert res[0].loss == pytest.approx(res[1].loss)
     data = json.loads(out_json.read_text())
-    assert [set(d) for d in data] == [
-        {"checkpoint", "tokens", "loss", "perplexity", "bits_per_byte", "seconds"}
-    ] * 2
+    fields = {"checkpoint", "tokens", "loss", "perplexity", "bits_per_byte", "seconds"}
+    assert [set(d) for d in data] == [fields, fields | {"kl"}]  # B's row: KL(A||B)
     assert data[0]["tokens"] == res[0].tokens and data[0]["loss"] == pytest.approx(res[0].loss)
     table = out.getvalue().splitlines()
     assert table[0].split()[:4] == ["checkpoint", "tokens", "loss", "perplexity"]
