@@ -1,6 +1,6 @@
 """Command line: every flag of the original inference script, plus the app's own.
 
-One piece at ~420 lines: the parser and the dispatch that reads it stay side by side (the
+One piece at ~440 lines: the parser and the dispatch that reads it stay side by side (the
 flags of the trainer's later script are in `trainer_flags`, the one-shot actions in `eval`).
 
 Nothing heavy is imported before the UI starts (torch loads in the app's worker), and any
