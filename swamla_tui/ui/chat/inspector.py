@@ -45,7 +45,7 @@ from .recording import InspectableModel, InspectableStream, RecordingModel
 from .reply import FINISH_NOTES
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..app import SwamlaApp
+    from ..screens.chat import ChatScreen
 
 __all__ = ["InspectorController"]
 
@@ -57,24 +57,24 @@ NO_RECORDS = (
 
 
 class InspectorController:
-    """``/probs``, inspect mode and branches for `app`'s chat."""
+    """``/probs``, inspect mode and branches for `screen`'s chat."""
 
-    def __init__(self, app: SwamlaApp) -> None:
-        self.app = app
-        start = app.options.probs  # --debug: on for this run, not remembered
-        self.probs = bool(app.settings.get("probs", False)) if start is None else start
+    def __init__(self, screen: ChatScreen) -> None:
+        self.screen = screen
+        start = screen.options.probs  # --debug: on for this run, not remembered
+        self.probs = bool(screen.settings.get("probs", False)) if start is None else start
         self._opened: dict[int, tuple[str, tuple[str, ...]]] = {}
         self._buffer: ThrottledBuffer[str] | None = None
         self._drain: Callable[[list[str]], None] = lambda pieces: None
 
     def mount(self) -> None:
-        chat = self.app.chat
+        chat = self.screen.chat
         chat.probs = self.probs
         chat.inspector = self
 
     @property
     def details(self) -> TokenDetails:
-        return self.app.query_one(TokenDetails)
+        return self.screen.details
 
     def model(self, lm: ChatModel) -> ChatModel:
         """What a reply streams from: `lm`, recording while probabilities are on."""
@@ -84,15 +84,15 @@ class InspectorController:
 
     def set_probs(self, on: bool | None) -> None:
         """``/probs [on|off]`` (None toggles); remembered."""
-        app = self.app
+        screen = self.screen
         self.probs = on = (not self.probs) if on is None else on
-        app.settings.set("probs", on)
-        app.chat.probs = on
-        for message in app.chat.messages():
+        screen.settings.set("probs", on)
+        screen.chat.probs = on
+        for message in screen.chat.messages():
             message.set_probs(on)
         if not on:
             self.details.clear()
-        app.add_notice(
+        screen.add_notice(
             "Token probabilities on: new replies are coloured by the probability of each token"
             " (underlined: below 10%); F4 inspects the last reply."
             if on
@@ -100,21 +100,21 @@ class InspectorController:
         )
 
     def last_reply(self) -> ChatMessage | None:
-        turns = self.app.turn_widgets
+        turns = self.screen.turn_widgets
         return turns[-1][1] if turns else None
 
     def inspect_last(self) -> None:
         """F4: inspect mode on the last reply."""
-        app = self.app
+        screen = self.screen
         if not self.probs:
-            app.add_notice(OFF, error=True)
+            screen.add_notice(OFF, error=True)
             return
         reply = self.last_reply()
         if reply is None:
-            app.add_notice("No reply to inspect yet.", error=True)
+            screen.add_notice("No reply to inspect yet.", error=True)
             return
         if not reply.inspect():
-            app.add_notice(NO_RECORDS, error=True)
+            screen.add_notice(NO_RECORDS, error=True)
 
     # -- a reply finished -----------------------------------------------------------------
 
@@ -131,14 +131,14 @@ class InspectorController:
         ids, records = list(s.token_ids), list(s.token_logprobs)
         if len(ids) != len(records):
             return
-        turn = self.app.conversation.turns[-1]
-        raw = self.app.reply.raw
+        turn = self.screen.conversation.turns[-1]
+        raw = self.screen.reply.raw
         tree = ReplyTree(opened[0], opened[1], ids, records, raw, stopped=turn.stopped)
         tree.root.note = reply.status
         self._show(reply, tree)
 
     def _lm(self) -> InspectableModel | None:
-        lm = self.app.lm
+        lm = self.screen.lm
         return cast(InspectableModel, lm) if lm is not None and hasattr(lm, "decode") else None
 
     def _pieces(self, branch: Branch, stop: Sequence[str]) -> list[str]:
@@ -158,7 +158,7 @@ class InspectorController:
         return clip_pieces(pieces, start, start + len(cut.strip()))
 
     def _show(self, reply: ChatMessage, tree: ReplyTree) -> None:
-        reply.set_tree(tree, self._pieces(tree.current, self.app.conversation.chat_format.stop))
+        reply.set_tree(tree, self._pieces(tree.current, self.screen.conversation.chat_format.stop))
 
     # -- details panel --------------------------------------------------------------------
 
@@ -168,7 +168,7 @@ class InspectorController:
         if index is None or tree is None or lm is None or not 0 <= index < len(widget.pieces):
             if hover:
                 widget.tooltip = None
-            elif not any(m.inspecting for m in self.app.chat.messages()):
+            elif not any(m.inspecting for m in self.screen.chat.messages()):
                 self.details.clear()
             return
         step = tree.current.steps[index]
@@ -176,7 +176,7 @@ class InspectorController:
             alts = [(a, lm.decode([a.token])) for a in alternatives(step)]
             text = lm.decode([step.token])
         except SwamlaError as exc:
-            self.app.add_notice(str(exc), error=True)
+            self.screen.add_notice(str(exc), error=True)
             return
         total = len(tree.current.steps)
         view = TokenView(index, total, text, step, alts, widget.selected, widget.inspecting)
@@ -188,49 +188,49 @@ class InspectorController:
 
     def inspect_left(self, widget: ChatMessage) -> None:
         self.details.clear()
-        self.app.prompt_input.focus()
+        self.screen.prompt_input.focus()
 
     # -- branches -------------------------------------------------------------------------
 
     def alternative_picked(self, widget: ChatMessage, index: int, token: int) -> None:
-        app = self.app
+        screen = self.screen
         tree, lm = widget.reply_tree, self._lm()
-        if app.busy() or tree is None or lm is None:
+        if screen.busy() or tree is None or lm is None:
             return
         if widget is not self.last_reply():
-            app.add_notice("Only the last reply can be branched.", error=True)
+            screen.add_notice("Only the last reply can be branched.", error=True)
             return
         try:
             branch = tree.fork(index, token)
         except SwamlaError as exc:
-            app.add_notice(str(exc), error=True)
+            screen.add_notice(str(exc), error=True)
             return
         self._regenerate(widget, tree, branch, lm)
 
     def _regenerate(
         self, widget: ChatMessage, tree: ReplyTree, branch: Branch, lm: InspectableModel
     ) -> None:
-        app, reply = self.app, self.app.reply
+        screen, reply = self.screen, self.screen.reply
         try:
             prefix = "".join(token_pieces(lm.decode, branch.tokens, getattr(lm, "eos_id", None)))
         except SwamlaError as exc:  # the tokenizer failed: the reply stays as it was
             tree.abandon()
-            app.add_notice(str(exc), error=True)
+            screen.add_notice(str(exc), error=True)
             return
         widget.leave()
         self.details.clear()
-        fmt = app.conversation.chat_format
+        fmt = screen.conversation.chat_format
         widget.set_tree(None, [])
         widget.set_text(fmt.cut_reply(prefix))
         widget.set_streaming(True)
-        app.prompt_input.focus()
+        screen.prompt_input.focus()
         reply.generating, reply.stream = True, None
         reply.cancel.clear()
-        app.status_bar.status = "Generating…"
-        app.status_bar.add_class("-busy")
-        app.refresh_bindings()
+        screen.status_bar.status = "Generating…"
+        screen.status_bar.add_class("-busy")
+        screen.refresh_bindings()
         if self._buffer is None:
-            self._buffer = ThrottledBuffer(app, lambda pieces: self._drain(pieces))
+            self._buffer = ThrottledBuffer(screen, lambda pieces: self._drain(pieces))
         got: list[str] = []
 
         def drain(pieces: list[str]) -> None:
@@ -241,10 +241,10 @@ class InspectorController:
         self._drain = drain  # this branch's widget and prefix
         self._buffer.clear()
         self._buffer.start()
-        left = int(app.params.max_new_tokens) - len(branch.tokens)
-        params = app.params.copy(max_new_tokens=max(1, left)) if left > 0 else None
+        left = int(screen.params.max_new_tokens) - len(branch.tokens)
+        params = screen.params.copy(max_new_tokens=max(1, left)) if left > 0 else None
         work = partial(self._work, lm, widget, tree, params, reply.cancel)
-        app.run_worker(work, thread=True, exclusive=True, group="generate", exit_on_error=False)
+        screen.run_worker(work, thread=True, exclusive=True, group="generate", exit_on_error=False)
 
     def _work(
         self,
@@ -255,7 +255,7 @@ class InspectorController:
         cancel: threading.Event,
     ) -> None:
         """Worker thread: stream the branch's continuation; report on the UI thread."""
-        chat, buffer = self.app.chat, self._buffer
+        chat, buffer = self.screen.chat, self._buffer
         assert buffer is not None
         stream: InspectableStream | None = None
         try:
@@ -281,7 +281,7 @@ class InspectorController:
         chat.post_message(ChatLog.Deferred(lambda: self._done(widget, tree, stream, None)))
 
     def _started(self, stream: ReplyStream) -> None:
-        reply = self.app.reply
+        reply = self.screen.reply
         if reply.generating:
             reply.stream = stream
             if reply.cancel.is_set():
@@ -294,7 +294,7 @@ class InspectorController:
         stream: InspectableStream | None,
         error: str | None,
     ) -> None:
-        app, reply = self.app, self.app.reply
+        screen, reply = self.screen, self.screen.reply
         if self._buffer is not None:
             self._buffer.flush()
             self._buffer.stop()
@@ -302,7 +302,7 @@ class InspectorController:
             stream is not None and stream.finish_reason == "cancelled"
         )
         reply.generating, reply.stream = False, None
-        app.status_bar.remove_class("-busy")
+        screen.status_bar.remove_class("-busy")
         widget.set_streaming(False)
         lm = self._lm()
         ids = list(stream.token_ids) if stream is not None else []
@@ -318,30 +318,30 @@ class InspectorController:
         if error is not None:
             tree.abandon()
             self._restore(widget, tree)
-            app.status_bar.status = "Generation failed"
-            app.add_notice(f"Generation failed: {error} — the reply is as before", error=True)
+            screen.status_bar.status = "Generation failed"
+            screen.add_notice(f"Generation failed: {error} — the reply is as before", error=True)
         else:
             reason = stream.finish_reason if stream is not None else "length"
             raw, hit = reply_text(pieces, tree.stop)
             note = "stopped" if stopped else ("" if hit else FINISH_NOTES.get(reason or "", ""))
             tree.complete(ids, records, raw, stopped=stopped, note=note)
             self._restore(widget, tree)
-            app.status_bar.status = "Stopped" if stopped else "Ready"
-            app.add_notice(
+            screen.status_bar.status = "Stopped" if stopped else "Ready"
+            screen.add_notice(
                 f"Branched at token {tree.current.fork + 1}: /undo returns to the previous reply."
             )
-        app.update_context()
-        app.refresh_bindings()
+        screen.update_context()
+        screen.refresh_bindings()
 
     def _restore(self, widget: ChatMessage, tree: ReplyTree) -> None:
         """Make `tree.current` the chat's last reply: the widget and the history."""
-        app, b = self.app, tree.current
-        turns = app.conversation.turns
+        screen, b = self.screen, tree.current
+        turns = screen.conversation.turns
         if not turns:
             return
         user = turns[-1].user
-        app.session.undo()
-        turn = app.session.finish_turn(user, b.raw, stopped=b.stopped)
+        screen.session.undo()
+        turn = screen.session.finish_turn(user, b.raw, stopped=b.stopped)
         widget.set_text(turn.assistant)
         widget.mark(b.note, stopped=b.stopped)
         self._show(widget, tree)
@@ -354,8 +354,8 @@ class InspectorController:
             return False
         self._restore(reply, tree)
         self.details.clear()
-        self.app.update_context()
-        self.app.add_notice("Back to the previous version of the reply.")
+        self.screen.update_context()
+        self.screen.add_notice("Back to the previous version of the reply.")
         return True
 
 

@@ -1,7 +1,7 @@
 """``/ppl FILE``: the perplexity of a text file under the loaded model, in a worker thread.
 
 The file is read and scored off the event loop (`swamla_tui.runtime.perplexity`); the worker only
-calls back through `call_from_thread`, which updates one notice (progress, then the table)
+calls back through the screen's `call_from_worker`, which updates one notice (progress, then the table)
 or replaces it with an error line. Leaving the app cancels the run within one batch.
 """
 
@@ -18,7 +18,7 @@ from ...base.scoring import format_results, read_text_file
 from ...protocols import ScoringModel
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..app import SwamlaApp
+    from ..screens.chat import ChatScreen
     from ..widgets.chat_message import ChatMessage
 
 __all__ = ["PerplexityRunner"]
@@ -28,10 +28,10 @@ PROGRESS_EVERY = 0.25
 
 
 class PerplexityRunner:
-    """One ``/ppl`` run at a time for `app`; `cancel` is set when the app goes away."""
+    """One ``/ppl`` run at a time for `screen`; `cancel` is set when the app goes away."""
 
-    def __init__(self, app: SwamlaApp) -> None:
-        self.app = app
+    def __init__(self, screen: ChatScreen) -> None:
+        self.screen = screen
         self.cancel: threading.Event | None = None
 
     @property
@@ -39,19 +39,19 @@ class PerplexityRunner:
         return self.cancel is not None
 
     def start(self, path: str) -> None:
-        app = self.app
-        if app.lm is None:
-            app.add_notice(app.load_failed or "The model is still loading.")
+        screen = self.screen
+        if screen.lm is None:
+            screen.add_notice(screen.load_failed or "The model is still loading.")
             return
         if self.running:
-            app.add_notice("A /ppl run is already going; wait for its result.")
+            screen.add_notice("A /ppl run is already going; wait for its result.")
             return
         name = Path(path).name or path
-        notice = app.add_notice(f"Perplexity of {name}: reading…")
+        notice = screen.add_notice(f"Perplexity of {name}: reading…")
         cancel = threading.Event()
         self.cancel = cancel
-        lm = app.lm
-        app.run_worker(
+        lm = screen.lm
+        screen.run_worker(
             lambda: self._work(lm, path, name, notice, cancel),
             thread=True,
             group="ppl",
@@ -62,18 +62,18 @@ class PerplexityRunner:
         self, lm: Any, path: str, name: str, notice: ChatMessage, cancel: threading.Event
     ) -> None:
         """Worker thread: read, score, report (never touches app state directly)."""
-        app = self.app
+        screen = self.screen
         last = [0.0]
 
         def progress(done: int, total: int) -> None:
-            if not app.is_running:
+            if not screen.is_running:  # the chat is gone: the app is closing
                 cancel.set()
                 return
             now = time.monotonic()
             if now - last[0] >= PROGRESS_EVERY or done >= total:
                 last[0] = now
                 text = f"Perplexity of {name}: {done:,}/{total:,} tokens scored…"
-                app.call_from_thread(notice.set_text, text)
+                screen.call_from_worker(notice.set_text, text)
 
         try:
             text = read_text_file(path)
@@ -85,14 +85,13 @@ class PerplexityRunner:
             message, error = f"Perplexity of {name}\n{format_results([result])}", False
         except Exception as exc:  # noqa: BLE001 - one line in the chat, the app goes on
             message, error = f"/ppl {name}: {one_line(exc)}", True
-        if app.is_running:
-            app.call_from_thread(self._finish, notice, message, error)
+        screen.call_from_worker(self._finish, notice, message, error)
 
     def _finish(self, notice: ChatMessage, message: str, error: bool) -> None:
         """UI thread: show the table (or the error) where the progress notice was."""
         self.cancel = None
         if error:
             notice.remove()
-            self.app.add_notice(message, error=True)
+            self.screen.add_notice(message, error=True)
         else:
             notice.set_text(message)

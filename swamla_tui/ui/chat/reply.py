@@ -25,7 +25,7 @@ from ..throttle import ThrottledBuffer
 from ..widgets.chat_message import ChatMessage
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..app import SwamlaApp
+    from ..screens.chat import ChatScreen
 
 __all__ = ["ReplyController"]
 
@@ -33,10 +33,10 @@ FINISH_NOTES = {"length": "max tokens reached", "cancelled": "stopped"}
 
 
 class ReplyController:
-    """The reply in progress (if any) of `app`'s chat."""
+    """The reply in progress (if any) of `screen`'s chat."""
 
-    def __init__(self, app: SwamlaApp) -> None:
-        self.app = app
+    def __init__(self, screen: ChatScreen) -> None:
+        self.screen = screen
         self.generating = False
         self.stream: ReplyStream | None = None
         self.cancel = threading.Event()
@@ -47,28 +47,28 @@ class ReplyController:
 
     def mount(self) -> None:
         """Create the buffer (needs the running app: call from ``on_mount``)."""
-        self.buffer: ThrottledBuffer[str] = ThrottledBuffer(self.app, self.drain)
+        self.buffer: ThrottledBuffer[str] = ThrottledBuffer(self.screen, self.drain)
 
     # -- UI thread ---------------------------------------------------------------------
 
     def start(self, lm: ChatModel, text: str) -> None:
-        app = self.app
-        self.user_widget = app.chat.add_message("user", text)
-        self.widget = app.chat.add_message("assistant")
+        screen = self.screen
+        self.user_widget = screen.chat.add_message("user", text)
+        self.widget = screen.chat.add_message("assistant")
         self.widget.set_streaming(True)
-        app.chat.anchor()
+        screen.chat.anchor()
         self.user_text = text
         self.raw = ""
         self.buffer.clear()
         self.cancel.clear()
         self.stream = None
         self.generating = True
-        app.status_bar.status = "Generating…"
-        app.status_bar.add_class("-busy")
-        app.refresh_bindings()
+        screen.status_bar.status = "Generating…"
+        screen.status_bar.add_class("-busy")
+        screen.refresh_bindings()
         self.buffer.start()
-        work = partial(self._work, lm, app.session.snapshot(), text, app.params, self.cancel)
-        app.run_worker(work, thread=True, exclusive=True, group="generate", exit_on_error=False)
+        work = partial(self._work, lm, screen.session.snapshot(), text, screen.params, self.cancel)
+        screen.run_worker(work, thread=True, exclusive=True, group="generate", exit_on_error=False)
 
     def stop(self) -> None:
         """Stop the reply within one token (the partial reply is kept)."""
@@ -77,9 +77,9 @@ class ReplyController:
             self.stream.cancel()
 
     def planned(self, plan: TurnPlan) -> None:
-        self.app.session.trim_to(plan.context_start)
+        self.screen.session.trim_to(plan.context_start)
         if plan.dropped:
-            self.app.add_notice(dropped_notice(plan.dropped))
+            self.screen.add_notice(dropped_notice(plan.dropped))
 
     def started(self, stream: ReplyStream) -> None:
         if self.generating:
@@ -89,15 +89,15 @@ class ReplyController:
         """Show the new text (at most REFRESH_HZ times a second) and the live figures."""
         if pieces and self.widget is not None:
             self.raw += "".join(pieces)
-            self.widget.set_text(self.app.conversation.chat_format.cut_reply(self.raw))
-        stream, lm = self.stream, self.app.lm
+            self.widget.set_text(self.screen.conversation.chat_format.cut_reply(self.raw))
+        stream, lm = self.stream, self.screen.lm
         if stream is not None and lm is not None:
             if stream.tokens_per_second:
-                self.app.status_bar.set_speed(stream.tokens_per_second, live=self.generating)
-            self.app.status_bar.set_context(stream.context_tokens, int(lm.max_length))
+                self.screen.status_bar.set_speed(stream.tokens_per_second, live=self.generating)
+            self.screen.status_bar.set_context(stream.context_tokens, int(lm.max_length))
 
     def done(self, message: GenerationDone) -> None:
-        app = self.app
+        screen = self.screen
         self.buffer.flush()
         self.buffer.stop()
         stream = message.stream
@@ -105,35 +105,35 @@ class ReplyController:
         reply, user = self.widget, self.user_widget
         self.generating = False
         self.stream = None
-        app.status_bar.remove_class("-busy")
+        screen.status_bar.remove_class("-busy")
         reason = stream.finish_reason if stream is not None else None
         stopped = self.cancel.is_set() or reason == "cancelled"
         if stream is not None and stream.tokens_per_second:
-            app.status_bar.set_speed(float(stream.tokens_per_second))
+            screen.status_bar.set_speed(float(stream.tokens_per_second))
         if message.error is not None:
-            app.status_bar.status = "Generation failed"
+            screen.status_bar.status = "Generation failed"
             for widget in (reply, user):
                 if widget is not None:
                     widget.remove()
             text = f"Generation failed: {message.error}"
-            box = app.prompt_input
+            box = screen.prompt_input
             if not box.text:  # give the message back so it can be sent again
                 box.load_text(self.user_text)
                 box.move_cursor(box.document.end)
                 text += " — your message is back in the input"
-            app.add_notice(text, error=True)
+            screen.add_notice(text, error=True)
         else:
-            turn = app.session.finish_turn(self.user_text, self.raw, stopped=stopped)
+            turn = screen.session.finish_turn(self.user_text, self.raw, stopped=stopped)
             if reply is not None:
                 note = "stopped" if stopped else FINISH_NOTES.get(reason or "", "")
                 reply.set_text(turn.assistant)
                 reply.mark(note, stopped=stopped)
                 if user is not None:
-                    app.turn_widgets.append((user, reply))
-            app.status_bar.status = "Stopped" if stopped else "Ready"
-            app.update_context()  # the gauge: what the next message will carry
+                    screen.turn_widgets.append((user, reply))
+            screen.status_bar.status = "Stopped" if stopped else "Ready"
+            screen.update_context()  # the gauge: what the next message will carry
         self.widget = self.user_widget = None
-        app.refresh_bindings()
+        screen.refresh_bindings()
 
     # -- worker thread -----------------------------------------------------------------
 
@@ -146,7 +146,7 @@ class ReplyController:
         cancel: threading.Event,
     ) -> None:
         """Tokenize, trim the copy, stream; report with messages (never assigns state)."""
-        app, worker = self.app, get_current_worker()
+        screen, worker = self.screen, get_current_worker()
         stream: ReplyStream | None = None
         parts: list[str] = []
         try:
@@ -157,9 +157,9 @@ class ReplyController:
                 max_length=int(lm.max_length),
                 max_new_tokens=int(params.max_new_tokens),
             )
-            app.post_message(TurnPlanned(plan))
+            screen.post_message(TurnPlanned(plan))
             stream = lm.stream(plan.prompt, params, stop=conversation.chat_format.stop)
-            app.post_message(ReplyStarted(stream))
+            screen.post_message(ReplyStarted(stream))
             if cancel.is_set():
                 stream.cancel()
             for piece in stream:
@@ -168,6 +168,6 @@ class ReplyController:
                 if cancel.is_set() or worker.is_cancelled:
                     stream.cancel()
         except BaseException as exc:  # noqa: BLE001 - shown as a notice, history survives
-            app.post_message(GenerationDone(stream, "".join(parts), one_line(exc)))
+            screen.post_message(GenerationDone(stream, "".join(parts), one_line(exc)))
             return
-        app.post_message(GenerationDone(stream, "".join(parts)))
+        screen.post_message(GenerationDone(stream, "".join(parts)))

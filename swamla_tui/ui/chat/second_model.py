@@ -17,7 +17,6 @@ generating (`SwamlaApp.generating`): a message to A is held, and Esc or Ctrl+C s
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from ...chat.session import plan_turn
 from ...protocols import Model, ReplyStream
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..app import SwamlaApp
+    from ..screens.chat import ChatScreen
     from ..widgets.chat_message import ChatMessage
 
 __all__ = ["SecondModel", "model_name"]
@@ -46,10 +45,10 @@ def model_name(lm: object, fallback: str = "") -> str:
 
 
 class SecondModel:
-    """Model B of `app`: `lm` once loaded, `error` (one line) when its load failed."""
+    """Model B of `screen`: `lm` once loaded, `error` (one line) when its load failed."""
 
-    def __init__(self, app: SwamlaApp) -> None:
-        self.app = app
+    def __init__(self, screen: ChatScreen) -> None:
+        self.screen = screen
         self.lm: Model | None = None
         self.source: str | None = None
         self.error: str | None = None
@@ -63,31 +62,29 @@ class SecondModel:
         return model_name(self.lm, self.source or "B")
 
     def _call(self, fn: Callable[..., object], *args: object) -> None:
-        """From a worker thread: run `fn(*args)` on the UI thread, unless the app is gone."""
-        if self.app.is_running:
-            with contextlib.suppress(RuntimeError):  # it closed meanwhile
-                self.app.call_from_thread(fn, *args)
+        """From a worker thread: run `fn(*args)` on the UI thread, unless the chat is gone."""
+        self.screen.call_from_worker(fn, *args)
 
     # -- loading -----------------------------------------------------------------------
 
     def load(self, source: str, then: Callable[[bool], None] | None = None) -> None:
         """Load `source` as B (replacing any); `then(ok)` runs on the UI thread after."""
-        app = self.app
-        load_second = app.options.load_second
-        first = app.lm
+        screen = self.screen
+        load_second = screen.options.load_second
+        first = screen.lm
         if first is None or load_second is None or self.loading or self.answering:
             if first is None:
-                why = app.load_failed or "The model is still loading."
+                why = screen.load_failed or "The model is still loading."
             elif load_second is None:
                 why = "No second model can be loaded here (start with --compare B)."
             else:
                 why = "The second model is busy: wait for it, then try again."
-            app.add_notice(why, error=load_second is None)
+            screen.add_notice(why, error=load_second is None)
             if then is not None:
                 then(False)
             return
         self.lm, self.error, self.source, self.loading = None, None, source, True
-        notice = app.add_notice(f"Loading B ({model_name(None, source)})…")
+        notice = screen.add_notice(f"Loading B ({model_name(None, source)})…")
 
         def target() -> None:
             try:
@@ -111,13 +108,13 @@ class SecondModel:
         notice: ChatMessage,
         then: Callable[[bool], None] | None,
     ) -> None:
-        app = self.app
+        screen = self.screen
         self.loading = False
         self.lm, self.error = lm, error
         if lm is None:
             notice.remove()
-            app.add_notice(f"Could not load B: {error}", error=True)
-            app.notify(f"Could not load B: {error}", severity="error", timeout=8)
+            screen.add_notice(f"Could not load B: {error}", error=True)
+            screen.notify(f"Could not load B: {error}", severity="error", timeout=8)
         else:
             notice.set_text(
                 f"Loaded B: {lm.summary()}. /compare regenerates the last reply with it; "
@@ -130,38 +127,38 @@ class SecondModel:
 
     def compare_last(self, path: str | None) -> None:
         """``/compare [PATH]``: (load PATH as B, then) answer the last message with B."""
-        app = self.app
-        if app.busy():  # A or B is answering
+        screen = self.screen
+        if screen.busy():  # A or B is answering
             return
         if path:
             self.load(path, then=lambda ok: self._answer() if ok else None)
         elif self.loading:
-            app.add_notice("B is still loading: /compare again once it is loaded.")
+            screen.add_notice("B is still loading: /compare again once it is loaded.")
         elif self.lm is None:
             why = f"B did not load ({self.error.rstrip('.')})" if self.error else "No second model"
-            app.add_notice(f"{why}: start with --compare B or type /compare PATH.", error=True)
+            screen.add_notice(f"{why}: start with --compare B or type /compare PATH.", error=True)
         else:
             self._answer()
 
     def _answer(self) -> None:
         """UI thread: B's reply to the last message, streamed into a new message."""
-        app, lm = self.app, self.lm
-        history = app.session.snapshot()
+        screen, lm = self.screen, self.lm
+        history = screen.session.snapshot()
         last = history.undo()
         if lm is None or last is None:
-            app.add_notice("No reply to compare yet: send a message first.", error=True)
+            screen.add_notice("No reply to compare yet: send a message first.", error=True)
             return
-        app.add_notice(
+        screen.add_notice(
             f"/compare: B ({self.name}) answers your last message; the history keeps A's reply."
         )
-        widget = app.chat.add_message("assistant")
+        widget = screen.chat.add_message("assistant")
         widget.set_streaming(True)
-        app.chat.anchor()
+        screen.chat.anchor()
         self.answering = True
         self.cancel.clear()
         cancel = self.cancel
-        app.refresh_bindings()  # Esc: Stop
-        params = app.params.copy()
+        screen.refresh_bindings()  # Esc: Stop
+        params = screen.params.copy()
         cut = history.chat_format.cut_reply
 
         def work() -> None:
@@ -184,7 +181,7 @@ class SecondModel:
                     if time.monotonic() - shown >= REFRESH_EVERY:
                         shown = time.monotonic()
                         self._call(widget.set_text, cut(text))
-                    if cancel.is_set() or not app.is_running:
+                    if cancel.is_set() or not screen.is_running:
                         stream.cancel()
                 reason = "cancelled" if cancel.is_set() else stream.finish_reason
             except BaseException as exc:  # noqa: BLE001 - one line in the chat
@@ -204,10 +201,10 @@ class SecondModel:
         self, widget: ChatMessage, text: str, reason: str | None, error: str | None
     ) -> None:
         self.answering, self._stream = False, None
-        self.app.refresh_bindings()
+        self.screen.refresh_bindings()
         if error is not None:
             widget.remove()
-            self.app.add_notice(f"/compare: B failed: {error}", error=True)
+            self.screen.add_notice(f"/compare: B failed: {error}", error=True)
             return
         widget.set_text(text)
         stopped = reason == "cancelled"
