@@ -12,19 +12,16 @@
   the branch (the session records an undo and the new turn). ``/undo`` steps back to the
   parent branch, restoring its text exactly; only then does ``/undo`` drop exchanges.
 
-While a branch generates, the app's `ReplyController` flags are used (`generating`,
-`stream`, `cancel`), so Esc stops it and a message waits, as for any reply.
+A branch generates through the chat's one reply pipeline (`ReplyController.launch`,
+``replying == "branch"``), so Esc stops it and a message waits, as for any reply.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from functools import partial
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
-from ...base.errors import SwamlaError, one_line
-from ...base.params import SamplingParams
+from ...base.errors import SwamlaError
 from ...base.stops import cut_at_stop
 from ...chat.token_tree import (
     TOP_N,
@@ -37,8 +34,6 @@ from ...chat.token_tree import (
 )
 from ...protocols import ChatModel, ReplyStream
 from ..messages import GenerationDone
-from ..throttle import ThrottledBuffer
-from ..widgets.chat_log import ChatLog
 from ..widgets.chat_message import ChatMessage
 from ..widgets.token_details import TokenDetails, TokenView, details_text
 from .recording import InspectableModel, InspectableStream, RecordingModel
@@ -61,16 +56,13 @@ class InspectorController:
 
     def __init__(self, screen: ChatScreen) -> None:
         self.screen = screen
-        start = screen.options.probs  # --debug: on for this run, not remembered
-        self.probs = bool(screen.settings.get("probs", False)) if start is None else start
         self._opened: dict[int, tuple[str, tuple[str, ...]]] = {}
-        self._buffer: ThrottledBuffer[str] | None = None
-        self._drain: Callable[[list[str]], None] = lambda pieces: None
+        self._branch: tuple[ChatMessage, ReplyTree] | None = None
+        """The reply being branched and its tree, while the branch generates."""
 
-    def mount(self) -> None:
-        chat = self.screen.chat
-        chat.probs = self.probs
-        chat.inspector = self
+    @property
+    def probs(self) -> bool:
+        return self.screen.probs
 
     @property
     def details(self) -> TokenDetails:
@@ -85,13 +77,8 @@ class InspectorController:
     def set_probs(self, on: bool | None) -> None:
         """``/probs [on|off]`` (None toggles); remembered."""
         screen = self.screen
-        self.probs = on = (not self.probs) if on is None else on
+        screen.probs = on = (not screen.probs) if on is None else on
         screen.settings.set("probs", on)
-        screen.chat.probs = on
-        for message in screen.chat.messages():
-            message.set_probs(on)
-        if not on:
-            self.details.clear()
         screen.add_notice(
             "Token probabilities on: new replies are coloured by the probability of each token"
             " (underlined: below 10%); F4 inspects the last reply."
@@ -210,7 +197,7 @@ class InspectorController:
     def _regenerate(
         self, widget: ChatMessage, tree: ReplyTree, branch: Branch, lm: InspectableModel
     ) -> None:
-        screen, reply = self.screen, self.screen.reply
+        screen = self.screen
         try:
             prefix = "".join(token_pieces(lm.decode, branch.tokens, getattr(lm, "eos_id", None)))
         except SwamlaError as exc:  # the tokenizer failed: the reply stays as it was
@@ -224,85 +211,40 @@ class InspectorController:
         widget.set_text(fmt.cut_reply(prefix))
         widget.set_streaming(True)
         screen.prompt_input.focus()
-        reply.generating, reply.stream = True, None
-        reply.cancel.clear()
-        screen.status_bar.status = "Generating…"
-        screen.status_bar.add_class("-busy")
-        screen.refresh_bindings()
-        if self._buffer is None:
-            self._buffer = ThrottledBuffer(screen, lambda pieces: self._drain(pieces))
         got: list[str] = []
 
-        def drain(pieces: list[str]) -> None:
+        def show(pieces: list[str]) -> None:
             got.extend(pieces)
             if pieces:
                 widget.set_text(fmt.cut_reply(prefix + "".join(got)))
 
-        self._drain = drain  # this branch's widget and prefix
-        self._buffer.clear()
-        self._buffer.start()
         left = int(screen.params.max_new_tokens) - len(branch.tokens)
         params = screen.params.copy(max_new_tokens=max(1, left)) if left > 0 else None
-        work = partial(self._work, lm, widget, tree, params, reply.cancel)
-        screen.run_worker(work, thread=True, exclusive=True, group="generate", exit_on_error=False)
+        prefix_ids = list(tree.current.tokens)
 
-    def _work(
-        self,
-        lm: InspectableModel,
-        widget: ChatMessage,
-        tree: ReplyTree,
-        params: SamplingParams | None,
-        cancel: threading.Event,
-    ) -> None:
-        """Worker thread: stream the branch's continuation; report on the UI thread."""
-        chat, buffer = self.screen.chat, self._buffer
-        assert buffer is not None
-        stream: InspectableStream | None = None
-        try:
-            if params is not None:  # None: the branch already has max_new_tokens tokens
-                stream = cast(
-                    InspectableStream,
-                    lm.stream(
-                        tree.prompt,
-                        params,
-                        stop=tree.stop,
-                        logprobs=TOP_N,
-                        prefix_ids=list(tree.current.tokens),
-                    ),
-                )
-                opened = stream
-                chat.post_message(ChatLog.Deferred(lambda: self._started(opened)))
-                for piece in _pieces(stream, cancel):
-                    buffer.push(piece)
-        except BaseException as exc:  # noqa: BLE001 - shown as a notice, the reply survives
-            error = one_line(exc)
-            chat.post_message(ChatLog.Deferred(lambda: self._done(widget, tree, None, error)))
+        def open_stream() -> ReplyStream | None:
+            """Worker thread: the branch's continuation (None: it already has
+            max_new_tokens tokens)."""
+            if params is None:
+                return None
+            return lm.stream(
+                tree.prompt, params, stop=tree.stop, logprobs=TOP_N, prefix_ids=prefix_ids
+            )
+
+        self._branch = (widget, tree)
+        screen.reply.launch("branch", show, open_stream)
+
+    def branch_done(self, message: GenerationDone) -> None:
+        """The branch's generation ended (after `ReplyController.ended`)."""
+        if self._branch is None:
             return
-        chat.post_message(ChatLog.Deferred(lambda: self._done(widget, tree, stream, None)))
-
-    def _started(self, stream: ReplyStream) -> None:
-        reply = self.screen.reply
-        if reply.generating:
-            reply.stream = stream
-            if reply.cancel.is_set():
-                stream.cancel()
-
-    def _done(
-        self,
-        widget: ChatMessage,
-        tree: ReplyTree,
-        stream: InspectableStream | None,
-        error: str | None,
-    ) -> None:
-        screen, reply = self.screen, self.screen.reply
-        if self._buffer is not None:
-            self._buffer.flush()
-            self._buffer.stop()
-        stopped = reply.cancel.is_set() or (
+        (widget, tree), self._branch = self._branch, None
+        screen = self.screen
+        stream = cast(InspectableStream | None, message.stream)
+        error = message.error
+        stopped = screen.reply.cancel.is_set() or (
             stream is not None and stream.finish_reason == "cancelled"
         )
-        reply.generating, reply.stream = False, None
-        screen.status_bar.remove_class("-busy")
         widget.set_streaming(False)
         lm = self._lm()
         ids = list(stream.token_ids) if stream is not None else []
@@ -331,7 +273,6 @@ class InspectorController:
                 f"Branched at token {tree.current.fork + 1}: /undo returns to the previous reply."
             )
         screen.update_context()
-        screen.refresh_bindings()
 
     def _restore(self, widget: ChatMessage, tree: ReplyTree) -> None:
         """Make `tree.current` the chat's last reply: the widget and the history."""
@@ -357,13 +298,3 @@ class InspectorController:
         self.screen.update_context()
         self.screen.add_notice("Back to the previous version of the reply.")
         return True
-
-
-def _pieces(stream: ReplyStream, cancel: threading.Event) -> Iterator[str]:
-    """The stream's pieces; a set `cancel` stops it within one token."""
-    if cancel.is_set():
-        stream.cancel()
-    for piece in stream:
-        yield piece
-        if cancel.is_set():
-            stream.cancel()

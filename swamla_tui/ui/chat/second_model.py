@@ -10,15 +10,15 @@ with A alone. Both models stay loaded.
 ``/compare`` (`compare_last`) regenerates the last reply with B from the same history
 (the turns before it, fitted by the send-time rule), the same sampling settings and seed,
 and shows it under A's as a second reply marked with B's name. The conversation keeps A's
-reply: B's answer is shown, never sent back as history. While B answers, the app counts as
-generating (`SwamlaApp.generating`): a message to A is held, and Esc or Ctrl+C stops B
-(`stop`) as it stops A's reply, so two generations never share the device.
+reply: B's answer is shown, never sent back as history. B answers through the chat's one
+reply pipeline (`ReplyController.launch`, ``replying == "B"``): the chat counts as
+generating, a message to A is held, and Esc or Ctrl+C stops B as it stops A's reply, so
+two generations never share the device.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,15 +27,13 @@ from ...base.errors import one_line
 from ...batch.compare import check_compatible
 from ...chat.session import plan_turn
 from ...protocols import Model, ReplyStream
+from ..messages import GenerationDone
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..screens.chat import ChatScreen
     from ..widgets.chat_message import ChatMessage
 
 __all__ = ["SecondModel", "model_name"]
-
-# Seconds between updates of B's streamed reply (the worker calls back at most this often).
-REFRESH_EVERY = 1 / 15
 
 
 def model_name(lm: object, fallback: str = "") -> str:
@@ -53,9 +51,13 @@ class SecondModel:
         self.source: str | None = None
         self.error: str | None = None
         self.loading = False
-        self.answering = False
-        self.cancel = threading.Event()
-        self._stream: ReplyStream | None = None
+        self._answer_widget: tuple[ChatMessage, Callable[[str], str]] | None = None
+        """B's reply being streamed and its format's cut, while B answers."""
+
+    @property
+    def answering(self) -> bool:
+        """B answers ``/compare`` (through the chat's one reply pipeline)."""
+        return self.screen.replying == "B"
 
     @property
     def name(self) -> str:
@@ -154,59 +156,41 @@ class SecondModel:
         widget = screen.chat.add_message("assistant")
         widget.set_streaming(True)
         screen.chat.anchor()
-        self.answering = True
-        self.cancel.clear()
-        cancel = self.cancel
-        screen.refresh_bindings()  # Esc: Stop
         params = screen.params.copy()
         cut = history.chat_format.cut_reply
+        got: list[str] = []
 
-        def work() -> None:
-            text, error, reason = "", None, None
-            try:
-                plan = plan_turn(
-                    history,
-                    last.user,
-                    lambda t: len(lm.encode(t)),
-                    max_length=int(lm.max_length),
-                    max_new_tokens=int(params.max_new_tokens),
-                )
-                stream = lm.stream(plan.prompt, params, stop=history.chat_format.stop)
-                self._stream = stream
-                if cancel.is_set():
-                    stream.cancel()
-                shown = time.monotonic()
-                for piece in stream:
-                    text += piece
-                    if time.monotonic() - shown >= REFRESH_EVERY:
-                        shown = time.monotonic()
-                        self._call(widget.set_text, cut(text))
-                    if cancel.is_set() or not screen.is_running:
-                        stream.cancel()
-                reason = "cancelled" if cancel.is_set() else stream.finish_reason
-            except BaseException as exc:  # noqa: BLE001 - one line in the chat
-                error = one_line(exc)
-            self._call(self._answered, widget, cut(text), reason, error)
+        def show(pieces: list[str]) -> None:
+            if pieces:
+                got.extend(pieces)
+                widget.set_text(cut("".join(got)))
 
-        threading.Thread(target=work, name="swamla-compare", daemon=True).start()
+        def open_stream() -> ReplyStream:
+            """Worker thread: fit the history by the send-time rule, then stream."""
+            plan = plan_turn(
+                history,
+                last.user,
+                lambda t: len(lm.encode(t)),
+                max_length=int(lm.max_length),
+                max_new_tokens=int(params.max_new_tokens),
+            )
+            return lm.stream(plan.prompt, params, stop=history.chat_format.stop)
 
-    def stop(self) -> None:
-        """Esc / Ctrl+C while B answers: B stops at its next token (the text so far stays)."""
-        self.cancel.set()
-        stream = self._stream
-        if stream is not None:
-            stream.cancel()
+        self._answer_widget = (widget, cut)
+        screen.reply.launch("B", show, open_stream)
 
-    def _answered(
-        self, widget: ChatMessage, text: str, reason: str | None, error: str | None
-    ) -> None:
-        self.answering, self._stream = False, None
-        self.screen.refresh_bindings()
-        if error is not None:
-            widget.remove()
-            self.screen.add_notice(f"/compare: B failed: {error}", error=True)
+    def answered(self, message: GenerationDone) -> None:
+        """B's answer ended (after `ReplyController.ended`): mark it with B's name."""
+        if self._answer_widget is None:
             return
-        widget.set_text(text)
-        stopped = reason == "cancelled"
+        (widget, cut), self._answer_widget = self._answer_widget, None
+        if message.error is not None:
+            widget.remove()
+            self.screen.add_notice(f"/compare: B failed: {message.error}", error=True)
+            return
+        stream = message.stream
+        stopped = self.screen.reply.cancel.is_set()
+        reason = "cancelled" if stopped else (stream.finish_reason if stream else None)
+        widget.set_text(cut(message.text))
         note = {"length": " · max tokens reached", "cancelled": " · stopped"}.get(reason or "", "")
-        widget.mark(f"B · {self.name}{note}", stopped=stopped)
+        widget.mark(f"B · {self.name}{note}", stopped=reason == "cancelled")

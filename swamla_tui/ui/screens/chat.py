@@ -21,6 +21,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
+from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
@@ -109,6 +110,14 @@ class ChatScreen(LiteralNotify, Screen[None]):
         ),
     ]
 
+    replying: reactive[str] = reactive("", bindings=True)
+    """Who generates now: "" nobody, "A" a reply, "branch" an inspector branch (on A), "B"
+    B's ``/compare`` answer. One watcher keeps the status bar and the bindings in step."""
+    markdown: reactive[bool] = reactive(False, init=False)
+    """Replies rendered as Markdown (``/markdown``, remembered); raw text by default."""
+    probs: reactive[bool] = reactive(False, init=False)
+    """Token probabilities recorded and shown (``/probs``, F3; remembered)."""
+
     def __init__(
         self,
         options: AppOptions,
@@ -132,8 +141,10 @@ class ChatScreen(LiteralNotify, Screen[None]):
         self.turn_widgets: list[tuple[ChatMessage, ChatMessage]] = []
         """(user, reply) widgets of each turn shown, for /undo and /retry."""
         self._load_message: ChatMessage | None = None
-        self.markdown = bool(settings.get("markdown", False))
-        """Replies rendered as Markdown (``/markdown``, remembered); raw text by default."""
+        self.set_reactive(ChatScreen.markdown, bool(settings.get("markdown", False)))
+        start = options.probs  # --debug: on for this run, not remembered
+        probs = bool(settings.get("probs", False)) if start is None else start
+        self.set_reactive(ChatScreen.probs, probs)
 
         self.reply = ReplyController(self)
         self.compare = SecondModel(self)  # model B: --compare, /compare
@@ -147,7 +158,31 @@ class ChatScreen(LiteralNotify, Screen[None]):
     @property
     def generating(self) -> bool:
         """A reply is being generated: A's (or an inspector branch), or B's ``/compare``."""
-        return self.reply.generating or self.compare.answering
+        return bool(self.replying)
+
+    def watch_replying(self, old: str, new: str) -> None:
+        """The status bar follows A's replies and branches (B's answer leaves it as it is);
+        the bindings (Esc: Stop) follow every reply (``bindings=True``)."""
+        bar = self.status_bar
+        if new in ("A", "branch"):
+            bar.status = "Generating…"
+            bar.add_class("-busy")
+        else:
+            bar.remove_class("-busy")
+
+    def watch_markdown(self, on: bool) -> None:
+        chat = self.chat
+        chat.markdown = on
+        for message in chat.messages():
+            message.set_markdown(on)
+
+    def watch_probs(self, on: bool) -> None:
+        chat = self.chat
+        chat.probs = on
+        for message in chat.messages():
+            message.set_probs(on)
+        if not on:
+            self.details.clear()
 
     # -- layout --------------------------------------------------------------------------
 
@@ -188,10 +223,10 @@ class ChatScreen(LiteralNotify, Screen[None]):
 
     def on_mount(self) -> None:
         self.reply.mount()
-        self.inspector.mount()
         self.prompt_input.keep_text = self._keeps_message
         self.prompt_input.focus()
         self.chat.markdown = self.markdown
+        self.chat.probs = self.probs
         self.status_bar.status = "Loading model…"
         self._load_message = self.chat.add_message("notice", "Loading model…")
         if self.options.notice:
@@ -329,7 +364,7 @@ class ChatScreen(LiteralNotify, Screen[None]):
     def set_param(self, name: str, value: object) -> None:
         """Change a sampling parameter everywhere: params, running stream, slider."""
         setattr(self.params, name, value)
-        stream = self.reply.stream
+        stream = self.reply.stream if self.replying != "B" else None
         if stream is not None and stream.params is not self.params:
             setattr(stream.params, name, value)
         if name != "seed" and isinstance(value, int | float):
@@ -409,8 +444,17 @@ class ChatScreen(LiteralNotify, Screen[None]):
         self.reply.started(message.stream)
 
     def on_generation_done(self, message: GenerationDone) -> None:
-        self.reply.done(message)
-        self.inspector.reply_done(message)
+        """Whoever generated (one at a time): the pipeline ends, then its owner."""
+        who = self.replying
+        self.reply.ended()
+        self.replying = ""
+        if who == "B":
+            self.compare.answered(message)
+        elif who == "branch":
+            self.inspector.branch_done(message)
+        else:
+            self.reply.done(message)
+            self.inspector.reply_done(message)
 
     # -- actions -------------------------------------------------------------------------
 
@@ -422,18 +466,14 @@ class ChatScreen(LiteralNotify, Screen[None]):
     def action_stop(self) -> None:
         if not self.generating:
             return
-        if self.compare.answering:
-            self.compare.stop()
-        if self.reply.generating:
-            self.reply.stop()
+        if self.replying != "B":  # B's answer leaves the status bar as it is
             self.status_bar.status = "Stopping…"
+        self.reply.stop()
 
     def set_markdown(self, on: bool) -> None:
         """Render replies as Markdown or raw text (remembered)."""
-        self.markdown = self.chat.markdown = on
+        self.markdown = on
         self.settings.set("markdown", on)
-        for message in self.chat.messages():
-            message.set_markdown(on)
 
     def action_toggle_probs(self) -> None:
         self.inspector.set_probs(None)
@@ -504,9 +544,26 @@ class ChatScreen(LiteralNotify, Screen[None]):
 
     @on(SamplingSidebar.Changed)
     def _on_sampling_changed(self, event: SamplingSidebar.Changed) -> None:
-        stream = self.reply.stream
+        stream = self.reply.stream if self.replying != "B" else None
         if stream is not None and stream.params is not self.params:
             setattr(stream.params, event.name, event.value)
+
+    # -- the inspector's messages from the replies (they bubble up to here) --------------
+
+    @on(ChatMessage.TokenFocused)
+    def _on_token_focused(self, event: ChatMessage.TokenFocused) -> None:
+        event.stop()
+        self.inspector.token_focused(event.widget, event.index, event.hover)
+
+    @on(ChatMessage.AlternativePicked)
+    def _on_alternative_picked(self, event: ChatMessage.AlternativePicked) -> None:
+        event.stop()
+        self.inspector.alternative_picked(event.widget, event.index, event.token)
+
+    @on(ChatMessage.InspectLeft)
+    def _on_inspect_left(self, event: ChatMessage.InspectLeft) -> None:
+        event.stop()
+        self.inspector.inspect_left(event.widget)
 
     # -- batch ---------------------------------------------------------------------------
 
