@@ -19,7 +19,7 @@ A branch generates through the chat's one reply pipeline (`ReplyController.launc
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from ...base.errors import SwamlaError
 from ...base.stops import cut_at_stop
@@ -40,15 +40,27 @@ from .recording import InspectableModel, InspectableStream, RecordingModel
 from .reply import FINISH_NOTES
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..options import AppOptions
     from ..screens.chat import ChatScreen
 
-__all__ = ["InspectorController"]
+__all__ = ["InspectorController", "start_probs"]
 
 OFF = "Token probabilities are off: /probs on (or F3), then send a message."
 NO_RECORDS = (
     "The last reply has no token probabilities (it was generated with /probs off):"
     " /retry generates it again."
 )
+
+
+class _Remembered(Protocol):
+    def get(self, key: str, default: object) -> object: ...
+
+
+def start_probs(options: AppOptions, settings: _Remembered) -> bool:
+    """``--debug`` turns token probabilities on for this run (not remembered); otherwise
+    the remembered ``/probs``."""
+    start = options.probs
+    return bool(settings.get("probs", False)) if start is None else start
 
 
 class InspectorController:

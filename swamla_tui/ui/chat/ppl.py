@@ -1,21 +1,27 @@
 """``/ppl FILE``: the perplexity of a text file under the loaded model, in a worker thread.
 
 The file is read and scored off the event loop (`swamla_tui.runtime.perplexity`); the worker only
-calls back through the screen's `call_from_worker`, which updates one notice (progress, then the table)
-or replaces it with an error line. Leaving the app cancels the run within one batch.
+posts messages (`ScoringProgress`, at most every `PROGRESS_EVERY` seconds, then `ScoringDone`),
+whose screen handlers update one notice (progress, then the table) or replace it with an
+error line. Leaving the app cancels the run within one batch.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from textual.message import Message
+from textual.worker import get_current_worker
+
 from ...base.errors import SwamlaError, one_line
 from ...base.scoring import format_results, read_text_file
 from ...protocols import ScoringModel
+from ..messages import ScoringDone, ScoringProgress
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..screens.chat import ChatScreen
@@ -33,6 +39,7 @@ class PerplexityRunner:
     def __init__(self, screen: ChatScreen) -> None:
         self.screen = screen
         self.cancel: threading.Event | None = None
+        self._notice: ChatMessage | None = None
 
     @property
     def running(self) -> bool:
@@ -47,33 +54,37 @@ class PerplexityRunner:
             screen.add_notice("A /ppl run is already going; wait for its result.")
             return
         name = Path(path).name or path
-        notice = screen.add_notice(f"Perplexity of {name}: reading…")
+        self._notice = screen.add_notice(f"Perplexity of {name}: reading…")
         cancel = threading.Event()
         self.cancel = cancel
-        lm = screen.lm
+        lm, post = screen.lm, screen.post_message
         screen.run_worker(
-            lambda: self._work(lm, path, name, notice, cancel),
+            lambda: self._work(lm, path, name, post, cancel),
             thread=True,
             group="ppl",
             exit_on_error=False,
         )
 
     def _work(
-        self, lm: Any, path: str, name: str, notice: ChatMessage, cancel: threading.Event
+        self,
+        lm: Any,
+        path: str,
+        name: str,
+        post: Callable[[Message], object],
+        cancel: threading.Event,
     ) -> None:
-        """Worker thread: read, score, report (never touches app state directly)."""
-        screen = self.screen
+        """Worker thread: read, score, report with messages (never touches state)."""
+        screen, worker = self.screen, get_current_worker()
         last = [0.0]
 
         def progress(done: int, total: int) -> None:
-            if not screen.is_running:  # the chat is gone: the app is closing
+            if worker.is_cancelled or not screen.is_running:  # the app is closing
                 cancel.set()
                 return
             now = time.monotonic()
             if now - last[0] >= PROGRESS_EVERY or done >= total:
                 last[0] = now
-                text = f"Perplexity of {name}: {done:,}/{total:,} tokens scored…"
-                screen.call_from_worker(notice.set_text, text)
+                post(ScoringProgress(f"Perplexity of {name}: {done:,}/{total:,} tokens scored…"))
 
         try:
             text = read_text_file(path)
@@ -85,11 +96,18 @@ class PerplexityRunner:
             message, error = f"Perplexity of {name}\n{format_results([result])}", False
         except Exception as exc:  # noqa: BLE001 - one line in the chat, the app goes on
             message, error = f"/ppl {name}: {one_line(exc)}", True
-        screen.call_from_worker(self._finish, notice, message, error)
+        post(ScoringDone(message, error))
 
-    def _finish(self, notice: ChatMessage, message: str, error: bool) -> None:
-        """UI thread: show the table (or the error) where the progress notice was."""
-        self.cancel = None
+    def progress(self, text: str) -> None:
+        """`ScoringProgress`: the notice shows it."""
+        if self._notice is not None and self.running:
+            self._notice.set_text(text)
+
+    def finish(self, message: str, error: bool) -> None:
+        """`ScoringDone`: show the table (or the error) where the progress notice was."""
+        notice, self._notice, self.cancel = self._notice, None, None
+        if notice is None:
+            return
         if error:
             notice.remove()
             self.screen.add_notice(message, error=True)

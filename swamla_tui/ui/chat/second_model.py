@@ -1,7 +1,7 @@
 """Model B of an A/B comparison in the app: ``--compare B`` and ``/compare [PATH]``.
 
 `SecondModel.load` loads B in a daemon thread (a checkpoint read cannot be interrupted,
-and quitting must not wait for it) with the CLI's `AppOptions.load_second`, which
+and quitting must not wait for it), which reports with messages like A's load with the CLI's `AppOptions.load_second`, which
 refuses first when A and B would not both fit in memory; then `check_compatible`
 refuses a different vocabulary or tokenizer. Success or failure comes back to the UI
 thread as one notice (an error is one line); the app and its batch view keep working
@@ -27,7 +27,7 @@ from ...base.errors import one_line
 from ...batch.compare import check_compatible
 from ...chat.session import plan_turn
 from ...protocols import Model, ReplyStream
-from ..messages import GenerationDone
+from ..messages import GenerationDone, LoadFailed, LoadProgress, ModelLoaded
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..screens.chat import ChatScreen
@@ -51,6 +51,8 @@ class SecondModel:
         self.source: str | None = None
         self.error: str | None = None
         self.loading = False
+        self._loading: tuple[ChatMessage, Callable[[bool], None] | None] | None = None
+        """B's load notice and what runs after the load, while B loads."""
         self._answer_widget: tuple[ChatMessage, Callable[[str], str]] | None = None
         """B's reply being streamed and its format's cut, while B answers."""
 
@@ -62,10 +64,6 @@ class SecondModel:
     @property
     def name(self) -> str:
         return model_name(self.lm, self.source or "B")
-
-    def _call(self, fn: Callable[..., object], *args: object) -> None:
-        """From a worker thread: run `fn(*args)` on the UI thread, unless the chat is gone."""
-        self.screen.call_from_worker(fn, *args)
 
     # -- loading -----------------------------------------------------------------------
 
@@ -87,29 +85,38 @@ class SecondModel:
             return
         self.lm, self.error, self.source, self.loading = None, None, source, True
         notice = screen.add_notice(f"Loading B ({model_name(None, source)})…")
+        self._loading = (notice, then)
+        post = screen.post_message
+
+        def progress(text: str) -> None:
+            post(LoadProgress(f"B: {text}", second=True))
 
         def target() -> None:
+            """The load thread: reports with messages (`second=True`) only."""
             try:
-                lm = load_second(first, source, lambda t: self._call(notice.set_text, f"B: {t}"))
+                lm = load_second(first, source, progress)
                 check_compatible(
                     first,
                     lm,
                     names=(f"A ({model_name(first)})", f"B ({model_name(lm, source)})"),
                 )
             except BaseException as exc:  # noqa: BLE001 - one line in the chat, A goes on
-                self._call(self._loaded, None, one_line(exc), notice, then)
+                post(LoadFailed(one_line(exc), second=True))
                 return
-            self._call(self._loaded, lm, None, notice, then)
+            post(ModelLoaded(lm, second=True))
 
         threading.Thread(target=target, name="swamla-load-b", daemon=True).start()
 
-    def _loaded(
-        self,
-        lm: Model | None,
-        error: str | None,
-        notice: ChatMessage,
-        then: Callable[[bool], None] | None,
-    ) -> None:
+    def progress(self, text: str) -> None:
+        """`LoadProgress` of B: its notice shows it."""
+        if self._loading is not None:
+            self._loading[0].set_text(text)
+
+    def loaded(self, lm: Model | None, error: str | None) -> None:
+        """`ModelLoaded` (`lm`) or `LoadFailed` (`error`) of B."""
+        if self._loading is None:
+            return
+        (notice, then), self._loading = self._loading, None
         screen = self.screen
         self.loading = False
         self.lm, self.error = lm, error

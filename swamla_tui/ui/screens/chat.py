@@ -6,14 +6,15 @@ inspector) and hands its helpers (`swamla_tui.ui.chat`) itself, never the App. T
 keeps what only an App does (loading, themes, settings, global keys, pushing screens):
 its load worker posts `LoadProgress` / `ModelLoaded` / `LoadFailed` here.
 
-One piece at ~440 lines: what is left is the Screen subclass itself (bindings, layout,
-message handlers, actions), which Textual wants on one class; the reply, the slash
-commands, the inspector, model B, /ppl and the palette are their own modules.
+One piece at ~630 lines (what `SwamlaApp` was before the move): the Screen subclass itself
+(bindings, layout, reactives and their watchers, message handlers, actions), which Textual
+wants on one class; the reply pipeline, the slash commands, the inspector, model B, /ppl
+and the palette are their own modules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from textual import on, work
@@ -35,7 +36,7 @@ from ...chat.session import ChatSession, context_usage, count_noun
 from ...chat.template import chat_format_of
 from ...chat.transcript import TranscriptStore
 from ...protocols import ChatModel, Model
-from ..chat.inspector import InspectorController
+from ..chat.inspector import InspectorController, start_probs
 from ..chat.ppl import PerplexityRunner
 from ..chat.reply import ReplyController
 from ..chat.second_model import SecondModel, model_name
@@ -47,6 +48,8 @@ from ..messages import (
     LoadProgress,
     ModelLoaded,
     ReplyStarted,
+    ScoringDone,
+    ScoringProgress,
     TurnPlanned,
 )
 from ..model_header import model_header, model_summary
@@ -142,13 +145,12 @@ class ChatScreen(LiteralNotify, Screen[None]):
         """(user, reply) widgets of each turn shown, for /undo and /retry."""
         self._load_message: ChatMessage | None = None
         self.set_reactive(ChatScreen.markdown, bool(settings.get("markdown", False)))
-        start = options.probs  # --debug: on for this run, not remembered
-        probs = bool(settings.get("probs", False)) if start is None else start
-        self.set_reactive(ChatScreen.probs, probs)
+        self.set_reactive(ChatScreen.probs, start_probs(options, settings))
 
         self.reply = ReplyController(self)
         self.compare = SecondModel(self)  # model B: --compare, /compare
         self.inspector = InspectorController(self)
+        self.ppl = PerplexityRunner(self)
         self.slash = SlashCommands(self, _ChatTools(self))
 
     @property
@@ -245,12 +247,17 @@ class ChatScreen(LiteralNotify, Screen[None]):
     # -- loading (the app's load worker reports here) ------------------------------------
 
     def on_load_progress(self, message: LoadProgress) -> None:
-        if self.lm is None and self.load_failed is None:
+        if message.second:
+            self.compare.progress(message.text)
+        elif self.lm is None and self.load_failed is None:
             self.status_bar.status = message.text
             if self._load_message is not None:
                 self._load_message.set_text(message.text)
 
     def on_model_loaded(self, message: ModelLoaded) -> None:
+        if message.second:
+            self.compare.loaded(message.lm, None)
+            return
         self.lm = lm = message.lm
         self.session.source = getattr(lm, "source", None)
         self.session.set_format(chat_format_of(lm))
@@ -274,6 +281,9 @@ class ChatScreen(LiteralNotify, Screen[None]):
             self.open_batch(self.options.prompts_file, batch_size=self.options.batch_size)
 
     def on_load_failed(self, message: LoadFailed) -> None:
+        if message.second:
+            self.compare.loaded(None, message.reason)
+            return
         self.load_failed = message.reason
         self.status_bar.status = "Load failed — Ctrl+Q quits"
         self.status_bar.add_class("-error")
@@ -370,17 +380,6 @@ class ChatScreen(LiteralNotify, Screen[None]):
         if name != "seed" and isinstance(value, int | float):
             self.sidebar.set_value(name, value)
 
-    def call_from_worker(self, fn: Callable[..., object], *args: object) -> bool:
-        """From a worker thread: run `fn(*args)` on the UI thread and wait for it; False
-        (nothing run) once the chat is gone, the app closing."""
-        if not self.is_running:
-            return False
-        try:
-            self.app.call_from_thread(fn, *args)
-        except RuntimeError:  # it closed meanwhile
-            return False
-        return True
-
     def copy_to_clipboard(self, text: str) -> None:
         self.app.copy_to_clipboard(text)
 
@@ -436,6 +435,12 @@ class ChatScreen(LiteralNotify, Screen[None]):
                 self.add_notice("The model is still loading — try again in a moment.")
             return
         self.reply.start(self.inspector.model(self.lm), text)
+
+    def on_scoring_progress(self, message: ScoringProgress) -> None:
+        self.ppl.progress(message.text)
+
+    def on_scoring_done(self, message: ScoringDone) -> None:
+        self.ppl.finish(message.text, message.error)
 
     def on_turn_planned(self, message: TurnPlanned) -> None:
         self.reply.planned(message.plan)
@@ -607,10 +612,9 @@ class _ChatTools:
 
     def __init__(self, screen: ChatScreen) -> None:
         self._screen = screen
-        self._ppl = PerplexityRunner(screen)
 
     def start_perplexity(self, path: str) -> None:
-        self._ppl.start(path)
+        self._screen.ppl.start(path)
 
     def compare_last(self, path: str | None) -> None:
         self._screen.compare.compare_last(path)
