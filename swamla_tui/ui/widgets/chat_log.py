@@ -20,9 +20,9 @@ class ChatLog(VerticalScroll, can_focus=True):
     """
 
     markdown = False
-    """New assistant messages render as Markdown (the app's ``/markdown`` setting)."""
+    """New assistant messages render as Markdown (the chat screen's ``/markdown`` setting)."""
     probs = False
-    """New assistant messages show token probabilities (the app's ``/probs`` setting)."""
+    """New assistant messages show token probabilities (the chat screen's ``/probs`` setting)."""
 
     def on_mount(self) -> None:
         self.anchor()
