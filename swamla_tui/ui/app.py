@@ -1,18 +1,10 @@
-"""The swamla-tui Textual app: chat pane, input, sampling sidebar, status bar.
+"""The swamla-tui Textual app: loading, themes, settings, global keys, pushing screens.
 
-The app renders and dispatches; the chat state lives in `swamla_tui.chat.session.ChatSession`
-and slash commands in `swamla_tui.ui.chat.slash`. Threads: the model is loaded by
-`loader(progress)` in a worker, so the first frame is on screen before torch is imported
-(nothing in `swamla_tui.ui` imports torch or `swamla_tui.runtime.load`). A reply runs in a
-worker too: it tokenizes and trims the history (on a copy of the conversation), opens
-the stream and pushes text pieces into a `ThrottledBuffer`; it reports everything else
-with messages, so app state only ever changes on the UI thread. The buffer is drained
-at most ~30 times a second whatever the token rate.
-
-One piece at ~590 lines: what is left is the App subclass itself (bindings, layout,
-message handlers, actions), which Textual wants on one class; the reply, the slash
-commands, loading, the palette, themes, the header line and every screen and widget are
-their own modules.
+The chat itself is `swamla_tui.ui.screens.chat.ChatScreen`, the default screen: it gets
+its dependencies (options, settings, data folder) through its constructor and owns the
+chat's state. Threads: the model is loaded by `loader(progress)` in a worker, so the
+first frame is on screen before torch is imported (nothing in `swamla_tui.ui` imports
+torch or `swamla_tui.runtime.load`); the worker reports to the chat screen with messages.
 """
 
 from __future__ import annotations
@@ -20,68 +12,25 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from textual import on, work
-from textual.app import App, ComposeResult, SystemCommand
+from textual import work
+from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.theme import Theme
-from textual.widgets import Footer, Header
 from textual.worker import get_current_worker
 
-from ..base.errors import SwamlaError
-from ..base.params import SamplingParams
 from ..base.paths import data_dir
-from ..base.safe_text import visible
-from ..batch.prompts import load_batch_prompts
-from ..chat.commands import parse as cmds
-from ..chat.conversation import Conversation
-from ..chat.session import ChatSession, context_usage, count_noun
-from ..chat.template import chat_format_of
-from ..chat.transcript import TranscriptStore
-from ..protocols import ChatModel, Loader, Model
-from .chat.inspector import InspectorController
+from ..chat.session import count_noun
+from ..protocols import Loader
 from .chat.palette import chat_commands
-from .chat.ppl import PerplexityRunner
-from .chat.reply import ReplyController
-from .chat.second_model import SecondModel, model_name
-from .chat.slash import SlashCommands
 from .loading import load_model
-from .messages import (
-    ContextCounted,
-    GenerationDone,
-    LoadFailed,
-    LoadProgress,
-    ModelLoaded,
-    ReplyStarted,
-    TurnPlanned,
-)
-from .model_header import model_header, model_summary
 from .notices import LiteralNotify
 from .options import AppOptions
-from .screens.batch import BatchScreen
-from .screens.help import HelpScreen
+from .screens.chat import ChatScreen
 from .settings import Settings
 from .themes import DEFAULT_THEME, LIGHT_THEME, choose_theme, load_themes
-from .widgets.chat_log import ChatLog
-from .widgets.chat_message import ChatMessage
-from .widgets.prompt_input import PromptInput
-from .widgets.sampling_sidebar import SamplingSidebar
-from .widgets.status_bar import StatusBar
-from .widgets.token_details import TokenDetails
 
 __all__ = ["AppOptions", "SwamlaApp", "run_app"]
-
-BUSY = "A reply is in progress — press Esc to stop it first."
-HELD = (
-    "A reply is in progress: your message stays in the input — Enter sends it when the"
-    " reply is done (Esc stops it)."
-)
-HELD_LOADING = (
-    "The model is still loading: your message stays in the input — Enter sends it once"
-    " the model is loaded."
-)
 
 
 class SwamlaApp(LiteralNotify, App[int]):
@@ -93,57 +42,19 @@ class SwamlaApp(LiteralNotify, App[int]):
     # narrow terminals hide the sidebar (Ctrl+B still shows it)
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (90, "-wide")]
 
+    # Global keys, on every screen (the chat screen lists them among its own keys).
     BINDINGS = [
-        Binding("escape", "stop", "Stop", tooltip="Stop the reply (the partial reply stays)"),
-        Binding(
-            "ctrl+c",
-            "interrupt",
-            "Stop",
-            show=False,
-            priority=True,
-            tooltip="Stop the reply; when none runs, copy the selection (never quits)",
-        ),
-        Binding("f1", "help", "Help", tooltip="This help (? when the input is not focused)"),
-        Binding("question_mark", "help", "Help", show=False),
-        Binding("ctrl+b", "toggle_sidebar", "Sliders", tooltip="Show / hide the sampling sidebar"),
-        Binding("ctrl+l", "clear", "Clear", tooltip="Start a new conversation"),
-        Binding("ctrl+r", "retry", "Retry", tooltip="Generate the last reply again"),
-        Binding("ctrl+s", "save", "Save", tooltip="Save the conversation as Markdown"),
-        Binding("ctrl+t", "toggle_theme", "Theme", tooltip="Toggle dark / light"),
-        Binding("f3", "toggle_probs", "Probs", show=False, tooltip="Token probabilities (/probs)"),
-        Binding("f4", "inspect", "Inspect", show=False, tooltip="Inspect the last reply's tokens"),
-        Binding(
-            "f2",
-            "focus_sliders",
-            "Focus sliders",
-            show=False,
-            tooltip="Focus the sampling sliders (F2 or Esc again: back to the input)",
-        ),
-        Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Leave the app"),
+        Binding("ctrl+c", "interrupt", "Stop", show=False, priority=True),
+        Binding("ctrl+t", "toggle_theme", "Theme", show=False),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
     ]
 
     def __init__(self, loader: Loader, options: AppOptions | None = None) -> None:
         super().__init__()
         self.loader = loader
         self.options = options = options if options is not None else AppOptions()
-        self.params: SamplingParams = options.params
         self.data_dir = data_dir(options.data_dir)
         self.settings = Settings(self.data_dir)
-        self.session = ChatSession(
-            TranscriptStore(self.data_dir / "transcripts"),
-            system=options.system_prompt,
-            report=self._report_error,
-        )
-        self.slash = SlashCommands(self, _ChatTools(self))
-
-        self.reply = ReplyController(self)
-        self.compare = SecondModel(self)  # model B: --compare, /compare
-        self.inspector = InspectorController(self)
-        self.lm: Model | None = None
-        self.load_failed: str | None = None
-        self.turn_widgets: list[tuple[ChatMessage, ChatMessage]] = []
-        """(user, reply) widgets of each turn shown, for /undo and /retry."""
-        self._load_message: ChatMessage | None = None
 
         themes = load_themes()
         for theme in themes.themes:
@@ -154,294 +65,42 @@ class SwamlaApp(LiteralNotify, App[int]):
         self.theme = chosen
         self._theme_given = bool(options.theme) and warning is None
         self._start_warnings = themes.warnings + ([warning] if warning else [])
-        self.markdown = bool(self.settings.get("markdown", False))
-        """Replies rendered as Markdown (``/markdown``, remembered); raw text by default."""
+        self._chat_screen = ChatScreen(
+            options, self.settings, self.data_dir, warnings=self._start_warnings
+        )
 
     @property
-    def conversation(self) -> Conversation:
-        return self.session.conversation
+    def chat_screen(self) -> ChatScreen:
+        """The chat (the default screen, below any pushed one)."""
+        return self._chat_screen
 
     @property
-    def generating(self) -> bool:
-        """A reply is being generated: A's (or an inspector branch), or B's ``/compare``."""
-        return self.reply.generating or self.compare.answering
+    def load_failed(self) -> str | None:
+        return self._chat_screen.load_failed
 
-    # -- layout --------------------------------------------------------------------------
-
-    def compose(self) -> ComposeResult:
-        yield Header(icon="◆")
-        with Horizontal(id="main"):
-            with Vertical(id="chat-column"):
-                yield ChatLog(id="chat")
-                yield TokenDetails(id="token-details")
-                yield PromptInput(
-                    completer=cmds.complete,
-                    placeholder="Message the model — Enter sends, Ctrl+J new line, /help",
-                    id="prompt",
-                )
-            yield SamplingSidebar(self.params, id="sidebar", release_focus=True)
-        yield StatusBar(id="status")
-        yield Footer()
-
-    @property
-    def chat(self) -> ChatLog:
-        return self.query_one("#chat", ChatLog)
-
-    @property
-    def prompt_input(self) -> PromptInput:
-        return self.query_one("#prompt", PromptInput)
-
-    @property
-    def sidebar(self) -> SamplingSidebar:
-        return self.query_one("#sidebar", SamplingSidebar)
-
-    @property
-    def status_bar(self) -> StatusBar:
-        return self.query_one("#status", StatusBar)
+    def get_default_screen(self) -> Screen[Any]:
+        return self._chat_screen
 
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         if self._theme_given:  # --theme is remembered like a Ctrl+T choice
             self.settings.set("theme", self.theme)
-        self.reply.mount()
-        self.inspector.mount()
-        self.prompt_input.keep_text = self._keeps_message
-        self.prompt_input.focus()
-        self.chat.markdown = self.markdown
-        self.status_bar.status = "Loading model…"
-        self._load_message = self.chat.add_message("notice", "Loading model…")
-        if self.options.notice:
-            self.add_notice(self.options.notice)
-        for warning in self._start_warnings:
-            self.add_notice(warning, error=True)
-        if self.options.resume:
-            self._resume_last()
         self._load_model()
-
-    def on_unmount(self) -> None:
-        """Leaving: stop a reply in progress so its thread ends within one token; release
-        the transcript's lock (another instance may resume it)."""
-        self.reply.stop()
-        self.session.close()
 
     def _remember_theme(self, theme: Theme) -> None:
         self.settings.set("theme", theme.name)
 
-    # -- loading -------------------------------------------------------------------------
-
     @work(thread=True, exclusive=True, group="load", exit_on_error=False)
     def _load_model(self) -> None:
-        load_model(self.loader, self.post_message, get_current_worker())
+        load_model(self.loader, self._chat_screen.post_message, get_current_worker())
 
-    def on_load_progress(self, message: LoadProgress) -> None:
-        if self.lm is None and self.load_failed is None:
-            self.status_bar.status = message.text
-            if self._load_message is not None:
-                self._load_message.set_text(message.text)
-
-    def on_model_loaded(self, message: ModelLoaded) -> None:
-        self.lm = lm = message.lm
-        self.session.source = getattr(lm, "source", None)
-        self.session.set_format(chat_format_of(lm))
-        summary = model_summary(lm)
-        self.status_bar.status = "Ready"
-        self.status_bar.model = summary
-        self.sub_title = model_header(lm)
-        self.sidebar.set_max_length(int(lm.max_length))
-        self.update_context()
-        if self._load_message is not None:
-            self._load_message.set_text(
-                f"Loaded {summary}. Type a message; /help lists the commands."
-            )
-        if self.options.compare:  # B loads first, so a batch view starts with both
-            self.compare.load(self.options.compare, then=self._start_batch)
-        else:
-            self._start_batch(True)
-
-    def _start_batch(self, _b_loaded: bool) -> None:
-        if self.options.mode == "batch":
-            self.open_batch(self.options.prompts_file, batch_size=self.options.batch_size)
-
-    def on_load_failed(self, message: LoadFailed) -> None:
-        self.load_failed = message.reason
-        self.status_bar.status = "Load failed — Ctrl+Q quits"
-        self.status_bar.add_class("-error")
-        if self._load_message is not None:
-            self._load_message.remove()
-            self._load_message = None
-        self.add_notice(f"Could not load the model: {message.reason}", error=True)
-
-    # -- context count -------------------------------------------------------------------
-
-    def update_context(self) -> None:
-        """Recount the context the conversation takes (tokenizing runs in a worker)."""
-        if self.lm is not None:
-            self._count_context(self.lm, self.session.snapshot(), int(self.params.max_new_tokens))
-
-    @work(thread=True, exclusive=True, group="context", exit_on_error=False)
-    def _count_context(self, lm: ChatModel, conversation: Conversation, max_new: int) -> None:
-        """What the next message would carry (history fitted by the send-time rule)."""
-        try:
-            usage = context_usage(
-                conversation,
-                lambda t: len(lm.encode(t)),
-                max_length=int(lm.max_length),
-                max_new_tokens=max_new,
-            )
-        except BaseException:  # noqa: BLE001 - only a detail (a tokenizer panic too)
-            return
-        self.post_message(ContextCounted(usage.tokens, usage.turns_out))
-
-    def on_context_counted(self, message: ContextCounted) -> None:
-        if self.lm is None:
-            return
-        try:  # the count can arrive after the chat screen is gone (the app is closing)
-            bar = self.status_bar
-        except NoMatches:
-            return
-        bar.set_context(message.tokens, int(self.lm.max_length), message.turns_out)
-
-    # -- chat helpers --------------------------------------------------------------------
-
-    def _report_error(self, text: str) -> None:
-        self.add_notice(text, error=True)
-
-    def add_notice(self, text: str, *, error: bool = False) -> ChatMessage:
-        return self.chat.add_message("error" if error else "notice", text)
-
-    def busy(self) -> bool:
-        """True (with a notice) while a reply is generated."""
-        if self.generating:
-            self.add_notice(BUSY)
-        return self.generating
-
-    def remove_last_turn_widgets(self) -> None:
-        if self.turn_widgets:
-            for widget in self.turn_widgets.pop():
-                widget.remove()
-
-    def _resume_last(self) -> None:
-        try:
-            resumed = self.session.resume_latest()
-        except SwamlaError as exc:
-            self.add_notice(f"Could not resume: {exc}", error=True)
-            return
-        if resumed is None:
-            self.add_notice("No earlier conversation to resume.")
-            return
-        path = resumed.path
-        if resumed.skipped:
-            n = resumed.skipped
-            self.add_notice(
-                f"Skipped {n} unreadable line{'s' if n != 1 else ''} of {path.name}.", error=True
-            )
-        turns = self.conversation.turns
-        for turn in turns:
-            user = self.chat.add_message("user", turn.user)
-            reply = self.chat.add_message("assistant", turn.assistant)
-            if turn.stopped:
-                reply.mark("stopped", stopped=True)
-            self.turn_widgets.append((user, reply))
-        self.add_notice(f"Resumed {count_noun(len(turns), 'turn')} from {path.name}.")
-        if resumed.busy and self.session.transcript is not None:
-            self.add_notice(
-                f"{path.name} is open in another swamla-tui: this chat continues in "
-                f"{self.session.transcript.path.name}."
-            )
-        self.update_context()
-
-    def set_param(self, name: str, value: object) -> None:
-        """Change a sampling parameter everywhere: params, running stream, slider."""
-        setattr(self.params, name, value)
-        stream = self.reply.stream
-        if stream is not None and stream.params is not self.params:
-            setattr(stream.params, name, value)
-        if name != "seed" and isinstance(value, int | float):
-            self.sidebar.set_value(name, value)
-
-    # -- input and the reply -------------------------------------------------------------
-
-    @on(PromptInput.Submitted)
-    def _on_submitted(self, event: PromptInput.Submitted) -> None:
-        line = event.value
-        if cmds.is_command(line):
-            self.run_command(line)
-        else:
-            self.send(cmds.literal_text(line))
-
-    def _keeps_message(self, text: str) -> bool:
-        """Enter keeps a message in the input while a reply runs or the model loads."""
-        if cmds.is_command(text):
-            return False
-        return self.generating or (self.lm is None and self.load_failed is None)
-
-    @on(PromptInput.Held)
-    def _on_held(self, event: PromptInput.Held) -> None:
-        self.add_notice(HELD if self.generating else HELD_LOADING)
-
-    @on(PromptInput.ScrollChat)
-    def _on_scroll_chat(self, event: PromptInput.ScrollChat) -> None:
-        chat = self.chat
-        {
-            "page_up": chat.scroll_page_up,
-            "page_down": chat.scroll_page_down,
-            "home": chat.scroll_home,
-            "end": chat.scroll_end,
-        }[event.where]()
-
-    @on(SamplingSidebar.Released)
-    def _on_sidebar_released(self, event: SamplingSidebar.Released) -> None:
-        """Esc, or a printable key, on a slider: back to the input (with that key)."""
-        box = self.prompt_input
-        box.focus()
-        if event.text:
-            box.insert(event.text)
-
-    def run_command(self, line: str) -> None:
-        self.slash.run(line)
-
-    def send(self, text: str) -> None:
-        text = text.strip()
-        if not text or self.busy():
-            return
-        if self.lm is None:
-            if self.load_failed:
-                self.add_notice(f"No model: {self.load_failed}", error=True)
-            else:
-                self.add_notice("The model is still loading — try again in a moment.")
-            return
-        self.reply.start(self.inspector.model(self.lm), text)
-
-    def on_turn_planned(self, message: TurnPlanned) -> None:
-        self.reply.planned(message.plan)
-
-    def on_reply_started(self, message: ReplyStarted) -> None:
-        self.reply.started(message.stream)
-
-    def on_generation_done(self, message: GenerationDone) -> None:
-        self.reply.done(message)
-        self.inspector.reply_done(message)
-
-    # -- actions -------------------------------------------------------------------------
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "stop":
-            return True if self.generating else None
-        return True
-
-    def action_stop(self) -> None:
-        if not self.generating:
-            return
-        if self.compare.answering:
-            self.compare.stop()
-        if self.reply.generating:
-            self.reply.stop()
-            self.status_bar.status = "Stopping…"
+    # -- global keys ---------------------------------------------------------------------
 
     def action_interrupt(self) -> None:
         """Ctrl+C: stop a reply; otherwise copy a selection; never quits."""
-        if self.generating:
-            self.action_stop()
+        chat = self._chat_screen
+        if chat.generating:
+            chat.action_stop()
             return
         selected = self.screen.get_selected_text() or getattr(self.focused, "selected_text", "")
         if selected:
@@ -454,154 +113,17 @@ class SwamlaApp(LiteralNotify, App[int]):
             timeout=3,
         )
 
-    def set_markdown(self, on: bool) -> None:
-        """Render replies as Markdown or raw text (remembered)."""
-        self.markdown = self.chat.markdown = on
-        self.settings.set("markdown", on)
-        for message in self.chat.messages():
-            message.set_markdown(on)
-
-    def action_toggle_probs(self) -> None:
-        self.inspector.set_probs(None)
-
-    def action_inspect(self) -> None:
-        self.inspector.inspect_last()
-
-    def action_help(self) -> None:
-        if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(self.BINDINGS))
-
-    def action_clear(self) -> None:
-        if self.busy():
-            return
-        self.session.clear()
-        self.turn_widgets.clear()
-        self._load_message = None
-        self.chat.remove_children()
-        self.update_context()
-        self.status_bar.set_speed(None)
-        self.add_notice("New conversation.")
-
-    def action_retry(self) -> None:
-        if self.busy():
-            return
-        last = self.session.last_user()
-        if last is None:
-            self.add_notice("Nothing to retry.")
-            return
-        self.session.undo()
-        self.remove_last_turn_widgets()
-        self.send(last)
-
-    def action_save(self) -> None:
-        self.save(None)
-
-    def save(self, path: str | None, *, overwrite: bool = False) -> None:
-        if not self.conversation.turns:
-            self.add_notice("Nothing to save yet.")
-            return
-        try:
-            written = self.session.save(
-                path, directory=self.data_dir / "exports", overwrite=overwrite
-            )
-        except SwamlaError as exc:
-            self.add_notice(str(exc), error=True)
-            return
-        self.add_notice(f"Saved to {written}")
-
     def action_toggle_theme(self) -> None:
         self.theme = LIGHT_THEME if self.current_theme.dark else DEFAULT_THEME
 
-    def action_toggle_sidebar(self) -> None:
-        self.sidebar.display = not self.sidebar.display
-
-    def action_focus_sliders(self) -> None:
-        """F2: focus the sliders; F2 again (or Esc) goes back to the input."""
-        focused = self.focused
-        if focused is not None and self.sidebar in focused.ancestors_with_self:
-            self.prompt_input.focus()
-            return
-        self.sidebar.display = True
-        self.sidebar.slider("temperature").focus()
-
-    def quit_app(self) -> None:
-        """Leave with status 1 when the model failed to load (a reply in progress stops)."""
-        if self.generating:
-            self.action_stop()
-        code = 1 if self.load_failed else 0
-        self.exit(code, return_code=code)
-
     async def action_quit(self) -> None:
-        self.quit_app()
-
-    @on(SamplingSidebar.Changed)
-    def _on_sampling_changed(self, event: SamplingSidebar.Changed) -> None:
-        stream = self.reply.stream
-        if stream is not None and stream.params is not self.params:
-            setattr(stream.params, event.name, event.value)
-
-    # -- batch ---------------------------------------------------------------------------
-
-    def open_batch(self, path: str | None = None, *, batch_size: int | None = None) -> None:
-        """Push the batch view; its result (key c) is a prompt for the chat input.
-
-        `batch_size` None: ``--batch_size`` (None there too: the model's default)."""
-        if self.lm is None:
-            self.add_notice(self.load_failed or "The model is still loading.")
-            return
-        if path is not None:
-            try:  # a bad file is an inline error: the chat stays
-                load_batch_prompts(path)
-            except SwamlaError as exc:
-                self.add_notice(str(exc), error=True)
-                return
-        size = batch_size if batch_size is not None else self.options.batch_size
-        b = self.compare.lm
-        names = (model_name(self.lm), self.compare.name)
-        screen = BatchScreen(
-            lm=self.lm,
-            params=self.params.copy(),
-            path=path,
-            batch_size=size,
-            compare=b,
-            names=names,
-        )
-        self.push_screen(screen, callback=self._batch_closed)
-
-    def _batch_closed(self, prompt: str | None) -> None:
-        if not prompt:
-            return
-        box = self.prompt_input
-        box.load_text(visible(prompt))  # a prompts file's line: the input shows it raw
-        box.move_cursor(box.document.end)
-        box.focus()
+        self._chat_screen.quit_app()
 
     # -- command palette -----------------------------------------------------------------
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        yield from chat_commands(self)
+        yield from chat_commands(self._chat_screen, self.action_toggle_theme)
         yield from super().get_system_commands(screen)
-
-
-class _ChatTools:
-    """The chat helpers a slash command starts (`ChatTools`): /ppl, /compare, /probs and
-    the /undo of an inspector branch, looked up when used (they are built after the table)."""
-
-    def __init__(self, app: SwamlaApp) -> None:
-        self._app = app
-        self._ppl = PerplexityRunner(app)
-
-    def start_perplexity(self, path: str) -> None:
-        self._ppl.start(path)
-
-    def compare_last(self, path: str | None) -> None:
-        self._app.compare.compare_last(path)
-
-    def set_probs(self, on: bool | None) -> None:
-        self._app.inspector.set_probs(on)
-
-    def undo_branch(self) -> bool:
-        return self._app.inspector.undo_branch()
 
 
 def run_app(loader: Loader, options: AppOptions) -> int:

@@ -1,7 +1,8 @@
-"""Messages posted from worker threads to the app (Textual's post_message is thread-safe).
+"""Messages posted from worker threads to the chat screen (post_message is thread-safe).
 
-Workers report through these and never assign app attributes themselves: the handlers
-run on the UI thread, which owns every piece of app state.
+Workers (and the raw threads that read checkpoints) report through these and never
+assign state themselves: the handlers run on the UI thread, which owns every piece of it.
+`second` marks model B's load (``--compare``, ``/compare PATH``).
 """
 
 from __future__ import annotations
@@ -17,16 +18,19 @@ from ..protocols import Model, ReplyStream
 @dataclass
 class LoadProgress(Message):
     text: str
+    second: bool = False
 
 
 @dataclass
 class ModelLoaded(Message):
     lm: Model
+    second: bool = False
 
 
 @dataclass
 class LoadFailed(Message):
     reason: str
+    second: bool = False
 
 
 @dataclass
@@ -50,6 +54,21 @@ class ReplyStarted(Message):
     """The reply stream exists: the UI can show its speed and stop it."""
 
     stream: ReplyStream
+
+
+@dataclass
+class ScoringProgress(Message):
+    """``/ppl``: how far the scoring is (the text of its notice)."""
+
+    text: str
+
+
+@dataclass
+class ScoringDone(Message):
+    """``/ppl`` ended: the results table, or one error line (`error`)."""
+
+    text: str
+    error: bool = False
 
 
 @dataclass

@@ -44,7 +44,7 @@ async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 5
 
 async def wait_loaded(pilot: Any) -> None:
     app = pilot.app
-    await wait_for(pilot, lambda: app.lm is not None or app.load_failed is not None)
+    await wait_for(pilot, lambda: app.chat_screen.lm is not None or app.load_failed is not None)
     await pilot.pause()
 
 
@@ -68,14 +68,14 @@ async def loaded_app(
 
 async def wait_idle(pilot: Any, timeout: float = 5.0) -> None:
     app = pilot.app
-    await wait_for(pilot, lambda: not app.generating, timeout)
+    await wait_for(pilot, lambda: not app.chat_screen.generating, timeout)
     await pilot.pause()
 
 
 async def send(pilot: Any, text: str) -> None:
     """Type `text` into the input and press Enter."""
     app = pilot.app
-    box = app.prompt_input
+    box = app.chat_screen.prompt_input
     box.focus()
     box.load_text(text)
     box.move_cursor(box.document.end)
@@ -90,11 +90,11 @@ async def ask(pilot: Any, text: str) -> None:
 
 
 def notices(app: Any) -> list[str]:
-    return [m.text for m in app.chat.messages() if m.role in ("notice", "error")]
+    return [m.text for m in app.chat_screen.chat.messages() if m.role in ("notice", "error")]
 
 
 def errors(app: Any) -> list[str]:
-    return [m.text for m in app.chat.messages() if m.role == "error"]
+    return [m.text for m in app.chat_screen.chat.messages() if m.role == "error"]
 
 
 def post_keys(app: Any, keys: list[str]) -> None:

@@ -149,11 +149,11 @@ async def test_incompatible_or_too_big_b_is_one_line_and_a_stays(fixture_lm, tmp
             await wait_for(pilot, lambda s=screen: s.run.total and not s.running)
             assert screen.compare is None and screen.rows_b is None
             assert [r.status for r in screen.rows] == ["done", "done"]  # A alone still runs
-            errors = [m.text for m in app.chat.messages() if m.role == "error"]
+            errors = [m.text for m in app.chat_screen.chat.messages() if m.role == "error"]
             assert len(errors) == 1 and "\n" not in errors[0]
             assert errors[0].startswith("Could not load B: cannot compare: ")
             assert expect in errors[0]
-            assert app.compare.error is not None and app.compare.lm is None
+            assert app.chat_screen.compare.error is not None and app.chat_screen.compare.lm is None
 
 
 async def test_chat_compare_answers_the_last_message_with_b(tmp_path):
@@ -166,23 +166,26 @@ async def test_chat_compare_answers_the_last_message_with_b(tmp_path):
         await wait_loaded(pilot)
         await send(pilot, "/compare")
         await pilot.pause()
-        errors = [m.text for m in app.chat.messages() if m.role == "error"]
+        errors = [m.text for m in app.chat_screen.chat.messages() if m.role == "error"]
         assert errors[-1] == ("No second model: start with --compare B or type /compare PATH.")
         await send(pilot, "hello")
         await wait_idle(pilot)
         await send(pilot, "/compare other.pt")
-        await wait_for(pilot, lambda: not app.compare.loading and not app.compare.answering)
+        await wait_for(
+            pilot,
+            lambda: not app.chat_screen.compare.loading and not app.chat_screen.compare.answering,
+        )
         await pilot.pause()
-        replies = [m for m in app.chat.messages() if m.role == "assistant"]
+        replies = [m for m in app.chat_screen.chat.messages() if m.role == "assistant"]
         assert [r.text for r in replies] == ["from A", "from B"]
         assert replies[-1].status == "B · other.pt"
         assert b.prompts == a.prompts  # the same history went to B
         assert b.streams[0].params.seed == a.streams[0].params.seed == 0
-        turns = app.conversation.turns
+        turns = app.chat_screen.conversation.turns
         assert len(turns) == 1 and turns[0].assistant == "from A"  # history keeps A's
         # /compare again needs no path: B is loaded
         await send(pilot, "/compare")
-        await wait_for(pilot, lambda: not app.compare.answering)
+        await wait_for(pilot, lambda: not app.chat_screen.compare.answering)
         await pilot.pause()
         assert len(b.prompts) == 2
 
@@ -200,21 +203,21 @@ async def test_esc_stops_b_and_a_waits_while_b_streams(tmp_path):
         await send(pilot, "hello")
         await wait_idle(pilot)
         await send(pilot, "/compare other.pt")
-        await wait_for(pilot, lambda: app.compare.answering and len(b.streams) == 1)
+        await wait_for(pilot, lambda: app.chat_screen.compare.answering and len(b.streams) == 1)
         b.release(3)
         await wait_for(pilot, lambda: b.streams[0].new_tokens >= 3)
-        assert app.generating
+        assert app.chat_screen.generating
         await send(pilot, "second question")
         await pilot.pause()
         assert len(a.streams) == 1  # A did not start
-        assert app.prompt_input.text == "second question"  # held, not lost
+        assert app.chat_screen.prompt_input.text == "second question"  # held, not lost
         await pilot.press("escape")  # B waits for its next token: the cancel must reach it
-        await wait_for(pilot, lambda: not app.compare.answering)
+        await wait_for(pilot, lambda: not app.chat_screen.compare.answering)
         await pilot.pause()
-        reply_b = [m for m in app.chat.messages() if m.role == "assistant"][-1]
+        reply_b = [m for m in app.chat_screen.chat.messages() if m.role == "assistant"][-1]
         assert reply_b.status == "B · other.pt · stopped"
         assert reply_b.text.startswith("from B")
-        assert not app.generating
+        assert not app.chat_screen.generating
         await pilot.press("enter")  # the held message goes to A now
         await wait_idle(pilot)
         assert len(a.streams) == 2 and "second question" in a.prompts[-1]

@@ -336,4 +336,4 @@ async def test_real_app_batch_row_opens_in_chat(fixture_lm, tmp_path):
         await wait_for(pilot, lambda: not screen.running and screen.run.done == 2)
         await pilot.press("c")
         await wait_for(pilot, lambda: not isinstance(app.screen, BatchScreen))
-        assert app.prompt_input.text == PROMPTS[0]
+        assert app.chat_screen.prompt_input.text == PROMPTS[0]

@@ -44,14 +44,14 @@ async def test_first_frame_before_model_loads(tmp_path):
 
     app = SwamlaApp(slow_loader, AppOptions(params=SamplingParams(), data_dir=tmp_path))
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.status_bar.status == "Reading checkpoint…")
-        assert app.lm is None
+        await wait_for(pilot, lambda: app.chat_screen.status_bar.status == "Reading checkpoint…")
+        assert app.chat_screen.lm is None
         assert "Reading checkpoint…" in notices(app)
         release.set()
         await wait_loaded(pilot)
-        assert app.status_bar.status == "Ready"
-        assert app.status_bar.model == lm.summary()
-        assert app.sidebar.slider("max_new_tokens").maximum == lm.max_length
+        assert app.chat_screen.status_bar.status == "Ready"
+        assert app.chat_screen.status_bar.model == lm.summary()
+        assert app.chat_screen.sidebar.slider("max_new_tokens").maximum == lm.max_length
 
 
 async def test_load_failure_shown_and_exit_status_1(tmp_path):
@@ -64,7 +64,7 @@ async def test_load_failure_shown_and_exit_status_1(tmp_path):
     async with started(app) as pilot:
         assert app.load_failed == "no checkpoint at missing.pt"
         assert errors(app) == ["Could not load the model: no checkpoint at missing.pt"]
-        assert "Load failed" in app.status_bar.status
+        assert "Load failed" in app.chat_screen.status_bar.status
         await send(pilot, "hello")
         assert errors(app)[-1] == "No model: no checkpoint at missing.pt"
         await pilot.press("ctrl+q")
@@ -86,15 +86,21 @@ async def test_message_gets_streamed_reply_and_transcript(tmp_path):
     lm = FakeLM()
     async with loaded_app(lm, tmp_path) as (app, pilot):
         await ask(pilot, "Hi there")
-        msgs = [(m.role, m.text) for m in app.chat.messages() if m.role in ("user", "assistant")]
+        msgs = [
+            (m.role, m.text)
+            for m in app.chat_screen.chat.messages()
+            if m.role in ("user", "assistant")
+        ]
         assert msgs == [("user", "Hi there"), ("assistant", "Hello, world!")]
         assert lm.prompts == ["You: Hi there\nAssistant:"]
         assert lm.streams[0].stop == ("\nYou:",)
-        assert lm.streams[0].params is app.params
-        assert app.status_bar.speed == "42.0 tok/s"
+        assert lm.streams[0].params is app.chat_screen.params
+        assert app.chat_screen.status_bar.speed == "42.0 tok/s"
         # the gauge: the history the next message carries (the exchange just made)
         history = "You: Hi there\nAssistant: Hello, world!\n"
-        await wait_for(pilot, lambda: app.status_bar.context == f"ctx {len(history)}/512")
+        await wait_for(
+            pilot, lambda: app.chat_screen.status_bar.context == f"ctx {len(history)}/512"
+        )
         records = transcript_records(tmp_path)
         assert [r["type"] for r in records] == ["header", "turn"]
         assert records[1]["user"] == "Hi there"
@@ -109,9 +115,9 @@ async def test_tokens_stream_in_before_reply_finishes(tmp_path):
     lm = FakeLM(hold=True)
     async with loaded_app(lm, tmp_path) as (app, pilot):
         await send(pilot, "Hi")
-        assert app.generating
+        assert app.chat_screen.generating
         lm.release(2)
-        reply = app.reply.widget
+        reply = app.chat_screen.reply.widget
         await wait_for(pilot, lambda: reply.text == "Hello,")
         assert reply.has_class("-streaming")
         lm.release(10)
@@ -124,7 +130,7 @@ async def test_escape_stops_reply_and_keeps_partial(tmp_path):
     async with loaded_app(lm, tmp_path) as (app, pilot):
         await send(pilot, "Hi")
         lm.release(3)
-        reply = app.reply.widget
+        reply = app.chat_screen.reply.widget
         await wait_for(pilot, lambda: reply.text == "Hello, world")
         await pilot.press("escape")
         await wait_idle(pilot)
@@ -132,10 +138,10 @@ async def test_escape_stops_reply_and_keeps_partial(tmp_path):
         assert reply.text == "Hello, world"
         assert reply.has_class("-stopped")
         assert reply.status == "stopped"
-        turn = app.conversation.turns[-1]
+        turn = app.chat_screen.conversation.turns[-1]
         assert (turn.assistant, turn.stopped) == ("Hello, world", True)
         assert transcript_records(tmp_path)[-1]["stopped"] is True
-        assert app.status_bar.status == "Stopped"
+        assert app.chat_screen.status_bar.status == "Stopped"
 
 
 async def test_ctrl_c_stops_reply_and_does_not_quit(tmp_path):
@@ -143,11 +149,11 @@ async def test_ctrl_c_stops_reply_and_does_not_quit(tmp_path):
     async with loaded_app(lm, tmp_path) as (app, pilot):
         await send(pilot, "Hi")
         lm.release(1)
-        await wait_for(pilot, lambda: app.reply.widget.text == "Hello")
+        await wait_for(pilot, lambda: app.chat_screen.reply.widget.text == "Hello")
         await pilot.press("ctrl+c")
         await wait_idle(pilot)
         assert app.is_running
-        assert app.conversation.turns[-1].stopped
+        assert app.chat_screen.conversation.turns[-1].stopped
         await pilot.press("ctrl+c")  # idle: a hint, still running
         await pilot.pause()
         assert app.is_running
@@ -163,13 +169,13 @@ async def test_generation_error_is_a_notice_and_history_survives(tmp_path):
             "Generation failed: RuntimeError: CUDA out of memory"
             " — your message is back in the input"
         )
-        assert len(app.conversation.turns) == 1
-        assert app.prompt_input.text == "second"  # given back to resend
+        assert len(app.chat_screen.conversation.turns) == 1
+        assert app.chat_screen.prompt_input.text == "second"  # given back to resend
         lm.error_after = None
-        app.prompt_input.clear()
+        app.chat_screen.prompt_input.clear()
         await ask(pilot, "third")
-        assert [t.user for t in app.conversation.turns] == ["first", "third"]
-        assert "Traceback" not in " ".join(m.text for m in app.chat.messages())
+        assert [t.user for t in app.chat_screen.conversation.turns] == ["first", "third"]
+        assert "Traceback" not in " ".join(m.text for m in app.chat_screen.chat.messages())
 
 
 async def test_refresh_is_rate_limited(tmp_path, monkeypatch):
@@ -190,7 +196,7 @@ async def test_refresh_is_rate_limited(tmp_path, monkeypatch):
         start = time.monotonic()
         await ask(pilot, "go")
         elapsed = time.monotonic() - start
-        assert app.conversation.turns[-1].assistant == "x" * 1000
+        assert app.chat_screen.conversation.turns[-1].assistant == "x" * 1000
         # at most ~30 refreshes a second (+1 final set, +slack for timer jitter)
         assert updates <= elapsed * 30 + 3
         assert updates < 1000
@@ -201,9 +207,9 @@ async def test_follows_bottom_until_user_scrolls_up(tmp_path):
     async with loaded_app(lm, tmp_path) as (app, pilot):
         await send(pilot, "go")
         lm.release(60)
-        await wait_for(pilot, lambda: app.reply.widget.text.count("line") == 60)
+        await wait_for(pilot, lambda: app.chat_screen.reply.widget.text.count("line") == 60)
         await pilot.pause()
-        chat = app.chat
+        chat = app.chat_screen.chat
         assert chat.max_scroll_y > 0
         assert chat.scroll_y == chat.max_scroll_y
         chat.scroll_to(y=0, animate=False, immediate=True)
@@ -221,18 +227,18 @@ async def test_context_trim_notice(tmp_path):
             await ask(pilot, f"message number {i} " + "z" * 10)
         assert any("oldest" in n for n in notices(app))
         assert len(lm.encode(lm.prompts[-1])) <= 120 - 40
-        assert len(app.conversation.turns) == 3  # still shown and saved
+        assert len(app.chat_screen.conversation.turns) == 3  # still shown and saved
 
 
 async def test_history_and_newline_keys(tmp_path):
     lm = FakeLM()
     async with loaded_app(lm, tmp_path) as (app, pilot):
-        box = app.prompt_input
+        box = app.chat_screen.prompt_input
         await pilot.press("a", "ctrl+j", "b")
         assert box.text == "a\nb"
         await pilot.press("enter")
         await wait_idle(pilot)
-        assert app.conversation.turns[-1].user == "a\nb"
+        assert app.chat_screen.conversation.turns[-1].user == "a\nb"
         await ask(pilot, "second")
         box.focus()
         await pilot.press("up")
@@ -250,8 +256,8 @@ async def test_resume_reopens_last_conversation(tmp_path):
     async with loaded_app(lm, tmp_path) as (app, pilot):
         await ask(pilot, "remember me")
     async with loaded_app(lm, tmp_path, resume=True) as (app2, pilot):
-        assert [t.user for t in app2.conversation.turns] == ["remember me"]
-        roles = [m.role for m in app2.chat.messages()]
+        assert [t.user for t in app2.chat_screen.conversation.turns] == ["remember me"]
+        roles = [m.role for m in app2.chat_screen.chat.messages()]
         assert roles.count("user") == 1 and roles.count("assistant") == 1
         await ask(pilot, "more")
         assert lm.prompts[-1].startswith("You: remember me\nAssistant: Hello, world!\n")

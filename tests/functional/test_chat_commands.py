@@ -32,20 +32,20 @@ VALUE_CASES = [
 @pytest.mark.parametrize(("name", "param", "good", "value", "bad", "words"), VALUE_CASES)
 async def test_value_commands(tmp_path, name, param, good, value, bad, words):
     async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
-        before = getattr(app.params, param)
+        before = getattr(app.chat_screen.params, param)
         # no value: shows the current one
         await send(pilot, f"/{name}")
         assert notices(app)[-1].startswith(f"{name} = ")
-        assert getattr(app.params, param) == before
+        assert getattr(app.chat_screen.params, param) == before
         # bad value: inline error with the range, nothing changes
         await send(pilot, f"/{name} {bad}")
         assert all(w in errors(app)[-1] for w in words), errors(app)[-1]
-        assert getattr(app.params, param) == before
-        assert app.sidebar.slider(param).value == before
+        assert getattr(app.chat_screen.params, param) == before
+        assert app.chat_screen.sidebar.slider(param).value == before
         # good value: set, and the slider moves
         await send(pilot, f"/{name} {good}")
-        assert getattr(app.params, param) == value
-        assert app.sidebar.slider(param).value == value
+        assert getattr(app.chat_screen.params, param) == value
+        assert app.chat_screen.sidebar.slider(param).value == value
         assert notices(app)[-1] == f"{name} set to {good}"
 
 
@@ -66,7 +66,7 @@ async def test_value_command_reaches_running_stream(tmp_path):
         assert seen[0]["temperature"] == 0.0
         assert seen[-1]["temperature"] == 1.5
         assert len(seen) == 3
-        assert app.conversation.turns[-1].assistant == "Hello, world"
+        assert app.chat_screen.conversation.turns[-1].assistant == "Hello, world"
 
 
 async def test_seed_command(tmp_path):
@@ -74,13 +74,13 @@ async def test_seed_command(tmp_path):
         await send(pilot, "/seed")
         assert notices(app)[-1] == "seed = 0"
         await send(pilot, "/seed 1234")
-        assert app.params.seed == 1234
+        assert app.chat_screen.params.seed == 1234
         await send(pilot, "/seed off")
-        assert app.params.seed is None
+        assert app.chat_screen.params.seed is None
         assert notices(app)[-1] == "seed off"
         await send(pilot, "/seed -1")
         assert "whole number" in errors(app)[-1]
-        assert app.params.seed is None
+        assert app.chat_screen.params.seed is None
 
 
 async def test_system_command(tmp_path):
@@ -89,11 +89,11 @@ async def test_system_command(tmp_path):
         await send(pilot, "/system")
         assert notices(app)[-1] == "system prompt: off"
         await send(pilot, "/system You are terse.")
-        assert app.conversation.system == "You are terse."
+        assert app.chat_screen.conversation.system == "You are terse."
         await ask(pilot, "hi")
         assert lm.prompts[-1] == "You are terse.\n\nYou: hi\nAssistant:"
         await send(pilot, "/system off")
-        assert app.conversation.system is None
+        assert app.chat_screen.conversation.system is None
 
 
 async def test_quit_and_exit(tmp_path):
@@ -114,16 +114,20 @@ async def test_clear_undo_retry(tmp_path):
         await ask(pilot, "one")
         await ask(pilot, "two")
         await send(pilot, "/undo")
-        assert [t.user for t in app.conversation.turns] == ["one"]
-        assert [m.text for m in app.chat.messages() if m.role == "user"] == ["one"]
+        assert [t.user for t in app.chat_screen.conversation.turns] == ["one"]
+        assert [m.text for m in app.chat_screen.chat.messages() if m.role == "user"] == ["one"]
         lm.pieces = [" Again"]
         await ask(pilot, "/retry")
-        assert [(t.user, t.assistant) for t in app.conversation.turns] == [("one", "Again")]
-        assert [m.text for m in app.chat.messages() if m.role == "assistant"] == ["Again"]
+        assert [(t.user, t.assistant) for t in app.chat_screen.conversation.turns] == [
+            ("one", "Again")
+        ]
+        assert [m.text for m in app.chat_screen.chat.messages() if m.role == "assistant"] == [
+            "Again"
+        ]
         assert lm.prompts[-1] == "You: one\nAssistant:"
         await send(pilot, "/clear")
-        assert app.conversation.turns == []
-        assert [m.role for m in app.chat.messages()] == ["notice"]
+        assert app.chat_screen.conversation.turns == []
+        assert [m.role for m in app.chat_screen.chat.messages()] == ["notice"]
         await send(pilot, "/undo extra")
         assert "takes no arguments" in errors(app)[-1]
     files = list((tmp_path / "data" / "transcripts").glob("*.jsonl"))
@@ -164,7 +168,7 @@ async def test_info_help_batch_unknown(tmp_path):
         await send(pilot, "/batch")
         assert "expects a file path" in errors(app)[-1]
         await ask(pilot, "//not a command")
-        assert app.conversation.turns[-1].user == "/not a command"
+        assert app.chat_screen.conversation.turns[-1].user == "/not a command"
 
 
 async def test_batch_command_opens_batch_screen_or_notice(tmp_path):
@@ -178,7 +182,7 @@ async def test_batch_command_opens_batch_screen_or_notice(tmp_path):
             # a missing file: an inline error, the chat stays (issue 12 §5)
             await send(pilot, f"/batch {tmp_path / 'nope.txt'}")
             await pilot.pause()
-            assert type(app.screen).__name__ == "Screen"
+            assert type(app.screen).__name__ == "ChatScreen"
             assert "no such file" in errors(app)[-1]
             prompts = tmp_path / "prompts.txt"
             prompts.write_text("one\ntwo\n", encoding="utf-8")
@@ -189,7 +193,7 @@ async def test_batch_command_opens_batch_screen_or_notice(tmp_path):
 
 async def test_commands_suggested_while_typing(tmp_path):
     async with loaded_app(FakeLM(), tmp_path, params=SamplingParams()) as (app, pilot):
-        box = app.prompt_input
+        box = app.chat_screen.prompt_input
         await pilot.press("slash", "t", "e")
         assert box.suggestion == "mp"
         await pilot.press("tab")

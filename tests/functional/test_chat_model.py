@@ -32,35 +32,40 @@ async def test_real_load_through_swamla_load(tmp_path, test_tokenizer_dir):
 
     app = SwamlaApp(loader, AppOptions(params=SamplingParams(), data_dir=tmp_path))
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.lm is not None or app.load_failed, timeout=60)
+        await wait_for(pilot, lambda: app.chat_screen.lm is not None or app.load_failed, timeout=60)
         await pilot.pause()
         assert app.load_failed is None
         assert seen == ["called"]
-        assert "SWA" in app.status_bar.model and "MLA" in app.status_bar.model
-        assert app.sidebar.slider("max_new_tokens").maximum == app.lm.max_length
+        assert (
+            "SWA" in app.chat_screen.status_bar.model and "MLA" in app.chat_screen.status_bar.model
+        )
+        assert (
+            app.chat_screen.sidebar.slider("max_new_tokens").maximum
+            == app.chat_screen.lm.max_length
+        )
 
 
 async def test_real_reply_streams_with_live_params(tmp_path, fixture_lm):
     params = SamplingParams(temperature=0.0, seed=0, max_new_tokens=24)
     async with loaded_app(fixture_lm, tmp_path, params=params) as (app, pilot):
         await send(pilot, "Hello there, how are you today?")
-        assert app.generating or app.conversation.turns
-        await wait_for(pilot, lambda: not app.generating, timeout=60)
+        assert app.chat_screen.generating or app.chat_screen.conversation.turns
+        await wait_for(pilot, lambda: not app.chat_screen.generating, timeout=60)
         await pilot.pause()
-        turn = app.conversation.turns[-1]
-        reply = [m for m in app.chat.messages() if m.role == "assistant"][-1]
+        turn = app.chat_screen.conversation.turns[-1]
+        reply = [m for m in app.chat_screen.chat.messages() if m.role == "assistant"][-1]
         assert reply.text == turn.assistant
         assert "\nYou:" not in turn.assistant
-        assert app.status_bar.speed.endswith("tok/s")
-        assert app.status_bar.context.startswith("ctx ")
+        assert app.chat_screen.status_bar.speed.endswith("tok/s")
+        assert app.chat_screen.status_bar.context.startswith("ctx ")
         files = list((tmp_path / "data" / "transcripts").glob("*.jsonl"))
         kinds = [json.loads(x)["type"] for x in files[0].read_text().splitlines()]
         assert kinds == ["header", "turn"]
         # greedy: the same message gives the same reply
         await send(pilot, "/retry")
-        await wait_for(pilot, lambda: not app.generating, timeout=60)
+        await wait_for(pilot, lambda: not app.chat_screen.generating, timeout=60)
         await pilot.pause()
-        assert app.conversation.turns[-1].assistant == turn.assistant
+        assert app.chat_screen.conversation.turns[-1].assistant == turn.assistant
 
 
 async def test_real_stop_and_slider_reach_stream(tmp_path, fixture_lm):
@@ -75,19 +80,19 @@ async def test_real_stop_and_slider_reach_stream(tmp_path, fixture_lm):
         return s
 
     async with started(app) as pilot:
-        app.lm = _Proxy(fixture_lm, stream=spy)
+        app.chat_screen.lm = _Proxy(fixture_lm, stream=spy)
         await send(pilot, "Once upon a time, in a land far away,")
         await wait_for(pilot, lambda: bool(streams), timeout=30)
         stream = streams[0]
-        assert stream.params is app.params
-        slider = app.sidebar.slider("temperature")
+        assert stream.params is app.chat_screen.params
+        slider = app.chat_screen.sidebar.slider("temperature")
         slider.focus()
         await pilot.press("right")
         assert stream.params.temperature == 0.05
         await pilot.press("escape")
         await wait_idle(pilot)
         if stream.finish_reason == "cancelled":
-            assert app.conversation.turns[-1].stopped
+            assert app.chat_screen.conversation.turns[-1].stopped
         assert app.is_running
 
 

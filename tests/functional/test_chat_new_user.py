@@ -38,13 +38,15 @@ from .pilot import (
 async def test_second_message_carries_the_first_exchange_at_default_settings(tmp_path):
     lm = FakeLM(max_length=256)  # the demo's window, max_new_tokens 256 by default
     async with loaded_app(lm, tmp_path, params=SamplingParams()) as (app, pilot):
-        assert app.params.max_new_tokens == 256
+        assert app.chat_screen.params.max_new_tokens == 256
         await ask(pilot, "Hi")
         await ask(pilot, "Again")
         assert lm.prompts[1] == "You: Hi\nAssistant: Hello, world!\nYou: Again\nAssistant:"
         assert not [n for n in notices(app) if "outgrew" in n]
-        history = app.conversation.history_text()  # what the next message carries
-        await wait_for(pilot, lambda: app.status_bar.context == f"ctx {len(history)}/256")
+        history = app.chat_screen.conversation.history_text()  # what the next message carries
+        await wait_for(
+            pilot, lambda: app.chat_screen.status_bar.context == f"ctx {len(history)}/256"
+        )
 
 
 async def test_demo_model_in_the_app_remembers(tmp_path):
@@ -55,12 +57,12 @@ async def test_demo_model_in_the_app_remembers(tmp_path):
     lm = Recording(swamla_tui.load(DEMO_DIR))
     app = make_app(lm, tmp_path, params=SamplingParams(seed=0))  # default max_new_tokens
     async with started(app) as pilot:
-        assert app.params.max_new_tokens == 256 == lm.max_length
+        assert app.chat_screen.params.max_new_tokens == 256 == lm.max_length
         await send(pilot, "What is a list?")
         await wait_idle(pilot, timeout=120)
         await send(pilot, "And a tuple?")
         await wait_idle(pilot, timeout=120)
-        first = app.conversation.turns[0]
+        first = app.chat_screen.conversation.turns[0]
         assert first.assistant
         assert lm.prompts[1] == (
             f"You: What is a list?\nAssistant: {first.assistant}\nYou: And a tuple?\nAssistant:"
@@ -78,7 +80,7 @@ async def test_chatml_model_gets_chatml_turns(tmp_path):
             "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"
         )
         assert lm.streams[0].stop == CHATML.stop
-        assert app.conversation.turns[0].assistant == "Hi!"
+        assert app.chat_screen.conversation.turns[0].assistant == "Hi!"
 
 
 # -- §3 copy, scroll, focus, keys -----------------------------------------------------------
@@ -92,14 +94,14 @@ async def test_copy_selection_last_reply_and_focused_message(tmp_path):
         await pilot.press("ctrl+c")  # nothing selected: a hint, nothing copied
         assert copied == []
         await ask(pilot, "Hi there")
-        reply = [m for m in app.chat.messages() if m.role == "assistant"][-1]
+        reply = [m for m in app.chat_screen.chat.messages() if m.role == "assistant"][-1]
         app.screen.selections = {reply: Selection(None, None)}  # a mouse drag over it
         await pilot.press("ctrl+c")
         assert copied and "Hello, world!" in copied[-1]
         await send(pilot, "/copy")
         assert copied[-1] == "Hello, world!"
         assert "Copied the last reply" in notices(app)[-1]
-        user = [m for m in app.chat.messages() if m.role == "user"][-1]
+        user = [m for m in app.chat_screen.chat.messages() if m.role == "user"][-1]
         user.focus()
         await pilot.press("c")
         assert copied[-1] == "Hi there"
@@ -108,9 +110,9 @@ async def test_copy_selection_last_reply_and_focused_message(tmp_path):
 async def test_page_keys_scroll_the_chat_from_the_input(tmp_path):
     async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
         for i in range(40):
-            app.add_notice(f"line {i}")
+            app.chat_screen.add_notice(f"line {i}")
         await pilot.pause()
-        chat, box = app.chat, app.prompt_input
+        chat, box = app.chat_screen.chat, app.chat_screen.prompt_input
         chat.scroll_end(animate=False)
         await pilot.pause()
         bottom = chat.scroll_y
@@ -128,7 +130,7 @@ async def test_page_keys_scroll_the_chat_from_the_input(tmp_path):
 
 async def test_sliders_give_the_focus_back(tmp_path):
     async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
-        box = app.prompt_input
+        box = app.chat_screen.prompt_input
         await pilot.press("f2")
         assert isinstance(app.focused, Slider)
         await pilot.press("escape")
@@ -137,7 +139,7 @@ async def test_sliders_give_the_focus_back(tmp_path):
         await pilot.press("f2")
         assert box.has_focus
         await pilot.press("f2", "right")  # the slider still works
-        assert app.params.temperature == 0.05
+        assert app.chat_screen.params.temperature == 0.05
         await pilot.press("h", "i")
         assert box.has_focus and box.text == "hi"
 
@@ -146,9 +148,9 @@ async def test_message_typed_during_a_reply_stays_in_the_input(tmp_path):
     lm = FakeLM(hold=True)
     async with loaded_app(lm, tmp_path) as (app, pilot):
         await send(pilot, "first")
-        assert app.generating
+        assert app.chat_screen.generating
         await send(pilot, "second")
-        assert app.prompt_input.text == "second"
+        assert app.chat_screen.prompt_input.text == "second"
         assert "stays in the input" in notices(app)[-1]
         lm.release(10)
         await wait_idle(pilot)
@@ -157,19 +159,19 @@ async def test_message_typed_during_a_reply_stays_in_the_input(tmp_path):
         lm.release(10)
         await wait_idle(pilot)
         assert lm.prompts[1].endswith("You: second\nAssistant:")
-        assert [t.user for t in app.conversation.turns] == ["first", "second"]
+        assert [t.user for t in app.chat_screen.conversation.turns] == ["first", "second"]
 
 
 async def test_keys_in_one_burst_keep_their_order(tmp_path):
     async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
         post_keys(app, [*"line one", "ctrl+j", *"line two"])
-        await wait_for(pilot, lambda: app.prompt_input.text.endswith("two"))
-        assert app.prompt_input.text == "line one\nline two"
+        await wait_for(pilot, lambda: app.chat_screen.prompt_input.text.endswith("two"))
+        assert app.chat_screen.prompt_input.text == "line one\nline two"
 
 
 async def test_slash_completion_lists_and_cycles(tmp_path):
     async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
-        box = app.prompt_input
+        box = app.chat_screen.prompt_input
         await pilot.press("slash", "s")
         subtitle = str(box.border_subtitle)
         assert all(name in subtitle for name in ("/seed", "/system", "/save"))
@@ -215,10 +217,10 @@ async def test_markdown_toggle_is_remembered(tmp_path):
     lm = FakeLM(pieces=["**bold**", " and", " `code`"])
     async with loaded_app(lm, tmp_path) as (app, pilot):
         await ask(pilot, "hi")
-        reply = [m for m in app.chat.messages() if m.role == "assistant"][-1]
+        reply = [m for m in app.chat_screen.chat.messages() if m.role == "assistant"][-1]
         assert "**bold**" in reply.render().plain  # raw text by default
         await send(pilot, "/markdown")
-        assert app.markdown and reply.markdown
+        assert app.chat_screen.markdown and reply.markdown
         assert not hasattr(reply.render(), "plain")  # a Markdown group
         await send(pilot, "/markdown off")
         assert not reply.markdown
@@ -226,7 +228,7 @@ async def test_markdown_toggle_is_remembered(tmp_path):
     settings = json.loads((tmp_path / "data" / "settings.json").read_text(encoding="utf-8"))
     assert settings["markdown"] is True
     async with loaded_app(FakeLM(), tmp_path) as (again, pilot):
-        assert again.markdown and again.chat.markdown
+        assert again.chat_screen.markdown and again.chat_screen.chat.markdown
 
 
 # -- §6 small things ----------------------------------------------------------------------------
@@ -243,8 +245,8 @@ async def test_80_columns_keep_the_gauge_and_the_sliders_key(tmp_path):
     app = make_app(FakeLM(), tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_loaded(pilot)
-        await wait_for(pilot, lambda: bool(app.status_bar.context))
-        line = "".join(seg.text for seg in app.status_bar.render_line(0))
+        await wait_for(pilot, lambda: bool(app.chat_screen.status_bar.context))
+        line = "".join(seg.text for seg in app.chat_screen.status_bar.render_line(0))
         assert "ctx 0/512" in line
         keys = {k.key: k for k in app.query("FooterKey")}
         sliders = keys["ctrl+b"]
@@ -260,7 +262,7 @@ async def test_resume_says_one_turn(tmp_path):
 
 async def test_light_theme_slider_track_is_visible(tmp_path):
     async with loaded_app(FakeLM(), tmp_path, theme="light") as (app, pilot):
-        slider = app.sidebar.slider("top_p")
+        slider = app.chat_screen.sidebar.slider("top_p")
         track = slider.get_component_rich_style("slider--track").color
         background = slider.background_colors[1]
         assert track is not None
@@ -288,7 +290,7 @@ async def test_message_typed_while_loading_stays_in_the_input(tmp_path):
     app = SwamlaApp(slow_loader, AppOptions(data_dir=tmp_path / "data"))
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "early bird")
-        assert app.lm is None and app.prompt_input.text == "early bird"
+        assert app.chat_screen.lm is None and app.chat_screen.prompt_input.text == "early bird"
         assert "still loading" in notices(app)[-1]
         ready.set()
         await wait_loaded(pilot)
@@ -326,7 +328,7 @@ async def test_markdown_reply_keeps_its_label_apart_and_every_word(tmp_path):
         await send(pilot, "again")
         await wait_idle(pilot)
         await pilot.pause()
-        replies = [m for m in app.chat.messages() if m.role == "assistant"]
+        replies = [m for m in app.chat_screen.chat.messages() if m.role == "assistant"]
         assert len(replies) == 2
         for reply in replies:
             lines = _rendered_lines(reply)

@@ -42,7 +42,7 @@ async def test_help_screen_keys_and_commands(tmp_path):
         assert "Ctrl+J" in keys and "Esc" in keys
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
-        app.chat.focus()  # "?" opens help when the input does not have focus
+        app.chat_screen.chat.focus()  # "?" opens help when the input does not have focus
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("q")
@@ -51,7 +51,7 @@ async def test_help_screen_keys_and_commands(tmp_path):
 
 async def test_footer_bindings_have_descriptions(tmp_path):
     async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
-        shown = [b for b in app.BINDINGS if getattr(b, "show", True)]
+        shown = [b for b in app.chat_screen.BINDINGS if getattr(b, "show", True)]
         assert shown and all(b.description for b in shown)
 
 
@@ -116,7 +116,7 @@ async def test_palette_has_main_actions(tmp_path):
         assert list((tmp_path / "data" / "exports").glob("*.md"))
         cmd["Clear conversation"].callback()
         await pilot.pause()
-        assert app.conversation.turns == []
+        assert app.chat_screen.conversation.turns == []
 
 
 async def test_palette_opens_and_runs_help(tmp_path):
@@ -133,7 +133,7 @@ async def test_palette_opens_and_runs_help(tmp_path):
 
 async def test_open_batch_hook(tmp_path):
     async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
-        app.open_batch(None)
+        app.chat_screen.open_batch(None)
         await pilot.pause()
         try:
             from swamla_tui.ui.screens.batch import BatchScreen
@@ -147,10 +147,10 @@ async def test_narrow_terminal_hides_sidebar_ctrl_b_shows_it(tmp_path):
     app = make_app(FakeLM(), tmp_path)
     async with app.run_test(size=(70, 30)) as pilot:
         await wait_loaded(pilot)
-        assert not app.sidebar.display or app.sidebar.region.width == 0
+        assert not app.chat_screen.sidebar.display or app.chat_screen.sidebar.region.width == 0
         await pilot.press("ctrl+b")
         await pilot.pause()
-        assert app.sidebar.display and app.sidebar.region.width > 0
+        assert app.chat_screen.sidebar.display and app.chat_screen.sidebar.region.width > 0
 
 
 USER_THEME = """\
@@ -217,6 +217,6 @@ async def test_sliders_use_the_one_range_table(tmp_path):
 
     async with loaded_app(FakeLM(max_length=300), tmp_path) as (app, pilot):
         for name, spec in PARAM_SPECS.items():
-            slider = app.sidebar.slider(name)
+            slider = app.chat_screen.sidebar.slider(name)
             hi = 300 if name == "max_new_tokens" else spec.hi
             assert (slider.minimum, slider.maximum, slider.step) == (spec.lo, hi, spec.step)

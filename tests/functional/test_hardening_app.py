@@ -69,7 +69,7 @@ async def test_chat_shows_escapes_visibly_and_keeps_them_raw(tmp_path):
 
     app = SwamlaApp(loader, AppOptions(data_dir=tmp_path / "data", notice=f"hi {OSC52}"))
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: "Reading" in app.status_bar.status)
+        await wait_for(pilot, lambda: "Reading" in app.chat_screen.status_bar.status)
         assert raw_controls(app.export_screenshot()) == []  # status bar and load message
         go_on.set()
         await wait_loaded(pilot)
@@ -79,9 +79,9 @@ async def test_chat_shows_escapes_visibly_and_keeps_them_raw(tmp_path):
         await send(pilot, "/info")
         await pilot.pause()
         assert raw_controls(app.export_screenshot()) == []
-        for message in app.chat.messages():
+        for message in app.chat_screen.chat.messages():
             assert raw_controls(str(message.render())) == []
-        reply = [m for m in app.chat.messages() if m.role == "assistant"][-1]
+        reply = [m for m in app.chat_screen.chat.messages() if m.role == "assistant"][-1]
         assert "␛]52;c;SGVsbG8=␇" in str(reply.render())
         assert "\\x9b31m" in str(reply.render())
         assert app.return_code is None
@@ -119,7 +119,7 @@ async def test_batch_view_shows_escapes_visibly(tmp_path):
         await pilot.press("c")
         await wait_for(pilot, lambda: not isinstance(app.screen, BatchScreen | BatchDetailScreen))
         await pilot.pause()
-        assert app.prompt_input.text == "prompt ␛]52;c;SGVsbG8=␇"
+        assert app.chat_screen.prompt_input.text == "prompt ␛]52;c;SGVsbG8=␇"
         assert raw_controls(app.export_screenshot()) == []
 
 
@@ -152,7 +152,7 @@ async def test_rust_panic_in_workers_is_a_notice(tmp_path):
         assert any("PanicException: regex panicked" in e for e in errors(app))
         lm.error_after = None
         await ask(pilot, "again")
-        assert app.conversation.turns[-1].user == "again"  # the app kept running
+        assert app.chat_screen.conversation.turns[-1].user == "again"  # the app kept running
 
     # the tokenizer itself panics: context count (a worker) and the reply's planning
     lm = FakeLM()
@@ -166,7 +166,7 @@ async def test_rust_panic_in_workers_is_a_notice(tmp_path):
             await ask(pilot, "hello")
             assert lm.encode.calls >= 2  # the context count and the reply's plan both ran it
             assert any("PanicException: encode panicked" in e for e in errors(app))
-            assert app.is_running and app.prompt_input.text == "hello"  # given back
+            assert app.is_running and app.chat_screen.prompt_input.text == "hello"  # given back
         gc.collect()  # a task holding an unretrieved exception reports it when collected
     finally:
         loop.set_exception_handler(None)
@@ -189,7 +189,7 @@ async def test_huge_seed_is_a_command_error(tmp_path):
             await send(pilot, line)
         found = errors(app)
         assert len(found) == 3 and all("expects a whole number" in e for e in found)
-        assert app.params.seed == 0 and app.is_running
+        assert app.chat_screen.params.seed == 0 and app.is_running
 
 
 async def test_save_keeps_an_existing_file_without_bang(tmp_path):
@@ -214,7 +214,7 @@ async def test_resume_skips_a_deep_line_with_a_notice(tmp_path):
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(deep_json_line() + "\n")
     async with loaded_app(lm, tmp_path, resume=True) as (app2, pilot):
-        assert [t.user for t in app2.conversation.turns] == ["remember me"]
+        assert [t.user for t in app2.chat_screen.conversation.turns] == ["remember me"]
         assert any("Skipped 1 unreadable line" in e for e in errors(app2))
         await ask(pilot, "more")
     assert [t.user for t in TranscriptStore.load(path).turns] == ["remember me", "more"]

@@ -17,7 +17,7 @@ def _details(app) -> str:
 
 
 def _reply(app):
-    return app.turn_widgets[-1][1]
+    return app.chat_screen.turn_widgets[-1][1]
 
 
 async def _probs_reply(pilot, app, text: str = "hi") -> None:
@@ -31,19 +31,23 @@ async def test_probs_toggles_and_is_remembered(tmp_path):
     app = make_app(FakeLM(), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await wait_loaded(pilot)
-        assert not app.inspector.probs
+        assert not app.chat_screen.inspector.probs
         await send(pilot, "/probs")
-        assert app.inspector.probs and notices(app)[-1].startswith("Token probabilities on")
+        assert app.chat_screen.inspector.probs and notices(app)[-1].startswith(
+            "Token probabilities on"
+        )
         await pilot.press("f3")
-        assert not app.inspector.probs and notices(app)[-1] == "Token probabilities off."
+        assert (
+            not app.chat_screen.inspector.probs and notices(app)[-1] == "Token probabilities off."
+        )
         await send(pilot, "/probs on")
-        assert app.inspector.probs
+        assert app.chat_screen.inspector.probs
     settings = json.loads((tmp_path / "data" / "settings.json").read_text())
     assert settings["probs"] is True
     again = make_app(FakeLM(), tmp_path)
     async with again.run_test(size=SIZE) as pilot:
         await wait_loaded(pilot)
-        assert again.inspector.probs and again.chat.probs
+        assert again.chat_screen.inspector.probs and again.chat_screen.chat.probs
 
 
 async def test_replies_record_only_while_on(tmp_path):
@@ -81,8 +85,8 @@ async def test_inspect_mode_moves_token_to_token(tmp_path):
         assert reply.cursor == 0 and "sampled 95.0%" in _details(app)
         await pilot.press("escape")
         assert not reply.inspecting and _details(app) == ""
-        assert app.focused is app.prompt_input
-        assert not app.generating  # Esc left inspect mode, it did not stop anything
+        assert app.focused is app.chat_screen.prompt_input
+        assert not app.chat_screen.generating  # Esc left inspect mode, it did not stop anything
 
 
 async def test_esc_on_a_focused_message_still_stops_a_reply(tmp_path):
@@ -94,7 +98,7 @@ async def test_esc_on_a_focused_message_still_stops_a_reply(tmp_path):
         await send(pilot, "hi")
         lm.release(2)
         await wait_for(pilot, lambda: lm.streams and lm.streams[0].new_tokens == 2)
-        user = [m for m in app.chat.messages() if m.role == "user"][0]
+        user = [m for m in app.chat_screen.chat.messages() if m.role == "user"][0]
         user.focus()
         await pilot.press("escape")
         await wait_idle(pilot)
@@ -143,7 +147,7 @@ async def test_branch_regenerates_and_undo_restores(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await wait_loaded(pilot)
         await _probs_reply(pilot, app)
-        before = app.conversation.turns[-1]
+        before = app.chat_screen.conversation.turns[-1]
         reply = _reply(app)
         await pilot.press("f4", "left")
         # alternatives at " world" (30%): " there" 35%, " world", " friend", ...
@@ -153,23 +157,23 @@ async def test_branch_regenerates_and_undo_restores(tmp_path):
         stream = lm.streams[-1]
         assert stream.prompt == lm.streams[0].prompt  # same history and cue
         assert stream.prefix_ids == [lm.token_id(p) for p in (" Hello", ",", " there")]
-        assert reply.text == app.conversation.turns[-1].assistant == "Hello, there!"
+        assert reply.text == app.chat_screen.conversation.turns[-1].assistant == "Hello, there!"
         assert reply.pieces == ["Hello", ",", " there", "!"]
-        assert len(app.conversation.turns) == 1 and _reply(app) is reply
+        assert len(app.chat_screen.conversation.turns) == 1 and _reply(app) is reply
         assert notices(app)[-1].startswith("Branched at token 3")
         # a branch of the branch, then back twice
         await pilot.press("f4", "down", "down", "enter")
         await wait_idle(pilot)
         await wait_for(pilot, lambda: reply.reply_tree.depth == 2)
-        second = app.conversation.turns[-1].assistant
+        second = app.chat_screen.conversation.turns[-1].assistant
         assert second != "Hello, there!"
         await send(pilot, "/undo")
-        assert reply.text == app.conversation.turns[-1].assistant == "Hello, there!"
+        assert reply.text == app.chat_screen.conversation.turns[-1].assistant == "Hello, there!"
         await send(pilot, "/undo")
-        assert app.conversation.turns[-1] == before and reply.text == "Hello, world!"
+        assert app.chat_screen.conversation.turns[-1] == before and reply.text == "Hello, world!"
         assert reply.pieces == ["Hello", ",", " world", "!"]
         await send(pilot, "/undo")  # now the exchange goes
-        assert app.conversation.turns == []
+        assert app.chat_screen.conversation.turns == []
         await send(pilot, "/undo")
         assert errors(app)[-1] == "Nothing to undo."
 
@@ -212,10 +216,10 @@ def test_inspector_snapshot(snap_compare, tmp_path):
 
     async def run_before(pilot) -> None:
         await wait_loaded(pilot)
-        app.prompt_input.cursor_blink = False
+        app.chat_screen.prompt_input.cursor_blink = False
         await _probs_reply(pilot, app, "What colour is the sky?")
         await pilot.press("f4", "left", "left", "left", "down")
-        app.status_bar.speed = "123.4 tok/s"
+        app.chat_screen.status_bar.speed = "123.4 tok/s"
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
@@ -235,7 +239,7 @@ async def test_branch_on_the_reference_model(fixture_lm, tmp_path):
         await wait_idle(pilot, timeout=60)
         await wait_for(pilot, lambda: _reply(app).reply_tree is not None)
         reply = _reply(app)
-        first = app.conversation.turns[-1]
+        first = app.chat_screen.conversation.turns[-1]
         tree = reply.reply_tree
         assert "".join(reply.pieces) == first.assistant == reply.text
         await pilot.press("f4", "home", "right")
@@ -247,9 +251,11 @@ async def test_branch_on_the_reference_model(fixture_lm, tmp_path):
         assert branch.tokens[:index] == tree.root.tokens[:index]
         assert branch.tokens[index] == alternatives(tree.root.steps[index])[1].token
         assert len(branch.tokens) == len(branch.steps) <= 12
-        turn = app.conversation.turns[-1]
+        turn = app.chat_screen.conversation.turns[-1]
         want = fixture_lm.decode([t for t in branch.tokens if t != fixture_lm.eos_id])
-        assert turn.assistant == app.conversation.chat_format.cut_reply(want) == reply.text
+        assert (
+            turn.assistant == app.chat_screen.conversation.chat_format.cut_reply(want) == reply.text
+        )
         await send(pilot, "/undo")
-        assert app.conversation.turns[-1] == first and reply.text == first.assistant
+        assert app.chat_screen.conversation.turns[-1] == first and reply.text == first.assistant
         assert "".join(reply.pieces) == first.assistant

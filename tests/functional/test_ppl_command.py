@@ -22,12 +22,13 @@ TEXT = "You: Hello there, how are you today?\nAssistant: I am fine, thank you. "
 
 
 async def _run_ppl(pilot, app, arg: str) -> None:
-    before = len(app.chat.messages())
+    before = len(app.chat_screen.chat.messages())
     await send(pilot, f"/ppl {arg}")
     await wait_for(
         pilot,
         lambda: (
-            len(app.chat.messages()) > before and not any(n.endswith("…") for n in notices(app))
+            len(app.chat_screen.chat.messages()) > before
+            and not any(n.endswith("…") for n in notices(app))
         ),
         timeout=60,
     )
@@ -70,7 +71,7 @@ async def test_ppl_on_a_model_without_logits_is_an_error_not_a_crash(tmp_path):
         await _run_ppl(pilot, app, str(f))
         assert errors(app)[-1].startswith("/ppl t.txt: ")
         await send(pilot, "hello")  # the chat goes on
-        await wait_for(pilot, lambda: not app.generating)
+        await wait_for(pilot, lambda: not app.chat_screen.generating)
 
 
 def test_ppl_snapshot(snap_compare, fixture_lm, tmp_path, monkeypatch):
@@ -84,7 +85,7 @@ def test_ppl_snapshot(snap_compare, fixture_lm, tmp_path, monkeypatch):
 
     async def run_before(pilot) -> None:
         await wait_loaded(pilot)
-        app.prompt_input.cursor_blink = False
+        app.chat_screen.prompt_input.cursor_blink = False
         await _run_ppl(pilot, app, str(f))
         await pilot.pause()
 

@@ -112,24 +112,24 @@ async def test_sidebar_keyboard_and_mouse_reach_running_stream(tmp_path):
         lm.release(1)
         await wait_for(pilot, lambda: len(lm.streams[0].seen) == 1)
         stream = lm.streams[0]
-        assert stream.params is not app.params
+        assert stream.params is not app.chat_screen.params
         # keyboard: temperature 0.0 -> 0.05 -> 0.30
-        temp = app.sidebar.slider("temperature")
+        temp = app.chat_screen.sidebar.slider("temperature")
         temp.focus()
         await pilot.press("right", "shift+right")
         assert stream.params.temperature == 0.3
-        assert app.params.temperature == 0.3
+        assert app.chat_screen.params.temperature == 0.3
         # mouse: click top-k at its left end, drag top-p to its right end
-        topk = app.sidebar.slider("top_k")
+        topk = app.chat_screen.sidebar.slider("top_k")
         await pilot.click(topk, offset=(1, 1))
         assert stream.params.top_k == 0
-        topp = app.sidebar.slider("top_p")
+        topp = app.chat_screen.sidebar.slider("top_p")
         await pilot.mouse_down(topp, offset=(3, 1))
         await pilot.hover(topp, offset=(topp.outer_size.width - 1, 1))
         await pilot.mouse_up(topp, offset=(topp.outer_size.width - 1, 1))
         assert stream.params.top_p == 1.0
         # end on repetition penalty, home on max tokens: reply stops at its next token
-        reppen = app.sidebar.slider("repetition_penalty")
+        reppen = app.chat_screen.sidebar.slider("repetition_penalty")
         reppen.focus()
         await pilot.press("end")
         assert stream.params.repetition_penalty == 2.0
@@ -138,7 +138,7 @@ async def test_sidebar_keyboard_and_mouse_reach_running_stream(tmp_path):
         seen = stream.seen[-1]
         assert (seen["temperature"], seen["top_k"], seen["top_p"]) == (0.3, 0, 1.0)
         assert seen["repetition_penalty"] == 2.0
-        maxtok = app.sidebar.slider("max_new_tokens")
+        maxtok = app.chat_screen.sidebar.slider("max_new_tokens")
         maxtok.focus()
         await pilot.press("home")
         assert stream.params.max_new_tokens == 1
@@ -155,4 +155,4 @@ async def test_sidebar_clamps_out_of_range_params(tmp_path):
     async with loaded_app(FakeLM(max_length=300), tmp_path, params=params) as (app, pilot):
         assert params.top_k == 200
         assert params.max_new_tokens == 300
-        assert app.sidebar.slider("max_new_tokens").maximum == 300
+        assert app.chat_screen.sidebar.slider("max_new_tokens").maximum == 300

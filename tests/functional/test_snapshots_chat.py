@@ -15,9 +15,9 @@ from .pilot import SIZE, ask, make_app, send, wait_for, wait_idle, wait_loaded
 
 
 def _steady(app) -> None:
-    app.prompt_input.cursor_blink = False
-    if app.status_bar.speed:
-        app.status_bar.speed = "123.4 tok/s"
+    app.chat_screen.prompt_input.cursor_blink = False
+    if app.chat_screen.status_bar.speed:
+        app.chat_screen.status_bar.speed = "123.4 tok/s"
 
 
 def test_chat_screen_snapshot(snap_compare, fixture_lm, tmp_path):
@@ -26,9 +26,9 @@ def test_chat_screen_snapshot(snap_compare, fixture_lm, tmp_path):
 
     async def run_before(pilot) -> None:
         await wait_loaded(pilot)
-        app.prompt_input.cursor_blink = False
+        app.chat_screen.prompt_input.cursor_blink = False
         await send(pilot, "Hello there, how are you today?")
-        await wait_for(pilot, lambda: not app.generating, timeout=60)
+        await wait_for(pilot, lambda: not app.chat_screen.generating, timeout=60)
         await send(pilot, "/temp")
         _steady(app)
         await pilot.pause()
@@ -46,13 +46,13 @@ def test_chat_stopped_reply_light_theme_snapshot(snap_compare, tmp_path):
 
     async def run_before(pilot) -> None:
         await wait_loaded(pilot)
-        app.prompt_input.cursor_blink = False
+        app.chat_screen.prompt_input.cursor_blink = False
         await send(pilot, "Tell me a story\nin two lines")
         lm.release(6)
-        await wait_for(pilot, lambda: app.reply.widget.text.endswith("that"))
+        await wait_for(pilot, lambda: app.chat_screen.reply.widget.text.endswith("that"))
         await pilot.press("escape")
         await wait_idle(pilot)
-        app.sidebar.slider("top_k").focus()
+        app.chat_screen.sidebar.slider("top_k").focus()
         await pilot.press("shift+left")
         _steady(app)
         await pilot.pause()
@@ -65,7 +65,7 @@ def test_help_screen_snapshot(snap_compare, tmp_path):
 
     async def run_before(pilot) -> None:
         await wait_loaded(pilot)
-        app.prompt_input.cursor_blink = False
+        app.chat_screen.prompt_input.cursor_blink = False
         await pilot.press("f1")
         await pilot.pause()
 
@@ -84,7 +84,7 @@ def test_load_error_snapshot(snap_compare, tmp_path):
 
     async def run_before(pilot) -> None:
         await wait_loaded(pilot)
-        app.prompt_input.cursor_blink = False
+        app.chat_screen.prompt_input.cursor_blink = False
         await send(pilot, "/temp 5")
         await send(pilot, "/tmep 1")
         await pilot.pause()
@@ -98,7 +98,7 @@ def test_generation_error_snapshot(snap_compare, tmp_path):
 
     async def run_before(pilot) -> None:
         await wait_loaded(pilot)
-        app.prompt_input.cursor_blink = False
+        app.chat_screen.prompt_input.cursor_blink = False
         await ask(pilot, "Hi")
         _steady(app)
         await pilot.pause()

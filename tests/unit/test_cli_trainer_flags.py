@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -50,7 +49,7 @@ def test_debug_turns_probabilities_on_at_start() -> None:
 
 
 def test_inspector_starts_with_debug_probs(tmp_path: Path) -> None:
-    from swamla_tui.ui.chat.inspector import InspectorController
+    from swamla_tui.ui.chat.inspector import start_probs
     from swamla_tui.ui.options import AppOptions
 
     class Settings:
@@ -58,8 +57,7 @@ def test_inspector_starts_with_debug_probs(tmp_path: Path) -> None:
             return False  # remembered: off
 
     for probs, want in ((True, True), (None, False), (False, False)):
-        app = SimpleNamespace(settings=Settings(), options=AppOptions(probs=probs))
-        assert InspectorController(app).probs is want  # type: ignore[arg-type]
+        assert start_probs(AppOptions(probs=probs), Settings()) is want
 
 
 def test_selection_flags_checked(capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,19 +12,16 @@
   the branch (the session records an undo and the new turn). ``/undo`` steps back to the
   parent branch, restoring its text exactly; only then does ``/undo`` drop exchanges.
 
-While a branch generates, the app's `ReplyController` flags are used (`generating`,
-`stream`, `cancel`), so Esc stops it and a message waits, as for any reply.
+A branch generates through the chat's one reply pipeline (`ReplyController.launch`,
+``replying == "branch"``), so Esc stops it and a message waits, as for any reply.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from functools import partial
-from typing import TYPE_CHECKING, cast
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, cast
 
-from ...base.errors import SwamlaError, one_line
-from ...base.params import SamplingParams
+from ...base.errors import SwamlaError
 from ...base.stops import cut_at_stop
 from ...chat.token_tree import (
     TOP_N,
@@ -37,17 +34,16 @@ from ...chat.token_tree import (
 )
 from ...protocols import ChatModel, ReplyStream
 from ..messages import GenerationDone
-from ..throttle import ThrottledBuffer
-from ..widgets.chat_log import ChatLog
 from ..widgets.chat_message import ChatMessage
 from ..widgets.token_details import TokenDetails, TokenView, details_text
 from .recording import InspectableModel, InspectableStream, RecordingModel
 from .reply import FINISH_NOTES
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..app import SwamlaApp
+    from ..options import AppOptions
+    from ..screens.chat import ChatScreen
 
-__all__ = ["InspectorController"]
+__all__ = ["InspectorController", "start_probs"]
 
 OFF = "Token probabilities are off: /probs on (or F3), then send a message."
 NO_RECORDS = (
@@ -56,25 +52,33 @@ NO_RECORDS = (
 )
 
 
+class _Remembered(Protocol):
+    def get(self, key: str, default: object) -> object: ...
+
+
+def start_probs(options: AppOptions, settings: _Remembered) -> bool:
+    """``--debug`` turns token probabilities on for this run (not remembered); otherwise
+    the remembered ``/probs``."""
+    start = options.probs
+    return bool(settings.get("probs", False)) if start is None else start
+
+
 class InspectorController:
-    """``/probs``, inspect mode and branches for `app`'s chat."""
+    """``/probs``, inspect mode and branches for `screen`'s chat."""
 
-    def __init__(self, app: SwamlaApp) -> None:
-        self.app = app
-        start = app.options.probs  # --debug: on for this run, not remembered
-        self.probs = bool(app.settings.get("probs", False)) if start is None else start
+    def __init__(self, screen: ChatScreen) -> None:
+        self.screen = screen
         self._opened: dict[int, tuple[str, tuple[str, ...]]] = {}
-        self._buffer: ThrottledBuffer[str] | None = None
-        self._drain: Callable[[list[str]], None] = lambda pieces: None
+        self._branch: tuple[ChatMessage, ReplyTree] | None = None
+        """The reply being branched and its tree, while the branch generates."""
 
-    def mount(self) -> None:
-        chat = self.app.chat
-        chat.probs = self.probs
-        chat.inspector = self
+    @property
+    def probs(self) -> bool:
+        return self.screen.probs
 
     @property
     def details(self) -> TokenDetails:
-        return self.app.query_one(TokenDetails)
+        return self.screen.details
 
     def model(self, lm: ChatModel) -> ChatModel:
         """What a reply streams from: `lm`, recording while probabilities are on."""
@@ -84,15 +88,10 @@ class InspectorController:
 
     def set_probs(self, on: bool | None) -> None:
         """``/probs [on|off]`` (None toggles); remembered."""
-        app = self.app
-        self.probs = on = (not self.probs) if on is None else on
-        app.settings.set("probs", on)
-        app.chat.probs = on
-        for message in app.chat.messages():
-            message.set_probs(on)
-        if not on:
-            self.details.clear()
-        app.add_notice(
+        screen = self.screen
+        screen.probs = on = (not screen.probs) if on is None else on
+        screen.settings.set("probs", on)
+        screen.add_notice(
             "Token probabilities on: new replies are coloured by the probability of each token"
             " (underlined: below 10%); F4 inspects the last reply."
             if on
@@ -100,21 +99,21 @@ class InspectorController:
         )
 
     def last_reply(self) -> ChatMessage | None:
-        turns = self.app.turn_widgets
+        turns = self.screen.turn_widgets
         return turns[-1][1] if turns else None
 
     def inspect_last(self) -> None:
         """F4: inspect mode on the last reply."""
-        app = self.app
+        screen = self.screen
         if not self.probs:
-            app.add_notice(OFF, error=True)
+            screen.add_notice(OFF, error=True)
             return
         reply = self.last_reply()
         if reply is None:
-            app.add_notice("No reply to inspect yet.", error=True)
+            screen.add_notice("No reply to inspect yet.", error=True)
             return
         if not reply.inspect():
-            app.add_notice(NO_RECORDS, error=True)
+            screen.add_notice(NO_RECORDS, error=True)
 
     # -- a reply finished -----------------------------------------------------------------
 
@@ -131,14 +130,14 @@ class InspectorController:
         ids, records = list(s.token_ids), list(s.token_logprobs)
         if len(ids) != len(records):
             return
-        turn = self.app.conversation.turns[-1]
-        raw = self.app.reply.raw
+        turn = self.screen.conversation.turns[-1]
+        raw = self.screen.reply.raw
         tree = ReplyTree(opened[0], opened[1], ids, records, raw, stopped=turn.stopped)
         tree.root.note = reply.status
         self._show(reply, tree)
 
     def _lm(self) -> InspectableModel | None:
-        lm = self.app.lm
+        lm = self.screen.lm
         return cast(InspectableModel, lm) if lm is not None and hasattr(lm, "decode") else None
 
     def _pieces(self, branch: Branch, stop: Sequence[str]) -> list[str]:
@@ -158,7 +157,7 @@ class InspectorController:
         return clip_pieces(pieces, start, start + len(cut.strip()))
 
     def _show(self, reply: ChatMessage, tree: ReplyTree) -> None:
-        reply.set_tree(tree, self._pieces(tree.current, self.app.conversation.chat_format.stop))
+        reply.set_tree(tree, self._pieces(tree.current, self.screen.conversation.chat_format.stop))
 
     # -- details panel --------------------------------------------------------------------
 
@@ -168,7 +167,7 @@ class InspectorController:
         if index is None or tree is None or lm is None or not 0 <= index < len(widget.pieces):
             if hover:
                 widget.tooltip = None
-            elif not any(m.inspecting for m in self.app.chat.messages()):
+            elif not any(m.inspecting for m in self.screen.chat.messages()):
                 self.details.clear()
             return
         step = tree.current.steps[index]
@@ -176,7 +175,7 @@ class InspectorController:
             alts = [(a, lm.decode([a.token])) for a in alternatives(step)]
             text = lm.decode([step.token])
         except SwamlaError as exc:
-            self.app.add_notice(str(exc), error=True)
+            self.screen.add_notice(str(exc), error=True)
             return
         total = len(tree.current.steps)
         view = TokenView(index, total, text, step, alts, widget.selected, widget.inspecting)
@@ -188,121 +187,76 @@ class InspectorController:
 
     def inspect_left(self, widget: ChatMessage) -> None:
         self.details.clear()
-        self.app.prompt_input.focus()
+        self.screen.prompt_input.focus()
 
     # -- branches -------------------------------------------------------------------------
 
     def alternative_picked(self, widget: ChatMessage, index: int, token: int) -> None:
-        app = self.app
+        screen = self.screen
         tree, lm = widget.reply_tree, self._lm()
-        if app.busy() or tree is None or lm is None:
+        if screen.busy() or tree is None or lm is None:
             return
         if widget is not self.last_reply():
-            app.add_notice("Only the last reply can be branched.", error=True)
+            screen.add_notice("Only the last reply can be branched.", error=True)
             return
         try:
             branch = tree.fork(index, token)
         except SwamlaError as exc:
-            app.add_notice(str(exc), error=True)
+            screen.add_notice(str(exc), error=True)
             return
         self._regenerate(widget, tree, branch, lm)
 
     def _regenerate(
         self, widget: ChatMessage, tree: ReplyTree, branch: Branch, lm: InspectableModel
     ) -> None:
-        app, reply = self.app, self.app.reply
+        screen = self.screen
         try:
             prefix = "".join(token_pieces(lm.decode, branch.tokens, getattr(lm, "eos_id", None)))
         except SwamlaError as exc:  # the tokenizer failed: the reply stays as it was
             tree.abandon()
-            app.add_notice(str(exc), error=True)
+            screen.add_notice(str(exc), error=True)
             return
         widget.leave()
         self.details.clear()
-        fmt = app.conversation.chat_format
+        fmt = screen.conversation.chat_format
         widget.set_tree(None, [])
         widget.set_text(fmt.cut_reply(prefix))
         widget.set_streaming(True)
-        app.prompt_input.focus()
-        reply.generating, reply.stream = True, None
-        reply.cancel.clear()
-        app.status_bar.status = "Generating…"
-        app.status_bar.add_class("-busy")
-        app.refresh_bindings()
-        if self._buffer is None:
-            self._buffer = ThrottledBuffer(app, lambda pieces: self._drain(pieces))
+        screen.prompt_input.focus()
         got: list[str] = []
 
-        def drain(pieces: list[str]) -> None:
+        def show(pieces: list[str]) -> None:
             got.extend(pieces)
             if pieces:
                 widget.set_text(fmt.cut_reply(prefix + "".join(got)))
 
-        self._drain = drain  # this branch's widget and prefix
-        self._buffer.clear()
-        self._buffer.start()
-        left = int(app.params.max_new_tokens) - len(branch.tokens)
-        params = app.params.copy(max_new_tokens=max(1, left)) if left > 0 else None
-        work = partial(self._work, lm, widget, tree, params, reply.cancel)
-        app.run_worker(work, thread=True, exclusive=True, group="generate", exit_on_error=False)
+        left = int(screen.params.max_new_tokens) - len(branch.tokens)
+        params = screen.params.copy(max_new_tokens=max(1, left)) if left > 0 else None
+        prefix_ids = list(tree.current.tokens)
 
-    def _work(
-        self,
-        lm: InspectableModel,
-        widget: ChatMessage,
-        tree: ReplyTree,
-        params: SamplingParams | None,
-        cancel: threading.Event,
-    ) -> None:
-        """Worker thread: stream the branch's continuation; report on the UI thread."""
-        chat, buffer = self.app.chat, self._buffer
-        assert buffer is not None
-        stream: InspectableStream | None = None
-        try:
-            if params is not None:  # None: the branch already has max_new_tokens tokens
-                stream = cast(
-                    InspectableStream,
-                    lm.stream(
-                        tree.prompt,
-                        params,
-                        stop=tree.stop,
-                        logprobs=TOP_N,
-                        prefix_ids=list(tree.current.tokens),
-                    ),
-                )
-                opened = stream
-                chat.post_message(ChatLog.Deferred(lambda: self._started(opened)))
-                for piece in _pieces(stream, cancel):
-                    buffer.push(piece)
-        except BaseException as exc:  # noqa: BLE001 - shown as a notice, the reply survives
-            error = one_line(exc)
-            chat.post_message(ChatLog.Deferred(lambda: self._done(widget, tree, None, error)))
+        def open_stream() -> ReplyStream | None:
+            """Worker thread: the branch's continuation (None: it already has
+            max_new_tokens tokens)."""
+            if params is None:
+                return None
+            return lm.stream(
+                tree.prompt, params, stop=tree.stop, logprobs=TOP_N, prefix_ids=prefix_ids
+            )
+
+        self._branch = (widget, tree)
+        screen.reply.launch("branch", show, open_stream)
+
+    def branch_done(self, message: GenerationDone) -> None:
+        """The branch's generation ended (after `ReplyController.ended`)."""
+        if self._branch is None:
             return
-        chat.post_message(ChatLog.Deferred(lambda: self._done(widget, tree, stream, None)))
-
-    def _started(self, stream: ReplyStream) -> None:
-        reply = self.app.reply
-        if reply.generating:
-            reply.stream = stream
-            if reply.cancel.is_set():
-                stream.cancel()
-
-    def _done(
-        self,
-        widget: ChatMessage,
-        tree: ReplyTree,
-        stream: InspectableStream | None,
-        error: str | None,
-    ) -> None:
-        app, reply = self.app, self.app.reply
-        if self._buffer is not None:
-            self._buffer.flush()
-            self._buffer.stop()
-        stopped = reply.cancel.is_set() or (
+        (widget, tree), self._branch = self._branch, None
+        screen = self.screen
+        stream = cast(InspectableStream | None, message.stream)
+        error = message.error
+        stopped = screen.reply.cancel.is_set() or (
             stream is not None and stream.finish_reason == "cancelled"
         )
-        reply.generating, reply.stream = False, None
-        app.status_bar.remove_class("-busy")
         widget.set_streaming(False)
         lm = self._lm()
         ids = list(stream.token_ids) if stream is not None else []
@@ -318,30 +272,29 @@ class InspectorController:
         if error is not None:
             tree.abandon()
             self._restore(widget, tree)
-            app.status_bar.status = "Generation failed"
-            app.add_notice(f"Generation failed: {error} — the reply is as before", error=True)
+            screen.status_bar.status = "Generation failed"
+            screen.add_notice(f"Generation failed: {error} — the reply is as before", error=True)
         else:
             reason = stream.finish_reason if stream is not None else "length"
             raw, hit = reply_text(pieces, tree.stop)
             note = "stopped" if stopped else ("" if hit else FINISH_NOTES.get(reason or "", ""))
             tree.complete(ids, records, raw, stopped=stopped, note=note)
             self._restore(widget, tree)
-            app.status_bar.status = "Stopped" if stopped else "Ready"
-            app.add_notice(
+            screen.status_bar.status = "Stopped" if stopped else "Ready"
+            screen.add_notice(
                 f"Branched at token {tree.current.fork + 1}: /undo returns to the previous reply."
             )
-        app.update_context()
-        app.refresh_bindings()
+        screen.update_context()
 
     def _restore(self, widget: ChatMessage, tree: ReplyTree) -> None:
         """Make `tree.current` the chat's last reply: the widget and the history."""
-        app, b = self.app, tree.current
-        turns = app.conversation.turns
+        screen, b = self.screen, tree.current
+        turns = screen.conversation.turns
         if not turns:
             return
         user = turns[-1].user
-        app.session.undo()
-        turn = app.session.finish_turn(user, b.raw, stopped=b.stopped)
+        screen.session.undo()
+        turn = screen.session.finish_turn(user, b.raw, stopped=b.stopped)
         widget.set_text(turn.assistant)
         widget.mark(b.note, stopped=b.stopped)
         self._show(widget, tree)
@@ -354,16 +307,6 @@ class InspectorController:
             return False
         self._restore(reply, tree)
         self.details.clear()
-        self.app.update_context()
-        self.app.add_notice("Back to the previous version of the reply.")
+        self.screen.update_context()
+        self.screen.add_notice("Back to the previous version of the reply.")
         return True
-
-
-def _pieces(stream: ReplyStream, cancel: threading.Event) -> Iterator[str]:
-    """The stream's pieces; a set `cancel` stops it within one token."""
-    if cancel.is_set():
-        stream.cancel()
-    for piece in stream:
-        yield piece
-        if cancel.is_set():
-            stream.cancel()

@@ -1,24 +1,30 @@
 """``/ppl FILE``: the perplexity of a text file under the loaded model, in a worker thread.
 
 The file is read and scored off the event loop (`swamla_tui.runtime.perplexity`); the worker only
-calls back through `call_from_thread`, which updates one notice (progress, then the table)
-or replaces it with an error line. Leaving the app cancels the run within one batch.
+posts messages (`ScoringProgress`, at most every `PROGRESS_EVERY` seconds, then `ScoringDone`),
+whose screen handlers update one notice (progress, then the table) or replace it with an
+error line. Leaving the app cancels the run within one batch.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from textual.message import Message
+from textual.worker import get_current_worker
+
 from ...base.errors import SwamlaError, one_line
 from ...base.scoring import format_results, read_text_file
 from ...protocols import ScoringModel
+from ..messages import ScoringDone, ScoringProgress
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..app import SwamlaApp
+    from ..screens.chat import ChatScreen
     from ..widgets.chat_message import ChatMessage
 
 __all__ = ["PerplexityRunner"]
@@ -28,52 +34,57 @@ PROGRESS_EVERY = 0.25
 
 
 class PerplexityRunner:
-    """One ``/ppl`` run at a time for `app`; `cancel` is set when the app goes away."""
+    """One ``/ppl`` run at a time for `screen`; `cancel` is set when the app goes away."""
 
-    def __init__(self, app: SwamlaApp) -> None:
-        self.app = app
+    def __init__(self, screen: ChatScreen) -> None:
+        self.screen = screen
         self.cancel: threading.Event | None = None
+        self._notice: ChatMessage | None = None
 
     @property
     def running(self) -> bool:
         return self.cancel is not None
 
     def start(self, path: str) -> None:
-        app = self.app
-        if app.lm is None:
-            app.add_notice(app.load_failed or "The model is still loading.")
+        screen = self.screen
+        if screen.lm is None:
+            screen.add_notice(screen.load_failed or "The model is still loading.")
             return
         if self.running:
-            app.add_notice("A /ppl run is already going; wait for its result.")
+            screen.add_notice("A /ppl run is already going; wait for its result.")
             return
         name = Path(path).name or path
-        notice = app.add_notice(f"Perplexity of {name}: reading…")
+        self._notice = screen.add_notice(f"Perplexity of {name}: reading…")
         cancel = threading.Event()
         self.cancel = cancel
-        lm = app.lm
-        app.run_worker(
-            lambda: self._work(lm, path, name, notice, cancel),
+        lm, post = screen.lm, screen.post_message
+        screen.run_worker(
+            lambda: self._work(lm, path, name, post, cancel),
             thread=True,
             group="ppl",
             exit_on_error=False,
         )
 
     def _work(
-        self, lm: Any, path: str, name: str, notice: ChatMessage, cancel: threading.Event
+        self,
+        lm: Any,
+        path: str,
+        name: str,
+        post: Callable[[Message], object],
+        cancel: threading.Event,
     ) -> None:
-        """Worker thread: read, score, report (never touches app state directly)."""
-        app = self.app
+        """Worker thread: read, score, report with messages (never touches state)."""
+        screen, worker = self.screen, get_current_worker()
         last = [0.0]
 
         def progress(done: int, total: int) -> None:
-            if not app.is_running:
+            if worker.is_cancelled or not screen.is_running:  # the app is closing
                 cancel.set()
                 return
             now = time.monotonic()
             if now - last[0] >= PROGRESS_EVERY or done >= total:
                 last[0] = now
-                text = f"Perplexity of {name}: {done:,}/{total:,} tokens scored…"
-                app.call_from_thread(notice.set_text, text)
+                post(ScoringProgress(f"Perplexity of {name}: {done:,}/{total:,} tokens scored…"))
 
         try:
             text = read_text_file(path)
@@ -85,14 +96,20 @@ class PerplexityRunner:
             message, error = f"Perplexity of {name}\n{format_results([result])}", False
         except Exception as exc:  # noqa: BLE001 - one line in the chat, the app goes on
             message, error = f"/ppl {name}: {one_line(exc)}", True
-        if app.is_running:
-            app.call_from_thread(self._finish, notice, message, error)
+        post(ScoringDone(message, error))
 
-    def _finish(self, notice: ChatMessage, message: str, error: bool) -> None:
-        """UI thread: show the table (or the error) where the progress notice was."""
-        self.cancel = None
+    def progress(self, text: str) -> None:
+        """`ScoringProgress`: the notice shows it."""
+        if self._notice is not None and self.running:
+            self._notice.set_text(text)
+
+    def finish(self, message: str, error: bool) -> None:
+        """`ScoringDone`: show the table (or the error) where the progress notice was."""
+        notice, self._notice, self.cancel = self._notice, None, None
+        if notice is None:
+            return
         if error:
             notice.remove()
-            self.app.add_notice(message, error=True)
+            self.screen.add_notice(message, error=True)
         else:
             notice.set_text(message)

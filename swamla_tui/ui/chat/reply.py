@@ -1,23 +1,26 @@
-"""One reply at a time: start it, stream it into the chat, stop it, record it.
+"""The chat's one reply pipeline: A's reply, an inspector branch or B's ``/compare`` answer.
 
-The worker (a thread) tokenizes and trims a *copy* of the conversation, opens the
-stream and pushes its pieces into a `ThrottledBuffer`; the plan and the stream reach
-the UI thread as messages (`TurnPlanned`, `ReplyStarted`, `GenerationDone`) whose app
-handlers call `planned`, `started` and `done` here. So every attribute below changes on
-the UI thread only; the worker reads nothing but its arguments and the cancel event.
+One generation at a time (`ChatScreen.replying` says whose), all through `launch`: a
+worker of the ``reply`` group opens the stream and pushes its pieces into one
+`ThrottledBuffer`, whose timer hands them to the generation's `show` on the UI thread;
+the plan, the stream and the end reach the screen as messages (`TurnPlanned`,
+`ReplyStarted`, `GenerationDone`), whose handlers call `planned`, `started`, `ended` and
+the owner's end (`done` here for A's reply). So every attribute below changes on the UI
+thread only; the worker reads nothing but its arguments and the cancel event. `stop`
+(Esc, Ctrl+C, leaving) cancels the group, whoever generates.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
+from textual.message import Message
 from textual.worker import get_current_worker
 
 from ...base.errors import one_line
-from ...base.params import SamplingParams
-from ...chat.conversation import Conversation
 from ...chat.session import TurnPlan, dropped_notice, plan_turn
 from ...protocols import ChatModel, ReplyStream
 from ..messages import GenerationDone, ReplyStarted, TurnPlanned
@@ -25,149 +28,178 @@ from ..throttle import ThrottledBuffer
 from ..widgets.chat_message import ChatMessage
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..app import SwamlaApp
+    from ..screens.chat import ChatScreen
 
-__all__ = ["ReplyController"]
+__all__ = ["FINISH_NOTES", "GROUP", "ReplyController"]
 
 FINISH_NOTES = {"length": "max tokens reached", "cancelled": "stopped"}
+GROUP = "reply"
+"""The worker group of every generation in the chat (Esc cancels it)."""
+
+Show = Callable[[list[str]], None]
+Opener = Callable[[], ReplyStream | None]
 
 
 class ReplyController:
-    """The reply in progress (if any) of `app`'s chat."""
+    """The generation in progress (if any) of `screen`'s chat, and A's reply itself."""
 
-    def __init__(self, app: SwamlaApp) -> None:
-        self.app = app
-        self.generating = False
+    def __init__(self, screen: ChatScreen) -> None:
+        self.screen = screen
         self.stream: ReplyStream | None = None
         self.cancel = threading.Event()
         self.raw = ""
         self.widget: ChatMessage | None = None
         self.user_widget: ChatMessage | None = None
         self.user_text = ""
+        self._show: Show = self._show_reply
+
+    @property
+    def generating(self) -> bool:
+        """A's reply (or an inspector branch) is being generated."""
+        return self.screen.replying in ("A", "branch")
 
     def mount(self) -> None:
         """Create the buffer (needs the running app: call from ``on_mount``)."""
-        self.buffer: ThrottledBuffer[str] = ThrottledBuffer(self.app, self.drain)
+        self.buffer: ThrottledBuffer[str] = ThrottledBuffer(self.screen, self._drain)
 
-    # -- UI thread ---------------------------------------------------------------------
+    # -- the pipeline (UI thread) --------------------------------------------------------
 
-    def start(self, lm: ChatModel, text: str) -> None:
-        app = self.app
-        self.user_widget = app.chat.add_message("user", text)
-        self.widget = app.chat.add_message("assistant")
-        self.widget.set_streaming(True)
-        app.chat.anchor()
-        self.user_text = text
-        self.raw = ""
+    def launch(self, who: str, show: Show, open_stream: Opener) -> None:
+        """Generate for `who` ("A", "branch", "B"): `open_stream` runs in the worker (None:
+        nothing to generate), `show` gets the new pieces at most REFRESH_HZ times a second."""
         self.buffer.clear()
         self.cancel.clear()
         self.stream = None
-        self.generating = True
-        app.status_bar.status = "Generating…"
-        app.status_bar.add_class("-busy")
-        app.refresh_bindings()
+        self._show = show
+        self.screen.replying = who
         self.buffer.start()
-        work = partial(self._work, lm, app.session.snapshot(), text, app.params, self.cancel)
-        app.run_worker(work, thread=True, exclusive=True, group="generate", exit_on_error=False)
+        work = partial(_generate, self.screen.post_message, open_stream, self.buffer, self.cancel)
+        self.screen.run_worker(work, thread=True, exclusive=True, group=GROUP, exit_on_error=False)
+
+    def started(self, stream: ReplyStream) -> None:
+        if self.screen.replying:
+            self.stream = stream
+            if self.cancel.is_set():
+                stream.cancel()
+
+    def ended(self) -> None:
+        """`GenerationDone` arrived: the last pieces shown, the timer paused."""
+        self.buffer.flush()
+        self.buffer.stop()
+        self.stream = None
 
     def stop(self) -> None:
-        """Stop the reply within one token (the partial reply is kept)."""
+        """Stop the generation within one token (the partial text is kept)."""
         self.cancel.set()
         if self.stream is not None:
             self.stream.cancel()
+        screen = self.screen
+        screen.workers.cancel_group(screen, GROUP)
 
-    def planned(self, plan: TurnPlan) -> None:
-        self.app.session.trim_to(plan.context_start)
-        if plan.dropped:
-            self.app.add_notice(dropped_notice(plan.dropped))
+    def _drain(self, pieces: list[str]) -> None:
+        """The new text, and A's live figures (on every tick, also with no new piece)."""
+        self._show(pieces)
+        stream, lm = self.stream, self.screen.lm
+        if self.screen.replying == "A" and stream is not None and lm is not None:
+            bar = self.screen.status_bar
+            if stream.tokens_per_second:
+                bar.set_speed(stream.tokens_per_second, live=True)
+            bar.set_context(stream.context_tokens, int(lm.max_length))
 
-    def started(self, stream: ReplyStream) -> None:
-        if self.generating:
-            self.stream = stream
+    # -- A's reply -------------------------------------------------------------------------
 
-    def drain(self, pieces: list[str]) -> None:
-        """Show the new text (at most REFRESH_HZ times a second) and the live figures."""
+    def start(self, lm: ChatModel, text: str) -> None:
+        screen = self.screen
+        self.user_widget = screen.chat.add_message("user", text)
+        self.widget = screen.chat.add_message("assistant")
+        self.widget.set_streaming(True)
+        screen.chat.anchor()
+        self.user_text = text
+        self.raw = ""
+        conversation, params, post = screen.session.snapshot(), screen.params, screen.post_message
+
+        def open_stream() -> ReplyStream:
+            """Worker thread: tokenize and trim the copy of the history, then stream."""
+            plan = plan_turn(
+                conversation,
+                text,
+                lambda t: len(lm.encode(t)),
+                max_length=int(lm.max_length),
+                max_new_tokens=int(params.max_new_tokens),
+            )
+            post(TurnPlanned(plan))
+            return lm.stream(plan.prompt, params, stop=conversation.chat_format.stop)
+
+        self.launch("A", self._show_reply, open_stream)
+
+    def _show_reply(self, pieces: list[str]) -> None:
         if pieces and self.widget is not None:
             self.raw += "".join(pieces)
-            self.widget.set_text(self.app.conversation.chat_format.cut_reply(self.raw))
-        stream, lm = self.stream, self.app.lm
-        if stream is not None and lm is not None:
-            if stream.tokens_per_second:
-                self.app.status_bar.set_speed(stream.tokens_per_second, live=self.generating)
-            self.app.status_bar.set_context(stream.context_tokens, int(lm.max_length))
+            self.widget.set_text(self.screen.conversation.chat_format.cut_reply(self.raw))
+
+    def planned(self, plan: TurnPlan) -> None:
+        self.screen.session.trim_to(plan.context_start)
+        if plan.dropped:
+            self.screen.add_notice(dropped_notice(plan.dropped))
 
     def done(self, message: GenerationDone) -> None:
-        app = self.app
-        self.buffer.flush()
-        self.buffer.stop()
+        """A's reply ended (after `ended`): record the turn, or give the message back."""
+        screen = self.screen
         stream = message.stream
         self.raw = message.text or self.raw
         reply, user = self.widget, self.user_widget
-        self.generating = False
-        self.stream = None
-        app.status_bar.remove_class("-busy")
         reason = stream.finish_reason if stream is not None else None
         stopped = self.cancel.is_set() or reason == "cancelled"
         if stream is not None and stream.tokens_per_second:
-            app.status_bar.set_speed(float(stream.tokens_per_second))
+            screen.status_bar.set_speed(float(stream.tokens_per_second))
         if message.error is not None:
-            app.status_bar.status = "Generation failed"
+            screen.status_bar.status = "Generation failed"
             for widget in (reply, user):
                 if widget is not None:
                     widget.remove()
             text = f"Generation failed: {message.error}"
-            box = app.prompt_input
+            box = screen.prompt_input
             if not box.text:  # give the message back so it can be sent again
                 box.load_text(self.user_text)
                 box.move_cursor(box.document.end)
                 text += " — your message is back in the input"
-            app.add_notice(text, error=True)
+            screen.add_notice(text, error=True)
         else:
-            turn = app.session.finish_turn(self.user_text, self.raw, stopped=stopped)
+            turn = screen.session.finish_turn(self.user_text, self.raw, stopped=stopped)
             if reply is not None:
                 note = "stopped" if stopped else FINISH_NOTES.get(reason or "", "")
                 reply.set_text(turn.assistant)
                 reply.mark(note, stopped=stopped)
                 if user is not None:
-                    app.turn_widgets.append((user, reply))
-            app.status_bar.status = "Stopped" if stopped else "Ready"
-            app.update_context()  # the gauge: what the next message will carry
+                    screen.turn_widgets.append((user, reply))
+            screen.status_bar.status = "Stopped" if stopped else "Ready"
+            screen.update_context()  # the gauge: what the next message will carry
         self.widget = self.user_widget = None
-        app.refresh_bindings()
 
-    # -- worker thread -----------------------------------------------------------------
 
-    def _work(
-        self,
-        lm: ChatModel,
-        conversation: Conversation,
-        user_text: str,
-        params: SamplingParams,
-        cancel: threading.Event,
-    ) -> None:
-        """Tokenize, trim the copy, stream; report with messages (never assigns state)."""
-        app, worker = self.app, get_current_worker()
-        stream: ReplyStream | None = None
-        parts: list[str] = []
-        try:
-            plan = plan_turn(
-                conversation,
-                user_text,
-                lambda t: len(lm.encode(t)),
-                max_length=int(lm.max_length),
-                max_new_tokens=int(params.max_new_tokens),
-            )
-            app.post_message(TurnPlanned(plan))
-            stream = lm.stream(plan.prompt, params, stop=conversation.chat_format.stop)
-            app.post_message(ReplyStarted(stream))
+def _generate(
+    post: Callable[[Message], object],
+    open_stream: Opener,
+    buffer: ThrottledBuffer[str],
+    cancel: threading.Event,
+) -> None:
+    """Worker thread: open the stream, push its pieces; report with messages (never
+    assigns state). A set `cancel`, or the worker cancelled, stops it within one token."""
+    worker = get_current_worker()
+    stream: ReplyStream | None = None
+    parts: list[str] = []
+    try:
+        stream = open_stream()
+        if stream is not None:
+            post(ReplyStarted(stream))
             if cancel.is_set():
                 stream.cancel()
             for piece in stream:
                 parts.append(piece)
-                self.buffer.push(piece)
+                buffer.push(piece)
                 if cancel.is_set() or worker.is_cancelled:
                     stream.cancel()
-        except BaseException as exc:  # noqa: BLE001 - shown as a notice, history survives
-            app.post_message(GenerationDone(stream, "".join(parts), one_line(exc)))
-            return
-        app.post_message(GenerationDone(stream, "".join(parts)))
+    except BaseException as exc:  # noqa: BLE001 - shown as a notice, history survives
+        post(GenerationDone(stream, "".join(parts), one_line(exc)))
+        return
+    post(GenerationDone(stream, "".join(parts)))

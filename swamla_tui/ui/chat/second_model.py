@@ -1,7 +1,7 @@
 """Model B of an A/B comparison in the app: ``--compare B`` and ``/compare [PATH]``.
 
 `SecondModel.load` loads B in a daemon thread (a checkpoint read cannot be interrupted,
-and quitting must not wait for it) with the CLI's `AppOptions.load_second`, which
+and quitting must not wait for it), which reports with messages like A's load with the CLI's `AppOptions.load_second`, which
 refuses first when A and B would not both fit in memory; then `check_compatible`
 refuses a different vocabulary or tokenizer. Success or failure comes back to the UI
 thread as one notice (an error is one line); the app and its batch view keep working
@@ -10,16 +10,15 @@ with A alone. Both models stay loaded.
 ``/compare`` (`compare_last`) regenerates the last reply with B from the same history
 (the turns before it, fitted by the send-time rule), the same sampling settings and seed,
 and shows it under A's as a second reply marked with B's name. The conversation keeps A's
-reply: B's answer is shown, never sent back as history. While B answers, the app counts as
-generating (`SwamlaApp.generating`): a message to A is held, and Esc or Ctrl+C stops B
-(`stop`) as it stops A's reply, so two generations never share the device.
+reply: B's answer is shown, never sent back as history. B answers through the chat's one
+reply pipeline (`ReplyController.launch`, ``replying == "B"``): the chat counts as
+generating, a message to A is held, and Esc or Ctrl+C stops B as it stops A's reply, so
+two generations never share the device.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,15 +27,13 @@ from ...base.errors import one_line
 from ...batch.compare import check_compatible
 from ...chat.session import plan_turn
 from ...protocols import Model, ReplyStream
+from ..messages import GenerationDone, LoadFailed, LoadProgress, ModelLoaded
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..app import SwamlaApp
+    from ..screens.chat import ChatScreen
     from ..widgets.chat_message import ChatMessage
 
 __all__ = ["SecondModel", "model_name"]
-
-# Seconds between updates of B's streamed reply (the worker calls back at most this often).
-REFRESH_EVERY = 1 / 15
 
 
 def model_name(lm: object, fallback: str = "") -> str:
@@ -46,78 +43,87 @@ def model_name(lm: object, fallback: str = "") -> str:
 
 
 class SecondModel:
-    """Model B of `app`: `lm` once loaded, `error` (one line) when its load failed."""
+    """Model B of `screen`: `lm` once loaded, `error` (one line) when its load failed."""
 
-    def __init__(self, app: SwamlaApp) -> None:
-        self.app = app
+    def __init__(self, screen: ChatScreen) -> None:
+        self.screen = screen
         self.lm: Model | None = None
         self.source: str | None = None
         self.error: str | None = None
         self.loading = False
-        self.answering = False
-        self.cancel = threading.Event()
-        self._stream: ReplyStream | None = None
+        self._loading: tuple[ChatMessage, Callable[[bool], None] | None] | None = None
+        """B's load notice and what runs after the load, while B loads."""
+        self._answer_widget: tuple[ChatMessage, Callable[[str], str]] | None = None
+        """B's reply being streamed and its format's cut, while B answers."""
+
+    @property
+    def answering(self) -> bool:
+        """B answers ``/compare`` (through the chat's one reply pipeline)."""
+        return self.screen.replying == "B"
 
     @property
     def name(self) -> str:
         return model_name(self.lm, self.source or "B")
 
-    def _call(self, fn: Callable[..., object], *args: object) -> None:
-        """From a worker thread: run `fn(*args)` on the UI thread, unless the app is gone."""
-        if self.app.is_running:
-            with contextlib.suppress(RuntimeError):  # it closed meanwhile
-                self.app.call_from_thread(fn, *args)
-
     # -- loading -----------------------------------------------------------------------
 
     def load(self, source: str, then: Callable[[bool], None] | None = None) -> None:
         """Load `source` as B (replacing any); `then(ok)` runs on the UI thread after."""
-        app = self.app
-        load_second = app.options.load_second
-        first = app.lm
+        screen = self.screen
+        load_second = screen.options.load_second
+        first = screen.lm
         if first is None or load_second is None or self.loading or self.answering:
             if first is None:
-                why = app.load_failed or "The model is still loading."
+                why = screen.load_failed or "The model is still loading."
             elif load_second is None:
                 why = "No second model can be loaded here (start with --compare B)."
             else:
                 why = "The second model is busy: wait for it, then try again."
-            app.add_notice(why, error=load_second is None)
+            screen.add_notice(why, error=load_second is None)
             if then is not None:
                 then(False)
             return
         self.lm, self.error, self.source, self.loading = None, None, source, True
-        notice = app.add_notice(f"Loading B ({model_name(None, source)})…")
+        notice = screen.add_notice(f"Loading B ({model_name(None, source)})…")
+        self._loading = (notice, then)
+        post = screen.post_message
+
+        def progress(text: str) -> None:
+            post(LoadProgress(f"B: {text}", second=True))
 
         def target() -> None:
+            """The load thread: reports with messages (`second=True`) only."""
             try:
-                lm = load_second(first, source, lambda t: self._call(notice.set_text, f"B: {t}"))
+                lm = load_second(first, source, progress)
                 check_compatible(
                     first,
                     lm,
                     names=(f"A ({model_name(first)})", f"B ({model_name(lm, source)})"),
                 )
             except BaseException as exc:  # noqa: BLE001 - one line in the chat, A goes on
-                self._call(self._loaded, None, one_line(exc), notice, then)
+                post(LoadFailed(one_line(exc), second=True))
                 return
-            self._call(self._loaded, lm, None, notice, then)
+            post(ModelLoaded(lm, second=True))
 
         threading.Thread(target=target, name="swamla-load-b", daemon=True).start()
 
-    def _loaded(
-        self,
-        lm: Model | None,
-        error: str | None,
-        notice: ChatMessage,
-        then: Callable[[bool], None] | None,
-    ) -> None:
-        app = self.app
+    def progress(self, text: str) -> None:
+        """`LoadProgress` of B: its notice shows it."""
+        if self._loading is not None:
+            self._loading[0].set_text(text)
+
+    def loaded(self, lm: Model | None, error: str | None) -> None:
+        """`ModelLoaded` (`lm`) or `LoadFailed` (`error`) of B."""
+        if self._loading is None:
+            return
+        (notice, then), self._loading = self._loading, None
+        screen = self.screen
         self.loading = False
         self.lm, self.error = lm, error
         if lm is None:
             notice.remove()
-            app.add_notice(f"Could not load B: {error}", error=True)
-            app.notify(f"Could not load B: {error}", severity="error", timeout=8)
+            screen.add_notice(f"Could not load B: {error}", error=True)
+            screen.notify(f"Could not load B: {error}", severity="error", timeout=8)
         else:
             notice.set_text(
                 f"Loaded B: {lm.summary()}. /compare regenerates the last reply with it; "
@@ -130,86 +136,68 @@ class SecondModel:
 
     def compare_last(self, path: str | None) -> None:
         """``/compare [PATH]``: (load PATH as B, then) answer the last message with B."""
-        app = self.app
-        if app.busy():  # A or B is answering
+        screen = self.screen
+        if screen.busy():  # A or B is answering
             return
         if path:
             self.load(path, then=lambda ok: self._answer() if ok else None)
         elif self.loading:
-            app.add_notice("B is still loading: /compare again once it is loaded.")
+            screen.add_notice("B is still loading: /compare again once it is loaded.")
         elif self.lm is None:
             why = f"B did not load ({self.error.rstrip('.')})" if self.error else "No second model"
-            app.add_notice(f"{why}: start with --compare B or type /compare PATH.", error=True)
+            screen.add_notice(f"{why}: start with --compare B or type /compare PATH.", error=True)
         else:
             self._answer()
 
     def _answer(self) -> None:
         """UI thread: B's reply to the last message, streamed into a new message."""
-        app, lm = self.app, self.lm
-        history = app.session.snapshot()
+        screen, lm = self.screen, self.lm
+        history = screen.session.snapshot()
         last = history.undo()
         if lm is None or last is None:
-            app.add_notice("No reply to compare yet: send a message first.", error=True)
+            screen.add_notice("No reply to compare yet: send a message first.", error=True)
             return
-        app.add_notice(
+        screen.add_notice(
             f"/compare: B ({self.name}) answers your last message; the history keeps A's reply."
         )
-        widget = app.chat.add_message("assistant")
+        widget = screen.chat.add_message("assistant")
         widget.set_streaming(True)
-        app.chat.anchor()
-        self.answering = True
-        self.cancel.clear()
-        cancel = self.cancel
-        app.refresh_bindings()  # Esc: Stop
-        params = app.params.copy()
+        screen.chat.anchor()
+        params = screen.params.copy()
         cut = history.chat_format.cut_reply
+        got: list[str] = []
 
-        def work() -> None:
-            text, error, reason = "", None, None
-            try:
-                plan = plan_turn(
-                    history,
-                    last.user,
-                    lambda t: len(lm.encode(t)),
-                    max_length=int(lm.max_length),
-                    max_new_tokens=int(params.max_new_tokens),
-                )
-                stream = lm.stream(plan.prompt, params, stop=history.chat_format.stop)
-                self._stream = stream
-                if cancel.is_set():
-                    stream.cancel()
-                shown = time.monotonic()
-                for piece in stream:
-                    text += piece
-                    if time.monotonic() - shown >= REFRESH_EVERY:
-                        shown = time.monotonic()
-                        self._call(widget.set_text, cut(text))
-                    if cancel.is_set() or not app.is_running:
-                        stream.cancel()
-                reason = "cancelled" if cancel.is_set() else stream.finish_reason
-            except BaseException as exc:  # noqa: BLE001 - one line in the chat
-                error = one_line(exc)
-            self._call(self._answered, widget, cut(text), reason, error)
+        def show(pieces: list[str]) -> None:
+            if pieces:
+                got.extend(pieces)
+                widget.set_text(cut("".join(got)))
 
-        threading.Thread(target=work, name="swamla-compare", daemon=True).start()
+        def open_stream() -> ReplyStream:
+            """Worker thread: fit the history by the send-time rule, then stream."""
+            plan = plan_turn(
+                history,
+                last.user,
+                lambda t: len(lm.encode(t)),
+                max_length=int(lm.max_length),
+                max_new_tokens=int(params.max_new_tokens),
+            )
+            return lm.stream(plan.prompt, params, stop=history.chat_format.stop)
 
-    def stop(self) -> None:
-        """Esc / Ctrl+C while B answers: B stops at its next token (the text so far stays)."""
-        self.cancel.set()
-        stream = self._stream
-        if stream is not None:
-            stream.cancel()
+        self._answer_widget = (widget, cut)
+        screen.reply.launch("B", show, open_stream)
 
-    def _answered(
-        self, widget: ChatMessage, text: str, reason: str | None, error: str | None
-    ) -> None:
-        self.answering, self._stream = False, None
-        self.app.refresh_bindings()
-        if error is not None:
-            widget.remove()
-            self.app.add_notice(f"/compare: B failed: {error}", error=True)
+    def answered(self, message: GenerationDone) -> None:
+        """B's answer ended (after `ReplyController.ended`): mark it with B's name."""
+        if self._answer_widget is None:
             return
-        widget.set_text(text)
-        stopped = reason == "cancelled"
+        (widget, cut), self._answer_widget = self._answer_widget, None
+        if message.error is not None:
+            widget.remove()
+            self.screen.add_notice(f"/compare: B failed: {message.error}", error=True)
+            return
+        stream = message.stream
+        stopped = self.screen.reply.cancel.is_set()
+        reason = "cancelled" if stopped else (stream.finish_reason if stream else None)
+        widget.set_text(cut(message.text))
         note = {"length": " · max tokens reached", "cancelled": " · stopped"}.get(reason or "", "")
-        widget.mark(f"B · {self.name}{note}", stopped=stopped)
+        widget.mark(f"B · {self.name}{note}", stopped=reason == "cancelled")

@@ -3,7 +3,7 @@
 Every `COMMANDS` entry has a ``_cmd_<name>`` handler here. Handlers see the chat through
 `SlashPort`, a narrow Protocol (the model, the params, the session, notices and the chat's
 actions), never the whole App, so their behaviour is unit-tested with a plain fake
-(tests/unit/test_slash.py) and the app module keeps to layout, loading and the reply.
+(tests/unit/test_slash.py) and the chat screen keeps to layout and the reply.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ __all__ = ["SlashCommands", "SlashPort"]
 
 
 class SlashPort(Protocol):
-    """What the slash commands need from the chat (`SwamlaApp` provides it)."""
+    """What the slash commands need from the chat (`ChatScreen` provides it)."""
 
     @property
     def lm(self) -> Model | None: ...
@@ -63,17 +63,17 @@ def fmt_value(value: object) -> str:
 
 
 class SlashCommands:
-    """Runs one typed command line against the chat (`app`: a `SlashPort`)."""
+    """Runs one typed command line against the chat (`chat`: a `SlashPort`)."""
 
-    def __init__(self, app: SlashPort, tools: ChatTools) -> None:
-        self.app = app
+    def __init__(self, chat: SlashPort, tools: ChatTools) -> None:
+        self.chat = chat
         self.tools = tools
         self._handlers: dict[str, Callable[[cmds.Command], None]] = {
             "help": self._cmd_help,
             "quit": self._cmd_quit,
             "exit": self._cmd_quit,
-            "clear": lambda c: app.action_clear(),
-            "retry": lambda c: app.action_retry(),
+            "clear": lambda c: chat.action_clear(),
+            "retry": lambda c: chat.action_retry(),
             "undo": self._cmd_undo,
             "temp": self._value,
             "topk": self._value,
@@ -82,9 +82,9 @@ class SlashCommands:
             "max": self._value,
             "seed": self._cmd_seed,
             "system": self._cmd_system,
-            "save": lambda c: app.save(str(c.value) if c.value else None, overwrite=c.force),
+            "save": lambda c: chat.save(str(c.value) if c.value else None, overwrite=c.force),
             "info": self._cmd_info,
-            "batch": lambda c: app.open_batch(str(c.value) if c.value else None),
+            "batch": lambda c: chat.open_batch(str(c.value) if c.value else None),
             "copy": self._cmd_copy,
             "markdown": self._cmd_markdown,
             "ppl": lambda c: tools.start_perplexity(str(c.value)),
@@ -93,99 +93,99 @@ class SlashCommands:
         }
 
     def run(self, line: str) -> None:
-        app = self.app
-        limit = int(app.lm.max_length) if app.lm is not None else int(RANGES["max_new_tokens"][1])
+        chat = self.chat
+        limit = int(chat.lm.max_length) if chat.lm is not None else int(RANGES["max_new_tokens"][1])
         try:
             command = cmds.parse_command(line, max_new_tokens_limit=limit)
         except cmds.CommandError as exc:
-            app.add_notice(str(exc), error=True)
+            chat.add_notice(str(exc), error=True)
             return
         self._handlers[command.name](command)
 
     def _cmd_quit(self, command: cmds.Command) -> None:
-        self.app.quit_app()
+        self.chat.quit_app()
 
     def _cmd_help(self, command: cmds.Command) -> None:
         if command.value:
             spec = cmds.lookup(str(command.value))
             if spec is not None:
-                self.app.add_notice(f"{spec.usage} — {spec.help}")
+                self.chat.add_notice(f"{spec.usage} — {spec.help}")
                 return
-        self.app.action_help()
+        self.chat.action_help()
 
     def _cmd_undo(self, command: cmds.Command) -> None:
-        app = self.app
-        if app.busy() or self.tools.undo_branch():
+        chat = self.chat
+        if chat.busy() or self.tools.undo_branch():
             return
-        if app.session.undo() is None:
-            app.add_notice("Nothing to undo.", error=True)
+        if chat.session.undo() is None:
+            chat.add_notice("Nothing to undo.", error=True)
             return
-        app.remove_last_turn_widgets()
-        app.update_context()
-        app.add_notice("Removed the last exchange.")
+        chat.remove_last_turn_widgets()
+        chat.update_context()
+        chat.add_notice("Removed the last exchange.")
 
     def _value(self, command: cmds.Command) -> None:
-        app, name = self.app, command.param
+        chat, name = self.chat, command.param
         assert name is not None
         label = command.spec.name
         if command.shows:
             spec = PARAM_SPECS[name]
-            hi = app.lm.max_length if name == "max_new_tokens" and app.lm else spec.hi
-            current = fmt_value(getattr(app.params, name))
-            app.add_notice(f"{label} = {current}  (range {spec.lo:g}–{hi:g})")
+            hi = chat.lm.max_length if name == "max_new_tokens" and chat.lm else spec.hi
+            current = fmt_value(getattr(chat.params, name))
+            chat.add_notice(f"{label} = {current}  (range {spec.lo:g}–{hi:g})")
             return
-        app.set_param(name, command.value)
-        app.add_notice(f"{label} set to {fmt_value(command.value)}")
+        chat.set_param(name, command.value)
+        chat.add_notice(f"{label} set to {fmt_value(command.value)}")
 
     def _cmd_seed(self, command: cmds.Command) -> None:
-        app = self.app
+        chat = self.chat
         if command.shows:
-            seed = app.params.seed
-            app.add_notice(f"seed = {'off' if seed is None else seed}")
+            seed = chat.params.seed
+            chat.add_notice(f"seed = {'off' if seed is None else seed}")
             return
-        app.set_param("seed", None if command.clear else command.value)
-        app.add_notice("seed off" if command.clear else f"seed set to {command.value}")
+        chat.set_param("seed", None if command.clear else command.value)
+        chat.add_notice("seed off" if command.clear else f"seed set to {command.value}")
 
     def _cmd_system(self, command: cmds.Command) -> None:
-        app = self.app
+        chat = self.chat
         if command.shows:
-            system = app.session.conversation.system
-            app.add_notice(f"system prompt: {system!r}" if system else "system prompt: off")
+            system = chat.session.conversation.system
+            chat.add_notice(f"system prompt: {system!r}" if system else "system prompt: off")
             return
-        if app.busy():
+        if chat.busy():
             return
-        app.session.set_system(None if command.clear else str(command.value))
-        app.update_context()
-        app.add_notice("system prompt cleared" if command.clear else "system prompt set")
+        chat.session.set_system(None if command.clear else str(command.value))
+        chat.update_context()
+        chat.add_notice("system prompt cleared" if command.clear else "system prompt set")
 
     def _cmd_copy(self, command: cmds.Command) -> None:
         """The last reply to the clipboard (OSC 52: most terminals, also over SSH)."""
-        app = self.app
-        turns = app.session.conversation.turns
+        chat = self.chat
+        turns = chat.session.conversation.turns
         if not turns or not turns[-1].assistant:
-            app.add_notice("No reply to copy yet.")
+            chat.add_notice("No reply to copy yet.")
             return
         text = turns[-1].assistant
-        app.copy_to_clipboard(text)
-        app.add_notice(
+        chat.copy_to_clipboard(text)
+        chat.add_notice(
             f"Copied the last reply to the clipboard ({count_noun(len(text), 'character')})."
         )
 
     def _cmd_markdown(self, command: cmds.Command) -> None:
-        app = self.app
-        on = (not app.markdown) if command.value is None else bool(command.value)
-        app.set_markdown(on)
-        app.add_notice("Replies shown as Markdown." if on else "Replies shown as raw text.")
+        chat = self.chat
+        on = (not chat.markdown) if command.value is None else bool(command.value)
+        chat.set_markdown(on)
+        chat.add_notice("Replies shown as Markdown." if on else "Replies shown as raw text.")
 
     def _cmd_info(self, command: cmds.Command) -> None:
-        app = self.app
-        if app.lm is None:
-            app.add_notice(app.load_failed or "The model is still loading.")
+        chat = self.chat
+        if chat.lm is None:
+            chat.add_notice(chat.load_failed or "The model is still loading.")
             return
         try:
-            card = app.lm.card()
+            card = chat.lm.card()
         except Exception as exc:  # noqa: BLE001 - a notice, the chat goes on
-            app.add_notice(f"No model card: {one_line(exc)}", error=True)
+            chat.add_notice(f"No model card: {one_line(exc)}", error=True)
             return
         width = max((len(k) for k in card), default=0)
-        app.add_notice("\n".join(f"{k:<{width}}  {v}" for k, v in card.items()))
+        chat.add_notice("\n".join(f"{k:<{width}}  {v}" for k, v in card.items()))

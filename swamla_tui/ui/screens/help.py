@@ -1,4 +1,4 @@
-"""Chat help (F1 or ?): the app's keys, built from its `BINDINGS`, and the slash commands."""
+"""Chat help (F1 or ?): the chat screen's keys (its `BINDINGS`) and the slash commands."""
 
 from __future__ import annotations
 
