@@ -336,3 +336,10 @@ async def test_markdown_reply_keeps_its_label_apart_and_every_word(tmp_path):
             words = " ".join(lines[1:]).split()
             for word in ("index,", "slice", "change", "counterparts.", "append", "pop"):
                 assert word in words
+        # a status line under a Markdown reply (B's name, "stopped") is counted in its height
+        replies[-1].mark("B · other.pt")
+        await pilot.pause()
+        await pilot.pause()
+        lines = [line for line in _rendered_lines(replies[-1]) if line]
+        assert lines[-1] == "— B · other.pt"
+        assert replies[-1].size.height >= len(_rendered_lines(replies[-1]))

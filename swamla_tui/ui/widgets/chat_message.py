@@ -171,7 +171,10 @@ class ChatMessage(Widget):
             head.rstrip()
             head.end = "\n"
             parts: list[RenderableType] = [head, Markdown(shown)]
-            return Group(*parts, tail) if tail is not None else Group(*parts)
+            if tail is None:
+                return Group(*parts)
+            tail.end = "\n"  # Textual counts a Group's lines by its newlines: count this one
+            return Group(*parts, tail)
         text = Text(end="").join([head, Text(shown, end="")])
         if tail is not None:
             text.append("\n")
