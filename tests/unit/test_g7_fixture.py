@@ -153,3 +153,45 @@ def test_perplexity_equals_the_full_forward(lm):
     res = lm.perplexity(text)
     assert res.tokens == len(ids) - 1
     assert abs(res.loss - float(nll)) <= 1e-4
+
+
+def test_recorded_token_probabilities_equal_the_full_forward(lm):
+    """The inspector's recording (``logprobs=k``) on G7: each token's raw log-probability
+    and top-5 are the full forward's, and recording does not change the tokens."""
+    params = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=10)
+    prompt_text = "def add(a, b):\n    return"
+    plain = lm.stream(prompt_text, params)
+    "".join(plain)
+    s = lm.stream(prompt_text, params, logprobs=5)
+    "".join(s)
+    assert s.token_ids == plain.token_ids
+    prompt, ids = lm.encode(prompt_text), s.token_ids
+    full = torch.log_softmax(lm.logits(torch.tensor([prompt + ids]))[0].float(), dim=-1)
+    assert len(s.token_logprobs) == len(ids) > 0
+    for t, rec in enumerate(s.token_logprobs):
+        row = full[len(prompt) - 1 + t]
+        assert rec.token == ids[t] == int(row.argmax())
+        assert rec.raw_logprob == pytest.approx(float(row[ids[t]]), abs=1e-4)
+        assert [i for i, _ in rec.raw_top] == torch.topk(row, 5).indices.tolist()
+
+
+def test_ab_trained_against_ema_runs_both_sides(lm, lm_ema):
+    """A/B on G7 (`--compare`): the two weight sets share the tokenizer, every prompt gets
+    a result on both sides, each side equal to that model's own batch run."""
+    import threading
+
+    from swamla_tui.batch.compare import check_compatible, run_compare
+
+    check_compatible(lm, lm_ema)
+    prompts = ["def add(a, b):", "class Foo:", "import os"]
+    params = SamplingParams(temperature=0.0, max_new_tokens=6)
+    got: dict[tuple[str, int], str] = {}
+    for side, event in run_compare(
+        lm, lm_ema, prompts, params=params, batch_size=2, cancel=threading.Event()
+    ):
+        if hasattr(event, "outcome"):
+            got[(side, event.index)] = event.outcome.completion
+    for side, model in (("a", lm), ("b", lm_ema)):
+        own = {r.index: r.completion for r in model.generate_batch(prompts, params)}
+        assert [got[(side, i)] for i in range(3)] == [own[i] for i in range(3)]
+    assert [got[("a", i)] for i in range(3)] != [got[("b", i)] for i in range(3)]
