@@ -12,6 +12,7 @@ from typing import Any
 from swamla_tui.base.params import SamplingParams
 from swamla_tui.ui.app import SwamlaApp
 from swamla_tui.ui.options import AppOptions
+from swamla_tui.ui.widgets.chat_message import ChatMessage
 from tests.support.fakes import FakeLM, Outcome, loader_for
 
 SIZE = (120, 36)
@@ -21,6 +22,13 @@ def make_app(lm: Any, tmp_path: Path, **options: Any) -> SwamlaApp:
     """The app on `lm` with its data under `tmp_path/data`; `options`: `AppOptions` fields."""
     options.setdefault("params", SamplingParams(temperature=0.0, seed=0))
     return SwamlaApp(loader_for(lm), AppOptions(data_dir=tmp_path / "data", **options))
+
+
+def reply_widget(app: SwamlaApp) -> ChatMessage:
+    """The reply being streamed: it exists from the moment a message is sent."""
+    widget = app.chat_screen.reply.widget
+    assert widget is not None, "no reply is streaming"
+    return widget
 
 
 def batch_mode_app(lm: Any, tmp_path: Path, prompts: list[str], **options: Any) -> SwamlaApp:
@@ -33,7 +41,7 @@ def batch_mode_app(lm: Any, tmp_path: Path, prompts: list[str], **options: Any) 
     )
 
 
-async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 5.0) -> None:
+async def wait_for(pilot: Any, condition: Callable[[], object], timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

@@ -31,6 +31,11 @@ def greedy() -> SamplingParams:
     return SamplingParams(temperature=0.0, max_new_tokens=8)
 
 
+def b_rows(screen: BatchScreen) -> list[BatchRow]:
+    assert screen.rows_b is not None, "no B rows: the run is not an A/B run"
+    return screen.rows_b
+
+
 def _expected(lm, params: SamplingParams) -> dict[int, str]:
     return {r.index: r.completion for r in lm.generate_batch(PROMPTS, params)}
 
@@ -49,16 +54,17 @@ async def test_both_models_fill_their_columns_detail_and_export(fixture_lm, fixt
     )
     async with app.run_test(size=(120, 36)) as pilot:
         screen = app.batch
+        assert screen is not None
         await wait_for(pilot, lambda: screen.run.total and not screen.running)
         await pilot.pause()
         want_a, want_b = _expected(fixture_lm, greedy()), _expected(fixture_lm_b, greedy())
         assert want_a != want_b  # two different models
         assert [r.completion for r in screen.rows] == [want_a[i] for i in range(len(PROMPTS))]
-        assert [r.completion for r in screen.rows_b] == [want_b[i] for i in range(len(PROMPTS))]
+        assert [r.completion for r in b_rows(screen)] == [want_b[i] for i in range(len(PROMPTS))]
         assert [cell(screen, i, "status") for i in range(len(PROMPTS))] == ["done"] * 5
         assert cell(screen, 1, "completion_b").startswith(want_b[1].strip()[:10])
         assert cell(screen, 1, "tok_s_a") and cell(screen, 1, "tok_s_b")
-        assert "A: a.pt · B: b.pt" in screen.sub_title
+        assert "A: a.pt · B: b.pt" in str(screen.sub_title)
 
         screen.show_detail(1)
         await pilot.pause()
@@ -75,12 +81,14 @@ async def test_both_models_fill_their_columns_detail_and_export(fixture_lm, fixt
         assert [list(r) for r in recs] == [list(COMPARE_FIELDS)] * len(PROMPTS)
         assert [r["completion_b"] for r in recs] == [want_b[i] for i in range(len(PROMPTS))]
         # re-running one row runs it on both models again
-        screen.rows[2].completion = screen.rows_b[2].completion = "stale"
+        screen.rows[2].completion = b_rows(screen)[2].completion = "stale"
         await pilot.press("down", "down")
         screen.action_rerun_row()
-        await wait_for(pilot, lambda: not screen.running and screen.rows_b[2].completion != "stale")
+        await wait_for(
+            pilot, lambda: not screen.running and b_rows(screen)[2].completion != "stale"
+        )
         assert screen.rows[2].completion == want_a[2]
-        assert screen.rows_b[2].completion == want_b[2]
+        assert b_rows(screen)[2].completion == want_b[2]
 
 
 async def test_a_b_table_is_readable_at_80_columns(fixture_lm):
@@ -96,6 +104,7 @@ async def test_a_b_table_is_readable_at_80_columns(fixture_lm):
     )
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.batch
+        assert screen is not None
         await wait_for(pilot, lambda: screen.run.total and not screen.running)
         await pilot.pause()
         columns = {c.key.value: c.width for c in screen.table.columns.values()}
@@ -121,10 +130,11 @@ async def test_app_batch_mode_with_compare_runs_both(fixture_lm, fixture_lm_b, t
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, BatchScreen))
         screen = app.screen
+        assert isinstance(screen, BatchScreen)
         await wait_for(pilot, lambda: screen.run.total and not screen.running)
         assert calls == [(fixture_lm, "b.pt")]
         assert screen.compare is fixture_lm_b and screen.rows_b is not None
-        assert all(r.status == "done" for r in screen.rows_b)
+        assert all(r.status == "done" for r in b_rows(screen))
 
 
 async def test_incompatible_or_too_big_b_is_one_line_and_a_stays(fixture_lm, tmp_path):
@@ -146,6 +156,7 @@ async def test_incompatible_or_too_big_b_is_one_line_and_a_stays(fixture_lm, tmp
         async with app.run_test(size=(120, 36)) as pilot:
             await wait_for(pilot, lambda app=app: isinstance(app.screen, BatchScreen))
             screen = app.screen
+            assert isinstance(screen, BatchScreen)
             await wait_for(pilot, lambda s=screen: s.run.total and not s.running)
             assert screen.compare is None and screen.rows_b is None
             assert [r.status for r in screen.rows] == ["done", "done"]  # A alone still runs
@@ -237,7 +248,7 @@ def test_ab_table_snapshot(snap_compare, fixture_lm, fixture_lm_b):
 
     async def run_before(pilot) -> None:
         await wait_for(pilot, lambda: app.batch is not None and app.batch.run.total)
-        await wait_for(pilot, lambda: not app.batch.running)
+        await wait_for(pilot, lambda: app.batch is not None and not app.batch.running)
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)

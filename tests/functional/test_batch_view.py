@@ -5,13 +5,20 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
-from swamla_tui.base.params import SamplingParams
+from swamla_tui.base.params import BatchOptions, SamplingParams
 from swamla_tui.batch.job import PromptFinished, RunProgress
+from swamla_tui.protocols import BatchModel, BatchOutcome
 from swamla_tui.ui.screens.batch import BatchDetailScreen, BatchScreen
 from tests.support.batch import BatchTestApp, FixedTimeLM
+from tests.support.fakes import Outcome
 
 from .pilot import batch_mode_app
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 SIZE = (120, 36)
 PROMPTS = [
@@ -29,15 +36,27 @@ class GatedLM:
 
     max_length = 128
 
-    def __init__(self, lm) -> None:
+    def __init__(self, lm: Any) -> None:
         self.lm = lm
         self.started = threading.Event()
         self.calls: list[list[str]] = []
 
+    def encode(self, text: str) -> list[int]:
+        ids: list[int] = self.lm.encode(text)
+        return ids
+
     def default_batch_size(self) -> int:
         return 2
 
-    def generate_batch(self, texts, params, *, batch_size=None, stop=(), cancel=None):
+    def generate_batch(
+        self,
+        texts: Sequence[str],
+        params: SamplingParams | None = None,
+        **options: Unpack[BatchOptions],
+    ) -> Iterator[BatchOutcome]:
+        cancel = options.get("cancel")
+        assert cancel is not None  # the batch view always hands over its stop event
+        batch_size = options.get("batch_size")
         self.calls.append(list(texts))
         self.started.set()
         while not cancel.is_set():
@@ -82,6 +101,7 @@ async def test_rows_fill_and_detail_opens(fixture_lm, tmp_path):
     )
     async with app.run_test(size=SIZE) as pilot:
         screen = app.batch
+        assert screen is not None
         await wait_for(pilot, lambda: not screen.running and screen.run.total)
         await pilot.pause()
         assert statuses(screen) == ["done"] * len(PROMPTS)
@@ -102,6 +122,7 @@ async def test_rows_fill_and_detail_opens(fixture_lm, tmp_path):
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, BatchDetailScreen))
         detail = app.screen
+        assert isinstance(detail, BatchDetailScreen)
         assert detail.row.index == 2
         assert str(detail.query_one("#detail-prompt").render()) == PROMPTS[2]
         assert str(detail.query_one("#detail-completion").render()).strip() == (
@@ -121,6 +142,7 @@ async def test_stop_keeps_finished_rows_and_run_resumes(fixture_lm):
     app = BatchTestApp(lambda: BatchScreen(lm=gated, params=greedy(), prompts=PROMPTS))
     async with app.run_test(size=SIZE) as pilot:
         screen = app.batch
+        assert screen is not None
         await wait_for(pilot, lambda: gated.started.is_set())
         await wait_for(pilot, lambda: statuses(screen)[:2] == ["running", "running"])
         assert statuses(screen)[2:] == ["queued"] * 4
@@ -147,9 +169,15 @@ async def test_batch_size_and_params_apply_to_next_batch(fixture_lm):
     calls: list[tuple[int, int]] = []
 
     class Recording(FixedTimeLM):
-        def generate_batch(self, texts, params, **kw):
+        def generate_batch(
+            self,
+            texts: Sequence[str],
+            params: SamplingParams | None = None,
+            **options: Unpack[BatchOptions],
+        ) -> Iterator[Outcome]:
+            assert params is not None
             calls.append((len(texts), params.max_new_tokens))
-            yield from super().generate_batch(texts, params, **kw)
+            yield from super().generate_batch(texts, params, **options)
 
     app = BatchTestApp(
         lambda: BatchScreen(
@@ -158,6 +186,7 @@ async def test_batch_size_and_params_apply_to_next_batch(fixture_lm):
     )
     async with app.run_test(size=SIZE) as pilot:
         screen = app.batch
+        assert screen is not None
         assert screen.batch_size == 4
         assert statuses(screen) == ["queued"] * 6
         await pilot.press("minus")
@@ -171,7 +200,7 @@ async def test_batch_size_and_params_apply_to_next_batch(fixture_lm):
         await pilot.press("r")
         await wait_for(pilot, lambda: not screen.running and screen.run.done == 6)
         assert calls == [(3, 4), (3, 4)]
-        assert all(r.new_tokens <= 4 for r in screen.rows)
+        assert all(r.new_tokens is not None and r.new_tokens <= 4 for r in screen.rows)
 
         # ctrl+r re-runs the selected row only; shift+r all of them
         calls.clear()
@@ -193,6 +222,7 @@ async def test_export_writes_input_order(fixture_lm, tmp_path):
     )
     async with app.run_test(size=SIZE) as pilot:
         screen = app.batch
+        assert screen is not None
         await wait_for(pilot, lambda: not screen.running and screen.run.done == 6)
         await pilot.press("e")
         assert screen.input.has_focus
@@ -217,9 +247,12 @@ async def test_many_prompts_do_not_block(fixture_lm):
         def default_batch_size(self):
             return 16
 
-    app = BatchTestApp(lambda: BatchScreen(lm=Idle(), prompts=prompts, autostart=False))
+    # never started: a model with only what the view reads before a run
+    idle = cast(BatchModel, Idle())
+    app = BatchTestApp(lambda: BatchScreen(lm=idle, prompts=prompts, autostart=False))
     async with app.run_test(size=SIZE) as pilot:
         screen = app.batch
+        assert screen is not None
         await pilot.pause()
         assert screen.table.row_count < 10_000  # rows arrive in chunks
         # no wall-clock bound (a shared machine's timing is noise): all rows arrive
@@ -255,7 +288,7 @@ def test_finished_table_snapshot(snap_compare, fixture_lm):
 
     async def run_before(pilot) -> None:
         await wait_for(pilot, lambda: app.batch is not None and app.batch.run.done == 6)
-        await wait_for(pilot, lambda: not app.batch.running)
+        await wait_for(pilot, lambda: app.batch is not None and not app.batch.running)
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
@@ -266,6 +299,7 @@ async def test_real_app_opens_batch_view(fixture_lm, tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, BatchScreen))
         screen = app.screen
+        assert isinstance(screen, BatchScreen)
         await wait_for(pilot, lambda: not screen.running and screen.run.done == 3)
         assert statuses(screen) == ["done"] * 3
         assert screen.batch_size == fixture_lm.default_batch_size()
@@ -284,6 +318,7 @@ async def test_open_another_file_while_rows_fill(fixture_lm, tmp_path):
     )
     async with app.run_test(size=SIZE) as pilot:
         screen = app.batch
+        assert screen is not None
         assert screen.table.row_count < 3000  # still filling
         await pilot.press("o")
         assert screen.input.has_focus
@@ -316,6 +351,7 @@ async def test_sliders_change_the_batch_params_only(fixture_lm):
     )
     async with app.run_test(size=SIZE) as pilot:
         screen = app.batch
+        assert screen is not None
         assert not screen.sidebar.display or not screen.sidebar.has_class("-visible")
         await pilot.press("ctrl+b")
         assert screen.sidebar.has_class("-visible")
@@ -333,6 +369,7 @@ async def test_real_app_batch_row_opens_in_chat(fixture_lm, tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, BatchScreen))
         screen = app.screen
+        assert isinstance(screen, BatchScreen)
         await wait_for(pilot, lambda: not screen.running and screen.run.done == 2)
         await pilot.press("c")
         await wait_for(pilot, lambda: not isinstance(app.screen, BatchScreen))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from textual.widgets import ProgressBar
+
 from swamla_tui.ui.screens.batch import BatchScreen
 from swamla_tui.ui.widgets.batch_bar import BatchBar
 from swamla_tui.ui.widgets.batch_table import COLUMNS
@@ -27,7 +29,9 @@ async def open_from_chat(pilot, app, tmp_path, prompts: list[str]) -> BatchScree
     path.write_text("\n".join(prompts) + "\n", encoding="utf-8")
     await send(pilot, f"/batch {path}")
     await wait_for(pilot, lambda: isinstance(app.screen, BatchScreen))
-    return app.screen
+    screen = app.screen
+    assert isinstance(screen, BatchScreen)
+    return screen
 
 
 async def test_batch_size_flag_is_used_by_the_batch_command(tmp_path):
@@ -51,7 +55,7 @@ async def test_stop_counts_finished_rows_only_and_rerun_clears_old_results(tmp_p
         await pilot.pause(0.1)
         assert [r.status for r in screen.rows] == ["done", "done"] + ["stopped"] * 4
         assert bar_text(screen).startswith("2/6 stopped")
-        progress = screen.query_one("#batch-progress")
+        progress = screen.query_one("#batch-progress", ProgressBar)
         assert (progress.progress, progress.total) == (2, 6)
 
         # re-run the first row: while it runs, its old completion is gone

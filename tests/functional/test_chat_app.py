@@ -17,6 +17,7 @@ from .pilot import (
     errors,
     loaded_app,
     notices,
+    reply_widget,
     send,
     started,
     wait_for,
@@ -117,7 +118,7 @@ async def test_tokens_stream_in_before_reply_finishes(tmp_path):
         await send(pilot, "Hi")
         assert app.chat_screen.generating
         lm.release(2)
-        reply = app.chat_screen.reply.widget
+        reply = reply_widget(app)
         await wait_for(pilot, lambda: reply.text == "Hello,")
         assert reply.has_class("-streaming")
         lm.release(10)
@@ -130,7 +131,7 @@ async def test_escape_stops_reply_and_keeps_partial(tmp_path):
     async with loaded_app(lm, tmp_path) as (app, pilot):
         await send(pilot, "Hi")
         lm.release(3)
-        reply = app.chat_screen.reply.widget
+        reply = reply_widget(app)
         await wait_for(pilot, lambda: reply.text == "Hello, world")
         await pilot.press("escape")
         await wait_idle(pilot)
@@ -149,7 +150,7 @@ async def test_ctrl_c_stops_reply_and_does_not_quit(tmp_path):
     async with loaded_app(lm, tmp_path) as (app, pilot):
         await send(pilot, "Hi")
         lm.release(1)
-        await wait_for(pilot, lambda: app.chat_screen.reply.widget.text == "Hello")
+        await wait_for(pilot, lambda: reply_widget(app).text == "Hello")
         await pilot.press("ctrl+c")
         await wait_idle(pilot)
         assert app.is_running
@@ -207,7 +208,7 @@ async def test_follows_bottom_until_user_scrolls_up(tmp_path):
     async with loaded_app(lm, tmp_path) as (app, pilot):
         await send(pilot, "go")
         lm.release(60)
-        await wait_for(pilot, lambda: app.chat_screen.reply.widget.text.count("line") == 60)
+        await wait_for(pilot, lambda: reply_widget(app).text.count("line") == 60)
         await pilot.pause()
         chat = app.chat_screen.chat
         assert chat.max_scroll_y > 0

@@ -39,6 +39,7 @@ async def test_real_load_through_swamla_load(tmp_path, test_tokenizer_dir):
         assert (
             "SWA" in app.chat_screen.status_bar.model and "MLA" in app.chat_screen.status_bar.model
         )
+        assert app.chat_screen.lm is not None
         assert (
             app.chat_screen.sidebar.slider("max_new_tokens").maximum
             == app.chat_screen.lm.max_length

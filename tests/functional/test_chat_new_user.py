@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 
+from rich.text import Text
 from textual.color import Color
 from textual.selection import Selection
+from textual.widgets._footer import FooterKey  # not exported by textual.widgets
 
 from swamla_tui.base.params import SamplingParams
 from swamla_tui.chat.session import ChatSession
@@ -89,7 +91,7 @@ async def test_chatml_model_gets_chatml_turns(tmp_path):
 async def test_copy_selection_last_reply_and_focused_message(tmp_path):
     app = make_app(FakeLM(), tmp_path)
     copied: list[str] = []
-    app.copy_to_clipboard = copied.append  # type: ignore[method-assign]
+    app.copy_to_clipboard = copied.append  # type: ignore[method-assign, assignment]
     async with started(app) as pilot:
         await pilot.press("ctrl+c")  # nothing selected: a hint, nothing copied
         assert copied == []
@@ -208,7 +210,7 @@ def test_header_line_names_checkpoint_training_and_tokenizer(tmp_path):
 
 async def test_header_shows_the_checkpoint(tmp_path):
     lm = FakeLM()
-    lm.card = lambda: {"source": "runs/a/tiny.pt", "step": "120", "tokenizer": "gpt2"}
+    lm.card = lambda: {"source": "runs/a/tiny.pt", "step": "120", "tokenizer": "gpt2"}  # type: ignore[method-assign]
     async with loaded_app(lm, tmp_path) as (app, pilot):
         assert app.sub_title == "tiny.pt · step 120 · tok gpt2"
 
@@ -218,7 +220,8 @@ async def test_markdown_toggle_is_remembered(tmp_path):
     async with loaded_app(lm, tmp_path) as (app, pilot):
         await ask(pilot, "hi")
         reply = [m for m in app.chat_screen.chat.messages() if m.role == "assistant"][-1]
-        assert "**bold**" in reply.render().plain  # raw text by default
+        raw = reply.render()
+        assert isinstance(raw, Text) and "**bold**" in raw.plain  # raw text by default
         await send(pilot, "/markdown")
         assert app.chat_screen.markdown and reply.markdown
         assert not hasattr(reply.render(), "plain")  # a Markdown group
@@ -248,7 +251,7 @@ async def test_80_columns_keep_the_gauge_and_the_sliders_key(tmp_path):
         await wait_for(pilot, lambda: bool(app.chat_screen.status_bar.context))
         line = "".join(seg.text for seg in app.chat_screen.status_bar.render_line(0))
         assert "ctx 0/512" in line
-        keys = {k.key: k for k in app.query("FooterKey")}
+        keys = {k.key: k for k in app.query("FooterKey").results(FooterKey)}
         sliders = keys["ctrl+b"]
         assert sliders.region.right <= 80 and sliders.region.width > 0
 

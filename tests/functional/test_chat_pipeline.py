@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
+
+from textual.worker import Worker
 
 import swamla_tui.ui.chat as chat_helpers
 from swamla_tui.ui.chat.reply import GROUP
@@ -15,7 +18,7 @@ from tests.support.fakes import FakeLM
 from .pilot import make_app, send, wait_for, wait_idle, wait_loaded
 
 
-def _reply_workers(screen: ChatScreen) -> list[object]:
+def _reply_workers(screen: ChatScreen) -> list[Worker[Any]]:
     return [w for w in screen.workers if w.group == GROUP and w.node is screen]
 
 

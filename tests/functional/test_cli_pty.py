@@ -14,6 +14,7 @@ import sys
 import termios
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,7 +72,7 @@ class Term:
         os.close(self.master)
 
 
-def _turns(data_dir: Path) -> list[dict]:
+def _turns(data_dir: Path) -> list[dict[str, Any]]:
     out = []
     for f in (data_dir / "transcripts").glob("*.jsonl"):
         for line in f.read_text(encoding="utf-8").splitlines():

@@ -10,6 +10,8 @@ import gc
 import json
 import threading
 
+from textual.coordinate import Coordinate
+
 from swamla_tui.chat.transcript import TranscriptStore
 from swamla_tui.ui.app import SwamlaApp
 from swamla_tui.ui.options import AppOptions
@@ -103,11 +105,12 @@ async def test_batch_view_shows_escapes_visibly(tmp_path):
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, BatchScreen))
         screen = app.screen
+        assert isinstance(screen, BatchScreen)
         await wait_for(pilot, lambda: not screen.running and screen.run.done == 2)
         await pilot.pause()
         assert raw_controls(app.export_screenshot()) == []
         table = screen.table
-        cells = [str(table.get_cell_at((r, c))) for r in range(2) for c in range(3)]
+        cells = [str(table.get_cell_at(Coordinate(r, c))) for r in range(2) for c in range(3)]
         assert all(raw_controls(c) == [] for c in cells)
         assert any("␛]52" in c for c in cells)
         await pilot.press("enter")
@@ -177,6 +180,7 @@ async def test_rust_panic_in_workers_is_a_notice(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, BatchScreen))
         screen = app.screen
+        assert isinstance(screen, BatchScreen)
         await wait_for(pilot, lambda: not screen.running and screen.run.total == 3)
         assert any("PanicException: tokenizer panicked" in t for t in notification_texts(app))
         assert screen.rows[0].completion == HOSTILE  # the finished row is kept

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from swamla_tui.chat.token_tree import alternatives
+from swamla_tui.chat.token_tree import ReplyTree, alternatives
+from swamla_tui.ui.app import SwamlaApp
+from swamla_tui.ui.widgets.chat_message import ChatMessage
 from swamla_tui.ui.widgets.token_details import TokenDetails
 from tests.support.fakes import FakeLM
 
@@ -16,8 +18,13 @@ def _details(app) -> str:
     return str(panel.render()) if panel.has_class("-shown") else ""
 
 
-def _reply(app):
+def _reply(app: SwamlaApp) -> ChatMessage:
     return app.chat_screen.turn_widgets[-1][1]
+
+
+def _tree(reply: ChatMessage) -> ReplyTree:
+    assert reply.reply_tree is not None, "the reply has no recorded probabilities"
+    return reply.reply_tree
 
 
 async def _probs_reply(pilot, app, text: str = "hi") -> None:
@@ -153,7 +160,7 @@ async def test_branch_regenerates_and_undo_restores(tmp_path):
         # alternatives at " world" (30%): " there" 35%, " world", " friend", ...
         await pilot.press("1")
         await wait_idle(pilot)
-        await wait_for(pilot, lambda: reply.reply_tree.current.parent is not None)
+        await wait_for(pilot, lambda: _tree(reply).current.parent is not None)
         stream = lm.streams[-1]
         assert stream.prompt == lm.streams[0].prompt  # same history and cue
         assert stream.prefix_ids == [lm.token_id(p) for p in (" Hello", ",", " there")]
@@ -164,7 +171,7 @@ async def test_branch_regenerates_and_undo_restores(tmp_path):
         # a branch of the branch, then back twice
         await pilot.press("f4", "down", "down", "enter")
         await wait_idle(pilot)
-        await wait_for(pilot, lambda: reply.reply_tree.depth == 2)
+        await wait_for(pilot, lambda: _tree(reply).depth == 2)
         second = app.chat_screen.conversation.turns[-1].assistant
         assert second != "Hello, there!"
         await send(pilot, "/undo")
@@ -240,7 +247,7 @@ async def test_branch_on_the_reference_model(fixture_lm, tmp_path):
         await wait_for(pilot, lambda: _reply(app).reply_tree is not None)
         reply = _reply(app)
         first = app.chat_screen.conversation.turns[-1]
-        tree = reply.reply_tree
+        tree = _tree(reply)
         assert "".join(reply.pieces) == first.assistant == reply.text
         await pilot.press("f4", "home", "right")
         index = reply.cursor

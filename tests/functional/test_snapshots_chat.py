@@ -11,7 +11,7 @@ from swamla_tui.base.errors import CheckpointError
 from swamla_tui.base.params import SamplingParams
 from tests.support.fakes import FakeLM
 
-from .pilot import SIZE, ask, make_app, send, wait_for, wait_idle, wait_loaded
+from .pilot import SIZE, ask, make_app, reply_widget, send, wait_for, wait_idle, wait_loaded
 
 
 def _steady(app) -> None:
@@ -49,7 +49,7 @@ def test_chat_stopped_reply_light_theme_snapshot(snap_compare, tmp_path):
         app.chat_screen.prompt_input.cursor_blink = False
         await send(pilot, "Tell me a story\nin two lines")
         lm.release(6)
-        await wait_for(pilot, lambda: app.chat_screen.reply.widget.text.endswith("that"))
+        await wait_for(pilot, lambda: reply_widget(app).text.endswith("that"))
         await pilot.press("escape")
         await wait_idle(pilot)
         app.chat_screen.sidebar.slider("top_k").focus()

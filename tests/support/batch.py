@@ -168,16 +168,29 @@ class BatchTestApp(App[None]):
 class FixedTimeLM:
     """The fixture model with every result's seconds fixed (stable snapshots)."""
 
-    def __init__(self, lm, seconds: float = 0.5) -> None:
+    def __init__(self, lm: Any, seconds: float = 0.5) -> None:
         self.lm = lm
         self.seconds = seconds
-        self.max_length = lm.max_length
+        self.max_length: int = lm.max_length
+
+    def encode(self, text: str) -> list[int]:
+        ids: list[int] = self.lm.encode(text)
+        return ids
 
     def default_batch_size(self) -> int:
         return 4
 
-    def generate_batch(self, texts, params, *, batch_size=None, stop=(), cancel=None):
+    def generate_batch(
+        self,
+        texts: Sequence[str],
+        params: SamplingParams | None = None,
+        **options: Unpack[BatchOptions],
+    ) -> Iterator[Outcome]:
         for res in self.lm.generate_batch(
-            texts, params, batch_size=batch_size, stop=stop, cancel=cancel
+            texts,
+            params,
+            batch_size=options.get("batch_size"),
+            stop=options.get("stop", ()),
+            cancel=options.get("cancel"),
         ):
             yield replace(res, seconds=self.seconds)

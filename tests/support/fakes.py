@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from swamla_tui.base.params import SamplingParams, StreamOptions
 from swamla_tui.base.stops import cut_at_stop, held_back
+from swamla_tui.chat.template import ChatFormat
 from swamla_tui.chat.token_tree import Step
 from swamla_tui.protocols import BatchRecord
 
@@ -199,6 +200,8 @@ class FakeLM:
         self.streams: list[FakeStream] = []
         self.prompts: list[str] = []
         self.vocab = list(dict.fromkeys([*self.pieces, *ALT_PIECES]))
+        # None: the plain format; a test sets one as `FormattedModel` carries it
+        self.chat_format: ChatFormat | None = None
 
     def release(self, n: int = 1) -> None:
         for _ in range(n):

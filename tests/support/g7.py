@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
@@ -17,7 +17,16 @@ G7_CKPT = G7_DIR / "checkpoint_base_1_00B_step7629.pt"
 G7_EXPECTED = G7_DIR / "checkpoint_base_1_00B_step7629.expected.pt"
 G7_TOKENIZER = G7_DIR / "tok384"
 TOL = 1e-4
-GREEDY = {"temperature": 0.0, "top_k": 1, "top_p": 1.0, "repetition_penalty": 1.0}
+
+
+class Greedy(TypedDict):
+    temperature: float
+    top_k: int
+    top_p: float
+    repetition_penalty: float
+
+
+GREEDY: Greedy = {"temperature": 0.0, "top_k": 1, "top_p": 1.0, "repetition_penalty": 1.0}
 
 
 @lru_cache(maxsize=1)
@@ -46,6 +55,7 @@ def g7_variant_config(name: str) -> Any:
         DeltaNetConfig,
         EngramConfig,
         FoPEConfig,
+        LayerKind,
         ModelConfig,
         MoEConfig,
     )
@@ -55,7 +65,7 @@ def g7_variant_config(name: str) -> Any:
     moe = MoEConfig(
         latent=True, n_experts=12, top_k=3, n_shared=1, shared_dim=32, expert_dim=8, width=12
     )
-    kinds = ["deltanet", "deltanet", "mla", "deltanet", "deltanet", "mla"]
+    kinds: list[LayerKind] = ["deltanet", "deltanet", "mla", "deltanet", "deltanet", "mla"]
     cfg = ModelConfig(
         n_layer=6, n_embd=c, n_head=heads, n_kv_head=heads, vocab_size=384, block_size=96,
         layer_kinds=kinds, kv_lora_rank=20, qk_nope_head_dim=8, qk_rope_head_dim=20,

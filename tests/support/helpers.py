@@ -7,7 +7,14 @@ import subprocess
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from swamla_tui.model.transformer import SWAMLA
+
+    M = TypeVar("M", bound=nn.Module)
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -47,6 +54,14 @@ def _tokenizer_json() -> str:
     )
     tok.train_from_iterator([_CORPUS] * 20, trainer=trainer)
     return tok.to_str()
+
+
+def layer(model: SWAMLA, i: int, kind: type[M]) -> M:
+    """Block `i` of `model` as its class: `transformer.h` is an `nn.ModuleList`, whose items
+    the type checker sees as plain modules."""
+    blk = model.transformer.h[i]
+    assert isinstance(blk, kind), f"layer {i} is a {type(blk).__name__}, not a {kind.__name__}"
+    return blk
 
 
 def make_test_tokenizer(folder: Path) -> Path:
@@ -330,7 +345,13 @@ V2_VARIANTS = (
 
 def v2_variant_config(name: str):
     """Small synthetic configs for the variants the v2 fixture lacks (C 48, 5 heads: P 45)."""
-    from swamla_tui.model.config import DeltaNetConfig, EngramConfig, ModelConfig, MoEConfig
+    from swamla_tui.model.config import (
+        DeltaNetConfig,
+        EngramConfig,
+        LayerKind,
+        ModelConfig,
+        MoEConfig,
+    )
 
     c, heads = 48, 5
     dn = DeltaNetConfig(n_head=heads, head_dim=c // heads, conv_kernel=4)
@@ -340,7 +361,7 @@ def v2_variant_config(name: str):
     standard = MoEConfig(
         latent=False, n_experts=6, top_k=2, n_shared=2, shared_dim=24, expert_dim=16, width=c
     )
-    kinds = ["deltanet", "deltanet", "mla", "deltanet", "deltanet", "mla"]
+    kinds: list[LayerKind] = ["deltanet", "deltanet", "mla", "deltanet", "deltanet", "mla"]
     cfg = ModelConfig(
         n_layer=6, n_embd=c, n_head=heads, n_kv_head=heads, vocab_size=384, block_size=96,
         layer_kinds=kinds, kv_lora_rank=20, qk_nope_head_dim=8, qk_rope_head_dim=6,

@@ -222,7 +222,7 @@ def _refusal(tmp_path, kind: str, read) -> str:
     marker = tmp_path / "pwned"
     p = tmp_path / "evil.pt"
     _write_evil(kind, p, marker)
-    msg = read(p, UnsafeCheckpointError)
+    msg: str = read(p, UnsafeCheckpointError)
     assert _evil_names(msg), msg
     assert not marker.exists(), "the pickle ran a command"
     return msg

@@ -77,7 +77,9 @@ def test_order_and_cancel_stop_before_the_next_chunk():
         if isinstance(event, PromptFinished):
             cancel.set()
     assert [texts for texts, _ in lm.calls] == [["e"]]
-    assert seen == [ChunkStarted((4,)), PromptFinished(4, seen[1].outcome)]
+    finished = seen[1]
+    assert isinstance(finished, PromptFinished)
+    assert seen == [ChunkStarted((4,)), PromptFinished(4, finished.outcome)]
 
 
 def test_model_errors_propagate():

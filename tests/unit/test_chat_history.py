@@ -8,6 +8,7 @@ as the window, the old budget (window - max_new_tokens) left no room for any his
 from __future__ import annotations
 
 import threading
+from typing import cast
 
 import pytest
 
@@ -216,7 +217,8 @@ def test_chatml_batch_prompts_are_one_turn_conversations():
 
 def test_chatml_batch_keeps_why_a_row_failed():
     lm = FormattedModel(RecordingBatch(), CHATML, "flag", None)  # type: ignore[arg-type]
-    ok, bad = lm.generate_batch(["fine", "BAD one"])
+    # the fake's records carry `error`, which the `BatchOutcome` protocol does not declare
+    ok, bad = cast("list[Outcome]", list(lm.generate_batch(["fine", "BAD one"])))
     assert (ok.finish_reason, ok.error) == ("stop", "")
     assert (bad.prompt, bad.finish_reason) == ("BAD one", "error")
     assert bad.error == "token id 999 is beyond it"

@@ -27,7 +27,7 @@ def no_app(monkeypatch):
 
 
 def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
+    err: str = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert lines[0].startswith("swamla-tui: error: ")
@@ -90,10 +90,15 @@ def test_info_without_a_tokenizer_reads_the_checkpoint_once(capsys, monkeypatch)
     """Exit 0 and "tokenizer  not found"; no progress chatter when stderr is not a
     terminal (capsys is not), and the checkpoint is read once."""
     import swamla_tui.runtime.load as loaded
+    from swamla_tui.checkpoint.reader import read_checkpoint_mapped as real
 
     reads: list[str] = []
-    real = loaded.read_checkpoint_mapped
-    monkeypatch.setattr(loaded, "read_checkpoint_mapped", lambda p: reads.append(str(p)) or real(p))
+
+    def counted(p):
+        reads.append(str(p))
+        return real(p)
+
+    monkeypatch.setattr(loaded, "read_checkpoint_mapped", counted)
     assert main(["--info", "--checkpoint", str(FIXTURE_CKPT), "--tokenizer", "no-such-tok"]) == 0
     out, err = capsys.readouterr()
     assert len(reads) == 1

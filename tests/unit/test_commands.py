@@ -332,7 +332,7 @@ def test_commands_metadata() -> None:
             assert spec.param in fields
     assert lookup("temp") is lookup("/TEMPERATURE")
     assert lookup("nope") is None
-    assert lookup("batch") is not None and lookup("batch").usage == "/batch <file>"
+    assert (batch := lookup("batch")) is not None and batch.usage == "/batch <file>"
 
 
 def test_every_command_parses_without_arguments_or_explains() -> None:

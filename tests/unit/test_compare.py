@@ -14,11 +14,12 @@ from swamla_tui.base.params import SamplingParams
 from swamla_tui.batch.compare import (
     COMPARE_FIELDS,
     CompareError,
+    Side,
     check_compatible,
     compare_rows,
     run_compare,
 )
-from swamla_tui.batch.job import BatchJob
+from swamla_tui.batch.job import BatchJob, PromptFinished
 from swamla_tui.batch.results import render_results
 from swamla_tui.cli.main import main
 from swamla_tui.headless.compare import run_headless_compare
@@ -28,7 +29,11 @@ from tests.support.helpers import FIXTURE_CKPT
 PROMPTS = ["Hello there", "Once upon a time", "The quick brown fox", "What is a list?", "Hi"]
 
 
-def _model(vocab: int, encode=lambda t: [ord(c) for c in t]) -> SimpleNamespace:
+def _ords(text: str) -> list[int]:
+    return [ord(c) for c in text]
+
+
+def _model(vocab: int, encode=_ords) -> SimpleNamespace:
     return SimpleNamespace(config=SimpleNamespace(vocab_size=vocab), encode=encode)
 
 
@@ -56,7 +61,7 @@ def test_same_seed_gives_each_model_the_same_settings(fixture_lm):
         fixture_lm, fixture_lm, PROMPTS, params=params, batch_size=2, cancel=threading.Event()
     ):
         sides.append(side)
-        if hasattr(event, "outcome"):
+        if isinstance(event, PromptFinished):
             rows[event.index].side(side).apply(event.outcome)
     assert all(r.has_result for r in rows)
     # the same model with the same seed and settings: the same completions on both sides
@@ -69,7 +74,8 @@ def test_same_seed_gives_each_model_the_same_settings(fixture_lm):
 def test_records_and_exports_have_both_columns(fixture_lm):
     rows = compare_rows(["p1", "p|2"])
     for r, (ca, cb) in zip(rows, [("x", "y"), ("line\nbreak", "z")], strict=True):
-        for side, text in (("a", ca), ("b", cb)):
+        pairs: list[tuple[Side, str]] = [("a", ca), ("b", cb)]
+        for side, text in pairs:
             r.side(side).apply(
                 SimpleNamespace(
                     completion=text,

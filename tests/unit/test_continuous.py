@@ -5,15 +5,19 @@ fixture (DeltaNet + MoE) and synthetic v2 models (Engram; G3 flash SWA)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator, Sequence
 from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import swamla_tui
+from swamla_tui.base.params import BatchOptions, SamplingParams
 from swamla_tui.batch.job import ChunkStarted, PromptFinished, run_chunks
 from swamla_tui.engine.batch_run import run_batch
 from swamla_tui.engine.continuous import ContinuousBatch, Queued
 from swamla_tui.engine.core import Engine
+from swamla_tui.protocols import BatchOutcome
 from tests.support.continuous import (
     GREEDY,
     SEEDED,
@@ -23,6 +27,9 @@ from tests.support.continuous import (
     mixed_prompts,
     synthetic_v2,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 from tests.support.helpers import FIXTURE_CKPT, V2_CKPT
 
 # mixed prompt lengths and token budgets: rows finish at different steps and get reused
@@ -144,18 +151,25 @@ class _Recorder:
     continuous_batching = True
     max_length = 128
 
-    def __init__(self, lm) -> None:
+    def __init__(self, lm: Any) -> None:
         self.lm = lm
-        self.calls: list[tuple[int, int]] = []
+        self.calls: list[tuple[int, int | None]] = []
         self.temps: list[float] = []
 
-    def encode(self, text):
-        return self.lm.encode(text)
+    def encode(self, text: str) -> list[int]:
+        ids: list[int] = self.lm.encode(text)
+        return ids
 
-    def default_batch_size(self):
+    def default_batch_size(self) -> int:
         return 2
 
-    def generate_batch(self, texts, params, *, batch_size=None, stop=(), cancel=None):
+    def generate_batch(
+        self,
+        texts: Sequence[str],
+        params: SamplingParams | None = None,
+        **options: Unpack[BatchOptions],
+    ) -> Iterator[BatchOutcome]:
+        batch_size, cancel = options.get("batch_size"), options.get("cancel")
         self.calls.append((len(texts), batch_size))
         yield from self.lm.generate_batch(texts, params, batch_size=batch_size, cancel=cancel)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -12,7 +13,6 @@ from hypothesis import strategies as st
 
 from swamla_tui.base.errors import SwamlaError
 from swamla_tui.base.paths import DATA_DIR_ENV, data_dir
-from swamla_tui.chat import transcript as conv_mod
 from swamla_tui.chat.conversation import (
     STOP_STRINGS,
     Conversation,
@@ -247,7 +247,7 @@ def test_to_json_round_trip() -> None:
 
 
 @pytest.mark.parametrize("bad", [{}, {"turns": [{"user": "x"}]}, {"turns": 5}, {"turns": [1]}])
-def test_from_dict_rejects_malformed(bad: dict) -> None:
+def test_from_dict_rejects_malformed(bad: dict[str, Any]) -> None:
     with pytest.raises(SwamlaError):
         Conversation.from_dict(bad)
 
@@ -288,7 +288,7 @@ def test_data_dir_default_uses_platformdirs(monkeypatch: pytest.MonkeyPatch) -> 
 # -- transcripts ------------------------------------------------------------------------
 
 
-def read_lines(path: Path) -> list[dict]:
+def read_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
@@ -328,7 +328,7 @@ def test_transcript_fsyncs_every_write(tmp_path: Path, monkeypatch: pytest.Monke
         calls.append(fd)
         real(fd)
 
-    monkeypatch.setattr(conv_mod.os, "fsync", spy)
+    monkeypatch.setattr(os, "fsync", spy)  # the `os` module the transcript writer uses
     transcript = TranscriptStore(tmp_path).new()
     transcript.append_turn(Turn("a", "b"))
     first = len(calls)

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.skipif(
 
 @lru_cache(maxsize=1)
 def _ckpt() -> dict[str, Any]:
-    return torch.load(DEMO_CHECKPOINT, map_location="cpu", weights_only=True)
+    ckpt: dict[str, Any] = torch.load(DEMO_CHECKPOINT, map_location="cpu", weights_only=True)
+    return ckpt
 
 
 def _tokenizer(monkeypatch: pytest.MonkeyPatch) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -87,11 +88,13 @@ def test_rank_worker_hands_over_final_rows_and_its_failure() -> None:
     from swamla_tui.base.params import SamplingParams
     from swamla_tui.batch.job import BatchJob
     from swamla_tui.headless.distributed import _Worker
+    from swamla_tui.protocols import Model
     from tests.support.batch import EchoBatchLM
 
+    # a rank's worker only runs batches: the batch-only fake stands in for the whole model
     prompts = ["a", "b BAD", "c", "d", "e"]
     job = BatchJob(prompts, SamplingParams(temperature=0.0))
-    worker = _Worker(EchoBatchLM(), job, [0, 1, 3], batch_size=2)
+    worker = _Worker(cast(Model, EchoBatchLM()), job, [0, 1, 3], batch_size=2)
     worker.start()
     got: list[dict[str, object]] = []
     while not (worker.done.is_set() and worker.results.empty()):
@@ -103,7 +106,7 @@ def test_rank_worker_hands_over_final_rows_and_its_failure() -> None:
     def boom(count: int) -> None:
         raise RuntimeError("CUDA out of memory")
 
-    failing = _Worker(EchoBatchLM(boom), job, [2, 4], batch_size=1)
+    failing = _Worker(cast(Model, EchoBatchLM(boom)), job, [2, 4], batch_size=1)
     failing.start()
     assert failing.done.wait(10)
     assert failing.error == "RuntimeError: CUDA out of memory"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -11,7 +13,7 @@ from swamla_tui.model.transformer import SWAMLA
 from tests.support.helpers import random_init_
 
 
-def _dyt_model() -> tuple[SWAMLA, dict]:
+def _dyt_model() -> tuple[SWAMLA, dict[str, Any]]:
     cfg = ModelConfig(
         n_layer=3, n_embd=32, n_head=4, n_kv_head=4, vocab_size=101, block_size=48,
         layer_kinds=["swa", "swa", "mla"], kv_lora_rank=12, qk_nope_head_dim=8,

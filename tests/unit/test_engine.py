@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 import torch
@@ -11,7 +12,8 @@ from swamla_tui.base.params import SamplingParams
 from swamla_tui.engine.decode_loop import Generation
 from swamla_tui.engine.decoder import BatchDecoder
 from swamla_tui.engine.sampling import apply_repetition_penalty, sample, top_k_filter, top_p_filter
-from tests.support.helpers import FIXTURE_CKPT, FIXTURE_EXPECTED, TEST_DEVICE
+from swamla_tui.model.swa import SWABlock
+from tests.support.helpers import FIXTURE_CKPT, FIXTURE_EXPECTED, TEST_DEVICE, layer
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +234,7 @@ def test_top_p_matches_direct_computation():
 def test_sample_greedy_and_distribution():
     logits = torch.tensor([[0.0, 1.0, 0.5]])
     seen = torch.zeros(1, 3, dtype=torch.bool)
-    kw = dict(top_k=0, top_p=1.0, repetition_penalty=1.0)
+    kw: dict[str, Any] = dict(top_k=0, top_p=1.0, repetition_penalty=1.0)
     assert sample(logits, seen, temperature=0, **kw).item() == 1
     g = torch.Generator().manual_seed(0)
     draws = torch.stack(
@@ -272,6 +274,7 @@ def test_cuda_graph_step_matches_full_forward(expected):
                 dec._graph_fresh = True
                 nxt = dec.advance(step, SamplingParams(temperature=0), None)
                 assert nxt is not None and dec.graph is not None and dec.graph.graph is not None
+                assert dec.graph.last_logits is not None
                 lg = dec.graph.last_logits.float().cpu()
                 errs.append((lg[0] - ref[0, 10 + s]).abs().max())
                 errs.append((lg[1] - ref[1, 4 + s]).abs().max())
@@ -286,7 +289,7 @@ def test_graph_loop_logic_on_cpu_matches_eager(lm, expected):
 
     for mode in ("full", "window"):
         m = swamla_tui.load(FIXTURE_CKPT, tokenizer=False, swa_attention=mode).model
-        pool_state = {}
+        pool_state: dict[tuple[int, int], tuple[Any, GraphLoop]] = {}
 
         def pool(b, size, pad, m=m, pool_state=pool_state):
             key = (b, pad)
@@ -348,7 +351,7 @@ def test_cpu_decode_layout_keeps_the_logits(expected):
     import swamla_tui
 
     lm = swamla_tui.load(FIXTURE_CKPT, tokenizer=False)  # CPU: layout applied by load()
-    wq = lm.model.transformer.h[0].attn.q_proj.weight
+    wq = layer(lm.model, 0, SWABlock).attn.q_proj.weight
     assert wq.stride() == (1, wq.shape[0])  # column-major
     assert lm.model.lm_head.weight is lm.model.transformer.wte.weight  # still tied
     err = (lm.logits(expected["input_ids"]) - expected["logits"]).abs().max()

@@ -171,7 +171,7 @@ def test_render_unknown_format() -> None:
         render_results(RESULTS, "xml")
 
 
-text_st = st.text(alphabet=st.characters(blacklist_categories=("Cs",)))
+text_st = st.text(alphabet=st.characters(exclude_categories=["Cs"]))
 
 
 @settings(max_examples=60, deadline=None)

@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -25,10 +26,11 @@ from swamla_tui.runtime.hf_export import (
 from tests.support.helpers import FIXTURE_CKPT, FIXTURE_EXPECTED, ROOT
 
 
-def _header(path: Path) -> dict:
+def _header(path: Path) -> dict[str, Any]:
     raw = path.read_bytes()
     (n,) = struct.unpack("<Q", raw[:8])
-    return json.loads(raw[8 : 8 + n])
+    header: dict[str, Any] = json.loads(raw[8 : 8 + n])
+    return header
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +39,9 @@ def exported(fixture_lm, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def expected() -> dict:
-    return torch.load(FIXTURE_EXPECTED, weights_only=True)
+def expected() -> dict[str, Any]:
+    tensors: dict[str, Any] = torch.load(FIXTURE_EXPECTED, weights_only=True)
+    return tensors
 
 
 def test_folder_contents_and_config(fixture_lm, exported):
@@ -120,7 +123,7 @@ def test_reexport_replaces_and_other_folders_are_refused(fixture_lm, tmp_path):
 
 def test_load_exported_bad_folders_are_one_line(exported, tmp_path):
     def broken(name: str) -> Path:
-        d = tmp_path / name
+        d: Path = tmp_path / name
         shutil.copytree(exported, d)
         return d
 

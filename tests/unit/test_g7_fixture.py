@@ -14,6 +14,7 @@ import torch
 
 import swamla_tui
 from swamla_tui.base.params import SamplingParams
+from swamla_tui.batch.job import PromptFinished
 from swamla_tui.engine.decoder import BatchDecoder
 from tests.support.continuous import alone, continuous, mixed_prompts
 from tests.support.g7 import G7_CKPT, GREEDY, TOL, expected, upto_first_eos
@@ -189,7 +190,7 @@ def test_ab_trained_against_ema_runs_both_sides(lm, lm_ema):
     for side, event in run_compare(
         lm, lm_ema, prompts, params=params, batch_size=2, cancel=threading.Event()
     ):
-        if hasattr(event, "outcome"):
+        if isinstance(event, PromptFinished):
             got[(side, event.index)] = event.outcome.completion
     for side, model in (("a", lm), ("b", lm_ema)):
         own = {r.index: r.completion for r in model.generate_batch(prompts, params)}

@@ -23,6 +23,8 @@ from swamla_tui.base.errors import CheckpointError
 from swamla_tui.engine.decoder import BatchDecoder
 from swamla_tui.model.config import FoPEConfig
 from swamla_tui.model.g7 import FoPE, split_fused_deltanet
+from swamla_tui.model.mla import MLABlock
+from swamla_tui.model.transformer import SWAMLA
 from swamla_tui.ui.model_header import header_line
 from tests.support.g7 import (
     G7_CKPT,
@@ -34,6 +36,7 @@ from tests.support.g7 import (
     trainer_state_dict,
     write_g7,
 )
+from tests.support.helpers import layer
 
 
 def _ids(vocab: int, b: int = 2, t: int = 40, seed: int = 1) -> torch.Tensor:
@@ -41,7 +44,7 @@ def _ids(vocab: int, b: int = 2, t: int = 40, seed: int = 1) -> torch.Tensor:
 
 
 @cache
-def _built(name: str, folder: str) -> tuple[object, Path]:
+def _built(name: str, folder: str) -> tuple[SWAMLA, Path]:
     model = build_g7(name)
     if name == "bf16_whole":  # what the file holds: bf16-rounded values
         with torch.no_grad():
@@ -60,6 +63,7 @@ def variant(request, tmp_path_factory):
     model, path = _built(name, str(tmp_path_factory.mktemp(name)))
     lm = swamla_tui.load(path)
     if model.cfg.engram is not None:  # the same token map on both sides
+        assert lm.model.engram_map is not None
         model.set_token_mapping(lm.model.engram_map)
     return name, model, lm
 
@@ -109,7 +113,7 @@ def test_yarn_factor_is_the_only_yarn_effect(tmp_path):
     f = 0.1 * math.log(4.0) + 1.0
     assert lm.config.attn_factor == pytest.approx(f)
     for i in (2, 5):
-        attn = lm.model.transformer.h[i].attn
+        attn = layer(lm.model, i, MLABlock).attn
         assert attn.scale == pytest.approx((8 + 20) ** -0.5 * f)
     assert lm.card()["YaRN"].startswith("softmax factor 1.139")
     # YaRN off in the config: same weights, another function
@@ -123,7 +127,7 @@ def test_mla_scale_and_value_embeddings_against_a_direct_computation(tmp_path):
     """One MLA layer (YaRN factor, FoPE, value embeddings) computed from its weights here."""
     _, path = _built("yarn_fused_shared_latent", str(tmp_path / "y"))
     lm = swamla_tui.load(path)
-    blk = lm.model.transformer.h[2]
+    blk = layer(lm.model, 2, MLABlock)
     a = blk.attn
     b, t, h, dn, dr, dv = 1, 7, 5, 8, 20, 6
     x = torch.randn(b, t, 48, generator=torch.Generator().manual_seed(4))
@@ -131,6 +135,7 @@ def test_mla_scale_and_value_embeddings_against_a_direct_computation(tmp_path):
     pos = torch.arange(t)[None]
     with torch.inference_mode():
         got = a(x, blk.rope_for(lm.model.rope_mla[None, :t], pos), ids)
+        assert a.rope is not None
         cs = a.rope.table(pos)  # checked against the spec's loops below
         q = (x @ a.wq.weight.T).view(b, t, h, dn + dr)
         kv_a = x @ a.wkv_a.weight.T
@@ -367,6 +372,7 @@ def test_engram_hash_terms(g7, sizes, terms):
     with torch.no_grad():
         e.embeddings.hash_seeds.copy_(torch.randint(1, 2**40, (4, 2), generator=g))
         for tab in e.embeddings.tables.values():
+            assert isinstance(tab, torch.nn.Embedding)
             tab.weight.copy_(torch.randn(tab.weight.shape, generator=g))
     c = torch.randint(0, 50, (1, 3 + 6), generator=g)  # 3 history ids, then 6 tokens
     got = e.memory(c, 6)
@@ -376,5 +382,7 @@ def test_engram_hash_terms(g7, sizes, terms):
             h = 0
             for i in range(terms):
                 h ^= int(c[0, t + i]) * int(s[i, kh])
-            row = e.embeddings.tables[f"n4_h{kh}"].weight[h % sizes[kh]]
+            table = e.embeddings.tables[f"n4_h{kh}"]
+            assert isinstance(table, torch.nn.Embedding)
+            row = table.weight[h % sizes[kh]]
             assert torch.equal(got[0, t, kh * 3 : kh * 3 + 3], row)

@@ -13,7 +13,8 @@ from swamla_tui.base.params import SamplingParams
 from swamla_tui.base.stops import StopText, first_stop
 from swamla_tui.engine.options import EngineOptions
 from swamla_tui.engine.text import TextCodec
-from tests.support.helpers import FIXTURE_CKPT
+from swamla_tui.model.swa import SWABlock
+from tests.support.helpers import FIXTURE_CKPT, layer
 from tests.support.hostile import PanickingTokenizer
 
 
@@ -85,7 +86,7 @@ def test_keyboard_interrupt_is_not_swallowed():
 
 # ------------------------------------------------------------------ 14. vocabulary sizes
 def test_prompt_ids_outside_the_model_vocabulary(lm_with, fixture_lm):
-    v = fixture_lm.config.vocab_size
+    v: int = fixture_lm.config.vocab_size
 
     class Big(PanickingTokenizer):
         def encode(self, text: str, **kw: object) -> list[int]:
@@ -132,10 +133,10 @@ def test_engine_options_from_env_is_the_one_reader():
 
 def test_engine_options_reach_the_model():
     rows = swamla_tui.load(FIXTURE_CKPT, tokenizer=False, engine=EngineOptions(cpu_layout=False))
-    w = rows.model.transformer.h[0].attn.q_proj.weight
+    w = layer(rows.model, 0, SWABlock).attn.q_proj.weight
     assert w.is_contiguous()  # row-major: the layout option was honoured
     cols = swamla_tui.load(FIXTURE_CKPT, tokenizer=False, engine=EngineOptions(cpu_layout=True))
-    w2 = cols.model.transformer.h[0].attn.q_proj.weight
+    w2 = layer(cols.model, 0, SWABlock).attn.q_proj.weight
     assert w2.stride() == (1, w2.shape[0])
     assert torch.equal(w, w2)
     assert rows.engine_options.cpu_layout is False and rows.engine.pool.graphs is False

@@ -99,7 +99,8 @@ def test_page_release_stays_inside_the_storage(tmp_path, monkeypatch):
     f = tmp_path / "weights.bin"
     f.write_bytes(b"\0" * (64 * 4096))
     store = torch.UntypedStorage.from_file(str(f), False, 64 * 4096)
-    base = torch.empty(0, dtype=torch.float32).set_(store)  # 65536 floats
+    # torch's stub types `from_file` as returning any storage; it returns an UntypedStorage
+    base = torch.empty(0, dtype=torch.float32).set_(store)  # type: ignore[arg-type]  # 65536 floats
     view = base.as_strided((4_000_000, 64), (0, 1), 4096)  # claims 1 GB, reads 256 bytes
     calls: list[tuple[int, int]] = []
 

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -59,7 +60,7 @@ def run_cli(test_tokenizer_dir, *args: object) -> int:
     return main(batch_argv(test_tokenizer_dir, *args))
 
 
-def read_jsonl(path) -> list[dict]:
+def read_jsonl(path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text("utf-8").splitlines()]
 
 

@@ -28,7 +28,8 @@ def test_alternatives_sampling_first_then_raw():
     )
     alts = alternatives(s, 4)
     assert [a.token for a in alts] == [7, 8, 9, 3]
-    assert alts[0] == Alternative(7, pytest.approx(0.5), pytest.approx(0.3))
+    # approx objects in place of the floats: the dataclass equality compares them field by field
+    assert alts[0] == Alternative(7, pytest.approx(0.5), pytest.approx(0.3))  # type: ignore[arg-type]
     assert alts[2].raw_prob is None  # 9 is not among the raw top
     assert alts[3].prob == 0.0  # 3 is outside the sampling distribution's recorded top
 

@@ -19,6 +19,8 @@ import swamla_tui
 from swamla_tui.base.errors import CheckpointError, SwamlaError
 from swamla_tui.checkpoint.reader import read_checkpoint
 from swamla_tui.model.config import ModelConfig
+from swamla_tui.model.layers import DynamicTanh
+from swamla_tui.model.mla import MLABlock
 from swamla_tui.model.transformer import SWAMLA
 from tests.support.helpers import (
     FIXTURE_CKPT,
@@ -28,6 +30,7 @@ from tests.support.helpers import (
     fixture_expected,
     fixture_max_diff,
     fixture_state_dict,
+    layer,
     run_python,
 )
 
@@ -40,7 +43,9 @@ def _assert_reference(lm: Any, tol: float = TOL) -> None:
     assert d <= tol, f"max abs diff {d} > {tol}"
 
 
-def _hub_bin(sd: dict[str, torch.Tensor], total_tokens: int = 500_000, **extra: Any) -> dict:
+def _hub_bin(
+    sd: dict[str, torch.Tensor], total_tokens: int = 500_000, **extra: Any
+) -> dict[str, Any]:
     return {
         "model_state_dict": sd,
         "config": fixture_args(),
@@ -218,7 +223,7 @@ def test_local_folder_flat_hub_layout(tmp_path, test_tokenizer_dir):
     assert lm.meta["total_tokens"] == 500_000
 
 
-def _multi_folder(root: Path, tok: Path | None) -> dict[str, torch.Tensor]:
+def _multi_folder(root: Path, tok: Path | None) -> dict[str, int]:
     """Three uploads: 500k, 2M (the latest) and 1.5M tokens; each with a tagged tensor."""
     sds = {}
     for name, tokens in (
@@ -359,7 +364,9 @@ def test_synthetic_dyt_alpha_shape_from_checkpoint(tmp_path):
     """DyT alpha stored as a [1] parameter (the usual DyT) loads; the layout is checked."""
     cfg, args = _synthetic_cfg()
     model = SWAMLA(cfg)
-    assert tuple(model.transformer.ln_f.alpha.shape) == (1,)
+    ln_f = model.transformer.ln_f
+    assert isinstance(ln_f, DynamicTanh)
+    assert tuple(ln_f.alpha.shape) == (1,)
     sd = dict(model.state_dict())
     # a per-channel alpha ([C]) is a different DyT variant: refused with a clear one-line error
     sd["transformer.ln_f.alpha"] = torch.full((cfg.n_embd,), 0.5)
@@ -452,7 +459,7 @@ def test_cuda_without_cuda_falls_back_to_cpu(monkeypatch):
 def test_dtype_strings(spec, want):
     lm = swamla_tui.load(FIXTURE_CKPT, tokenizer=False, dtype=spec)
     assert lm.dtype == want
-    assert lm.model.transformer.h[2].attn.wkv_b.weight.dtype == want
+    assert layer(lm.model, 2, MLABlock).attn.wkv_b.weight.dtype == want
 
 
 @pytest.mark.parametrize("spec", ["int8", "float64", "fp8", "", torch.int8, torch.float64])
@@ -491,7 +498,7 @@ def test_checkpoint_overwritten_in_place_after_load(tmp_path):
 
 
 def test_hub_file_progress_reports_counts():
-    from swamla_tui.checkpoint.reader import file_progress
+    from swamla_tui.checkpoint.sources import file_progress
 
     lines: list[str] = []
     cls = file_progress(lines.append, "Downloading user/repo/ck")

@@ -31,7 +31,8 @@ def _by_hand(logits: torch.Tensor, seen: set[int], p: SamplingParams) -> torch.T
 
 
 def _full_logits(lm, ids: list[int]) -> torch.Tensor:
-    return lm.logits(torch.tensor([ids]))[0].float()  # [T, V]
+    logits: torch.Tensor = lm.logits(torch.tensor([ids]))[0].float()  # [T, V]
+    return logits
 
 
 def test_off_by_default(fixture_lm):

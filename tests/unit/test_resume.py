@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,7 +40,7 @@ def record(i: int, prompt: str | None = None, reason: str = "length") -> dict[st
     return {"index": i, "prompt": p, "completion": p[::-1], "finish_reason": reason}
 
 
-def job(output: Path | None, prompts: list[str] = PROMPTS, **kw: object) -> BatchJob:
+def job(output: Path | None, prompts: list[str] = PROMPTS, **kw: Any) -> BatchJob:
     return BatchJob(list(prompts), SamplingParams(temperature=0.0), output=str(output), **kw)
 
 

@@ -4,6 +4,7 @@ changes and the one line it answers."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import pytest
 
@@ -11,8 +12,14 @@ from swamla_tui.base.params import SamplingParams
 from swamla_tui.chat.commands.table import COMMANDS
 from swamla_tui.chat.session import ChatSession
 from swamla_tui.chat.transcript import TranscriptStore
+from swamla_tui.protocols import Model
 from swamla_tui.ui.chat.slash import SlashCommands
 from tests.support.fakes import FakeLM
+
+
+def chat_only_lm() -> Model | None:
+    """The commands use only the chat half of `Model`; the chat fake has no batch half."""
+    return cast(Model, FakeLM())
 
 
 @dataclass
@@ -20,7 +27,7 @@ class FakePort:
     """The chat as the commands see it; records what they asked for."""
 
     session: ChatSession
-    lm: FakeLM | None = field(default_factory=FakeLM)
+    lm: Model | None = field(default_factory=chat_only_lm)
     load_failed: str | None = None
     params: SamplingParams = field(default_factory=SamplingParams)
     markdown: bool = False

@@ -6,7 +6,7 @@ import threading
 
 from swamla_tui.base.params import SamplingParams
 from swamla_tui.engine.stream import _held_back
-from swamla_tui.runtime.tokenizer import IncrementalDecoder
+from swamla_tui.engine.text import IncrementalDecoder
 
 
 def test_held_back_prefixes():

@@ -10,6 +10,7 @@ import json
 import shutil
 import sys
 import weakref
+from typing import Any
 
 import pytest
 
@@ -159,7 +160,7 @@ def test_one_at_a_time_resumable_and_failures_skipped(fixture_lm, fixture_lm_b, 
     cands = _fake_run(tmp_path)
     f = tmp_path / "t.txt"
     f.write_text(TEXT, encoding="utf-8")
-    alive: list[weakref.ref] = []
+    alive: list[weakref.ref[Any]] = []
     calls: list[str] = []
 
     def loader_of(path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from tests.support.helpers import V2_CKPT
 
 
 @lru_cache(maxsize=1)
-def _ck() -> dict:
+def _ck() -> dict[str, Any]:
     return read_checkpoint(V2_CKPT)
 
 

@@ -24,7 +24,8 @@ GREEDY = {"temperature": 0.0, "top_k": 1, "top_p": 1.0, "repetition_penalty": 1.
 
 @lru_cache(maxsize=1)
 def _expected() -> dict[str, Any]:
-    return torch.load(V2_EXPECTED, map_location="cpu", weights_only=True)
+    expected: dict[str, Any] = torch.load(V2_EXPECTED, map_location="cpu", weights_only=True)
+    return expected
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -10,7 +12,9 @@ from swamla_tui.model.detect import detect_generation
 F32, BF16 = torch.float32, torch.bfloat16
 
 
-def _sd(local: str, ranks=(32, 32), moe: bool = False, extra=(), expert_dtype=F32) -> dict:
+def _sd(
+    local: str, ranks=(32, 32), moe: bool = False, extra=(), expert_dtype=F32
+) -> dict[str, Any]:
     """Layers 0, 1 local (swa | flash | deltanet), 2 and 3 MLA with the given kv ranks."""
     sd = {"transformer.wte.weight": torch.zeros(8, 4)}
     for i in (0, 1):

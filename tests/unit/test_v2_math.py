@@ -12,6 +12,11 @@ from swamla_tui.model.token_map import normalise_token, token_mapping
 from tests.support.helpers import ref_route
 
 
+def _row(bias: torch.Tensor | None, e: int) -> torch.Tensor:
+    assert bias is not None, "built with bias=True but it has none"
+    return bias[e]
+
+
 def _inputs(b: int, t: int, h: int, d: int, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     q = torch.randn(b, t, h, d, generator=g)
@@ -94,8 +99,10 @@ def test_expert_paths_agree_with_and_without_biases():
         for n in range(40):
             for j in range(3):
                 e = int(sel[n, j])
-                h = x[n] @ ex.gate_up_weight[e] + (ex.gate_up_bias[e] if bias else 0)
-                y = (F.silu(h[:6]) * h[6:]) @ ex.down_weight[e] + (ex.down_bias[e] if bias else 0)
+                h = x[n] @ ex.gate_up_weight[e] + (_row(ex.gate_up_bias, e) if bias else 0)
+                y = (F.silu(h[:6]) * h[6:]) @ ex.down_weight[e] + (
+                    _row(ex.down_bias, e) if bias else 0
+                )
                 want[n] += w[n, j] * y
         with torch.no_grad():
             assert float((ex._pairs(x, sel, w) - want).abs().max()) <= 1e-5

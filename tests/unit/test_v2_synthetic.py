@@ -17,12 +17,16 @@ import torch
 
 import swamla_tui
 from swamla_tui.engine.decoder import BatchDecoder
+from swamla_tui.model.deltanet import DeltaNetBlock
+from swamla_tui.model.mla import MLABlock
+from swamla_tui.model.swa import SWABlock
 from swamla_tui.model.token_map import token_mapping
 from swamla_tui.model.transformer import SWAMLA
 from tests.support.helpers import (
     V2_TOKENIZER,
     V2_VARIANTS,
     block_tensors,
+    layer,
     random_init_,
     ref_deltanet,
     ref_engram,
@@ -145,7 +149,7 @@ def test_deltanet_layer_against_the_written_out_recurrence(name, tmp_path_factor
     b = _get(name, tmp_path_factory)
     u = torch.randn(1, 23, b.cfg.n_embd, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
-        got = b.lm.model.transformer.h[1].attn(u)[0]
+        got = layer(b.lm.model, 1, DeltaNetBlock).attn(u)[0]
     want = ref_deltanet(block_tensors(b.plain, 1, "attn"), u[0], b.cfg.deltanet.n_head)
     assert float((got - want).abs().max()) <= 1e-5
 
@@ -156,7 +160,7 @@ def test_wedlm_wrapper_against_a_direct_computation(tmp_path_factory):
     u = torch.randn(1, 20, b.cfg.n_embd, generator=torch.Generator().manual_seed(5))
     pos = torch.arange(20)
     with torch.no_grad():
-        got = b.lm.model.transformer.h[0].attn(u, pos[None])[0]
+        got = layer(b.lm.model, 0, DeltaNetBlock).attn(u, pos[None])[0]
     rows = t["position_embeddings.weight"].shape[0]
     p = t["position_embeddings.weight"][pos.clamp(max=rows - 1)]
     gate = torch.sigmoid(u[0] @ t["position_gate.0.weight"].T + t["position_gate.0.bias"])
@@ -175,8 +179,8 @@ def test_moe_against_a_token_by_token_computation(name, tmp_path_factory):
     b = _get(name, tmp_path_factory)
     x = torch.randn(20, b.cfg.n_embd, generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
-        many = b.lm.model.transformer.h[2].ffn(x[None])[0]  # grouped per expert
-        one = torch.cat([b.lm.model.transformer.h[2].ffn(x[i : i + 1]) for i in range(20)])
+        many = layer(b.lm.model, 2, MLABlock).ffn(x[None])[0]  # grouped per expert
+        one = torch.cat([layer(b.lm.model, 2, MLABlock).ffn(x[i : i + 1]) for i in range(20)])
     layout = "old" if name == "old_layout_g5" else "new"
     want = ref_moe(block_tensors(b.plain, 2, "ffn"), x, b.cfg.moe.top_k, layout)
     assert float((many - want).abs().max()) <= 1e-5
@@ -191,7 +195,7 @@ def test_engram_against_a_direct_computation(tmp_path_factory):
     assert m.engram_map is not None
     ext = torch.cat((torch.zeros(1, b.cfg.engram.history, dtype=torch.long), m.engram_map[ids]), 1)
     with torch.no_grad():
-        got = m.transformer.h[5].engram(x, ext)[0]
+        got = layer(m, 5, MLABlock).engram(x, ext)[0]
     mapping = token_mapping(_vocab(), b.cfg.vocab_size)
     want = ref_engram(
         block_tensors(b.plain, 5, "engram"), x[0], ids[0].tolist(), mapping, [2, 4], 2
@@ -218,7 +222,7 @@ def test_mla_q_pe_rotation_by_generation(name, by_position, tmp_path_factory):
     x = torch.randn(1, 17, c.n_embd, generator=torch.Generator().manual_seed(9))
     m = b.lm.model
     with torch.no_grad():
-        got = m.transformer.h[5].attn(x, m.rope_mla[None, :17])[0]
+        got = layer(m, 5, MLABlock).attn(x, m.rope_mla[None, :17])[0]
     t = block_tensors(b.plain, 5, "attn")
     dims = (c.n_head, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim)
     want = ref_mla(t, x[0], *dims, by_position=by_position)
@@ -230,7 +234,7 @@ def test_mla_q_pe_rotation_by_generation(name, by_position, tmp_path_factory):
 def test_flash_swa_applies_the_per_layer_window(tmp_path_factory):
     """Output at position i depends on inputs i - w..i only (w = the layer's scaled window)."""
     b = _get("flash_swa_g3", tmp_path_factory)
-    attn = b.lm.model.transformer.h[0].attn
+    attn = layer(b.lm.model, 0, SWABlock).attn
     w = attn.fixed_window
     assert w == max(1, int(b.cfg.swa_window * 0.5))
     cs = b.lm.model.rope_swa[None, :30]
