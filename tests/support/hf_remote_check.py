@@ -1,6 +1,6 @@
 """Load an export folder with transformers in a fresh process and report what it computes.
 
-Run by tests/unit/test_export_model.py as
+Run by tests/unit/test_hf_export.py as
 `python -m tests.support.hf_remote_check EXPORT_DIR EXPECTED_PT OUT_JSON` with HF_MODULES_CACHE
 pointing at a temporary folder and the Hub offline: a fresh process keeps transformers'
 dynamic-module package (`transformers_modules`) out of the test session, and shows that the
