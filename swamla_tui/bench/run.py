@@ -9,7 +9,7 @@ default), `moe-1b` (the trainer's default since Dec 2025: DeltaNet + MLA, latent
 only its *active* weights count towards the floor) and `g7` (moe-1b with what every 2026
 model has: residual scalars and value embeddings, of which a step reads one row).
 
-One piece at ~450 lines: every figure of a run is measured against the floors taken in the
+One piece at ~480 lines: every figure of a run is measured against the floors taken in the
 same process (that is what makes them comparable on a shared machine), so the timing
 loops, the floors and the report stay together; the mixed-length workload is its own
 module (`bench_mixed`).
