@@ -26,6 +26,8 @@ tokenizers; perplexity per token does not.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -33,7 +35,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -207,18 +209,36 @@ __all__ = [
 ]
 
 
+def _results_csv(data: list[dict[str, Any]]) -> str:
+    kl_keys = [k for k in KLSummary.__dataclass_fields__ if k not in ("per_token", "model")]
+    names = [f.name for f in fields(PerplexityResult)] + [f"kl_{k}" for k in kl_keys]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
+    w.writeheader()
+    for row in data:
+        kl = row.pop("kl", None) or {}
+        w.writerow({**row, **{f"kl_{k}": kl.get(k, "") for k in kl_keys}})
+    return buf.getvalue()
+
+
 def write_results_json(
     results: Sequence[PerplexityResult],
     path: str | os.PathLike[str],
     kl: KLSummary | None = None,
 ) -> None:
     """A JSON list of objects with the `PerplexityResult` fields; with `kl`, the last
-    (model B's) also has "kl": the `KLSummary` fields."""
+    (model B's) also has "kl": the `KLSummary` fields. A ``.csv`` path gets the same rows
+    as CSV instead (the KL summary as ``kl_*`` columns, without the per-token values), so
+    the file is what its name says."""
     data: list[dict[str, Any]] = [asdict(r) for r in results]
     if kl is not None and data:
         data[-1]["kl"] = asdict(kl)
+    if Path(path).suffix.lower() == ".csv":
+        text = _results_csv(data)
+    else:
+        text = json.dumps(data, indent=2) + "\n"
     try:
-        Path(path).expanduser().write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        Path(path).expanduser().write_text(text, encoding="utf-8")
     except OSError as e:
         raise SwamlaError(f"{path}: cannot write ({e.strerror or type(e).__name__})") from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -32,6 +33,16 @@ def test_perplexity_with_compare_prints_and_writes_json(test_tokenizer_dir, tmp_
     assert [set(d) for d in data] == [fields, fields | {"kl"}]
     assert data[0]["loss"] == pytest.approx(data[1]["loss"])
     assert data[0]["tokens"] > 64  # more than one window was scored
+    # the same run with a .csv name writes CSV (it once wrote JSON into the .csv)
+    out_csv = tmp_path / "result.csv"
+    assert main([*argv, "--output", str(out_csv)]) == 0
+    capsys.readouterr()
+    rows = list(csv.DictReader(out_csv.read_text(encoding="utf-8").splitlines()))
+    assert len(rows) == 2 and rows[0]["checkpoint"] == data[0]["checkpoint"]
+    assert float(rows[1]["loss"]) == pytest.approx(data[1]["loss"])
+    assert rows[0]["kl_mean"] == "" and float(rows[1]["kl_mean"]) == pytest.approx(
+        data[1]["kl"]["mean"]
+    )
 
 
 def test_stride_changes_the_result(test_tokenizer_dir, tmp_path):
