@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SwamlaError
+from .jsonl import read_journal_lines
 
 __all__ = [
     "SweepJournal",
@@ -182,20 +183,8 @@ class SweepJournal:
             raise SwamlaError(f"{path}: cannot write ({e.strerror or e})") from None
 
     def _read(self) -> int:
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            return 0
-        except OSError as e:
-            raise SwamlaError(f"{self.path}: cannot read ({e.strerror or e})") from None
-        valid = data.rfind(b"\n") + 1
-        for number, raw in enumerate(data[:valid].split(b"\n")[:-1], 1):
-            if not raw.strip():
-                continue
-            try:
-                rec = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError, RecursionError):
-                rec = None
+        records, valid = read_journal_lines(self.path)
+        for number, rec in records:
             row = _row(rec.get("row")) if isinstance(rec, dict) else None
             if row is None:
                 raise self._refuse(number, "is not a row of a checkpoint sweep")

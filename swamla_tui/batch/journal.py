@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..base.errors import SwamlaError
+from ..base.jsonl import read_journal_lines
 from .results import format_for, render_results, write_atomically
 
 __all__ = ["SYNC_EVERY", "Journal", "finish", "journal_path", "open_journal", "read_journal"]
@@ -59,22 +60,10 @@ def read_journal(path: Path, prompts: Sequence[str]) -> tuple[dict[int, dict[str
     done too: rerunning them gives the same failure. Raises `SwamlaError` (one line) for a
     line that is not a finished row of `prompts`.
     """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return {}, 0
-    except OSError as exc:
-        raise SwamlaError(f"cannot read {path}: {exc.strerror or exc}") from None
-    valid = data.rfind(b"\n") + 1  # 0 when there is no complete line
+    records, valid = read_journal_lines(path)
     done: dict[int, dict[str, Any]] = {}
-    for number, raw in enumerate(data[:valid].split(b"\n")[:-1], 1):
-        if not raw.strip():
-            continue
-        try:
-            rec = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            raise _refuse(path, number, "is not a JSON result") from None
-        if not isinstance(rec, dict):
+    for number, rec in records:
+        if not isinstance(rec, dict):  # NOT_JSON too
             raise _refuse(path, number, "is not a JSON result")
         index = rec.get("index")
         if not isinstance(index, int) or isinstance(index, bool):
