@@ -12,7 +12,7 @@ from swamla_tui.base.params import BatchOptions, SamplingParams
 from swamla_tui.batch.job import PromptFinished, RunProgress
 from swamla_tui.protocols import BatchModel, BatchOutcome
 from swamla_tui.ui.screens.batch import BatchDetailScreen, BatchScreen
-from tests.support.batch import BatchTestApp, FixedTimeLM
+from tests.support.batch import BatchTestApp, FixedTimeLM, WrappedLM
 from tests.support.fakes import Outcome
 
 from .pilot import batch_mode_app
@@ -31,22 +31,15 @@ PROMPTS = [
 ]
 
 
-class GatedLM:
+class GatedLM(WrappedLM):
     """Yields nothing until released, so a test can stop a run in progress."""
 
     max_length = 128
 
     def __init__(self, lm: Any) -> None:
-        self.lm = lm
+        super().__init__(lm)
         self.started = threading.Event()
         self.calls: list[list[str]] = []
-
-    def encode(self, text: str) -> list[int]:
-        ids: list[int] = self.lm.encode(text)
-        return ids
-
-    def default_batch_size(self) -> int:
-        return 2
 
     def generate_batch(
         self,

@@ -165,20 +165,32 @@ class BatchTestApp(App[None]):
         self.sampling_events.append(event)  # the batch screen must keep these to itself
 
 
-class FixedTimeLM:
-    """The fixture model with every result's seconds fixed (stable snapshots)."""
+class WrappedLM:
+    """A test's batch model around a real one: its tokenizer and batch size; the subclass
+    says what `generate_batch` does (gate it, record it, fix its timings)."""
 
-    def __init__(self, lm: Any, seconds: float = 0.5) -> None:
+    batch_size = 2
+
+    def __init__(self, lm: Any) -> None:
         self.lm = lm
-        self.seconds = seconds
-        self.max_length: int = lm.max_length
 
     def encode(self, text: str) -> list[int]:
         ids: list[int] = self.lm.encode(text)
         return ids
 
     def default_batch_size(self) -> int:
-        return 4
+        return self.batch_size
+
+
+class FixedTimeLM(WrappedLM):
+    """The fixture model with every result's seconds fixed (stable snapshots)."""
+
+    batch_size = 4
+
+    def __init__(self, lm: Any, seconds: float = 0.5) -> None:
+        super().__init__(lm)
+        self.seconds = seconds
+        self.max_length: int = lm.max_length
 
     def generate_batch(
         self,

@@ -467,3 +467,24 @@ def assert_imports_leave_out(modules: list[str], heavy: tuple[str, ...], then: s
     r = run_python(code)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.strip() == "ok"
+
+
+def ragged_decode_max_error(lm: Any, ids: Any, steps: int = 100) -> float:
+    """Max |logits| difference between cached decoding and the full forward on the two
+    rows of `ids`: left-padded prefills of 10 and 3 tokens, then one token per step."""
+    import torch
+
+    from swamla_tui.engine.decoder import BatchDecoder
+
+    ref = lm.logits(ids).cpu()
+    dec = BatchDecoder(lm.model, max_length=128)
+    errs = []
+    with torch.inference_mode():
+        lg = dec.prefill([ids[0, :10].tolist(), ids[1, :3].tolist()], capacity=120).float().cpu()
+        errs += [(lg[0] - ref[0, 9]).abs().max(), (lg[1] - ref[1, 2]).abs().max()]
+        for s in range(steps):
+            a, b = 10 + s, 3 + s
+            lg = dec.step(torch.tensor([ids[0, a].item(), ids[1, b].item()], device=dec.device))
+            lg = lg.float().cpu()
+            errs += [(lg[0] - ref[0, a]).abs().max(), (lg[1] - ref[1, b]).abs().max()]
+    return max(float(e) for e in errs)

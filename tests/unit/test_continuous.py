@@ -30,6 +30,7 @@ from tests.support.continuous import (
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+from tests.support.batch import WrappedLM
 from tests.support.helpers import FIXTURE_CKPT, V2_CKPT
 
 # mixed prompt lengths and token budgets: rows finish at different steps and get reused
@@ -145,23 +146,16 @@ def test_bad_prompts_fail_alone_and_cancel_ends_the_run(fixture_lm):
     del codec
 
 
-class _Recorder:
+class _Recorder(WrappedLM):
     """A continuously batching model that records how the run was handed to it."""
 
     continuous_batching = True
     max_length = 128
 
     def __init__(self, lm: Any) -> None:
-        self.lm = lm
+        super().__init__(lm)
         self.calls: list[tuple[int, int | None]] = []
         self.temps: list[float] = []
-
-    def encode(self, text: str) -> list[int]:
-        ids: list[int] = self.lm.encode(text)
-        return ids
-
-    def default_batch_size(self) -> int:
-        return 2
 
     def generate_batch(
         self,

@@ -15,9 +15,9 @@ import torch
 import swamla_tui
 from swamla_tui.base.params import SamplingParams
 from swamla_tui.batch.job import PromptFinished
-from swamla_tui.engine.decoder import BatchDecoder
 from tests.support.continuous import alone, continuous, mixed_prompts
 from tests.support.g7 import G7_CKPT, GREEDY, TOL, expected, upto_first_eos
+from tests.support.helpers import ragged_decode_max_error
 
 
 @pytest.fixture(scope="module")
@@ -91,19 +91,7 @@ def test_greedy_matches_the_original_loop_up_to_eos(lm, lm_ema):
 
 def test_cached_decode_matches_full_forward_every_step_ragged(lm):
     """VE needs each step's id, residual scalars x0, FoPE the absolute position."""
-    ids = expected()["input_ids"]
-    ref = lm.logits(ids).cpu()
-    dec = BatchDecoder(lm.model, max_length=128)
-    errs = []
-    with torch.inference_mode():
-        lg = dec.prefill([ids[0, :10].tolist(), ids[1, :3].tolist()], capacity=120).float().cpu()
-        errs += [(lg[0] - ref[0, 9]).abs().max(), (lg[1] - ref[1, 2]).abs().max()]
-        for s in range(100):
-            a, b = 10 + s, 3 + s
-            lg = dec.step(torch.tensor([ids[0, a].item(), ids[1, b].item()], device=dec.device))
-            lg = lg.float().cpu()
-            errs += [(lg[0] - ref[0, a]).abs().max(), (lg[1] - ref[1, b]).abs().max()]
-    assert max(float(e) for e in errs) <= TOL
+    assert ragged_decode_max_error(lm, expected()["input_ids"]) <= TOL
 
 
 def test_prefill_in_pieces_equals_one_prefill(lm):

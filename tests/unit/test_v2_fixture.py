@@ -15,8 +15,7 @@ import torch
 import swamla_tui
 from swamla_tui.base.errors import CheckpointError
 from swamla_tui.checkpoint.reader import read_checkpoint
-from swamla_tui.engine.decoder import BatchDecoder
-from tests.support.helpers import TEST_DEVICE, V2_CKPT, V2_EXPECTED
+from tests.support.helpers import TEST_DEVICE, V2_CKPT, V2_EXPECTED, ragged_decode_max_error
 
 TOL = 1e-4
 GREEDY = {"temperature": 0.0, "top_k": 1, "top_p": 1.0, "repetition_penalty": 1.0}
@@ -97,19 +96,7 @@ def test_batched_equals_alone(lm):
 
 def test_cached_decode_matches_full_forward_every_step_ragged(lm):
     """Left-padded rows of different lengths, prefill then one token per step."""
-    ids = _expected()["input_ids"]
-    ref = lm.logits(ids).cpu()
-    dec = BatchDecoder(lm.model, max_length=128)
-    errs = []
-    with torch.inference_mode():
-        lg = dec.prefill([ids[0, :10].tolist(), ids[1, :3].tolist()], capacity=120).float().cpu()
-        errs += [(lg[0] - ref[0, 9]).abs().max(), (lg[1] - ref[1, 2]).abs().max()]
-        for s in range(100):
-            a, b = 10 + s, 3 + s
-            lg = dec.step(torch.tensor([ids[0, a].item(), ids[1, b].item()], device=dec.device))
-            lg = lg.float().cpu()
-            errs += [(lg[0] - ref[0, a]).abs().max(), (lg[1] - ref[1, b]).abs().max()]
-    assert max(float(e) for e in errs) <= TOL
+    assert ragged_decode_max_error(lm, _expected()["input_ids"]) <= TOL
 
 
 def test_prefill_in_pieces_equals_one_prefill(lm):
