@@ -51,32 +51,18 @@ G7_VARIANTS = ("yarn_fused_shared_latent", "instruct_unfused", "bf16_whole")
 
 def g7_variant_config(name: str) -> Any:
     """Small G7 configs for what the fixture lacks (C 48; DeltaNet 5 heads: P 45 < C)."""
-    from swamla_tui.model.config import (
-        DeltaNetConfig,
-        EngramConfig,
-        FoPEConfig,
-        LayerKind,
-        ModelConfig,
-        MoEConfig,
-    )
+    from swamla_tui.model.config import EngramConfig, FoPEConfig
+    from tests.support.helpers import v2_variant_config
 
-    c, heads = 48, 5
-    dn = DeltaNetConfig(n_head=heads, head_dim=c // heads, conv_kernel=4)
-    moe = MoEConfig(
-        latent=True, n_experts=12, top_k=3, n_shared=1, shared_dim=32, expert_dim=8, width=12
-    )
-    kinds: list[LayerKind] = ["deltanet", "deltanet", "mla", "deltanet", "deltanet", "mla"]
-    cfg = ModelConfig(
-        n_layer=6, n_embd=c, n_head=heads, n_kv_head=heads, vocab_size=384, block_size=96,
-        layer_kinds=kinds, kv_lora_rank=20, qk_nope_head_dim=8, qk_rope_head_dim=20,
-        v_head_dim=6, mlp_hidden=4 * c, tokenizer_name="tok384", generation="G7",
-        kv_ranks=[0, 0, 20, 0, 0, 40], deltanet=dn, moe=moe, residual_scalars=True,
-        ve_rows=[384, 0, 50304, 0, 384, 0], ve_gate_dim=32,
-        fope=FoPEConfig(n_floor=1, n_active=9, n_harmonics=3),
-        engram=EngramConfig(
-            layers=[2], orders=[2, 3], n_hash_heads=2, table_sizes=[31, 37, 41, 43],
-            slot=4, conv_kernel=4, n_seed_rows=3, gate_bias=True,
-        ),
+    cfg = v2_variant_config("g6_base")  # C 48, D D M D D M, latent MoE, kv ranks 20/40
+    dn = cfg.deltanet
+    assert dn is not None
+    cfg.qk_rope_head_dim, cfg.v_head_dim, cfg.generation = 20, 6, "G7"
+    cfg.residual_scalars, cfg.ve_rows, cfg.ve_gate_dim = True, [384, 0, 50304, 0, 384, 0], 32
+    cfg.fope = FoPEConfig(n_floor=1, n_active=9, n_harmonics=3)
+    cfg.engram = EngramConfig(
+        layers=[2], orders=[2, 3], n_hash_heads=2, table_sizes=[31, 37, 41, 43],
+        slot=4, conv_kernel=4, n_seed_rows=3, gate_bias=True,
     )  # fmt: skip
     if name in ("yarn_fused_shared_latent", "bf16_whole"):
         dn.latent_dim, dn.share_qk = 16, True
