@@ -25,6 +25,7 @@ import torch
 
 from ..base.errors import CheckpointError, UnsafeCheckpointError, one_line
 from ..model.formats import prune_state_dict
+from . import looks_like_checkpoint
 from .archive import Archive, inspect
 from .safety import numpy_globals, stand_ins
 from .sources import (  # noqa: F401 - re-exported: the public names of this module
@@ -84,8 +85,7 @@ def _check_file(p: Path) -> None:
         raise CheckpointError(f"{p}: empty file")
     with open(p, "rb") as fh:
         head = fh.read(4)
-    # torch.save writes a zip archive, or (legacy) a pickle of protocol 2+ (opcode PROTO)
-    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+    if not looks_like_checkpoint(head):
         raise CheckpointError(
             f"{p}: not a PyTorch checkpoint (neither a zip archive nor a pickle; it starts "
             f"with {head!r})"

@@ -32,6 +32,7 @@ from ..base.safe_text import visible
 from ..batch.job import BatchJob
 from ..batch.prompts import load_batch_prompts
 from ..chat.template import with_chat_format
+from ..checkpoint import looks_like_checkpoint
 from ..checkpoint.selection import parse_nb_tok
 from ..headless.distributed import rank_device, torchrun_world
 from ..protocols import Loader, Model
@@ -301,7 +302,7 @@ def preflight(args: argparse.Namespace) -> str | None:
                     head = fh.read(4)
                 if not head:
                     return f"--checkpoint {name}: empty file"
-                if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+                if not looks_like_checkpoint(head):
                     return f"--checkpoint {name}: not a PyTorch checkpoint (neither zip nor pickle)"
         except OSError as exc:
             return f"--checkpoint {name}: cannot read it ({exc.strerror or exc})"
