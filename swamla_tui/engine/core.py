@@ -15,6 +15,7 @@ from ..base.params import SamplingParams
 from ..model.transformer import SWAMLA
 from .decode_loop import Generation
 from .pool import CachePool
+from .prompt_cache import PromptCache
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,12 @@ class Engine:
     max_length: int  # context limit (<= the model's block_size)
     eos_id: int | None
     pool: CachePool
+
+    def prompt_cache(self) -> PromptCache:
+        """A new turn-to-turn cache for one conversation on this model."""
+        return PromptCache(
+            self.model, self.max_length, graphs=self.pool.graphs, compile=self.pool.compile
+        )
 
     @property
     def vocab_size(self) -> int:
@@ -50,6 +57,7 @@ class Engine:
         cancel: threading.Event | None = None,
         *,
         logprobs: int | None = None,
+        prompt_cache: PromptCache | None = None,
     ) -> Generation:
         for ids in prompts:
             reason = self.bad_ids(ids)
@@ -65,4 +73,5 @@ class Engine:
             use_graph=self.pool.graphs,
             cache_pool=self.pool,
             logprobs=logprobs,
+            prompt_cache=prompt_cache,
         )

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -15,6 +15,9 @@ from ..base.params import SamplingParams
 from .decoder import BatchDecoder
 from .logprobs import TokenLogprobs, record_logprobs
 from .sampling import sample
+
+if TYPE_CHECKING:
+    from .prompt_cache import PromptCache
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Generation:
         use_graph: bool = False,
         cache_pool: Any = None,
         logprobs: int | None = None,
+        prompt_cache: PromptCache | None = None,
     ) -> None:
         if not prompts:
             raise ValueError("no prompts")
@@ -72,6 +76,8 @@ class Generation:
             cache_pool=cache_pool,
         )
         self.device = model.lm_head.weight.device  # tied to the embedding
+        self.prompt_cache = prompt_cache if len(self.rows) == 1 else None
+        self.reused = 0  # prompt tokens the prompt cache did not prefill again
         self.t_start = time.perf_counter()
         self.t_prefill_done: float | None = None
 
@@ -128,13 +134,33 @@ class Generation:
                 seen[i, torch.tensor(r.prompt, device=self.device).clamp(0, vocab - 1)] = True
         return logits, seen
 
+    def _prefill_cached(self, pc: PromptCache) -> tuple[torch.Tensor, torch.Tensor]:
+        r, dec = self.rows[0], self.dec
+        got = pc.prefill(r.prompt)
+        self.reused = got.reused
+        dec.attach(got.cache, got.graph, [len(r.prompt)])
+        seen = dec.seen_buffer(self.model.cfg.vocab_size)
+        vocab = self.model.cfg.vocab_size
+        seen[0, torch.tensor(r.prompt, device=self.device).clamp(0, vocab - 1)] = True
+
+        def fed() -> list[int] | None:  # the last sampled id is never fed
+            if dec.cache is not got.cache or dec.reencodes:
+                return None
+            return r.prompt + r.new[:-1]
+
+        pc.track(fed)
+        return got.logits, seen
+
     def _run(self) -> Iterator[list[int | None]]:
         b = len(self.rows)
         seed = self.params.seed
         gen = torch.Generator(device=self.device)
         gen.manual_seed(seed if seed is not None else random.getrandbits(63))
         cap = max(len(r.prompt) for r in self.rows) + int(self.params.max_new_tokens)
-        logits, seen = self._prefill([r.prompt for r in self.rows], cap, None)
+        if self.prompt_cache is not None:
+            logits, seen = self._prefill_cached(self.prompt_cache)
+        else:
+            logits, seen = self._prefill([r.prompt for r in self.rows], cap, None)
         self.t_prefill_done = time.perf_counter()
         ids = self._sample(logits, seen, gen)
         eager_ids = True  # ids drawn outside the graph must be marked in `seen` by us

@@ -231,6 +231,12 @@ class BatchDecoder:
         self.lengths = [len(r) for r in rows]
         return logits
 
+    def attach(self, cache: ModelCache, graph: GraphLoop | None, lengths: list[int]) -> None:
+        """Decode on a cache someone else prefilled (`engine.prompt_cache`)."""
+        self.cache, self.lengths = cache, list(lengths)
+        self.graph = graph if self.use_graph and not self.graph_failed else None
+        self._graph_fresh = True
+
     def seen_buffer(self, vocab: int) -> Tensor:
         """The [B, V] 'token already in context' mask the sampler uses (the graph's own)."""
         b = len(self.lengths)
