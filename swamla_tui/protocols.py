@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from .base.params import BatchOptions, SamplingParams, StreamOptions
 from .base.scoring import PerplexityResult, ScoreOptions
+from .base.timings import ReplyTimings
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11 on
@@ -55,6 +56,11 @@ class ReplyStream(Protocol):
 
     @property
     def tokens_per_second(self) -> float: ...
+
+    @property
+    def timings(self) -> ReplyTimings:
+        """The reply's figures so far (`swamla_tui.base.timings`); final once it ended."""
+        ...
 
     def cancel(self) -> None: ...
 

@@ -109,3 +109,6 @@ class StreamOptions(TypedDict, total=False):
     prefix_ids: Sequence[int]
     """Token ids appended after the encoded text (a reply continued from given tokens,
     e.g. an inspector branch: no token boundary moves by re-tokenizing)."""
+    cache_key: str | None
+    """Keep this conversation's decode state for its next turn under this key
+    (`swamla_tui.engine.prompt_cache`: only the new part of the next prompt is prefilled)."""

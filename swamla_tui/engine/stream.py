@@ -8,8 +8,10 @@ from collections.abc import Iterator, Sequence
 
 from ..base.params import SamplingParams
 from ..base.stops import StopText, held_back
+from ..base.timings import ReplyTimings
 from .core import Engine
 from .logprobs import TokenLogprobs
+from .prompt_cache import PromptCache
 from .text import IncrementalDecoder, TextCodec
 
 _held_back = held_back  # the name tests and older callers use
@@ -27,6 +29,8 @@ class TokenStream:
         stop: Sequence[str] = (),
         *,
         logprobs: int | None = None,
+        prompt_cache: PromptCache | None = None,
+        load_s: float | None = None,
     ) -> None:
         self.engine = engine
         self.codec = codec
@@ -34,7 +38,10 @@ class TokenStream:
         self.stop = tuple(s for s in stop if s)
         self._cancel = threading.Event()
         self.prompt_tokens = len(prompt_ids)
-        self._gen = engine.generation([prompt_ids], params, self._cancel, logprobs=logprobs)
+        self._gen = engine.generation(
+            [prompt_ids], params, self._cancel, logprobs=logprobs, prompt_cache=prompt_cache
+        )
+        self.load_s = load_s
         self.truncated = self._gen.rows[0].truncated
         self._stops = StopText(self.stop)
         self.finish_reason: str | None = None
@@ -61,6 +68,21 @@ class TokenStream:
             return 0.0
         dt = r.t_last - r.t_first
         return (len(r.new) - 1) / dt if dt > 0 else 0.0
+
+    @property
+    def timings(self) -> ReplyTimings:
+        """This reply's figures so far (final once the stream has ended)."""
+        g, r = self._gen, self._gen.rows[0]
+        done = g.t_prefill_done
+        return ReplyTimings(
+            prompt_tokens=len(r.prompt),
+            cached_tokens=g.reused,
+            prefill_s=(done - g.t_start) if done is not None else 0.0,
+            ttft_s=self.time_to_first_token,
+            generated_tokens=len(r.new),
+            decode_s=(r.t_last - r.t_first) if r.t_first and r.t_last else 0.0,
+            load_s=self.load_s,
+        )
 
     @property
     def token_logprobs(self) -> list[TokenLogprobs]:

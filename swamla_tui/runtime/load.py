@@ -12,6 +12,7 @@ warning kept on the card); EMA copies are overlaid only when asked (`ema=True`).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -211,6 +212,7 @@ def load(
     from the step-0 weights (formats G7 §8). `ignore_unknown`: load even when the checkpoint
     holds tensors this version does not know (refused otherwise), with a kept warning.
     """
+    t0 = time.perf_counter()
     opts = engine if engine is not None else EngineOptions.from_env()
     say = progress or (lambda _s: None)
     parse_generation(generation)  # a bad value fails before the file is read
@@ -226,7 +228,7 @@ def load(
             hf_checkpoint=hf_checkpoint, swa_attention=swa_attention,
             max_length=max_length, progress=progress, ignore_unknown=ignore_unknown,
         )  # fmt: skip
-        return _quantized(lm, quant, say)
+        return _timed(_quantized(lm, quant, say), t0)
     notices: list[str] = []
     dev = pick_device(device, notices)
     dt = parse_dtype(dtype, dev)
@@ -266,7 +268,12 @@ def load(
         ignore_unknown=ignore_unknown, card_only=tokenizer_optional,
     )  # fmt: skip
     lm.notices.extend(_vocab_notices(tok, lm.config.vocab_size))
-    return _quantized(lm, quant, say)
+    return _timed(_quantized(lm, quant, say), t0)
+
+
+def _timed(lm: LoadedModel, t0: float) -> LoadedModel:
+    lm.load_seconds = time.perf_counter() - t0  # the per-reply timings show it
+    return lm
 
 
 def _apply_ema(raw: RawCheckpoint, ema: bool, notices: list[str], source: str) -> None:

@@ -6,6 +6,7 @@ below it gets only an `Engine` value (model, limits, eos id, cache pool) and a `
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from ..engine.batch_run import BatchResult, run_batch
 from ..engine.core import Engine
 from ..engine.options import EngineOptions
 from ..engine.pool import CachePool
+from ..engine.prompt_cache import PromptCache
 from ..engine.stream import TokenStream
 from ..engine.text import TextCodec
 from ..model.config import ModelConfig
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
 
 class LoadedModel:
     """A loaded checkpoint: model, tokenizer and the generation entry points."""
+
+    max_prompt_caches = 2
 
     def __init__(
         self,
@@ -63,6 +67,8 @@ class LoadedModel:
         pool = CachePool(model, max_length, graphs=graphs, compile=self.engine_options.compile)
         self.engine = Engine(model, max_length, self.eos_id, pool)
         self.codec = TextCodec(tokenizer) if tokenizer is not None else None
+        self.load_seconds: float | None = None  # set by `load`
+        self._prompt_caches: OrderedDict[str, PromptCache] = OrderedDict()
 
     # -- description ------------------------------------------------------------
     @property
@@ -179,14 +185,33 @@ class LoadedModel:
         """`logprobs=k`: record each token's probabilities and top-k alternatives
         (`TokenStream.token_logprobs`; decodes without CUDA graphs). `prefix_ids`: ids
         appended after the encoded `text` (a reply continued from given tokens, e.g. an
-        inspector branch: ids, so no token boundary moves by re-tokenizing)."""
+        inspector branch: ids, so no token boundary moves by re-tokenizing). `cache_key`:
+        the conversation's turn-to-turn cache (`prompt_cache`)."""
         stop = options.pop("stop", ())
         logprobs = options.pop("logprobs", None)
         prefix_ids = options.pop("prefix_ids", ())
+        key = options.pop("cache_key", None)
         p = self._params(params, options)
         codec = self._need_codec()
         ids = codec.encode(text) + [int(i) for i in prefix_ids]
-        return TokenStream(self.engine, codec, ids, p, stop, logprobs=logprobs)
+        pc = self.prompt_cache(key) if key is not None else None
+        return TokenStream(
+            self.engine, codec, ids, p, stop, logprobs=logprobs, prompt_cache=pc,
+            load_s=self.load_seconds,
+        )  # fmt: skip
+
+    def prompt_cache(self, key: str) -> PromptCache:
+        """The decode state kept for conversation `key` (each holds a context-sized cache,
+        so only the `max_prompt_caches` most recently used are kept)."""
+        caches = self._prompt_caches
+        pc = caches.pop(key, None) or self.engine.prompt_cache()
+        caches[key] = pc
+        while len(caches) > self.max_prompt_caches:
+            caches.popitem(last=False)
+        return pc
+
+    def forget_prompt_caches(self) -> None:
+        self._prompt_caches.clear()
 
     def generate(self, text: str, *, stop: Sequence[str] = (), **kw: Any) -> str:
         s = self.stream(text, SamplingParams(), stop=stop, **kw)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from swamla_tui.base.params import SamplingParams, StreamOptions
 from swamla_tui.base.stops import cut_at_stop, held_back
+from swamla_tui.base.timings import ReplyTimings
 from swamla_tui.chat.template import ChatFormat
 from swamla_tui.chat.token_tree import Step
 from swamla_tui.protocols import BatchRecord
@@ -87,6 +88,21 @@ class FakeStream:
     @property
     def context_tokens(self) -> int:
         return self.prompt_tokens + self.new_tokens
+
+    @property
+    def timings(self) -> ReplyTimings:
+        """Made-up durations from the scripted rate; the counts are this stream's own."""
+        rate = self.lm.tokens_per_second
+        n = self.new_tokens
+        return ReplyTimings(
+            prompt_tokens=self.prompt_tokens,
+            cached_tokens=self.lm.cached_tokens,
+            prefill_s=0.01,
+            ttft_s=0.01 if n else None,
+            generated_tokens=n,
+            decode_s=(n - 1) / rate if n > 1 else 0.0,
+            load_s=0.5,
+        )
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -199,6 +215,8 @@ class FakeLM:
         self.notices: list[str] = []
         self.streams: list[FakeStream] = []
         self.prompts: list[str] = []
+        self.cache_keys: list[str | None] = []  # each stream's `cache_key`
+        self.cached_tokens = 0  # what the fake streams report as reused
         self.vocab = list(dict.fromkeys([*self.pieces, *ALT_PIECES]))
         # None: the plain format; a test sets one as `FormattedModel` carries it
         self.chat_format: ChatFormat | None = None
@@ -237,6 +255,7 @@ class FakeLM:
         stop = options.pop("stop", ())
         logprobs = options.pop("logprobs", None)
         prefix_ids = options.pop("prefix_ids", ())
+        self.cache_keys.append(options.pop("cache_key", None))
         params = params if params is not None else SamplingParams()
         if self.copy_params or options:  # what is left are sampling overrides
             params = params.copy(**options)

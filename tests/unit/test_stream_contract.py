@@ -62,3 +62,23 @@ def test_cancel_ends_the_stream_within_one_token(model):
     list(pieces)
     assert stream.finish_reason == "cancelled"
     assert stream.new_tokens <= made + 1
+
+
+def test_timings_count_the_reply_and_a_cached_turn_reuses_the_prompt(model):
+    """`timings` (ollama --verbose's figures): counts match the stream's own; with a
+    `cache_key` the same prompt again prefills nothing (the fake reports what it is told)."""
+    if isinstance(model, FakeLM):
+        model.cached_tokens = 0
+    first = model.stream(PROMPT, greedy(6), cache_key="contract")
+    "".join(first)
+    t = first.timings
+    assert t.prompt_tokens == first.prompt_tokens and t.cached_tokens == 0
+    assert t.generated_tokens == first.new_tokens >= 1
+    assert t.ttft_s is not None and t.ttft_s >= 0 and t.prefill_s >= 0 and t.decode_s >= 0
+    assert t.load_s is not None and t.load_s > 0
+    if isinstance(model, FakeLM):
+        model.cached_tokens = first.prompt_tokens
+    again = model.stream(PROMPT, greedy(6), cache_key="contract")
+    assert "".join(again) == first.text
+    assert again.timings.cached_tokens == again.timings.prompt_tokens
+    assert again.timings.prefill_tokens == 0
