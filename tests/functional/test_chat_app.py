@@ -314,3 +314,22 @@ def test_run_app_exit_status(monkeypatch, tmp_path):
 
     assert _run_app_headless(monkeypatch, ok_loader, tmp_path) == 0
     assert _run_app_headless(monkeypatch, bad_loader, tmp_path) == 1
+
+
+async def test_speed_and_stats_are_the_last_replys(tmp_path):
+    """The status bar's tok/s and /stats follow the last reply; a reply without a decode
+    rate (one token) clears the speed instead of leaving the previous one up."""
+    lm = FakeLM()
+    async with loaded_app(lm, tmp_path) as (app, pilot):
+        await ask(pilot, "Hi there")
+        assert lm.cache_keys == ["chat"]  # the chat's turn-to-turn cache
+        assert app.chat_screen.status_bar.speed == "42.0 tok/s"
+        await send(pilot, "/stats")
+        await wait_for(pilot, lambda: any("eval rate" in n for n in notices(app)))
+        stats = next(n for n in notices(app) if "eval rate" in n)
+        assert "eval count            4 token(s)" in stats
+        assert "42.00 tokens/s" in stats
+        lm.pieces = ["Ok"]
+        await ask(pilot, "Again")
+        assert lm.cache_keys == ["chat", "chat"]
+        assert app.chat_screen.status_bar.speed == ""

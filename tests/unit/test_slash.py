@@ -9,6 +9,7 @@ from typing import cast
 import pytest
 
 from swamla_tui.base.params import SamplingParams
+from swamla_tui.base.timings import ReplyTimings
 from swamla_tui.chat.commands.table import COMMANDS
 from swamla_tui.chat.session import ChatSession
 from swamla_tui.chat.transcript import TranscriptStore
@@ -31,6 +32,7 @@ class FakePort:
     load_failed: str | None = None
     params: SamplingParams = field(default_factory=SamplingParams)
     markdown: bool = False
+    last_timings: ReplyTimings | None = None
     generating: bool = False
     notices: list[tuple[str, bool]] = field(default_factory=list)
     calls: list[tuple[object, ...]] = field(default_factory=list)
@@ -169,3 +171,22 @@ def test_copy_and_info_without_a_model(chat):
     port.lm, port.load_failed = None, "tokenizer 'gpt2' is not available locally"
     slash.run("/info")
     assert port.notices[-1] == ("tokenizer 'gpt2' is not available locally", False)
+
+
+def test_stats_shows_the_last_replys_timings(chat):
+    port, _, commands = chat
+    commands.run("/stats")
+    assert port.notices[-1] == ("No reply yet: /stats shows the last reply's timings.", False)
+    port.last_timings = ReplyTimings(
+        prompt_tokens=120, cached_tokens=100, prefill_s=0.05, ttft_s=0.06,
+        generated_tokens=11, decode_s=0.5, load_s=1.25,
+    )  # fmt: skip
+    commands.run("/stats")
+    text, error = port.notices[-1]
+    assert not error
+    lines = dict(line.split("  ", 1) for line in text.splitlines())
+    assert lines["load duration"].strip() == "1.25s"
+    assert lines["prompt eval count"].strip() == "120 token(s) (100 reused from the last turn)"
+    assert lines["prompt eval rate"].strip() == "400.00 tokens/s"  # 20 prefilled in 0.05 s
+    assert lines["time to first token"].strip() == "60.0ms"
+    assert lines["eval rate"].strip() == "20.00 tokens/s"  # 10 after the first in 0.5 s

@@ -113,6 +113,13 @@ COMMANDS: tuple[CommandSpec, ...] = (
         force=True,
     ),
     CommandSpec("info", "", "Show the model card", "none"),
+    CommandSpec(
+        "stats",
+        "",
+        "Timings of the last reply: prompt tokens (reused from the last turn), prefill, "
+        "time to first token, decode rate",
+        "none",
+    ),
     CommandSpec("copy", "", "Copy the last reply to the clipboard", "none"),
     CommandSpec(
         "markdown", "[on|off]", "Show replies as Markdown or raw text (remembered)", "switch"

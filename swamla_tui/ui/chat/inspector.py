@@ -37,7 +37,7 @@ from ..messages import GenerationDone
 from ..widgets.chat_message import ChatMessage
 from ..widgets.token_details import TokenDetails, TokenView, details_text
 from .recording import InspectableModel, InspectableStream, RecordingModel
-from .reply import FINISH_NOTES
+from .reply import CACHE_KEY, FINISH_NOTES
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..options import AppOptions
@@ -240,8 +240,9 @@ class InspectorController:
             if params is None:
                 return None
             return lm.stream(
-                tree.prompt, params, stop=tree.stop, logprobs=TOP_N, prefix_ids=prefix_ids
-            )
+                tree.prompt, params, stop=tree.stop, logprobs=TOP_N, prefix_ids=prefix_ids,
+                cache_key=CACHE_KEY,
+            )  # fmt: skip
 
         self._branch = (widget, tree)
         screen.reply.launch("branch", show, open_stream)

@@ -21,6 +21,7 @@ from textual.message import Message
 from textual.worker import get_current_worker
 
 from ...base.errors import one_line
+from ...base.timings import ReplyTimings
 from ...chat.session import TurnPlan, dropped_notice, plan_turn
 from ...protocols import ChatModel, ReplyStream
 from ..messages import GenerationDone, ReplyStarted, TurnPlanned
@@ -33,6 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["FINISH_NOTES", "GROUP", "ReplyController"]
 
 FINISH_NOTES = {"length": "max tokens reached", "cancelled": "stopped"}
+CACHE_KEY = "chat"
+"""The chat's prompt cache (`LoadedModel.prompt_cache`): A's replies and branches share it."""
 GROUP = "reply"
 """The worker group of every generation in the chat (Esc cancels it)."""
 
@@ -52,6 +55,8 @@ class ReplyController:
         self.user_widget: ChatMessage | None = None
         self.user_text = ""
         self._show: Show = self._show_reply
+        self.last_timings: ReplyTimings | None = None
+        """The last finished reply's (A's or a branch's) figures: ``/stats``."""
 
     @property
     def generating(self) -> bool:
@@ -100,11 +105,19 @@ class ReplyController:
         """The new text, and A's live figures (on every tick, also with no new piece)."""
         self._show(pieces)
         stream, lm = self.stream, self.screen.lm
-        if self.screen.replying == "A" and stream is not None and lm is not None:
+        if self.generating and stream is not None and lm is not None:
             bar = self.screen.status_bar
             if stream.tokens_per_second:
                 bar.set_speed(stream.tokens_per_second, live=True)
             bar.set_context(stream.context_tokens, int(lm.max_length))
+
+    def finished(self, stream: ReplyStream | None) -> None:
+        """A's reply or a branch ended: the speed shown and ``/stats`` are now this one's
+        (cleared when it made no measurable rate: a stop after one token, a failure)."""
+        timings = stream.timings if stream is not None else None
+        self.last_timings = timings
+        rate = timings.decode_tok_s if timings is not None else 0.0
+        self.screen.status_bar.set_speed(rate or None)
 
     # -- A's reply -------------------------------------------------------------------------
 
@@ -128,7 +141,9 @@ class ReplyController:
                 max_new_tokens=int(params.max_new_tokens),
             )
             post(TurnPlanned(plan))
-            return lm.stream(plan.prompt, params, stop=conversation.chat_format.stop)
+            return lm.stream(
+                plan.prompt, params, stop=conversation.chat_format.stop, cache_key=CACHE_KEY
+            )
 
         self.launch("A", self._show_reply, open_stream)
 
@@ -150,8 +165,6 @@ class ReplyController:
         reply, user = self.widget, self.user_widget
         reason = stream.finish_reason if stream is not None else None
         stopped = self.cancel.is_set() or reason == "cancelled"
-        if stream is not None and stream.tokens_per_second:
-            screen.status_bar.set_speed(float(stream.tokens_per_second))
         if message.error is not None:
             screen.status_bar.status = "Generation failed"
             for widget in (reply, user):

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from ...base.errors import one_line
 from ...base.params import PARAM_SPECS, RANGES, SamplingParams
+from ...base.timings import ReplyTimings
 from ...chat.commands import parse as cmds
 from ...chat.session import ChatSession, count_noun
 from ...protocols import Model
@@ -33,6 +34,8 @@ class SlashPort(Protocol):
     def session(self) -> ChatSession: ...
     @property
     def markdown(self) -> bool: ...
+    @property
+    def last_timings(self) -> ReplyTimings | None: ...
 
     def add_notice(self, text: str, *, error: bool = False) -> object: ...
     def busy(self) -> bool: ...
@@ -84,6 +87,7 @@ class SlashCommands:
             "system": self._cmd_system,
             "save": lambda c: chat.save(str(c.value) if c.value else None, overwrite=c.force),
             "info": self._cmd_info,
+            "stats": self._cmd_stats,
             "batch": lambda c: chat.open_batch(str(c.value) if c.value else None),
             "copy": self._cmd_copy,
             "markdown": self._cmd_markdown,
@@ -189,3 +193,12 @@ class SlashCommands:
             return
         width = max((len(k) for k in card), default=0)
         chat.add_notice("\n".join(f"{k:<{width}}  {v}" for k, v in card.items()))
+
+    def _cmd_stats(self, command: cmds.Command) -> None:
+        timings = self.chat.last_timings
+        if timings is None:
+            self.chat.add_notice("No reply yet: /stats shows the last reply's timings.")
+            return
+        rows = timings.lines()
+        width = max(len(k) for k, _ in rows)
+        self.chat.add_notice("\n".join(f"{k:<{width}}  {v}" for k, v in rows))

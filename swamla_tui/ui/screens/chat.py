@@ -29,6 +29,7 @@ from textual.widgets import Footer, Header
 from ...base.errors import SwamlaError
 from ...base.params import SamplingParams
 from ...base.safe_text import visible
+from ...base.timings import ReplyTimings
 from ...batch.prompts import load_batch_prompts
 from ...chat.commands import parse as cmds
 from ...chat.conversation import Conversation
@@ -442,6 +443,10 @@ class ChatScreen(LiteralNotify, Screen[None]):
     def on_scoring_done(self, message: ScoringDone) -> None:
         self.ppl.finish(message.text, message.error)
 
+    @property
+    def last_timings(self) -> ReplyTimings | None:
+        return self.reply.last_timings
+
     def on_turn_planned(self, message: TurnPlanned) -> None:
         self.reply.planned(message.plan)
 
@@ -453,6 +458,8 @@ class ChatScreen(LiteralNotify, Screen[None]):
         who = self.replying
         self.reply.ended()
         self.replying = ""
+        if who in ("A", "branch"):
+            self.reply.finished(message.stream)
         if who == "B":
             self.compare.answered(message)
         elif who == "branch":
