@@ -336,6 +336,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mixed-min", type=int, default=8)
     ap.add_argument("--mixed-max", type=int, default=128)
     ap.add_argument("--quantize", default=None, choices=("int8", "int8-dynamic"))
+    ap.add_argument(
+        "--chat-turns",
+        action="store_true",
+        help="only time to first token per turn of a scripted chat that ends near the "
+        "context limit, with and without the prompt cache (--turns turns, --new reply "
+        "tokens each; see bench_chat_turns)",
+    )
+    ap.add_argument("--turns", type=int, default=10)
     a = ap.parse_args(argv)
 
     if a.threads:
@@ -385,6 +393,15 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "quantize": a.quantize,
     }
+    if a.chat_turns:
+        from .chat_turns import run_chat_turns
+
+        print(f"# {a.preset} · {res['device']} · {res['dtype']} · threads {res['threads']}")
+        res["chat_turns"] = run_chat_turns(model, pool, params, turns=a.turns, new=a.new)
+        if a.json:
+            with open(a.json, "w") as fh:
+                json.dump(res, fh, indent=2)
+        return 0
     if a.workload == "mixed":
         from .mixed import run_mixed
 
