@@ -106,6 +106,8 @@ class BatchRecord:
     truncated: bool = False
     error: str = ""
     """Why the row failed (``finish_reason`` "error"); empty otherwise."""
+    timings: ReplyTimings | None = None
+    """The row's figures when the model measured them (`BatchResult.timings`)."""
 
 
 class ChatModel(Protocol):

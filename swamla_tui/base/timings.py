@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ReplyTimings"]
+__all__ = ["TIMING_FIELDS", "ReplyTimings"]
+
+TIMING_FIELDS: tuple[str, ...] = (
+    "prompt_tokens",
+    "cached_tokens",
+    "prefill_s",
+    "prefill_tok_s",
+    "ttft_s",
+    "generated_tokens",
+    "decode_s",
+    "decode_tok_s",
+)
+"""The keys of `ReplyTimings.fields`: the timing columns of batch rows and JSONL records."""
 
 
 def _rate(tokens: int, seconds: float) -> float:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
 from ..base.params import SamplingParams
+from ..base.timings import TIMING_FIELDS, ReplyTimings
 from ..protocols import BatchModel, BatchOutcome
 
 __all__ = [
@@ -83,6 +84,8 @@ class BatchRow:
     finish_reason: str | None = None
     truncated: bool = False
     error: str | None = None
+    timing: dict[str, Any] = field(default_factory=dict)
+    """`TIMING_FIELDS` of the result (prompt tokens, prefill, first token, decode rate)."""
 
     @property
     def has_result(self) -> bool:
@@ -117,6 +120,8 @@ class BatchRow:
         self.seconds = float(outcome.seconds)
         self.finish_reason = outcome.finish_reason
         self.truncated = bool(outcome.truncated)
+        timings = getattr(outcome, "timings", None)  # fakes and wrappers may have none
+        self.timing = timings.fields() if isinstance(timings, ReplyTimings) else {}
         failed = outcome.finish_reason == "error"
         self.error = (str(getattr(outcome, "error", "")) or "failed") if failed else None
         if failed:
@@ -133,6 +138,9 @@ class BatchRow:
         self.finish_reason = str(record.get("finish_reason"))
         self.error = str(record["error"]) if record.get("error") else None
         self.truncated = bool(record.get("truncated"))
+        self.timing = {
+            k: record[k] for k in TIMING_FIELDS if isinstance(record.get(k), int | float)
+        }
         self.status = "error" if self.finish_reason == "error" else "done"
 
     def record(self) -> dict[str, Any]:
@@ -145,6 +153,7 @@ class BatchRow:
             "seconds": self.seconds,
             "finish_reason": self.finish_reason,
             "error": self.error,
+            **{k: self.timing.get(k) for k in TIMING_FIELDS},
         }
 
 

@@ -5,8 +5,10 @@ needs no separate flag. Results may be `BatchResult` objects or plain dicts; the
 written in input order (sorted by their ``index`` when every result has one, because
 `generate_batch` yields them as they finish), one record per prompt with `FIELDS`:
 ``index`` counts prompts from 0 in input order; ``error`` is the reason of a prompt that
-could not run (``finish_reason`` "error"), null otherwise. Markdown shows the index as
-its 1-based ``#`` column.
+could not run (``finish_reason`` "error"), null otherwise; the timing fields
+(`swamla_tui.base.timings.TIMING_FIELDS`: prompt tokens, prefill, first token, decode rate)
+are null where the model measured none. Markdown shows the index as its 1-based ``#``
+column and leaves the timings out.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..base.errors import SwamlaError
+from ..base.timings import TIMING_FIELDS, ReplyTimings
 
 __all__ = [
     "FIELDS",
@@ -40,7 +43,9 @@ FIELDS: tuple[str, ...] = (
     "seconds",
     "finish_reason",
     "error",
+    *TIMING_FIELDS,
 )
+_MD_FIELDS = FIELDS[: -len(TIMING_FIELDS)]  # the Markdown table leaves the timings out
 
 FORMATS: dict[str, str] = {".jsonl": "jsonl", ".csv": "csv", ".md": "md", ".markdown": "md"}
 
@@ -66,7 +71,11 @@ def format_for(path: str | os.PathLike[str]) -> str:
 def _get(result: Any, key: str) -> Any:
     if isinstance(result, Mapping):
         return result.get(key)
-    return getattr(result, key, None)
+    value = getattr(result, key, None)
+    timings = getattr(result, "timings", None)
+    if value is None and key in TIMING_FIELDS and isinstance(timings, ReplyTimings):
+        return timings.fields()[key]  # an engine `BatchResult`
+    return value
 
 
 def _records(results: Iterable[Any], fields: Sequence[str] = FIELDS) -> list[dict[str, Any]]:
@@ -97,9 +106,11 @@ def _md_cell(value: Any) -> str:
 
 def _render_md(records: list[dict[str, Any]], fields: Sequence[str] = FIELDS) -> str:
     """A table whose ``#`` column is the 1-based input index (the row number without one)."""
+    if tuple(fields) == FIELDS:
+        fields = _MD_FIELDS
     shown_fields = [f for f in fields if f != "index"]
     headers: tuple[str, ...]
-    if tuple(fields) == FIELDS:
+    if tuple(fields) == _MD_FIELDS:
         headers = _MD_HEADERS
         align = ["---:"] + ["---"] * 2 + ["---:"] * 2 + ["---"] * 2
     else:

@@ -202,6 +202,7 @@ class FormattedModel:
                 r.finish_reason,
                 r.truncated,
                 str(getattr(r, "error", "")),  # why a row failed: kept through the format
+                getattr(r, "timings", None),
             )
 
 

@@ -21,6 +21,7 @@ from typing import Literal
 from ..base.errors import SwamlaError
 from ..base.params import SamplingParams
 from ..base.stops import StopText
+from ..base.timings import ReplyTimings
 from .continuous import ContinuousBatch, Queued
 from .core import Engine
 from .decode_loop import RowState
@@ -39,6 +40,7 @@ class BatchResult:
     finish_reason: str  # a FinishReason
     truncated: bool = False
     error: str = ""  # why the row failed (finish_reason "error")
+    timings: ReplyTimings | None = None  # prompt tokens, prefill, first token, decode rate
 
 
 def _encode_all(engine: Engine, codec: TextCodec, chunk: list[str]) -> list[list[int] | str]:
@@ -187,4 +189,5 @@ def _result(
         seconds=t0 if elapsed else time.perf_counter() - t0,
         finish_reason=r.finish or "cancelled",
         truncated=r.truncated,
+        timings=r.timings(),
     )

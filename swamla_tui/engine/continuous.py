@@ -233,11 +233,14 @@ class ContinuousBatch:
         limit = max(1, int(item.limit if item.limit is not None else p.max_new_tokens))
         st = StopText(self.stops) if self.stops else None
         dec = IncrementalDecoder(self.codec) if self.stops else None
+        row.t_start = time.perf_counter()
         self.rows[r] = _Slot(item.index, row, p, limit, gen, len(row.prompt),
-                             time.perf_counter(), st, dec)  # fmt: skip
+                             row.t_start, st, dec)  # fmt: skip
         self.seen[r].zero_()
         self.seen[r, torch.tensor(row.prompt, device=self.device).clamp(0, self.vocab - 1)] = True
-        return self._take(r, self._draw(r, self._prefill(r, row.prompt)))
+        logits = self._prefill(r, row.prompt)
+        row.t_prefilled = time.perf_counter()
+        return self._take(r, self._draw(r, logits))
 
     def _reencode(self, r: int) -> bool:
         """Row `r`'s context reached max_length: keep its most recent tokens (as

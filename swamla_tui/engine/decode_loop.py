@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..base.params import SamplingParams
+from ..base.timings import ReplyTimings
 from .decoder import BatchDecoder
 from .logprobs import TokenLogprobs, record_logprobs
 from .sampling import sample
@@ -26,9 +27,23 @@ class RowState:
     new: list[int] = field(default_factory=list)
     finish: str | None = None  # "length" | "stop" | "eos" | "cancelled"
     truncated: bool = False
+    t_start: float | None = None  # the row's prompt started (perf_counter)
+    t_prefilled: float | None = None  # its prompt's logits were ready
     t_first: float | None = None
     t_last: float | None = None
     logprobs: list[TokenLogprobs] = field(default_factory=list)  # one per new id, when asked
+
+    def timings(self, cached: int = 0) -> ReplyTimings:
+        """The row's figures (`base.timings`): prefill and first token from its start."""
+        t0 = self.t_start
+        return ReplyTimings(
+            prompt_tokens=len(self.prompt),
+            cached_tokens=cached,
+            prefill_s=(self.t_prefilled - t0) if t0 is not None and self.t_prefilled else 0.0,
+            ttft_s=(self.t_first - t0) if t0 is not None and self.t_first else None,
+            generated_tokens=len(self.new),
+            decode_s=(self.t_last - self.t_first) if self.t_first and self.t_last else 0.0,
+        )
 
 
 class Generation:
@@ -80,6 +95,8 @@ class Generation:
         self.reused = 0  # prompt tokens the prompt cache did not prefill again
         self.t_start = time.perf_counter()
         self.t_prefill_done: float | None = None
+        for r in self.rows:
+            r.t_start = self.t_start
 
     def finish(self, i: int, reason: str) -> None:
         if self.rows[i].finish is None:
@@ -162,6 +179,8 @@ class Generation:
         else:
             logits, seen = self._prefill([r.prompt for r in self.rows], cap, None)
         self.t_prefill_done = time.perf_counter()
+        for r in self.rows:
+            r.t_prefilled = self.t_prefill_done
         ids = self._sample(logits, seen, gen)
         eager_ids = True  # ids drawn outside the graph must be marked in `seen` by us
         while True:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 from ..base.params import SamplingParams
 from ..base.stops import StopText, held_back
@@ -71,18 +72,10 @@ class TokenStream:
 
     @property
     def timings(self) -> ReplyTimings:
-        """This reply's figures so far (final once the stream has ended)."""
-        g, r = self._gen, self._gen.rows[0]
-        done = g.t_prefill_done
-        return ReplyTimings(
-            prompt_tokens=len(r.prompt),
-            cached_tokens=g.reused,
-            prefill_s=(done - g.t_start) if done is not None else 0.0,
-            ttft_s=self.time_to_first_token,
-            generated_tokens=len(r.new),
-            decode_s=(r.t_last - r.t_first) if r.t_first and r.t_last else 0.0,
-            load_s=self.load_s,
-        )
+        """This reply's figures so far (final once the stream has ended); the time to first
+        token is the consumer's (from the call), the rest the engine's."""
+        t = self._gen.rows[0].timings(self._gen.reused)
+        return replace(t, ttft_s=self.time_to_first_token, load_s=self.load_s)
 
     @property
     def token_logprobs(self) -> list[TokenLogprobs]:

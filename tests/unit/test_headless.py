@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from swamla_tui.base.timings import TIMING_FIELDS
 from swamla_tui.batch.prompts import DEFAULT_PROMPTS
 from swamla_tui.cli.main import main
 from tests.support.helpers import FIXTURE_CKPT, ROOT
@@ -25,7 +26,8 @@ PROMPTS = [
     "science",
 ]
 ANSWERED = {"length", "stop", "eos"}
-FIELDS = ["index", "prompt", "completion", "new_tokens", "seconds", "finish_reason", "error"]
+FIELDS = ["index", "prompt", "completion", "new_tokens", "seconds", "finish_reason", "error",
+          *TIMING_FIELDS]  # fmt: skip
 
 
 @pytest.fixture
@@ -91,6 +93,11 @@ def test_jsonl_in_input_order(test_tokenizer_dir, fixture_lm, prompts_file, tmp_
     assert all(r["finish_reason"] in ANSWERED for r in records)
     assert all(isinstance(r["new_tokens"], int) and 1 <= r["new_tokens"] <= 8 for r in records)
     assert all(isinstance(r["seconds"], float) and r["seconds"] >= 0 for r in records)
+    # the per-row timings: counts are the row's own, times are measured
+    assert all(r["generated_tokens"] == r["new_tokens"] for r in records)
+    assert all(r["prompt_tokens"] == len(fixture_lm.encode(r["prompt"])) for r in records)
+    assert all(0 <= r["prefill_s"] <= r["ttft_s"] <= r["seconds"] + 1e-3 for r in records)
+    assert all(r["decode_tok_s"] >= 0 and r["cached_tokens"] == 0 for r in records)
     assert [r["completion"] for r in records] == expected_completions(fixture_lm, PROMPTS)
     err = capsys.readouterr().err
     assert "[6/6]" in err  # progress on stderr

@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from swamla_tui.base.params import SamplingParams
+from swamla_tui.base.timings import TIMING_FIELDS
 from swamla_tui.batch.job import (
     BatchJob,
     BatchRow,
@@ -121,6 +122,7 @@ def test_apply_event_row_states():
         "seconds": 0.5,
         "finish_reason": "length",
         "error": None,
+        **dict.fromkeys(TIMING_FIELDS),  # the fake outcome measured none
     }
 
 

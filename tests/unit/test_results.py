@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from swamla_tui.base.errors import SwamlaError
+from swamla_tui.base.timings import TIMING_FIELDS
 from swamla_tui.batch.results import FIELDS, format_for, render_results, write_results
 from tests.support.fakes import Outcome
 
@@ -22,7 +23,7 @@ RESULTS = [
 
 
 def as_dict(r: Outcome) -> dict[str, object]:
-    rec = {key: getattr(r, key) for key in FIELDS}
+    rec = {key: getattr(r, key, None) for key in FIELDS}
     rec["error"] = rec["error"] or None  # written as null when the row did not fail
     return rec
 
@@ -140,6 +141,7 @@ def test_dicts_and_missing_fields(tmp_path: Path) -> None:
         "seconds": None,
         "finish_reason": None,
         "error": None,
+        **dict.fromkeys(TIMING_FIELDS),
     }
 
 
@@ -147,7 +149,9 @@ def test_empty_results(tmp_path: Path) -> None:
     assert write_results([], tmp_path / "e.jsonl").read_text() == ""
     assert (
         write_results([], tmp_path / "e.csv").read_bytes()
-        == b"index,prompt,completion,new_tokens,seconds,finish_reason,error\r\n"
+        == b"index,prompt,completion,new_tokens,seconds,finish_reason,error,"
+        + ",".join(TIMING_FIELDS).encode()
+        + b"\r\n"
     )
     assert len(write_results([], tmp_path / "e.md").read_text().splitlines()) == 2
 
@@ -198,7 +202,9 @@ def test_csv_and_jsonl_round_trip_property(
     assert [(r["prompt"], r["completion"], int(r["new_tokens"])) for r in rows] == items
     jsonl_path = write_results(results, folder / "r.jsonl")
     lines = jsonl_path.read_text(encoding="utf-8").split("\n")[:-1]
-    assert [json.loads(line) for line in lines] == results
+    assert [json.loads(line) for line in lines] == [
+        {**r, **dict.fromkeys(TIMING_FIELDS)} for r in results
+    ]
     md = write_results(results, folder / "r.md").read_text(encoding="utf-8")
     assert len(md.split("\n")) == 3 + len(results)
 

@@ -31,7 +31,22 @@ def row_meta(row: BatchRow) -> str:
         meta.append(f"{row.tokens_per_second:.1f} tok/s")
     if row.truncated:
         meta.append("prompt cut to max_length (its last tokens kept)")
-    return " · ".join(meta)
+    return " · ".join(meta) + timing_meta(row)
+
+
+def timing_meta(row: BatchRow) -> str:
+    """The row's measured figures on a line of their own (empty when none)."""
+    t = row.timing
+    parts: list[str] = []
+    if isinstance(t.get("prompt_tokens"), int):
+        parts.append(f"prompt {t['prompt_tokens']} tokens")
+    if isinstance(t.get("prefill_s"), int | float):
+        parts.append(f"prefill {t['prefill_s']:.2f} s ({t.get('prefill_tok_s') or 0:.1f} tok/s)")
+    if isinstance(t.get("ttft_s"), int | float):
+        parts.append(f"first token {t['ttft_s']:.2f} s")
+    if isinstance(t.get("decode_tok_s"), int | float) and t["decode_tok_s"]:
+        parts.append(f"decode {t['decode_tok_s']:.1f} tok/s")
+    return ("\n" + " · ".join(parts)) if parts else ""
 
 
 def _body(row: BatchRow) -> str:
