@@ -62,11 +62,19 @@ class Prefilled:
 
 class PromptCache:
     def __init__(
-        self, model: SWAMLA, max_length: int, *, graphs: bool = False, compile: bool = False
+        self,
+        model: SWAMLA,
+        max_length: int,
+        *,
+        graphs: bool = False,
+        compile: bool = False,
+        capture: bool = True,
     ) -> None:
+        """`graphs`: decode through this cache's own `GraphLoop` (CUDA graphs; `capture`
+        False runs its body eagerly, which is how the CPU tests check its logic)."""
         self.model = model
         self.size = int(max_length) + 1  # a prompt of max_length ids plus the first new one
-        self.graphs, self.compile = graphs, compile
+        self.graphs, self.compile, self.capture = graphs, compile, capture
         self.recurrent = bool(model.has_recurrent_state)
         self.cache: ModelCache | None = None
         self.graph: GraphLoop | None = None
@@ -106,7 +114,9 @@ class PromptCache:
             self._key = key
             self.cache = self.model.setup_cache(1, self.size)
             self.graph = (
-                GraphLoop(self.model, self.cache, compile=self.compile) if self.graphs else None
+                GraphLoop(self.model, self.cache, capture=self.capture, compile=self.compile)
+                if self.graphs
+                else None
             )
             self.ids, self.snaps = [], []
 

@@ -217,3 +217,24 @@ def test_another_dtype_starts_over():
     assert pc.prefill(ids).reused == 0
     assert pc.cache is not None and pc.cache.mla_kv[2] is not None
     assert pc.cache.mla_kv[2].dtype == torch.float64
+
+
+@pytest.mark.parametrize("params", [GREEDY, SEEDED], ids=["greedy", "seeded"])
+def test_graph_loop_on_the_kept_cache(params):
+    """On CUDA a chat decodes through the prompt cache's own `GraphLoop`: its body, run
+    eagerly here, gives the fresh tokens turn after turn (and after a cut back)."""
+    model = _model("v1")
+    graphs = Engine(model, 96, None, CachePool(model, 96, graphs=True))
+    plain = _engine(model, 96)
+    pc = PromptCache(model, 96, graphs=True, capture=False)
+    g = torch.Generator().manual_seed(9)
+    prompt = torch.randint(1, 512, (12,), generator=g).tolist()
+    for turn in range(4):
+        gen = graphs.generation([prompt], params, prompt_cache=pc)
+        for _ in gen:
+            pass
+        assert gen.dec.graph is pc.graph is not None  # decoded through the graph loop
+        assert gen.rows[0].new == _generate(plain, prompt, params, None)[0]
+        cut = len(prompt) - 3 if turn == 2 else len(prompt)  # turn 3 edits the last turn
+        prompt = prompt[:cut] + gen.rows[0].new + [5, 6, 7]
+    assert pc.hits == 3
