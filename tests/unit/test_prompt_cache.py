@@ -20,6 +20,7 @@ from swamla_tui.engine.pool import CachePool
 from swamla_tui.engine.prompt_cache import PromptCache
 from swamla_tui.model.token_map import token_mapping
 from swamla_tui.model.transformer import SWAMLA
+from tests.support.g7 import G7_CKPT
 from tests.support.helpers import (
     FIXTURE_CKPT,
     FIXTURES,
@@ -61,6 +62,8 @@ def _model(name: str) -> SWAMLA:
             _MODELS[name] = lm.model
         elif name == "v2":
             _MODELS[name] = swamla_tui.load(V2_CKPT, tokenizer=False).model
+        elif name == "g7":  # value embeddings, FoPE, residual scalars (and its recurrence)
+            _MODELS[name] = swamla_tui.load(G7_CKPT).model
         else:
             _MODELS[name] = _engram_model()
     return _MODELS[name]
@@ -145,14 +148,18 @@ def _script(name: str, params: SamplingParams) -> Script:
     return s
 
 
-@pytest.mark.parametrize("name", ["v1", "v1-window", "v2", "engram"])
-@pytest.mark.parametrize("params", [GREEDY, SEEDED], ids=["greedy", "seeded"])
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [(n, p) for n in ("v1", "v1-window", "v2", "engram") for p in (GREEDY, SEEDED)]
+    + [("g7", GREEDY)],
+    ids=lambda v: v if isinstance(v, str) else ("greedy" if v.temperature == 0 else "seeded"),
+)
 def test_cached_turns_give_the_fresh_tokens(name, params):
     """Same new ids as a fresh prefill at every step, and the reuse each step should get."""
     s = _script(name, params)
     p, r = s.prompts, s.reused
     fed = [len(q) + int(params.max_new_tokens) - 1 for q in p]  # the last id is never fed
-    recurrent = name in ("v2", "engram")
+    recurrent = _model(name).has_recurrent_state
     assert r[0] == 0
     assert r[1] == fed[0]  # the next turn extends every id fed
     assert r[3] == fed[2]
@@ -191,7 +198,7 @@ def test_a_wrapped_ring_is_not_cut_behind_its_window():
     assert cached == _generate(engine, late, GREEDY, None)[0]
 
 
-@pytest.mark.parametrize("name", ["v1", "v1-window", "v2", "engram"])
+@pytest.mark.parametrize("name", ["v1", "v1-window", "v2", "engram", "g7"])
 def test_suffix_prefill_logits_match_the_full_forward(name):
     model = _model(name)
     pc = PromptCache(model, 96)
