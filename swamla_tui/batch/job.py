@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any, Literal, TypeVar
 
 from ..base.params import SamplingParams
 from ..base.timings import TIMING_FIELDS, ReplyTimings
 from ..protocols import BatchModel, BatchOutcome
+from .prompts import clip_prompt
 
 __all__ = [
     "ANSWERED",
@@ -259,9 +260,33 @@ def run_chunks(
         pos += len(chunk)
         chunk_params = get_params()
         yield ChunkStarted(tuple(chunk))
-        texts = [prompts[i] for i in chunk]
+        texts, cut = _clipped(lm, prompts, chunk)
         for outcome in lm.generate_batch(texts, chunk_params, batch_size=len(chunk), cancel=cancel):
-            yield PromptFinished(chunk[outcome.index], outcome)
+            yield PromptFinished(chunk[outcome.index], _noted(outcome, outcome.index in cut))
+
+
+def _clipped(
+    lm: BatchModel, prompts: Sequence[str], idx: Sequence[int]
+) -> tuple[list[str], set[int]]:
+    """The texts of rows `idx` as the model may see them (`clip_prompt`: a huge line is
+    cut to its tail before it is tokenized), and the positions that were cut."""
+    limit = getattr(lm, "max_length", None)
+    texts: list[str] = []
+    cut: set[int] = set()
+    for j, i in enumerate(idx):
+        text, was_cut = clip_prompt(prompts[i], limit if isinstance(limit, int) else None)
+        texts.append(text)
+        if was_cut:
+            cut.add(j)
+    return texts, cut
+
+
+def _noted(outcome: BatchOutcome, cut: bool) -> BatchOutcome:
+    """A cut prompt's outcome says it was truncated (the row's note), whatever the
+    tokenizer made of the tail."""
+    if cut and not outcome.truncated and is_dataclass(outcome) and not isinstance(outcome, type):
+        return replace(outcome, truncated=True)  # type: ignore[type-var]
+    return outcome
 
 
 def _run_continuous(
@@ -305,9 +330,10 @@ def _run_continuous(
     first = start(size)
     assert first is not None
     yield first
-    texts = [prompts[i] for i in todo]
+    texts, cut = _clipped(lm, prompts, todo)
     for outcome in lm.generate_batch(texts, live, batch_size=size, cancel=cancel):
         j = outcome.index
+        outcome = _noted(outcome, j in cut)
         if not started[j]:
             if outcome.finish_reason == "cancelled":
                 continue  # never started: still queued for the caller

@@ -5,17 +5,41 @@ stripped, blank lines skipped. Lines end at ``\\n``, ``\\r\\n`` or ``\\r`` (what
 text mode accepts), so a Windows file works; other Unicode separators stay inside a prompt.
 The file must be UTF-8; a leading BOM is ignored. Every failure is a `PromptsFileError`
 with a one-line message that starts with the path as the user gave it.
+
+Only a regular file is read (a FIFO would block the open, a device never ends), and at
+most `MAX_PROMPTS_FILE_BYTES`. A line may be long, but only its tail can reach the
+model: `clip_prompt` keeps the last `CHARS_PER_TOKEN * max_length` characters before
+anything tokenizes it (a tokenizer given a 50 MB line takes minutes and gigabytes, or
+aborts the process).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 
 from ..base.errors import PromptsFileError
+from ..base.paths import special_kind
 
-__all__ = ["DEFAULT_PROMPTS", "load_batch_prompts", "parse_prompts", "read_prompts"]
+__all__ = [
+    "CHARS_PER_TOKEN",
+    "DEFAULT_PROMPTS",
+    "MAX_PROMPTS_FILE_BYTES",
+    "clip_prompt",
+    "load_batch_prompts",
+    "parse_prompts",
+    "read_prompts",
+]
+
+MAX_PROMPTS_FILE_BYTES = 256 * 2**20
+"""Bigger prompts files are refused: a batch that large is better split into runs."""
+
+CHARS_PER_TOKEN = 32
+"""A token covers at most this many characters in any tokenizer this app meets (GPT-2's
+longest tokens are runs of ~30 spaces or dashes), so the last `CHARS_PER_TOKEN *
+max_length` characters of a line hold every token the model can see."""
 
 DEFAULT_PROMPTS: tuple[str, ...] = (
     "Once upon a time, in a land far away,",
@@ -70,9 +94,15 @@ def read_prompts(path: str | os.PathLike[str]) -> list[str]:
     p = Path(path)
     if p.is_dir():
         raise PromptsFileError(f"{name}: is a directory, not a prompts file")
+    kind = special_kind(p)
+    if kind is not None:
+        raise PromptsFileError(f"{name}: is {kind}, not a regular file (refused)")
     try:
-        with open(p, "rb") as fh:
-            data = fh.read()
+        with open(p, "rb", opener=_nonblocking) as fh:
+            mode = os.fstat(fh.fileno()).st_mode
+            if not stat.S_ISREG(mode):  # swapped for a FIFO or a device since the check
+                raise PromptsFileError(f"{name}: is not a regular file (refused)")
+            data = fh.read(MAX_PROMPTS_FILE_BYTES + 1)
     except FileNotFoundError:
         raise PromptsFileError(f"{name}: no such file") from None
     except IsADirectoryError:
@@ -81,7 +111,27 @@ def read_prompts(path: str | os.PathLike[str]) -> list[str]:
         raise PromptsFileError(f"{name}: permission denied, cannot read it") from None
     except OSError as exc:
         raise PromptsFileError(f"{name}: cannot read it ({exc.strerror or exc})") from None
+    if len(data) > MAX_PROMPTS_FILE_BYTES:
+        raise PromptsFileError(
+            f"{name}: larger than {MAX_PROMPTS_FILE_BYTES >> 20} MB; split it into several runs"
+        )
     return parse_prompts(_decode(data, name))
+
+
+def _nonblocking(path: str, flags: int) -> int:
+    """Open without waiting: a FIFO that appeared after the check must not block."""
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+
+
+def clip_prompt(prompt: str, max_length: int | None) -> tuple[str, bool]:
+    """The part of `prompt` that can reach a model of `max_length` tokens, and whether
+    anything was cut: its last `CHARS_PER_TOKEN * max_length` characters."""
+    if not max_length or max_length < 1:
+        return prompt, False
+    budget = CHARS_PER_TOKEN * int(max_length)
+    if len(prompt) <= budget:
+        return prompt, False
+    return prompt[-budget:], True
 
 
 def load_batch_prompts(path: str | os.PathLike[str] | None) -> list[str]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..base.errors import SwamlaError
+from ..base.paths import require_writable_target
 from ..base.timings import TIMING_FIELDS, ReplyTimings
 
 __all__ = [
@@ -159,8 +160,9 @@ def write_results(
     written. The format is checked before anything is consumed or written.
     """
     fmt = format_for(path)
-    text = render_results(results, fmt, fields)
     target = Path(path)
+    require_writable_target(target, "output file")  # never replace a FIFO or a device
+    text = render_results(results, fmt, fields)
     try:
         write_atomically(target, text)
     except OSError as exc:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..base.errors import SwamlaError
-from ..base.paths import data_dir
+from ..base.paths import data_dir, read_regular, special_kind
 from .conversation import CONVERSATION_FORMAT, CONVERSATION_VERSION, Conversation, Turn
 
 try:
@@ -53,6 +53,15 @@ class Replay:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+MAX_TRANSCRIPT_BYTES = 512 * 2**20
+"""A transcript larger than this is not replayed (no conversation grows that big)."""
+
+
+def _nonblocking(path: str, flags: int) -> int:
+    """Open without waiting: a FIFO put there after the check fails instead of blocking."""
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -114,7 +123,10 @@ class Transcript:
             return self._fh
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open: the lock
+            kind = special_kind(self.path)
+            if kind is not None:  # a FIFO would block the open until a reader comes
+                raise SwamlaError(f"cannot write transcript {self.path}: it is {kind}")
+            fh = open(self.path, "a", encoding="utf-8", opener=_nonblocking)  # noqa: SIM115 - held open: the lock
         except OSError as exc:
             raise SwamlaError(
                 f"cannot write transcript {self.path}: {exc.strerror or exc}"
@@ -256,10 +268,15 @@ class TranscriptStore:
         or has no transcript header.
         """
         path = Path(path)
+        kind = special_kind(path)
+        if kind is not None:  # a FIFO would block the read, a device never ends
+            raise SwamlaError(f"cannot read transcript {path}: it is {kind}")
         try:
-            raw = path.read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            raise SwamlaError(f"cannot read transcript {path}: {exc.strerror or exc}") from None
+            raw = read_regular(path, "transcript", limit=MAX_TRANSCRIPT_BYTES).decode(
+                "utf-8", errors="replace"
+            )
+        except SwamlaError as exc:
+            raise SwamlaError(f"cannot read transcript {exc}") from None
         records, skipped = _records(raw)
         if not records or records[0].get("type") != "header":
             raise SwamlaError(f"{path}: not a swamla-tui transcript")

@@ -31,6 +31,7 @@ from ..base.params import PARAM_SPECS, SamplingParams
 from ..base.safe_text import visible
 from ..batch.job import BatchJob
 from ..batch.prompts import load_batch_prompts
+from ..chat.commands.values import SEED_MAX
 from ..chat.template import with_chat_format
 from ..checkpoint import looks_like_checkpoint
 from ..checkpoint.selection import parse_nb_tok
@@ -51,6 +52,18 @@ from .eval import (
 from .trainer_flags import add_trainer_flags, add_weight_flags
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
+
+
+def _seed(text: str) -> int:
+    """--seed: an integer in /seed's range (0 to 2**63-1), so the two never disagree and a
+    seed the RNG cannot take fails here, before the model loads."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range (0 to {SEED_MAX})")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="subfolder of a Hub repo or local folder, e.g. checkpoint_tokens_2M_loss_2.1234",
     )
     a.add_argument("--tokenizer", help="tokenizer folder or name (default: the checkpoint's own)")
-    a.add_argument("--seed", type=int, default=None, help="make sampling reproducible")
+    a.add_argument(
+        "--seed", type=_seed, default=None, help=f"make sampling reproducible (0 to {SEED_MAX})"
+    )
     a.add_argument(
         "--swa_attention",
         choices=("full", "window"),

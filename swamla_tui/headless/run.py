@@ -22,23 +22,31 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TextIO, cast
 
 from ..base.errors import SwamlaError
+from ..base.paths import require_writable_target
 from ..base.safe_text import json_line_safe, visible
 from ..batch.job import BatchJob, BatchRow, PromptFinished, eta_seconds, run_chunks
-from ..batch.journal import Journal, finish, open_journal
+from ..batch.journal import Journal, finish, journal_path, open_journal
 from ..batch.logprobs import LOGPROB_FIELDS, LogprobRow, LogprobsModel, StreamingModel
+from ..batch.prompts import clip_prompt
 from ..batch.results import FIELDS, format_for, write_results
 from ..protocols import BatchModel, Loader, Model
 
-__all__ = ["Progress", "ResultSink", "Terminated", "check_output", "run_headless"]
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["Progress", "ResultSink", "Terminated", "check_output", "output_lock", "run_headless"]
 
 
 def check_output(output: str) -> None:
@@ -50,6 +58,60 @@ def check_output(output: str) -> None:
     parent = target.parent
     if not parent.is_dir():
         raise SwamlaError(f"cannot write {output}: folder {parent} does not exist")
+    require_writable_target(target, "output file")  # a FIFO would block the first write
+    require_writable_target(journal_path(target), "output journal")
+
+
+@contextmanager
+def output_lock(output: str | None) -> Iterator[None]:
+    """Hold an exclusive lock on `output` while inside: a second run on the same file
+    refuses at once (before loading its model) instead of redoing and interleaving rows.
+
+    The lock is ``flock`` on a hidden sidecar ``.NAME.lock`` beside the output (not on
+    the output itself: the finished output replaces it by rename, which would drop a lock
+    held on the old file). The kernel releases it when the process dies, so a killed run
+    leaves no stale lock; the sidecar is removed at the end. Without ``fcntl`` (Windows),
+    or on a file system without locks, there is no lock.
+    """
+    if not output or fcntl is None:
+        yield
+        return
+    target = Path(output)
+    lock = target.with_name(f".{target.name}.lock")
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    while True:
+        try:
+            fd = os.open(lock, flags, 0o644)
+        except OSError as exc:
+            raise SwamlaError(f"cannot lock {output}: {lock}: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise SwamlaError(f"cannot lock {output}: {lock} is not a regular file")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise SwamlaError(
+                f"{output}: another swamla-tui run is writing it (lock {lock.name}); "
+                "wait for it to finish, or give another --output"
+            ) from None
+        except OSError:  # no locks on this file system: run unlocked
+            os.close(fd)
+            yield
+            return
+        try:  # the holder before us may have removed the file we locked: lock the new one
+            current = os.stat(lock, follow_symlinks=False).st_ino
+        except FileNotFoundError:
+            current = -1
+        if current == os.fstat(fd).st_ino:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with suppress(OSError):
+            os.unlink(lock)
+        os.close(fd)
 
 
 class Progress:
@@ -145,8 +207,9 @@ class _StdoutWriter:
 
 
 def _truncation_warning(lm: Model, row: BatchRow) -> str:
-    try:
-        size = f" ({len(lm.encode(row.prompt))} tokens)"
+    text, cut = clip_prompt(row.prompt, lm.max_length)
+    try:  # a huge line is never tokenized whole, not even for this count
+        size = f" ({len(row.prompt):,} characters)" if cut else f" ({len(lm.encode(text))} tokens)"
     except Exception:  # noqa: BLE001 - the count is only a detail
         size = ""
     return (
@@ -286,7 +349,13 @@ def run_headless(
     out = out if out is not None else sys.stdout
     if job.output:
         check_output(job.output)
+    with output_lock(job.output):
+        return _run_headless(job, loader, err, out, logprobs)
 
+
+def _run_headless(
+    job: BatchJob, loader: Loader, err: TextIO, out: TextIO, logprobs: int | None
+) -> int:
     lm = loader(lambda text: print(f"… {visible(text)}", file=err, flush=True))
     for notice in lm.notices:
         print(f"note: {visible(notice)}", file=err)

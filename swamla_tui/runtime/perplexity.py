@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from ..base.errors import SwamlaError, one_line
+from ..base.paths import require_writable_target
 from ..base.scoring import (
     KLSummary,
     PerplexityResult,
@@ -233,6 +234,7 @@ def write_results_json(
     data: list[dict[str, Any]] = [asdict(r) for r in results]
     if kl is not None and data:
         data[-1]["kl"] = asdict(kl)
+    require_writable_target(Path(path).expanduser(), "output file")
     if Path(path).suffix.lower() == ".csv":
         text = _results_csv(data)
     else:
@@ -285,6 +287,8 @@ def run_perplexity(
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     text = read_text_file(path)
+    if output:  # refused before any model loads, as a bad input file is
+        require_writable_target(Path(output).expanduser(), "output file")
     if stride is not None and stride < 1:
         raise PerplexityError(f"--stride must be >= 1, got {stride}")
     results: list[PerplexityResult] = []

@@ -28,11 +28,24 @@ _OPENED = (*TOKENIZER_FILES, "special_tokens_map.json", "added_tokens.json", "me
            "config.json", "chat_template.jinja")  # fmt: skip
 
 
+MAX_TOKENIZER_FILE_BYTES = 256 * 2**20
+"""The largest tokenizer file read (real ones are a few MB; a 250k-token vocabulary ~30 MB)."""
+
+
 def _refuse_special_files(folder: Path) -> None:
     for name in _OPENED:
         kind = special_file_kind(folder / name)
         if kind is not None:
             raise TokenizerError(f"{folder / name}: is {kind}, not a tokenizer file (refused)")
+        try:
+            size = (folder / name).stat().st_size
+        except OSError:
+            continue
+        if size > MAX_TOKENIZER_FILE_BYTES:
+            raise TokenizerError(
+                f"{folder / name}: {size >> 20} MB, larger than any tokenizer file "
+                f"({MAX_TOKENIZER_FILE_BYTES >> 20} MB at most; refused)"
+            )
 
 
 def load_tokenizer(spec: str | os.PathLike[str] | None, *, folder: Path | None, name: str) -> Any:
@@ -84,6 +97,11 @@ def _from_pretrained(auto: Any, target: str, *, local: bool, wanted: str) -> Any
             raise TokenizerError(
                 f"tokenizer '{wanted}' needs code shipped with it (auto_map), which is never "
                 "run: pass --tokenizer PATH with a plain tokenizer.json"
+            ) from None
+        if folder.is_dir():  # the files are there: they are what failed, not the Hub
+            raise TokenizerError(
+                f"{folder}: its tokenizer files are corrupt or unsupported "
+                f"({one_line(e, 90)}): pass --tokenizer PATH"
             ) from None
         if local:
             raise TokenizerError(

@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..base.errors import SwamlaError
+from ..base.paths import read_regular
+
 SETTINGS_FILE = "settings.json"
 
 
@@ -15,11 +18,12 @@ class Settings:
     def __init__(self, data_dir: Path) -> None:
         self.path = Path(data_dir) / SETTINGS_FILE
         self.data: dict[str, Any] = {}
-        try:
-            loaded = json.loads(self.path.read_text(encoding="utf-8"))
+        try:  # a FIFO or a device there must not block or fill the app at start
+            raw = read_regular(self.path, "settings file", limit=1 << 20)
+            loaded = json.loads(raw.decode("utf-8"))
             if isinstance(loaded, dict):
                 self.data = loaded
-        except (OSError, ValueError):
+        except (SwamlaError, ValueError, RecursionError):
             pass
 
     def get(self, key: str, default: Any = None) -> Any:

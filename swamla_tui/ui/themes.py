@@ -3,21 +3,27 @@
 The bundled files live in the repository's top-level ``themes/`` folder; the wheel ships
 them as ``swamla_tui/themes/`` (see pyproject.toml), so both places are looked at.
 User themes are ``*.toml`` files in ``<config folder>/themes/`` (`swamla_tui.base.paths`),
-read at start; a user file with a bundled theme's name replaces it. A file that cannot
-be read gives a one-line warning, never a crash. The format is in the README.
+read at start. A user file is untrusted input: it must be a regular file of at most
+`MAX_THEME_BYTES` (a FIFO or a link to ``/dev/zero`` is refused unopened), its colours and
+`variables` must be ones Textual knows and can parse, and its name must not be a bundled
+or built-in theme's. A file that fails any of this (deep TOML that exhausts the parser
+included) is skipped with a one-line warning, never a crash. The format is in the README.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from textual.theme import Theme
+from textual.color import Color
+from textual.theme import BUILTIN_THEMES, Theme
 
 from ..base.errors import SwamlaError
-from ..base.paths import config_dir
+from ..base.paths import config_dir, read_regular
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -59,24 +65,95 @@ _COLOURS = (
 )
 
 
+MAX_THEME_BYTES = 64 * 1024
+"""A theme is a dozen lines; anything bigger is not one."""
+MAX_USER_THEMES = 200
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_STYLE_WORDS = frozenset(
+    [
+        "bold",
+        "b",
+        "dim",
+        "d",
+        "italic",
+        "i",
+        "underline",
+        "u",
+        "underline2",
+        "uu",
+        "blink",
+        "b",
+        "blink2",
+        "bb",
+        "reverse",
+        "r",
+        "strike",
+        "s",
+        "overline",
+        "o",
+        "conceal",
+        "c",
+        "not",
+        "none",
+    ]
+)
+_AUTO = re.compile(r"auto( \d{1,3}%)?|initial|transparent")
+
+
+@cache
+def _known_variables() -> frozenset[str]:
+    """The variables a Textual theme defines (what `[variables]` may override)."""
+    return frozenset(Theme(name="probe", primary="#000000").to_color_system().generate())
+
+
+def _check_variable(name: str, key: Any, value: Any) -> tuple[str, str]:
+    if not isinstance(key, str) or key not in _known_variables():
+        raise SwamlaError(f"theme {name}: [variables] {str(key)[:40]!r} is not a Textual variable")
+    if not isinstance(value, str) or len(value) > 64:
+        raise SwamlaError(f"theme {name}: [variables] {key} must be a short text")
+    if key.endswith(("style", "style-hover")):
+        if not value.split() or not set(value.split()) <= _STYLE_WORDS:
+            raise SwamlaError(f"theme {name}: [variables] {key} = {value!r} is not a text style")
+    elif not _AUTO.fullmatch(value):
+        try:
+            Color.parse(value)
+        except Exception:  # noqa: BLE001 - Textual's own parse error
+            raise SwamlaError(
+                f"theme {name}: [variables] {key} = {value!r} is not a colour"
+            ) from None
+    return key, value
+
+
 def theme_from_file(path: Path) -> Theme:
     """The theme in `path`; `SwamlaError` (one line) when it cannot be read or used."""
     try:
-        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raw = read_regular(path, "theme file", limit=MAX_THEME_BYTES)
+        data: dict[str, Any] = tomllib.loads(raw.decode("utf-8"))
+    except SwamlaError as exc:
         raise SwamlaError(f"theme {path.name}: {' '.join(str(exc).split())}") from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise SwamlaError(f"theme {path.name}: {' '.join(str(exc).split())[:200]}") from None
+    name = data.get("name", path.stem)
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise SwamlaError(f"theme {path.name}: name must be 1-64 letters, digits, '.', '_' or '-'")
+    for k in (*_COLOURS, "dark"):
+        if k in data and not isinstance(data[k], bool if k == "dark" else str):
+            raise SwamlaError(
+                f"theme {path.name}: {k} must be a {'true/false' if k == 'dark' else 'text'}"
+            )
     colours = {k: str(data[k]) for k in _COLOURS if k in data}
     if "primary" not in colours:
         raise SwamlaError(f'theme {path.name}: needs at least primary = "#RRGGBB"')
-    variables = data.get("variables")
+    variables = data.get("variables", {})
+    if not isinstance(variables, dict) or len(variables) > len(_known_variables()):
+        raise SwamlaError(f"theme {path.name}: [variables] must be a table of Textual variables")
+    checked = dict(_check_variable(path.name, k, v) for k, v in variables.items())
     try:
         theme = Theme(
-            name=str(data.get("name", path.stem)),
+            name=name,
             primary=colours.pop("primary"),
             dark=bool(data.get("dark", True)),
-            variables={str(k): str(v) for k, v in variables.items()}
-            if isinstance(variables, dict)
-            else {},
+            variables=checked,
         )
         for key, value in colours.items():  # the optional colours, as given
             setattr(theme, key, value)
@@ -105,16 +182,33 @@ def load_themes(user_dir: Path | None = None) -> LoadedThemes:
     """The bundled themes, then the user's (`user_dir`, default `user_themes_dir()`)."""
     themes = bundled_themes()
     warnings: list[str] = []
+    taken = {t.name for t in themes} | set(BUILTIN_THEMES)
     folder = user_dir if user_dir is not None else user_themes_dir()
     try:
         files = sorted(folder.glob("*.toml")) if folder.is_dir() else []
     except OSError:
         files = []
+    if len(files) > MAX_USER_THEMES:
+        warnings.append(f"Read only the first {MAX_USER_THEMES} of {len(files)} user themes")
+        files = files[:MAX_USER_THEMES]
     for path in files:
         try:
-            themes.append(theme_from_file(path))
+            theme = theme_from_file(path)
         except SwamlaError as exc:
             warnings.append(f"Skipped a user {exc}")
+            continue
+        except Exception as exc:  # noqa: BLE001 - one bad file never stops the app
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
+            warnings.append(f"Skipped a user theme {path.name}: {reason}")
+            continue
+        if theme.name in taken:
+            warnings.append(
+                f"Skipped a user theme {path.name}: the name {theme.name!r} is taken "
+                "(a bundled theme or an earlier file)"
+            )
+            continue
+        taken.add(theme.name)
+        themes.append(theme)
     return LoadedThemes(themes, warnings)
 
 

@@ -66,3 +66,29 @@ def test_batch_job_and_app_options_from_flags(tmp_path):
         "hi",
     )
     assert options.params is not app_options(args(), None).params
+
+
+@pytest.mark.parametrize("seed", ["1e27", "-1", str(2**63), "99999999999999999999999999", "x"])
+def test_seed_outside_what_seed_accepts_is_refused_by_the_parser(seed, capsys):
+    """The CLI and /seed share one rule: an integer from 0 to 2**63-1 (-1 is refused by
+    both); a seed the RNG cannot take fails here, not after the model loaded."""
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["--seed", seed])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("swamla-tui: error: argument --seed:") and seed in err
+    with pytest.raises(CommandError):
+        parse_command(f"/seed {seed}")
+
+
+def test_seed_bounds_accepted_by_both():
+    for seed in (0, 2**63 - 1):
+        assert build_parser().parse_args(["--seed", str(seed)]).seed == seed
+        assert parse_command(f"/seed {seed}").value == seed
+
+
+def test_hf_model_naming_a_system_file_is_one_clean_line(capsys):
+    assert main(["--hf_model", "/etc/passwd", "--info"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("swamla-tui: error: /etc/passwd:"), err
+    assert "IndexError" not in err and "Traceback" not in err

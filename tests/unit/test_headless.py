@@ -283,3 +283,107 @@ def test_subprocess_headless_jsonl(test_tokenizer_dir, prompts_file, tmp_path):
     assert [r["prompt"] for r in records] == PROMPTS
     assert all(r["finish_reason"] in ANSWERED and r["new_tokens"] <= 4 for r in records)
     assert "[6/6]" in proc.stderr
+
+
+# -- special outputs, one run per output, huge lines (issue 21 items 6, 8, 9) --------------
+
+
+def _never_load(_say):
+    raise AssertionError("the model must not load")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("name", ["out.jsonl", "out.csv.partial.jsonl"])
+def test_fifo_output_or_journal_is_refused_before_loading(tmp_path, name):
+    from swamla_tui.base.errors import SwamlaError
+    from swamla_tui.base.params import SamplingParams
+    from swamla_tui.batch.job import BatchJob
+    from swamla_tui.headless.run import run_headless
+
+    os.mkfifo(tmp_path / name)
+    output = tmp_path / name.removesuffix(".partial.jsonl")
+    job = BatchJob(["a"], SamplingParams(), output=str(output))
+    with pytest.raises(SwamlaError, match="FIFO"):
+        run_headless(job, _never_load, err=io.StringIO(), out=io.StringIO())
+
+
+def test_a_second_run_on_the_same_output_refuses_at_once(tmp_path):
+    from swamla_tui.base.errors import SwamlaError
+    from swamla_tui.base.params import SamplingParams
+    from swamla_tui.batch.job import BatchJob
+    from swamla_tui.headless.run import output_lock, run_headless
+    from tests.support.batch import EchoBatchLM
+
+    out = tmp_path / "out.jsonl"
+    job = BatchJob(["a", "b"], SamplingParams(), output=str(out))
+    with output_lock(str(out)):
+        assert (tmp_path / ".out.jsonl.lock").exists()
+        with pytest.raises(SwamlaError, match="another swamla-tui run is writing it"):
+            run_headless(job, _never_load, err=io.StringIO(), out=io.StringIO())
+    assert not (tmp_path / ".out.jsonl.lock").exists()  # released and removed
+
+    def echo(_say: Any) -> Any:
+        return EchoBatchLM()  # a BatchModel: enough for a batch run
+
+    rc = run_headless(job, echo, err=io.StringIO(), out=io.StringIO())
+    assert rc == 0 and [r["completion"] for r in read_jsonl(out)] == ["a", "b"]
+    assert not (tmp_path / ".out.jsonl.lock").exists()
+
+
+def test_the_lock_holds_across_processes(tmp_path):
+    """A real second process: it refuses while the first holds the output."""
+    out = tmp_path / "out.csv"
+    code = (
+        "import sys, time\n"
+        "from swamla_tui.headless.run import output_lock\n"
+        f"with output_lock({str(out)!r}):\n"
+        "    print('held', flush=True)\n"
+        "    sys.stdin.readline()\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        from swamla_tui.base.errors import SwamlaError
+        from swamla_tui.headless.run import output_lock
+
+        with pytest.raises(SwamlaError, match="another swamla-tui run"), output_lock(str(out)):
+            pass
+    finally:
+        holder.communicate("\n", timeout=30)
+    with output_lock(str(out)):  # free again once the holder ended
+        pass
+
+
+def test_a_50mb_single_line_prompt_is_cut_not_tokenized_whole(test_tokenizer_dir, tmp_path):
+    """Before: the whole line went to the tokenizer (SIGABRT at 50 MB, 27.5 s and 2.5 GB
+    at 10 MB). Now only its tail is tokenized, under a memory limit, in seconds."""
+    from tests.support.hostile import run_limited
+
+    path = tmp_path / "huge.txt"
+    path.write_bytes(b"short one\n" + b"word " * 10_000_000 + b"the end\n")
+    out = tmp_path / "out.jsonl"
+    argv = batch_argv(
+        test_tokenizer_dir, "--prompts_file", path, "--output", out, "--max_length", 32
+    )
+    result = run_limited(
+        f"""
+        from swamla_tui.cli.main import main
+        rc = main({argv!r})
+        print("RC", rc)
+        """,
+        timeout=120,
+        budget=1536 * 2**20,
+        preload=("torch", "swamla_tui.runtime.load", "transformers"),
+    )
+    assert result.returncode == 0 and "RC 0" in result.stdout, result.stderr[-2000:]
+    records = read_jsonl(out)
+    assert [r["finish_reason"] in ANSWERED for r in records] == [True, True]
+    assert "prompt 2 (50,000,007 characters) is longer than max_length 32" in result.stderr

@@ -151,3 +151,22 @@ def test_a_failed_outcome_makes_the_row_failed_with_its_reason():
     again = BatchRow(0, "big")
     again.restore(row.record() | {"finish_reason": "error", "error": "why"})
     assert (again.status, again.error, again.final) == ("error", "why", True)
+
+
+def test_a_huge_prompt_is_cut_to_its_tail_before_the_model_sees_it():
+    """Only the last max_length tokens can reach the model: the rest of a 10 MB line is
+    never tokenized (issue 21 item 8), and the row says it was truncated."""
+    from swamla_tui.batch.prompts import CHARS_PER_TOKEN
+    from tests.support.batch import EchoBatchLM
+
+    lm = EchoBatchLM()
+    lm.max_length = 16
+    huge = "x" * 10_000_000 + "the end"
+    events = list(
+        run_chunks(
+            lm, ["short", huge], params=SamplingParams(), batch_size=2, cancel=threading.Event()
+        )
+    )
+    assert lm.ran == ["short", huge[-16 * CHARS_PER_TOKEN :]]
+    finished = {e.index: e.outcome for e in events if isinstance(e, PromptFinished)}
+    assert finished[1].truncated and not finished[0].truncated

@@ -242,3 +242,21 @@ def test_format_results_aligns_columns():
     lines = format_results(rs).splitlines()
     assert len(lines) == 3 and len({len(x) for x in lines}) == 1
     assert "7.389" in lines[1] and "500" in lines[1]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+@pytest.mark.timeout(30)
+def test_a_fifo_output_is_refused_before_any_model_loads(tmp_path):
+    from swamla_tui.base.errors import SwamlaError
+    from swamla_tui.runtime.perplexity import run_perplexity
+
+    text = tmp_path / "text.txt"
+    text.write_text("some text to score\n")
+    fifo = tmp_path / "result.json"
+    os.mkfifo(fifo)
+
+    def never(_say):
+        raise AssertionError("the model must not load")
+
+    with pytest.raises(SwamlaError, match="FIFO"):
+        run_perplexity([never], text, output=fifo)

@@ -206,3 +206,39 @@ def test_read_round_trip_property(
         assert "not valid UTF-8" in str(err)
     else:
         assert result == [line.strip() for line in lines if line.strip()]
+
+
+# -- special files, size, long lines (issue 21 items 6 and 8) ------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+@pytest.mark.timeout(20)
+def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "prompts.txt"
+    os.mkfifo(fifo)
+    assert error_of(fifo) == f"{fifo}: is a FIFO (named pipe), not a regular file (refused)"
+
+
+@pytest.mark.timeout(20)
+def test_link_to_a_device_is_refused(tmp_path: Path) -> None:
+    link = tmp_path / "prompts.txt"
+    link.symlink_to("/dev/zero")
+    assert error_of(link) == f"{link}: is a device, not a regular file (refused)"
+
+
+def test_a_file_over_the_cap_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import swamla_tui.batch.prompts as prompts
+
+    monkeypatch.setattr(prompts, "MAX_PROMPTS_FILE_BYTES", 2 * 2**20)
+    path = write(tmp_path, b"a\n" * (2**20 + 1))
+    assert "larger than 2 MB" in error_of(path)
+
+
+def test_clip_prompt_keeps_the_tail_that_can_reach_the_model() -> None:
+    from swamla_tui.batch.prompts import CHARS_PER_TOKEN, clip_prompt
+
+    line = "".join(chr(0x61 + i % 26) for i in range(100_000))
+    assert clip_prompt(line, None) == (line, False)
+    assert clip_prompt("short", 8) == ("short", False)
+    kept, cut = clip_prompt(line, 64)
+    assert cut and kept == line[-64 * CHARS_PER_TOKEN :]

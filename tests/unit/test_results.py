@@ -232,3 +232,16 @@ def test_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         write_results(RESULTS, path)
     assert path.read_text() == "old\n"  # the old file is intact, no temporary left
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.jsonl"]
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="no FIFOs here")
+@pytest.mark.timeout(20)
+def test_a_fifo_output_is_refused_not_replaced(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "out.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(SwamlaError, match="FIFO") as exc:
+        write_results([{"index": 0, "prompt": "p"}], fifo)
+    assert "\n" not in str(exc.value)
+    assert fifo.is_fifo()  # still the user's FIFO, not replaced by a file

@@ -11,7 +11,6 @@ while the model lives: re-exporting replaces files by rename (safe), but overwri
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -20,48 +19,36 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ...base.errors import CheckpointError
+from ...base.paths import require_regular_file
+from .schema import check_weights_fit, model_config, read_config_file, tied_aliases
 from .writer import CONFIG, FORMAT_VERSION, WEIGHTS
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ...model.config import ModelConfig
     from ..loaded_model import LoadedModel
+
+__all__ = ["load_exported", "model_config", "read_export_config"]
 
 
 def read_export_config(folder: Path) -> dict[str, Any]:
+    """config.json, read bounded (`schema.read_config_file`), of a format this version reads."""
     path = folder / CONFIG
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{folder}: no {CONFIG} (not an exported checkpoint)") from None
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: unreadable ({str(e).splitlines()[0][:80]})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("swamla_model"), dict):
+    data = read_config_file(path)
+    if not isinstance(data.get("swamla_model"), dict):
         raise CheckpointError(f"{path}: not a swamla-tui export (no 'swamla_model')")
     version = data.get("swamla_export")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
         raise CheckpointError(
-            f"{path}: export format {version!r} is newer than this swamla-tui understands"
+            f"{path}: export format {str(version)[:20]!r} is newer than this swamla-tui understands"
         )
     return data
-
-
-def model_config(data: dict[str, Any], where: str) -> ModelConfig:
-    from ...model.config import ModelConfig
-    from .remote.swamla_dict_config import dataclass_from_dict
-
-    try:
-        return dataclass_from_dict(ModelConfig, data["swamla_model"])
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(
-            f"{where}: config.json does not fit this version's model ({e})"
-        ) from None
 
 
 def _tensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors import safe_open
 
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"{path.parent}: no {WEIGHTS}")
+    require_regular_file(path, "weights file", error=CheckpointError)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - not a dict
@@ -111,7 +98,7 @@ def load_exported(
     ignore_unknown: bool = False,
 ) -> LoadedModel:
     """Same arguments and result as `swamla_tui.load`, for a folder from `export_checkpoint`."""
-    from ...base.errors import SwamlaError
+    from ...base.errors import SwamlaError, one_line
     from ...checkpoint.tensors import drop_mapped_pages
     from ...model.transformer import SWAMLA, wants_column_major
     from ..devices import parse_dtype, pick_device
@@ -134,12 +121,19 @@ def load_exported(
         say("Loading tokenizer")
         spec = None if tokenizer is None or tokenizer is True else tokenizer
         tok = _tokenizer(spec, folder, cfg.tokenizer_name)
-    say(f"Building model on {dev}")
-    with torch.device("meta"):
-        model = SWAMLA(cfg, swa_window=swa_attention == "window")
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     weights = _tensors(folder / WEIGHTS)
-    tied = {str(k): str(v) for k, v in dict(data.get("tied_weights") or {}).items()}
+    check_weights_fit(cfg, {k: tuple(v.shape) for k, v in weights.items()}, str(folder))
+    say(f"Building model on {dev}")
+    try:
+        with torch.device("meta"):
+            model = SWAMLA(cfg, swa_window=swa_attention == "window")
+    except Exception as e:  # noqa: BLE001 - a combination of fields the checks did not foresee
+        raise CheckpointError(
+            f"{folder}: {CONFIG} describes a model this version cannot build ({one_line(e, 100)})"
+        ) from None
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    params = {k: tuple(v.shape) for k, v in model.named_parameters(remove_duplicate=False)}
+    tied = tied_aliases(data, params, {k: tuple(v.shape) for k, v in weights.items()}, str(folder))
     missing = sorted(set(expected) - set(weights) - set(tied))
     if missing:
         more = f" (+{len(missing) - 3} more)" if len(missing) > 3 else ""
@@ -187,6 +181,10 @@ def load_exported(
         emap = data.get("swamla_engram_map")
         if not isinstance(emap, list) or len(emap) != cfg.vocab_size:
             raise CheckpointError(f"{folder}: {CONFIG} lacks the Engram token map")
+        if not all(type(v) is int and 0 <= v < 2**31 for v in emap):
+            raise CheckpointError(
+                f"{folder}: {CONFIG} 'swamla_engram_map' must hold token ids (integers >= 0)"
+            )
         from ...model.token_map import mapping_tensor
 
         model.set_token_mapping(mapping_tensor(emap, cfg.vocab_size))
@@ -194,15 +192,17 @@ def load_exported(
     if dev.type == "cpu" and dt == torch.bfloat16 and os.environ.get("SWAMLA_CPU_LAYOUT") != "0":
         model.use_cpu_bf16_packing()  # as `swamla_tui.load` does: both compute the same
     ml = min(int(max_length or cfg.block_size), cfg.block_size)
-    prov = data.get("provenance") or {}
+    prov = data.get("provenance")
+    if not isinstance(prov, dict):
+        prov = {}
     for k in ("step", "total_tokens", "val_loss", "pretrain_tokens", "instruct_tokens"):
         if isinstance(prov.get(k), (int, float)):
             meta[k] = prov[k]
     for k in ("checkpoint_type", "weights"):
         if isinstance(prov.get(k), str):
             meta[k] = prov[k][:120]
-    if prov.get("source"):
-        meta["exported_from"] = prov["source"]
+    if isinstance(prov.get("source"), str) and prov["source"]:
+        meta["exported_from"] = prov["source"][:300]
     lm = LoadedModel(
         model,
         cfg,
