@@ -70,6 +70,11 @@ def check_eval_args(args: argparse.Namespace) -> str | None:
             return "--stride applies only to --perplexity"  # (and --eval_perplexity)
         if args.stride < 1:
             return f"--stride must be >= 1, got {args.stride}"
+    windows = getattr(args, "windows", None)
+    if windows is not None and not scores:
+        return "--windows applies only to --perplexity"
+    if windows == "rolling" and args.stride is not None:
+        return "--stride applies to --windows strided, not rolling"
     for flag in ("compare_dtype", "compare_quantize"):
         if getattr(args, flag, None) is not None and not (args.compare and scores):
             return f"--{flag} applies only to --perplexity with --compare"
@@ -181,8 +186,14 @@ def run_perplexity_cmd(args: argparse.Namespace, source: str, make_loader: MakeL
         stride=args.stride,
         batch_size=args.batch_size,
         output=args.output,
+        windows=windows_of(args),
     )
     return 0
+
+
+def windows_of(args: argparse.Namespace) -> str:
+    """``--windows`` (strided unless given)."""
+    return getattr(args, "windows", None) or "strided"
 
 
 def _may_sweep(args: argparse.Namespace) -> bool:
@@ -226,6 +237,7 @@ def _sweep(args: argparse.Namespace, source: str, make_loader: MakeLoader) -> in
         batch_size=args.batch_size,
         output=args.output,
         overwrite=bool(getattr(args, "overwrite", False)),
+        windows=windows_of(args),
     )
     return 0
 
@@ -263,7 +275,11 @@ def _perplexity_of_text(
         lm: Any = load(_say)
         for n in lm.notices:
             print(f"note: {visible(n)}", file=sys.stderr)
-        results.append(perplexity(lm, text, stride=args.stride, batch_size=args.batch_size))
+        results.append(
+            perplexity(
+                lm, text, stride=args.stride, batch_size=args.batch_size, windows=windows_of(args)
+            )
+        )
         del lm
     print(format_results(results))
     if args.output:

@@ -178,6 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="--perplexity: tokens between window starts (default: half of --max_length)",
     )
     e.add_argument(
+        "--windows",
+        choices=("strided", "rolling"),
+        default=None,
+        help="--perplexity: strided (default: overlapping windows, --stride apart) or rolling "
+        "(lm-evaluation-harness's loglikelihood_rolling plan: disjoint windows, the last one "
+        "with as much context as fits)",
+    )
+    e.add_argument(
         "--export",
         metavar="OUT_DIR",
         help="write the checkpoint as model.safetensors + config.json + tokenizer, then exit "
