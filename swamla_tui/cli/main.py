@@ -41,6 +41,7 @@ from .eval import (
     LOGPROBS_MAX,
     check_eval_args,
     run_diagnose,
+    run_eval_cmd,
     run_export,
     run_headless_batch,
     run_info,
@@ -184,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="--perplexity: strided (default: overlapping windows, --stride apart) or rolling "
         "(lm-evaluation-harness's loglikelihood_rolling plan: disjoint windows, the last one "
         "with as much context as fits)",
+    )
+    e.add_argument(
+        "--eval",
+        metavar="TASKS",
+        help="run lm-evaluation-harness tasks (comma-separated names, task YAML files or "
+        "folders of them) on our engine, then exit; a run folder: each checkpoint; "
+        "--output FILE.json or DIR (needs the eval extra: pip install 'swamla-tui[eval]')",
     )
     e.add_argument(
         "--export",
@@ -411,6 +419,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_perplexity_cmd(args, source, make_loader)
         if args.export:
             return run_export(args, source, make_loader)
+        if args.eval:
+            return run_eval_cmd(args, source, make_loader)
         if args.mode == "batch" and torchrun_world() > 1:
             from ..headless.distributed import run_distributed
 

@@ -258,7 +258,7 @@ print("CLASS=" + type(tok).__name__)
 _TEXT = "Hello there, how are you? é ü ß 日本 🙂"
 
 
-def _tokenizer_only(folder: Path, how: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _tokenizer_subprocess(folder: Path, how: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
     env.pop("PYTHONPATH", None)
     return subprocess.run(
@@ -276,7 +276,7 @@ def test_tokenizer_config_names_a_built_in_class(exported):
 
 @pytest.mark.parametrize("how", ["fast", "auto_no_code"])
 def test_tokenizer_loads_without_the_models_code(fixture_lm, exported, tmp_path, how):
-    proc = _tokenizer_only(exported, how, tmp_path)
+    proc = _tokenizer_subprocess(exported, how, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "custom code" not in proc.stdout + proc.stderr  # never asked, stdin closed
     assert f"IDS={json.dumps(fixture_lm.encode(_TEXT))}" in proc.stdout
@@ -296,7 +296,7 @@ def _transformers_major() -> int:
     "about the model's auto_map whatever tokenizer_config.json says",
 )
 def test_plain_auto_tokenizer_does_not_ask(fixture_lm, exported, tmp_path):
-    proc = _tokenizer_only(exported, "auto", tmp_path)
+    proc = _tokenizer_subprocess(exported, "auto", tmp_path)
     assert "custom code" not in proc.stdout + proc.stderr
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"IDS={json.dumps(fixture_lm.encode(_TEXT))}" in proc.stdout
