@@ -258,7 +258,9 @@ print("CLASS=" + type(tok).__name__)
 _TEXT = "Hello there, how are you? é ü ß 日本 🙂"
 
 
-def _tokenizer_subprocess(folder: Path, how: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _tokenizer_subprocess(
+    folder: Path, how: str, tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
     env.pop("PYTHONPATH", None)
     return subprocess.run(
