@@ -158,6 +158,29 @@ def _save_dir(results: dict[str, Any], out_dir: str, source: str) -> None:
         tracker.save_results_samples(task_name=task, samples=samples[task])
 
 
+def summary_table(all_results: dict[str, dict[str, Any]]) -> str:
+    """One row per checkpoint, one column per task metric (stderr left out): a run's
+    checkpoints side by side."""
+    cols: list[tuple[str, str]] = []
+    for res in all_results.values():
+        for task, metrics in res.get("results", {}).items():
+            for key, value in metrics.items():
+                numeric = isinstance(value, int | float) and "," in key and "stderr" not in key
+                if numeric and (task, key) not in cols:
+                    cols.append((task, key))
+    names = [visible(n) for n in all_results]
+    width = max([len("checkpoint"), *(len(n) for n in names)])
+    heads = [f"{t} {k.removesuffix(',none')}" for t, k in cols]
+    lines = ["  ".join(["checkpoint".ljust(width), *heads])]
+    for name, res in zip(names, all_results.values(), strict=True):
+        cells = []
+        for (task, key), head in zip(cols, heads, strict=True):
+            v = res.get("results", {}).get(task, {}).get(key)
+            cells.append((f"{v:.4f}" if isinstance(v, int | float) else "-").rjust(len(head)))
+        lines.append("  ".join([name.ljust(width), *cells]))
+    return "\n".join(lines)
+
+
 def _say(name: str, err: IO[str]) -> Callable[[str], None]:
     return lambda s: print(f"… {visible(name)}: {visible(s)}", file=err)
 
@@ -197,6 +220,8 @@ def run_eval(
         if output is not None and not to_file:
             _save_dir(res, output, source)
         all_results[name] = res
+    if len(all_results) > 1:
+        print("\n" + summary_table(all_results), file=out)
     if to_file and output is not None:
         if len(all_results) == 1:
             text = results_json(next(iter(all_results.values())))

@@ -193,6 +193,10 @@ def test_cli_eval_over_a_run_folder_scores_each_checkpoint(test_tokenizer_dir, t
     assert len(data) == 2 and all("checkpoint_" in k for k in data)
     accs = [v["results"]["swamla_local_mc"]["acc,none"] for v in data.values()]
     assert accs[0] == accs[1]  # the same weights twice
+    summary = capsys.readouterr().out.splitlines()[-3:]  # one row per checkpoint
+    assert summary[0].split()[:3] == ["checkpoint", "swamla_local_mc", "acc"]
+    assert [line.split()[0] for line in summary[1:]] == list(data)
+    assert {line.split()[1] for line in summary[1:]} == {f"{accs[0]:.4f}"}
     folder = tmp_path / "lm_eval_out"
     assert main([*_flags(test_tokenizer_dir), "--eval", str(TASKS / "local_mc.yaml"),
                  "--output", str(folder)]) == 0  # fmt: skip
