@@ -170,15 +170,17 @@ def _flags(tok, ckpt=FIXTURE_CKPT) -> list[str]:
     return ["--checkpoint", str(ckpt), "--tokenizer", str(tok), "--device", "cpu"]
 
 
-def test_cli_eval_writes_lm_evals_results_json(test_tokenizer_dir, tmp_path, capsys):
-    out = tmp_path / "results.json"
+def test_cli_eval_writes_lm_evals_layout(test_tokenizer_dir, tmp_path, capsys):
+    folder = tmp_path / "lm_eval_out"
     argv = [*_flags(test_tokenizer_dir), "--eval", str(TASKS / "local_mc.yaml")]
-    assert main([*argv, "--output", str(out)]) == 0
+    assert main([*argv, "--output", str(folder)]) == 0
     table = capsys.readouterr().out
     assert "swamla_local_mc" in table and "acc" in table
-    data = json.loads(out.read_text())
+    (written,) = folder.rglob("results_*.json")
+    assert list(folder.rglob("samples_swamla_local_mc_*.jsonl"))
+    data = json.loads(written.read_text())
     assert set(data["results"]["swamla_local_mc"]) >= {"acc,none", "acc_norm,none"}
-    assert data["config"]["model"] == "swamla-tui" and "samples" not in data
+    assert data["config"]["model"] == "swamla-tui"
 
 
 def test_cli_eval_over_a_run_folder_scores_each_checkpoint(test_tokenizer_dir, tmp_path, capsys):
@@ -191,18 +193,13 @@ def test_cli_eval_over_a_run_folder_scores_each_checkpoint(test_tokenizer_dir, t
     assert main([*argv, "--output", str(out)]) == 0
     data = json.loads(out.read_text())
     assert len(data) == 2 and all("checkpoint_" in k for k in data)
+    assert all(v["config"]["model"] == "swamla-tui" and "samples" not in v for v in data.values())
     accs = [v["results"]["swamla_local_mc"]["acc,none"] for v in data.values()]
     assert accs[0] == accs[1]  # the same weights twice
     summary = capsys.readouterr().out.splitlines()[-3:]  # one row per checkpoint
     assert summary[0].split()[:3] == ["checkpoint", "swamla_local_mc", "acc"]
     assert [line.split()[0] for line in summary[1:]] == list(data)
     assert {line.split()[1] for line in summary[1:]} == {f"{accs[0]:.4f}"}
-    folder = tmp_path / "lm_eval_out"
-    assert main([*_flags(test_tokenizer_dir), "--eval", str(TASKS / "local_mc.yaml"),
-                 "--output", str(folder)]) == 0  # fmt: skip
-    written = list(folder.rglob("results_*.json"))
-    assert len(written) == 1 and list(folder.rglob("samples_swamla_local_mc_*.jsonl"))
-    capsys.readouterr()
 
 
 @pytest.mark.parametrize(
