@@ -1,4 +1,4 @@
-"""The CLI's one-shot actions besides chat: ``--info``, ``--perplexity``, ``--export``, and the
+"""The CLI's one-shot actions besides chat: ``--info``, ``--perplexity``, ``--export``, ``--eval``, and the
 headless batch runs with ``--compare`` or ``--logprobs``; and the checks of their flags.
 
 Split from `swamla_tui.cli.main` (which keeps the argument parser, the path preflight and
@@ -30,6 +30,7 @@ __all__ = [
     "fits",
     "checkpoint_listing",
     "run_diagnose",
+    "run_eval_cmd",
     "run_export",
     "run_headless_batch",
     "run_info",
@@ -53,7 +54,7 @@ def check_eval_args(args: argparse.Namespace) -> str | None:
     """The evaluate/export flags: one action at a time, and flags only where they apply."""
     actions = [
         f"--{name}"
-        for name in ("perplexity", "eval_perplexity", "export", "diagnose")
+        for name in ("perplexity", "eval_perplexity", "export", "diagnose", "eval")
         if getattr(args, name, None) not in (None, False)
     ]
     if actions == ["--perplexity", "--export"]:
@@ -70,11 +71,18 @@ def check_eval_args(args: argparse.Namespace) -> str | None:
             return "--stride applies only to --perplexity"  # (and --eval_perplexity)
         if args.stride < 1:
             return f"--stride must be >= 1, got {args.stride}"
+    windows = getattr(args, "windows", None)
+    if windows is not None and not scores:
+        return "--windows applies only to --perplexity"
+    if windows == "rolling" and args.stride is not None:
+        return "--stride applies to --windows strided, not rolling"
     for flag in ("compare_dtype", "compare_quantize"):
         if getattr(args, flag, None) is not None and not (args.compare and scores):
             return f"--{flag} applies only to --perplexity with --compare"
     if args.compare and (args.export or args.info):
         return f"--compare does not apply to {'--export' if args.export else '--info'}"
+    if getattr(args, "eval", None) and (args.compare or args.info):
+        return f"--eval does not apply to {'--compare' if args.compare else '--info'}"
     n = getattr(args, "logprobs", None)
     if n is not None:
         if not 1 <= n <= LOGPROBS_MAX:
@@ -181,8 +189,14 @@ def run_perplexity_cmd(args: argparse.Namespace, source: str, make_loader: MakeL
         stride=args.stride,
         batch_size=args.batch_size,
         output=args.output,
+        windows=windows_of(args),
     )
     return 0
+
+
+def windows_of(args: argparse.Namespace) -> str:
+    """``--windows`` (strided unless given)."""
+    return getattr(args, "windows", None) or "strided"
 
 
 def _may_sweep(args: argparse.Namespace) -> bool:
@@ -226,6 +240,7 @@ def _sweep(args: argparse.Namespace, source: str, make_loader: MakeLoader) -> in
         batch_size=args.batch_size,
         output=args.output,
         overwrite=bool(getattr(args, "overwrite", False)),
+        windows=windows_of(args),
     )
     return 0
 
@@ -263,11 +278,46 @@ def _perplexity_of_text(
         lm: Any = load(_say)
         for n in lm.notices:
             print(f"note: {visible(n)}", file=sys.stderr)
-        results.append(perplexity(lm, text, stride=args.stride, batch_size=args.batch_size))
+        results.append(
+            perplexity(
+                lm, text, stride=args.stride, batch_size=args.batch_size, windows=windows_of(args)
+            )
+        )
         del lm
     print(format_results(results))
     if args.output:
         write_results_json(results, args.output)
+    return 0
+
+
+def run_eval_cmd(args: argparse.Namespace, source: str, make_loader: MakeLoader) -> int:
+    """``--eval TASKS``: lm-evaluation-harness on our engine (`swamla_tui.evaluate`, imported
+    only here); a run folder or repo with several checkpoints: each, one loaded at a time."""
+    import importlib.util
+
+    if importlib.util.find_spec("lm_eval") is None:
+        raise SwamlaError("--eval needs lm-evaluation-harness: pip install 'swamla-tui[eval]'")
+    from ..evaluate.run import run_eval
+
+    loaders: list[tuple[str, Loader]] = [(source, make_loader(args, source))]
+    if _may_sweep(args):
+        from ..runtime.sweep import sweep_candidates
+
+        try:
+            cands = sweep_candidates(source, selection_of(args))
+        except Exception:  # noqa: BLE001 - listing failed: the single load says why
+            cands = []
+        if len(cands) > 1:
+            loaders = [
+                (
+                    c.path,
+                    make_loader(
+                        argparse.Namespace(**{**vars(args), "hf_checkpoint": c.path}), source
+                    ),
+                )
+                for c in cands
+            ]
+    run_eval(loaders, args.eval, batch_size=args.batch_size, output=args.output)
     return 0
 
 

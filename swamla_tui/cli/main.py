@@ -42,6 +42,7 @@ from .eval import (
     LOGPROBS_MAX,
     check_eval_args,
     run_diagnose,
+    run_eval_cmd,
     run_export,
     run_headless_batch,
     run_info,
@@ -191,6 +192,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="--perplexity: tokens between window starts (default: half of --max_length)",
+    )
+    e.add_argument(
+        "--windows",
+        choices=("strided", "rolling"),
+        default=None,
+        help="--perplexity: strided (default: overlapping windows, --stride apart) or rolling "
+        "(lm-evaluation-harness's loglikelihood_rolling plan: disjoint windows, the last one "
+        "with as much context as fits)",
+    )
+    e.add_argument(
+        "--eval",
+        metavar="TASKS",
+        help="run lm-evaluation-harness tasks (comma-separated names, task YAML files or "
+        "folders of them) on our engine, then exit; a run folder: each checkpoint; "
+        "--output FILE.json or DIR (needs the eval extra: pip install 'swamla-tui[eval]')",
     )
     e.add_argument(
         "--export",
@@ -418,6 +434,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_perplexity_cmd(args, source, make_loader)
         if args.export:
             return run_export(args, source, make_loader)
+        if args.eval:
+            return run_eval_cmd(args, source, make_loader)
         if args.mode == "batch" and torchrun_world() > 1:
             from ..headless.distributed import run_distributed
 

@@ -15,7 +15,20 @@ lm-evaluation-harness's rolling log-likelihood):
   window) to its own end, each from the logits at `t - 1`: the context of `x[t]` is
   `x[k*S : t]`. So each token is scored exactly once, with at least `min(t, L - S)`
   tokens of left context. Windows run as a batch of plain full forwards (right-padded;
-  padding after the last real token cannot change a causal model's earlier logits).
+  padding after the last real token cannot change a causal model's earlier logits); a
+  window is fed `x[begin : end - 1]`, as the last id is only a target.
+
+Window modes (`windows=`, the CLI's ``--windows``):
+
+- ``strided`` (the default): the rule above.
+- ``rolling``: lm-evaluation-harness's ``loglikelihood_rolling`` plan (its
+  ``get_rolling_token_windows`` with ``context_len=1``, then ``make_disjoint_window``), so
+  that our figures equal its ``word_perplexity``/``bits_per_byte`` inputs exactly. With
+  `x[0]` the prefix (EOS) and `N = len(x) - 1` tokens to score: the first window predicts
+  targets `1..min(L, N)` from `x[0:min(L, N)]`; each later window predicts the next
+  `min(L, N - done)` targets and is fed the `L` ids that end just before its last target,
+  so targets never overlap, a full middle window has one id of context for its first
+  target, and the last window gets as much context as fits.
 
 Figures: `tokens` = scored tokens, `loss` = their mean negative log-likelihood in nats,
 `perplexity = exp(loss)`, `bits_per_byte = loss * tokens / ln 2 / bytes`, where `bytes`
@@ -98,6 +111,35 @@ def plan_windows(n: int, length: int, stride: int) -> list[Window]:
     return out
 
 
+def plan_rolling(n: int, length: int) -> list[Window]:
+    """lm-eval's rolling windows (module docstring, ``rolling``) for `n` ids, `x[0]` the prefix."""
+    if length < 1:
+        raise PerplexityError(f"the window must hold at least 1 token, not {length}")
+    out: list[Window] = []
+    done = min(length, n - 1)  # targets 1..done
+    if done >= 1:
+        out.append(Window(0, done + 1, 1))
+    while done < n - 1:
+        last = done + min(length, n - 1 - done)  # the window's last target
+        out.append(Window(last - length, last + 1, done + 1))
+        done = last
+    return out
+
+
+WINDOW_MODES = ("strided", "rolling")
+
+
+def plan(n: int, length: int, stride: int | None, windows: str = "strided") -> list[Window]:
+    """The windows of `windows` mode (``rolling`` takes no stride)."""
+    if windows == "rolling":
+        if stride is not None:
+            raise PerplexityError("--stride applies to --windows strided, not rolling")
+        return plan_rolling(n, length)
+    if windows != "strided":
+        raise PerplexityError(f"windows must be one of {', '.join(WINDOW_MODES)}, not '{windows}'")
+    return plan_windows(n, length, length // 2 if stride is None else int(stride))
+
+
 def default_batch_size(lm: LoadedModel, length: int) -> int:
     """Windows per forward: the [B, L, V] logits stay under ~0.5 GiB (CPU) or ~4 GiB (CUDA)."""
     budget = (4 if lm.device.type == "cuda" else 0.5) * 2**30
@@ -114,6 +156,7 @@ def score_ids(
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
     sink: Sink | None = None,
+    windows: str = "strided",
 ) -> tuple[float, int]:
     """(total negative log-likelihood in nats, scored tokens) of `ids[1:]` given `ids`."""
     import torch
@@ -122,9 +165,8 @@ def score_ids(
     if len(ids) < 2:
         raise PerplexityError("the text is too short: nothing to score (needs 2 tokens)")
     length = lm.max_length
-    stride = length // 2 if stride is None else int(stride)
-    windows = plan_windows(len(ids), length, stride)
-    total = sum(w.end - w.first for w in windows)
+    wins = plan(len(ids), length, stride, windows)
+    total = sum(w.end - w.first for w in wins)
     bs = batch_size or default_batch_size(lm, length)
     if bs < 1:
         raise PerplexityError(f"batch size must be >= 1, not {bs}")
@@ -134,14 +176,14 @@ def score_ids(
     done = 0
     if progress:
         progress(0, total)
-    for i in range(0, len(windows), bs):
+    for i in range(0, len(wins), bs):
         if cancel is not None and cancel.is_set():
             raise PerplexityCancelled("perplexity cancelled")
-        group = windows[i : i + bs]
-        width = max(w.end - w.begin for w in group)
+        group = wins[i : i + bs]
+        width = max(w.end - 1 - w.begin for w in group)
         batch = torch.zeros(len(group), width, dtype=torch.long)  # right padding: id 0
         for r, w in enumerate(group):
-            batch[r, : w.end - w.begin] = x[w.begin : w.end]
+            batch[r, : w.end - 1 - w.begin] = x[w.begin : w.end - 1]
         with torch.inference_mode():
             logits = lm.model(batch.to(dev))  # [B, width, V]
             for r, w in enumerate(group):
@@ -158,12 +200,23 @@ def score_ids(
     return nll, total
 
 
-def scored_ids(lm: LoadedModel, text: str) -> tuple[list[int], int]:
+def prefix_id(lm: LoadedModel, windows: str = "strided") -> int | None:
+    """The unscored id put before the text: EOS; in ``rolling`` mode BOS when the tokenizer
+    has one (else EOS), the token lm-eval's `hf` model puts there."""
+    eos = getattr(lm, "eos_id", None)
+    if windows == "rolling":
+        bos = getattr(lm.tokenizer, "bos_token_id", None)
+        if isinstance(bos, int):
+            return bos
+    return int(eos) if eos is not None else None
+
+
+def scored_ids(lm: LoadedModel, text: str, windows: str = "strided") -> tuple[list[int], int]:
     """(the ids `score_ids` takes, the UTF-8 bytes they cover) by the module docstring's rule."""
     ids = lm.encode(text)
-    eos = getattr(lm, "eos_id", None)
-    if eos is not None:
-        return [int(eos), *ids], len(text.encode("utf-8"))
+    first = prefix_id(lm, windows)
+    if first is not None:
+        return [first, *ids], len(text.encode("utf-8"))
     return ids, len(lm.decode(ids[1:]).encode("utf-8")) if len(ids) > 1 else 0
 
 
@@ -176,12 +229,20 @@ def perplexity(
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
     sink: Sink | None = None,
+    windows: str = "strided",
 ) -> PerplexityResult:
     """Score `text` with `lm` by the rule in the module docstring."""
     t0 = time.perf_counter()
-    ids, n_bytes = scored_ids(lm, text)
+    ids, n_bytes = scored_ids(lm, text, windows)
     nll, n = score_ids(
-        lm, ids, stride=stride, batch_size=batch_size, progress=progress, cancel=cancel, sink=sink
+        lm,
+        ids,
+        stride=stride,
+        batch_size=batch_size,
+        progress=progress,
+        cancel=cancel,
+        sink=sink,
+        windows=windows,
     )
     loss = nll / n
     return PerplexityResult(
@@ -200,8 +261,11 @@ __all__ = [
     "PerplexityError",
     "PerplexityResult",
     "TextFileError",
+    "WINDOW_MODES",
     "format_results",
     "perplexity",
+    "plan",
+    "plan_rolling",
     "read_text_file",
     "run_perplexity",
     "score_ids",
@@ -276,8 +340,9 @@ def run_perplexity(
     output: str | os.PathLike[str] | None = None,
     out: IO[str] | None = None,
     err: IO[str] | None = None,
+    windows: str = "strided",
 ) -> list[PerplexityResult]:
-    """The CLI's `--perplexity FILE [--compare B] [--stride N] [--output result.json]`.
+    """The CLI's `--perplexity FILE [--compare B] [--stride N | --windows rolling] [--output result.json]`.
 
     The file is read before any model loads (a bad path fails at once); models load one
     at a time and each is released before the next, so two need no more memory than one.
@@ -291,6 +356,10 @@ def run_perplexity(
         require_writable_target(Path(output).expanduser(), "output file")
     if stride is not None and stride < 1:
         raise PerplexityError(f"--stride must be >= 1, got {stride}")
+    if windows not in WINDOW_MODES:
+        raise PerplexityError(
+            f"--windows must be one of {', '.join(WINDOW_MODES)}, not '{windows}'"
+        )
     results: list[PerplexityResult] = []
     runs: list[str] = []
     kl = _KLRun(err) if len(loaders) == 2 else None
@@ -300,9 +369,17 @@ def run_perplexity(
             for n in lm.notices:
                 print(f"note: {n}", file=err)
             bar = stderr_progress(Path(lm.source).name or lm.source, err)
-            sink = kl.sink(i, lm, text) if kl is not None else None
+            sink = kl.sink(i, lm, text, windows) if kl is not None else None
             results.append(
-                perplexity(lm, text, stride=stride, batch_size=batch_size, progress=bar, sink=sink)
+                perplexity(
+                    lm,
+                    text,
+                    stride=stride,
+                    batch_size=batch_size,
+                    progress=bar,
+                    sink=sink,
+                    windows=windows,
+                )
             )
             runs.append(how_it_runs(lm))
             del lm
@@ -352,8 +429,8 @@ class _KLRun:
         self.recorder: KLRecorder | None = None
         self.comparer: KLComparer | None = None
 
-    def sink(self, i: int, lm: Any, text: str) -> Sink | None:
-        ids, _ = scored_ids(lm, text)
+    def sink(self, i: int, lm: Any, text: str, windows: str = "strided") -> Sink | None:
+        ids, _ = scored_ids(lm, text, windows)
         if i == 0:
             try:
                 self.recorder = recorder_for(lm, ids)

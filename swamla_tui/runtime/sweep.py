@@ -78,6 +78,7 @@ def run_sweep(
     out: IO[str] | None = None,
     err: IO[str] | None = None,
     color: bool | None = None,
+    windows: str = "strided",
 ) -> list[SweepRow]:
     """Score every candidate (`loader_of(candidate.path)` loads it), print the table and the
     plot, write ``--output`` (JSON or CSV). `settings` says what must match for a
@@ -90,6 +91,8 @@ def run_sweep(
     journal = None
     if output:
         keys = {**settings, "text_sha256": text_digest(text), "stride": stride}
+        if windows != "strided":  # (journals written before --windows stay valid)
+            keys["windows"] = windows
         journal = SweepJournal(sweep_journal_path(output), keys, overwrite=overwrite)
         skip = [c.path for c in cands if c.path in journal.done]
         if skip:
@@ -102,7 +105,9 @@ def run_sweep(
             continue
         label = f"[{i}/{len(cands)}] {cand.path}"
         try:
-            row = _score_one(loader_of(cand.path), cand, text, label, stride, batch_size, err)
+            row = _score_one(
+                loader_of(cand.path), cand, text, label, stride, batch_size, err, windows
+            )
         except KeyboardInterrupt:
             raise
         except Exception as e:  # noqa: BLE001 - one bad checkpoint must not end the sweep
@@ -133,13 +138,16 @@ def _score_one(
     stride: int | None,
     batch_size: int | None,
     err: IO[str],
+    windows: str = "strided",
 ) -> SweepRow:
     lm: Any = load(lambda s: print(f"… {label}: {s}", file=err))
     try:
         for n in lm.notices:
             print(f"note: {cand.path}: {n}", file=err)
         bar = stderr_progress(label, err)
-        r = perplexity(lm, text, stride=stride, batch_size=batch_size, progress=bar)
+        r = perplexity(
+            lm, text, stride=stride, batch_size=batch_size, progress=bar, windows=windows
+        )
         meta = getattr(lm, "meta", {}) or {}
         tokens = cand.rank_tokens if cand.rank_tokens is not None else None
         step = cand.step

@@ -57,6 +57,19 @@ def test_stride_changes_the_result(test_tokenizer_dir, tmp_path):
     assert losses[0] != pytest.approx(losses[1], abs=1e-9)
 
 
+def test_windows_rolling_scores_other_windows(test_tokenizer_dir, tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text(TEXT * 2, encoding="utf-8")
+    argv = [*_model_flags(test_tokenizer_dir), "--perplexity", str(text), "--max_length", "64"]
+    got = {}
+    for mode in ("strided", "rolling"):
+        out = tmp_path / f"{mode}.json"
+        assert main([*argv, "--windows", mode, "--output", str(out)]) == 0
+        got[mode] = json.loads(out.read_text(encoding="utf-8"))[0]
+    assert got["strided"]["tokens"] == got["rolling"]["tokens"] > 64
+    assert got["strided"]["loss"] != pytest.approx(got["rolling"]["loss"], abs=1e-6)
+
+
 @pytest.mark.parametrize(
     ("content", "fragment"),
     [(None, "no such file"), (b"\x00\x01\x02binary\xff", "")],
@@ -77,6 +90,11 @@ def test_bad_perplexity_file_is_one_line(tmp_path, capsys, content, fragment):
         (["--perplexity", "a", "--export", "b"], "give either --perplexity or --export, not both"),
         (["--stride", "4"], "--stride applies only to --perplexity"),
         (["--perplexity", "a", "--stride", "0"], "--stride must be >= 1, got 0"),
+        (["--windows", "rolling"], "--windows applies only to --perplexity"),
+        (
+            ["--perplexity", "a", "--windows", "rolling", "--stride", "4"],
+            "--stride applies to --windows strided, not rolling",
+        ),
         (["--export", "o", "--compare", "b"], "--compare does not apply to --export"),
         (["--info", "--compare", "b"], "--compare does not apply to --info"),
         (["--logprobs", "0", "--output", "o.jsonl"], "--logprobs must be between 1 and 20, got 0"),

@@ -240,3 +240,65 @@ def test_transformers_loads_the_export(exported, expected, tmp_path):
     assert res["pipeline_text_starts"] is True
     assert res["swamla_tui_imported"] is False  # the folder runs on its own
     assert res["encoded"] == load_exported(exported).encode("Hello there, how are you?")
+
+
+_TOKENIZER_ONLY = """
+import json, sys
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+folder, how = sys.argv[1], sys.argv[2]
+if how == "fast":
+    tok = PreTrainedTokenizerFast.from_pretrained(folder)
+elif how == "auto_no_code":
+    tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+else:
+    tok = AutoTokenizer.from_pretrained(folder)
+print("IDS=" + json.dumps(tok.encode(sys.argv[3], add_special_tokens=False)))
+print("CLASS=" + type(tok).__name__)
+"""
+_TEXT = "Hello there, how are you? é ü ß 日本 🙂"
+
+
+def _tokenizer_subprocess(
+    folder: Path, how: str, tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
+    env.pop("PYTHONPATH", None)
+    return subprocess.run(
+        [sys.executable, "-c", _TOKENIZER_ONLY, str(folder), how, _TEXT],
+        cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+
+
+def test_tokenizer_config_names_a_built_in_class(exported):
+    cfg = json.loads((exported / "tokenizer_config.json").read_text())
+    assert cfg["tokenizer_class"] == "PreTrainedTokenizerFast"
+    assert "auto_map" not in cfg and "local_files_only" not in cfg
+
+
+@pytest.mark.parametrize("how", ["fast", "auto_no_code"])
+def test_tokenizer_loads_without_the_models_code(fixture_lm, exported, tmp_path, how):
+    proc = _tokenizer_subprocess(exported, how, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "custom code" not in proc.stdout + proc.stderr  # never asked, stdin closed
+    assert f"IDS={json.dumps(fixture_lm.encode(_TEXT))}" in proc.stdout
+    assert not (tmp_path / "modules").exists()  # no module of the folder was imported
+
+
+def _transformers_major() -> int:
+    import transformers
+
+    return int(transformers.__version__.split(".")[0])
+
+
+@pytest.mark.xfail(
+    _transformers_major() >= 5,
+    strict=True,
+    reason="transformers 5's AutoTokenizer reads config.json with AutoConfig first, which asks "
+    "about the model's auto_map whatever tokenizer_config.json says",
+)
+def test_plain_auto_tokenizer_does_not_ask(fixture_lm, exported, tmp_path):
+    proc = _tokenizer_subprocess(exported, "auto", tmp_path)
+    assert "custom code" not in proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"IDS={json.dumps(fixture_lm.encode(_TEXT))}" in proc.stdout

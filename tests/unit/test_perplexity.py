@@ -22,6 +22,7 @@ from swamla_tui.runtime.perplexity import (
     TextFileError,
     format_results,
     perplexity,
+    plan_rolling,
     plan_windows,
     read_text_file,
     run_perplexity,
@@ -260,3 +261,96 @@ def test_a_fifo_output_is_refused_before_any_model_loads(tmp_path):
 
     with pytest.raises(SwamlaError, match="FIFO"):
         run_perplexity([never], text, output=fifo)
+
+
+# ------------------------------------------------------------------------------ rolling windows
+def _lm_eval_pairs(
+    tokens: list[int], prefix: int, max_len: int
+) -> list[tuple[list[int], list[int]]]:
+    """lm-eval's `loglikelihood_rolling` requests, rewritten here from its description:
+    disjoint prediction windows of `max_len` tokens; the first is predicted from the prefix
+    token, each later one from the `max_len` tokens that end just before its last target."""
+    pairs, done = [], 0
+    while done < len(tokens):
+        n = min(max_len, len(tokens) - done)
+        stop = done + n
+        if done == 0:
+            ctx = [prefix]
+        else:
+            ctx = tokens[max(0, stop - max_len - 1) : done]
+        pairs.append((ctx, tokens[done:stop]))
+        done = stop
+    return pairs
+
+
+def _lm_eval_score(lm, pairs: list[tuple[list[int], list[int]]]) -> tuple[float, int]:
+    """Each pair as lm-eval's `_loglikelihood_tokens` scores it: the last `max_length + 1`
+    ids of context + continuation, the continuation's log-probabilities from one forward."""
+    nll, n = 0.0, 0
+    for ctx, cont in pairs:
+        full = (ctx + cont)[-(lm.max_length + 1) :]
+        logp = torch.log_softmax(lm.logits(torch.tensor([full[:-1]]))[0], dim=-1)
+        rows = logp[len(full) - 1 - len(cont) :]
+        nll -= float(rows.gather(1, torch.tensor(cont)[:, None]).sum())
+        n += len(cont)
+    return nll, n
+
+
+@pytest.mark.parametrize("n_tokens", [5, 127, 128, 129, 300, 338])
+def test_rolling_equals_lm_evals_plan_scored_by_hand(fixture_lm, n_tokens):
+    lm = fixture_lm
+    assert lm.max_length == 128
+    tokens = _ids(n_tokens, seed=n_tokens)
+    ids = [lm.eos_id, *tokens]
+    nll, n = score_ids(lm, ids, windows="rolling", batch_size=2)
+    want, count = _lm_eval_score(lm, _lm_eval_pairs(tokens, lm.eos_id, lm.max_length))
+    assert n == count == n_tokens
+    assert nll == pytest.approx(want, rel=1e-5)
+
+
+def test_rolling_and_strided_differ_past_the_context(fixture_lm):
+    ids = [fixture_lm.eos_id, *_ids(338, seed=1)]
+    rolling, _ = score_ids(fixture_lm, ids, windows="rolling")
+    strided, _ = score_ids(fixture_lm, ids)
+    assert abs(rolling - strided) > 1e-3  # other windows, other contexts
+    short = ids[:100]
+    assert score_ids(fixture_lm, short, windows="rolling")[0] == pytest.approx(
+        score_ids(fixture_lm, short)[0], rel=1e-6
+    )  # within one window both are a plain forward
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(2, 500), st.integers(1, 64))
+def test_rolling_plan_is_lm_evals_own(n, length):
+    lm_eval_utils = pytest.importorskip("lm_eval.utils")
+    tokens = list(range(1000, 1000 + n - 1))  # distinct ids: positions can be read back
+    theirs = [
+        lm_eval_utils.make_disjoint_window(w)
+        for w in lm_eval_utils.get_rolling_token_windows(tokens, -1, length, 1)
+    ]
+    assert theirs == _lm_eval_pairs(tokens, -1, length)  # the test's own rewrite agrees
+    ids = [-1, *tokens]
+    ours = plan_rolling(n, length)
+    assert len(ours) == len(theirs)
+    for w, (ctx, cont) in zip(ours, theirs, strict=True):
+        assert ids[w.first : w.end] == cont
+        fed = (ctx + cont)[-(length + 1) :][:-1]  # what lm-eval feeds the model
+        assert ids[w.begin : w.end - 1] == fed
+
+
+def test_rolling_refuses_a_stride(fixture_lm):
+    with pytest.raises(PerplexityError, match="--stride applies to --windows strided"):
+        score_ids(fixture_lm, _ids(50), stride=10, windows="rolling")
+    with pytest.raises(PerplexityError, match="windows must be one of"):
+        score_ids(fixture_lm, _ids(50), windows="sliding")
+
+
+def test_perplexity_text_rolling_uses_the_bos_prefix(fixture_lm):
+    lm = fixture_lm
+    r = perplexity(lm, LONG_TEXT, windows="rolling")
+    prefix = lm.tokenizer.bos_token_id
+    prefix = lm.eos_id if prefix is None else prefix
+    tokens = lm.encode(LONG_TEXT)
+    assert len(tokens) > lm.max_length
+    want, count = _lm_eval_score(lm, _lm_eval_pairs(tokens, prefix, lm.max_length))
+    assert r.tokens == count and r.loss == pytest.approx(want / count, rel=1e-5)

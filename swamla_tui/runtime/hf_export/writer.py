@@ -7,7 +7,10 @@ The folder holds:
 - `config.json`: `swamla_model` (every dimension: `ModelConfig.to_dict()`, layer kinds and
   tokenizer name included), `swamla_engram_map` (Engram's token map, which no weight holds), `provenance` (source, step, tokens, val_loss, ...), and the
   transformers fields (`model_type`, `architectures`, `auto_map`, ...);
-- the tokenizer files (`tokenizer.save_pretrained`);
+- the tokenizer files (`tokenizer.save_pretrained`), with `tokenizer_config.json` naming
+  transformers' own `PreTrainedTokenizerFast` and no `auto_map`: only the model needs
+  remote code, so a tokenizer-only load must never be offered the folder's Python files
+  (`_plain_tokenizer_config`);
 - `configuration_swamla.py`, `modeling_swamla.py` and flat copies of the model code, so
   `AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)` works offline.
 """
@@ -112,6 +115,26 @@ def _config(lm: LoadedModel, dtype: str, tied: dict[str, str]) -> dict[str, Any]
     }
 
 
+# keys save_pretrained writes that describe the saving session, not the tokenizer
+_SESSION_KEYS = ("auto_map", "is_local", "local_files_only", "_commit_hash")
+
+
+def _plain_tokenizer_config(folder: Path) -> None:
+    """Name a built-in tokenizer class in `tokenizer_config.json` (transformers 5 writes
+    its internal ``TokenizersBackend``, which transformers 4 cannot import) and drop any
+    ``auto_map``. Transformers 4 then builds the tokenizer from ``tokenizer.json`` with no
+    question asked; transformers 5's `AutoTokenizer` reads config.json first and still
+    asks about the model's code unless ``trust_remote_code`` is given either way."""
+    path = folder / "tokenizer_config.json"
+    if not (folder / "tokenizer.json").is_file() or not path.is_file():
+        return  # a slow tokenizer: its own built-in class stays
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    for key in _SESSION_KEYS:
+        cfg.pop(key, None)
+    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def is_export_folder(path: str | os.PathLike[str]) -> bool:
     """A folder written by `export_checkpoint` (config.json says so and the weights exist)."""
     p = Path(path).expanduser()
@@ -160,6 +183,7 @@ def export_checkpoint(
                 shutil.copyfile(REMOTE_DIR / fname, tmp / fname)
             if lm.tokenizer is not None:
                 lm.tokenizer.save_pretrained(str(tmp))
+                _plain_tokenizer_config(tmp)
             for f in tmp.iterdir():  # each file replaced atomically; config.json last
                 if f.name != CONFIG:
                     os.replace(f, out / f.name)
