@@ -118,6 +118,8 @@ class Meanings:
 
     # -- globals and persistent ids
     def resolve(self, name: str) -> Any:
+        if name.startswith("__builtin__."):  # protocols 0-2 name builtins the Python 2 way
+            name = "builtins." + name.removeprefix("__builtin__.")
         if not allowed(name):
             raise refuse(self.origin, f"the file references '{name}'")
         if name in DTYPES:
@@ -286,6 +288,12 @@ class Meanings:
             raise self.corrupt("set() of something that is not a list")
         self.charge(256 + 64 * len(items))
         return set(items)
+
+    def _frozenset(self, items: Any = ()) -> frozenset[Any]:
+        return frozenset(self._set(items))
+
+    def _empty_bytes(self) -> bytes:
+        return b""
 
     def _ordered_dict(self, *args: Any) -> collections.OrderedDict[Any, Any]:
         if args:

@@ -71,43 +71,41 @@ class Machine:
     def corrupt(self, why: str) -> CheckpointError:
         return CheckpointError(f"{self.origin}: not a valid checkpoint (its pickle {why})")
 
-    def depth(self, x: Any) -> int:
-        i = self.info.get(id(x))
-        return int(i[0]) if i is not None else 0
-
     def new(self, obj: Any, children: tuple[Any, ...] | list[Any] = ()) -> Any:
         """Record a container built from `children` (they become nested)."""
         self.budget.charge(64 + 16 * len(children))
-        d = 1 + max((self.depth(c) for c in children), default=0)
-        if d > MAX_DEPTH:
-            raise refuse(self.origin, f"the pickle nests more than {MAX_DEPTH} levels deep")
+        info, d = self.info, 0
         for c in children:
-            self.nest(c)
-        if id(obj) not in self.info:
-            self.info[id(obj)] = [d, False, obj]
+            i = info.get(id(c))
+            if i is not None:
+                d = max(d, i[0])
+                i[1] = True
+        if d >= MAX_DEPTH:
+            raise refuse(self.origin, f"the pickle nests more than {MAX_DEPTH} levels deep")
+        if id(obj) not in info:
+            info[id(obj)] = [d + 1, False, obj]
         return obj
-
-    def nest(self, c: Any) -> None:
-        i = self.info.get(id(c))
-        if i is not None:
-            i[1] = True
 
     def fill(self, target: Any, kinds: tuple[type, ...], children: list[Any]) -> None:
         """`target` gets `children`: it must be a fresh container of `kinds`, not nested."""
-        i = self.info.get(id(target))
-        if type(target) not in kinds or i is None:
+        t = self.info.get(id(target))
+        if type(target) not in kinds or t is None:
             what = target.name if hasattr(target, "name") else type(target).__name__
             raise refuse(self.origin, f"the pickle adds items to '{what}'")
-        if i[1]:
+        if t[1]:
             raise self.corrupt("fills a container after nesting it")
         self.budget.charge(48 * len(children))
+        info, d = self.info, 0
         for c in children:
             if c is target:
                 raise self.corrupt("puts a container inside itself")
-            i[0] = max(i[0], 1 + self.depth(c))
-            self.nest(c)
-        if i[0] > MAX_DEPTH:
+            i = info.get(id(c))
+            if i is not None:
+                d = max(d, i[0])
+                i[1] = True
+        if d >= MAX_DEPTH:
             raise refuse(self.origin, f"the pickle nests more than {MAX_DEPTH} levels deep")
+        t[0] = max(t[0], d + 1)
 
     def result(self, x: Any) -> Any:
         """A call's result: containers it returns (set, OrderedDict, Size) are tracked."""

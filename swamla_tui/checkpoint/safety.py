@@ -34,6 +34,8 @@ CALLS = {
     "torch.device": "device",
     "torch.Size": "size",
     "builtins.set": "set",
+    "builtins.frozenset": "frozenset",
+    "builtins.bytes": "empty_bytes",  # protocols 0-2 write b"" as bytes()
     "_codecs.encode": "encode",
     # numpy scalars in metadata (val_loss, step): what torch allows for weights_only
     "numpy.core.multiarray.scalar": "np_scalar",
