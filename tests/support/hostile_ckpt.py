@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +42,9 @@ def build_zip(entries: list[Entry], comment: bytes = b"") -> bytes:
         offset = len(out)
         csize, usize = len(body), len(e.data)
 
-        def sizes(override: int | None, e: Entry = e, c: int = csize, u: int = usize) -> tuple:
+        def sizes(
+            override: int | None, e: Entry = e, c: int = csize, u: int = usize
+        ) -> tuple[int, int, bytes]:
             if e.zip64_size is not None:
                 return 0xFFFFFFFF, 0xFFFFFFFF, struct.pack("<HHQQ", 1, 16, e.zip64_size,
                                                            e.zip64_size)  # fmt: skip
@@ -82,7 +85,7 @@ def torch_members(path: Path) -> list[tuple[str, bytes]]:
         return [(i.filename, zf.read(i)) for i in zf.infolist()]
 
 
-def rezip(members: list[tuple[str, bytes]], **overrides: dict[str, object]) -> bytes:
+def rezip(members: list[tuple[str, bytes]], **overrides: Mapping[str, object]) -> bytes:
     """A torch zip rebuilt with `build_zip` (data aligned to 64 like torch's writer);
     `overrides` maps a member name to `Entry` fields to change."""
     entries = []
