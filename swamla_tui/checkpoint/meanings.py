@@ -43,6 +43,18 @@ _DEVICE_RE = re.compile(r"^(?:cpu|cuda|meta|mps|xpu)(?::\d{1,3})?$")
 _ALLOWED_DTYPES = set(DTYPES.values())
 
 
+def show(v: Any, limit: int = 60) -> str:
+    """A value from the pickle for a one-line message: short, escaped, never a big repr."""
+    if isinstance(v, int) and v.bit_length() > 200:
+        return f"<a {v.bit_length()}-bit number>"
+    if v is None or isinstance(v, (str, bytes, int, float, bool)):
+        text = repr(v[:limit] if isinstance(v, (str, bytes)) else v)
+        return text[:limit]
+    if isinstance(v, tuple) and len(v) <= 6:
+        return "(" + ", ".join(show(x, 20) for x in v)[:limit] + ")"
+    return f"<{type(v).__name__}>"
+
+
 class Global:
     """An allowed global as the pickle sees it: a name and a meaning, nothing callable."""
 
@@ -99,7 +111,7 @@ class Meanings:
 
     def _int(self, v: Any, what: str, hi: int = MAX_EXTENT) -> int:
         if type(v) is not int or not 0 <= v < hi:
-            raise self.corrupt(f"{what} {str(v)[:40]!r} is not a valid count")
+            raise self.corrupt(f"{what} {show(v)} is not a valid count")
         return v
 
     def _dims(self, v: Any, what: str) -> tuple[int, ...]:
@@ -109,7 +121,7 @@ class Meanings:
 
     def _dtype(self, v: Any) -> torch.dtype:
         if not isinstance(v, torch.dtype) or v not in _ALLOWED_DTYPES:
-            raise self.corrupt(f"{str(v)[:40]!r} is not a tensor element type")
+            raise self.corrupt(f"{show(v)} is not a tensor element type")
         return v
 
     @staticmethod
@@ -121,7 +133,8 @@ class Meanings:
         if name.startswith("__builtin__."):  # protocols 0-2 name builtins the Python 2 way
             name = "builtins." + name.removeprefix("__builtin__.")
         if not allowed(name):
-            raise refuse(self.origin, f"the file references '{name}'")
+            shown = name if name.isprintable() and len(name) <= 120 else show(name, 120)
+            raise refuse(self.origin, f"the file references '{shown}'")
         if name in DTYPES:
             return DTYPES[name]
         if name in VALUES:
@@ -137,10 +150,11 @@ class Meanings:
     def persistent(self, pid: Any) -> Storage:
         ok = isinstance(pid, tuple) and pid[:1] == ("storage",)
         if not (ok and (len(pid) == 5 or (len(pid) == 6 and pid[5] is None))):  # 6: legacy
-            raise self.corrupt(f"a persistent id {str(pid)[:60]} is not a storage")
+            raise self.corrupt(f"a persistent id {show(pid)} is not a storage")
         _, stype, key, _location, numel = pid[:5]
-        if not isinstance(stype, StorageType) or not isinstance(key, str) or len(key) > 64:
-            raise self.corrupt(f"a persistent id {str(pid)[:60]} is not a storage")
+        if not (isinstance(stype, StorageType) and type(key) is str and key.isprintable()
+                and 0 < len(key) <= 64):  # fmt: skip
+            raise self.corrupt(f"a persistent id {show(pid)} is not a storage")
         numel = self._int(numel, "a storage size", 2**62)
         if key in self.storages:
             st = self.storages[key]
@@ -269,12 +283,12 @@ class Meanings:
 
     def _layout(self, name: Any) -> Any:
         if name != "torch.strided":
-            raise refuse(self.origin, f"a tensor of layout {str(name)[:40]!r}")
+            raise refuse(self.origin, f"a tensor of layout {show(name)}")
         return torch.strided
 
     def _device(self, kind: Any, index: Any = None) -> torch.device:
         if not (isinstance(kind, str) and _DEVICE_RE.match(kind)):
-            raise self.corrupt(f"{str(kind)[:40]!r} is not a device")
+            raise self.corrupt(f"{show(kind)} is not a device")
         if index is None:
             return torch.device(kind)
         return torch.device(kind, self._int(index, "a device index", 1024))
@@ -312,7 +326,7 @@ class Meanings:
 
     def _np_dtype(self, code: Any, align: Any = False, copy: Any = True) -> NpDtype:
         if not (isinstance(code, str) and NUMERIC_DTYPE_RE.match(code)):
-            raise refuse(self.origin, f"a numpy value of dtype {code!r} (not numeric)")
+            raise refuse(self.origin, f"a numpy value of dtype {show(code)} (not numeric)")
         return NpDtype(code)
 
     def _np_scalar(self, dtype: Any, data: Any = None) -> Any:
@@ -330,7 +344,7 @@ class Meanings:
     def build(self, obj: Any, state: Any) -> None:
         if isinstance(obj, NpDtype) and isinstance(state, tuple) and len(state) >= 2:
             if state[1] not in ("<", ">", "|", "="):
-                raise self.corrupt(f"a numpy byte order {str(state[1])[:10]!r}")
+                raise self.corrupt(f"a numpy byte order {show(state[1])}")
             obj.order = state[1]
             return
         if type(obj) is collections.OrderedDict and type(state) is dict:

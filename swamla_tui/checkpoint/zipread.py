@@ -129,7 +129,7 @@ class _Reader:
             name = raw.decode("utf-8") if flags & _UTF8 else raw.decode("cp437")
         except UnicodeDecodeError:
             raise self.refuse(f"the member name {raw[:60]!r} is not UTF-8") from None
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        if not name.isprintable():  # NUL, control bytes, line separators
             raise self.refuse(f"the member name {name[:60]!r} holds a NUL or control byte")
         return name
 
