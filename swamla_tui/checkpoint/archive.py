@@ -115,9 +115,12 @@ def _load_zip(path: Path, buf: memoryview) -> tuple[Any, bool]:
     order = index.get(f"{folder}/byteorder")
     if order is not None and member_bytes(buf, order, 16, origin) != b"little":
         raise CheckpointError(f"{path}: a big-endian checkpoint (not supported)")
-    data = member_bytes(buf, index[main], PICKLE_CAP, origin)
+    budget = Budget(len(buf), origin)
+    pickle = index[main]  # an inflated pickle counts against the budget: no op-count bomb
+    data = member_bytes(buf, pickle, min(PICKLE_CAP, budget.limit), origin)
+    budget.charge(len(data) if pickle.method != STORED else 0)
     storages = _ZipStorages(path, buf, index, folder)
-    obj = _run(io.BytesIO(data), origin, Budget(len(buf), origin), storages)
+    obj = _run(io.BytesIO(data), origin, budget, storages)
     return obj, storages.mapped
 
 

@@ -270,8 +270,12 @@ class Meanings:
         if kind == "optim_state":
             if type(ret) is not stand_in(new_type.name):
                 raise refuse(self.origin, "an optimizer state rebuilt as another type")
-            if not (state is None or type(state) is dict):
-                raise self.corrupt("an optimizer state's state is not a dict")
+            plain = (torch.Tensor, int, float, bool, str, type(None))
+            if not (state is None or (type(state) is dict and all(
+                    isinstance(v, plain) or (type(v) is tuple and len(v) <= MAX_DIMS
+                                             and all(type(x) is int for x in v))
+                    for v in state.values()))):  # fmt: skip
+                raise self.corrupt("an optimizer state's state is not a dict of tensors")
             ret.__setstate__(state)
             return ret
         if not self._empty(state):

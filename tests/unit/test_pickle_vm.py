@@ -211,3 +211,15 @@ def test_storage_reached_past_its_end_is_refused(tmp_path):
 def test_out_of_band_buffers_and_extensions_are_refused(tmp_path):
     assert "out-of-band" in _err(_raw(tmp_path, b"\x80\x05\x97."))
     assert "extension registry" in _err(_raw(tmp_path, b"\x80\x02\x82\x01."))
+
+
+def test_an_inflated_pickle_counts_against_the_budget(tmp_path):
+    """80 MB of NONE opcodes deflated to ~80 KB: under the 256 MB pickle cap, but past this
+    file's budget, so it is refused before it is inflated (not after 80M opcodes)."""
+    from tests.support.hostile import bomb_zip
+
+    p = tmp_path / "ops.pt"
+    bomb_zip(p, expanded_mb=80)
+    assert p.stat().st_size < 2**20
+    msg = _err(p)
+    assert "data.pkl" in msg and "80.0 MB" in msg
