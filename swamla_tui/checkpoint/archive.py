@@ -1,155 +1,199 @@
-"""What is inside a checkpoint file, read without unpickling and with bounded memory.
+"""A checkpoint file to Python objects: parsed once, by us, with bounded memory.
 
-For the zip format this finds the exact pickle member torch will load (torch takes the
-folder of the archive's first entry and reads `<folder>/data.pkl`), reads every pickle
-member under a size cap (a zip-bombed `data.pkl` cannot expand past it), and detects
-compressed tensor records: torch memory-maps records as raw bytes, so a compressed one
-would load as garbage; those files are read without mmap instead (after a bound on how
-much they expand). Declared storage sizes are checked against the records (zip) or the
-file size (legacy format) before torch allocates anything.
+Zip format (torch >= 1.6): `ckpt.zipread` verifies the container; the pickle is the one
+member `<folder>/data.pkl` (the folder of the first entry; a second member named
+data.pkl in any case is refused), read under a size cap and executed by our own
+unpickler (`ckpt.pickle_vm`). Each storage it names must be the record
+`<folder>/data/<key>` of exactly the declared size; a stored, aligned record becomes a
+view of one private memory map of the file (so optimizer moments are never read), a
+compressed or misaligned one is inflated or copied (bounded). torch never reads the file.
+
+Legacy format (torch < 1.6): magic, protocol and system-info pickles, the object pickle,
+the storage keys, then each storage as a length and its bytes. The object pickle runs
+twice: once to learn the storages' types and sizes (checked against the file before
+anything is read), once to build the tensors from the bytes found at verified offsets.
 """
 
 from __future__ import annotations
 
+import io
+import mmap
 import struct
-import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from ..base.errors import CheckpointError, UnsafeCheckpointError
-from .safety import PickleReport, scan_pickle
+from .meanings import Meanings, StorageSource
+from .pickle_vm import Budget, Machine, Source
+from .zipread import STORED, Member, mb, member_bytes, read_index
 
 PICKLE_CAP = 256 * 2**20  # bytes of one decompressed pickle member (real ones: a few MB)
 EXPANSION_CAP = 32  # compressed records may expand this much over the file size (+ slack)
 EXPANSION_SLACK = 64 * 2**20
+_ALIGN = 64  # torch.save aligns record data to 64 bytes; others are copied, not mapped
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
 
 
-def _mb(n: int) -> str:
-    if n < 2**20:
-        return f"{n:,} bytes"
-    return f"{n / 2**20:,.1f} MB" if n < 2**30 else f"{n / 2**30:,.1f} GB"
+def _no_storage(key: str, dtype: torch.dtype, numel: int) -> None:
+    raise CheckpointError(f"storage '{key}' named where no storage can be")
 
 
-@dataclass
-class Archive:
-    """The result of checking a checkpoint file before `torch.load`."""
-
-    is_zip: bool
-    report: PickleReport = field(default_factory=PickleReport)
-    compressed: bool = False  # some tensor record is compressed: load without mmap
+def _run(src: Source, origin: str, budget: Budget, source: StorageSource = _no_storage) -> Any:
+    return Machine(Meanings(origin, source, budget.charge), budget, origin).run(src)
 
 
-def _local_method(path: Path, info: zipfile.ZipInfo) -> int:
-    """The compression method in a record's local header (what a reader at the offset sees)."""
-    with open(path, "rb") as fh:
-        fh.seek(info.header_offset)
-        head = fh.read(30)
-    if len(head) < 30 or head[:4] != b"PK\x03\x04":
-        raise CheckpointError(f"{path}: the file is truncated or corrupt (bad zip record)")
-    return int(struct.unpack("<H", head[8:10])[0])
+def _empty_storage() -> torch.UntypedStorage:
+    return torch.empty(0, dtype=torch.uint8).untyped_storage()
 
 
-def _read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> bytes:
-    if info.file_size > PICKLE_CAP:
-        raise UnsafeCheckpointError(
-            f"{path}: refused: the pickle '{info.filename}' declares {_mb(info.file_size)} "
-            f"(limit {_mb(PICKLE_CAP)})"
-        )
-    with zf.open(info) as fh:  # the declared size may lie: never read past the cap
-        data = fh.read(PICKLE_CAP + 1)
-    if len(data) > PICKLE_CAP:
-        raise UnsafeCheckpointError(
-            f"{path}: refused: the pickle '{info.filename}' expands past {_mb(PICKLE_CAP)}"
-        )
-    return data
+def _bytes_storage(data: bytes | memoryview) -> torch.UntypedStorage:
+    if len(data) == 0:
+        return _empty_storage()
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8).untyped_storage()
 
 
-def inspect_zip(path: Path) -> Archive:
-    """Scan every pickle member of a zip checkpoint; check records against declared sizes."""
-    arc = Archive(is_zip=True)
-    with zipfile.ZipFile(path) as zf:
-        infos = zf.infolist()
-        names = [i.filename for i in infos]
-        if len(set(names)) != len(names):
-            dup = next(n for n in names if names.count(n) > 1)
-            raise UnsafeCheckpointError(
-                f"{path}: refused: the zip holds '{dup}' twice (torch.save never writes that)"
+class _ZipStorages:
+    """Storages for persistent ids, from verified records (see the module docstring)."""
+
+    def __init__(self, path: Path, buf: memoryview, index: dict[str, Member], folder: str):
+        self.path, self.buf, self.index, self.folder = path, buf, index, folder
+        self.origin = str(path)
+        self.mapped = True  # every storage so far is a view of the file's memory map
+        self.expanded = 0
+        self.limit = EXPANSION_CAP * len(buf) + EXPANSION_SLACK
+        self._whole: torch.UntypedStorage | None = None
+
+    def whole(self) -> torch.UntypedStorage:
+        if self._whole is None:  # private (copy-on-write) map, as torch.load(mmap=True)
+            whole = torch.UntypedStorage.from_file(str(self.path), False, len(self.buf))
+            assert isinstance(whole, torch.UntypedStorage)
+            self._whole = whole
+        return self._whole
+
+    def __call__(self, key: str, dtype: torch.dtype, numel: int) -> torch.UntypedStorage:
+        rec = self.index.get(f"{self.folder}/data/{key}")
+        nbytes = numel * dtype.itemsize
+        have = rec.usize if rec is not None else 0
+        if rec is None or have != nbytes:
+            raise CheckpointError(
+                f"{self.origin}: storage '{key}' declares {mb(nbytes)} ({numel:,} elements) "
+                f"but the file holds {mb(have)} for it: the file is corrupt"
             )
-        prefix = names[0].split("/", 1)[0] if names and "/" in names[0] else None
-        main = f"{prefix}/data.pkl" if prefix else None
-        if main is None or main not in names:
-            raise CheckpointError(f"{path}: a zip file, but not a PyTorch checkpoint")
-        by_name = {i.filename: i for i in infos}
-        pickles = [main] + [n for n in names if n.endswith(".pkl") and n != main]
-        for name in pickles:
-            scan_pickle(_read_capped(zf, by_name[name], path), f"{path}", arc.report)
-        expanded = 0
-        for info in infos:
-            if not info.filename.startswith(f"{prefix}/data/"):
-                continue
-            method = _local_method(path, info)
-            if info.compress_type != zipfile.ZIP_STORED or method != zipfile.ZIP_STORED:
-                arc.compressed = True
-                expanded += info.file_size
-        limit = EXPANSION_CAP * path.stat().st_size + EXPANSION_SLACK
-        if expanded > limit:
-            raise UnsafeCheckpointError(
-                f"{path}: refused: its compressed tensor records expand to {_mb(expanded)} "
-                f"from a {_mb(path.stat().st_size)} file"
-            )
-        for st in arc.report.storages.values():
-            rec = by_name.get(f"{prefix}/data/{st.key}")
-            have = rec.file_size if rec is not None else 0
-            if st.nbytes > have:
-                raise CheckpointError(
-                    f"{path}: storage '{st.key}' declares {_mb(st.nbytes)} ({st.numel:,} "
-                    f"elements) but the file holds {_mb(have)} for it: the file is corrupt"
+        if nbytes == 0:
+            return _empty_storage()
+        if rec.method == STORED and rec.start % _ALIGN == 0:
+            view: torch.UntypedStorage = self.whole()[rec.start : rec.start + nbytes]
+            return view
+        self.mapped = False
+        if rec.method != STORED:
+            self.expanded += nbytes
+            if self.expanded > self.limit:
+                raise UnsafeCheckpointError(
+                    f"{self.origin}: refused: its compressed tensor records expand past "
+                    f"{mb(self.limit)} from a {mb(len(self.buf))} file"
                 )
-    return arc
+        return _bytes_storage(member_bytes(self.buf, rec, nbytes, self.origin))
 
 
-def inspect_legacy(path: Path) -> Archive:
-    """Scan the pickles of a legacy (non-zip) file or a raw pickle.
-
-    The legacy format is magic, protocol, sys_info, the object, then the storages' bytes:
-    a pickle that cannot be parsed ends the scan (torch.load then says why), but every
-    global seen before it was already checked.
-    """
-    arc = Archive(is_zip=False)
-    with open(path, "rb") as fh:
-        for _ in range(4):
-            try:
-                scan_pickle(fh, str(path), arc.report)
-            except UnsafeCheckpointError:
-                raise
-            except Exception:  # noqa: BLE001 - junk after a pickle; torch.load reports it
-                break
-    declared = sum(st.nbytes for st in arc.report.storages.values())
-    size = path.stat().st_size
-    if declared > size:
-        big = max(arc.report.storages.values(), key=lambda s: s.nbytes)
-        raise CheckpointError(
-            f"{path}: its tensors declare {_mb(declared)} (largest: storage '{big.key}', "
-            f"{big.numel:,} elements) but the file has {_mb(size)}: the file is corrupt"
+def _load_zip(path: Path, buf: memoryview) -> tuple[Any, bool]:
+    origin = str(path)
+    index = read_index(buf, origin)
+    first = next(iter(index), "")
+    folder = first.split("/", 1)[0] if "/" in first else ""
+    main = f"{folder}/data.pkl"
+    if not folder or main not in index:
+        raise CheckpointError(f"{path}: a zip file, but not a PyTorch checkpoint")
+    pickles = [n for n in index if n.rsplit("/", 1)[-1].casefold() == "data.pkl"]
+    if len(pickles) > 1:
+        raise UnsafeCheckpointError(
+            f"{path}: refused: the zip holds {len(pickles)} members named data.pkl "
+            f"({', '.join(repr(p) for p in pickles[:3])}); torch.save writes one"
         )
-    return arc
+    order = index.get(f"{folder}/byteorder")
+    if order is not None and member_bytes(buf, order, 16, origin) != b"little":
+        raise CheckpointError(f"{path}: a big-endian checkpoint (not supported)")
+    budget = Budget(len(buf), origin)
+    pickle = index[main]  # an inflated pickle counts against the budget: no op-count bomb
+    data = member_bytes(buf, pickle, min(PICKLE_CAP, budget.limit), origin)
+    budget.charge(len(data) if pickle.method != STORED else 0)
+    storages = _ZipStorages(path, buf, index, folder)
+    obj = _run(io.BytesIO(data), origin, budget, storages)
+    return obj, storages.mapped
 
 
-def inspect(path: Path) -> Archive:
-    """Check a regular file before `torch.load` (see the module docstring)."""
-    try:
-        is_zip = zipfile.is_zipfile(path)
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot be read ({e.strerror or e})") from None
-    if not is_zip:
-        return inspect_legacy(path)
-    try:
-        return inspect_zip(path)
-    except (CheckpointError, MemoryError):
-        raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, IndexError) as e:
-        from ..base.errors import one_line
-
+def _load_legacy(path: Path, mm: mmap.mmap) -> Any:
+    origin, size = str(path), len(mm)
+    budget = Budget(size, origin)
+    magic = _run(mm, origin, budget)
+    if type(magic) is not int or magic != _LEGACY_MAGIC:
         raise CheckpointError(
-            f"{path}: the file is truncated or corrupt ({one_line(e, 100)})"
-        ) from None
+            f"{path}: not a PyTorch checkpoint (a pickle, but not one torch.save wrote)"
+        )
+    if _run(mm, origin, budget) != _LEGACY_PROTOCOL:
+        raise CheckpointError(f"{path}: a legacy checkpoint of an unknown version")
+    info = _run(mm, origin, budget)
+    if isinstance(info, dict) and info.get("little_endian") is False:
+        raise CheckpointError(f"{path}: a big-endian checkpoint (not supported)")
+    start = mm.tell()
+    declared: dict[str, tuple[torch.dtype, int]] = {}
+
+    def sizes_only(key: str, dtype: torch.dtype, numel: int) -> None:
+        declared[key] = (dtype, numel)
+
+    _run(mm, origin, budget, sizes_only)
+    keys = _run(mm, origin, budget)
+    if not (isinstance(keys, list) and all(k in declared for k in keys)):
+        raise CheckpointError(f"{path}: the file is corrupt (its storage list is not valid)")
+    if len(set(keys)) != len(keys) or set(keys) != set(declared):
+        raise CheckpointError(f"{path}: the file is corrupt (its storage list does not match)")
+    total = sum(n * dt.itemsize for dt, n in declared.values())
+    if total > size:
+        key = max(declared, key=lambda k: declared[k][1] * declared[k][0].itemsize)
+        raise CheckpointError(
+            f"{path}: its tensors declare {mb(total)} (largest: storage '{key}', "
+            f"{declared[key][1]:,} elements) but the file has {mb(size)}: the file is corrupt"
+        )
+    spans: dict[str, tuple[int, int]] = {}
+    at = mm.tell()
+    for key in keys:
+        dtype, numel = declared[key]
+        if at + 8 > size:
+            raise CheckpointError(f"{path}: the file is truncated (storage '{key}' is missing)")
+        count = int(struct.unpack_from("<q", mm, at)[0])
+        end = at + 8 + numel * dtype.itemsize
+        if count != numel or end > size:
+            raise CheckpointError(
+                f"{path}: the file is truncated or corrupt (storage '{key}' holds "
+                f"{count:,} of its {numel:,} elements)"
+            )
+        spans[key], at = (at + 8, end), end
+
+    def from_file(key: str, dtype: torch.dtype, numel: int) -> torch.UntypedStorage:
+        a, b = spans[key]
+        return _bytes_storage(memoryview(mm)[a:b])
+
+    mm.seek(start)
+    return _run(mm, origin, Budget(size, origin), from_file)
+
+
+def load_file(path: Path) -> tuple[Any, bool]:
+    """The object a checkpoint file holds, and whether its tensors map the file."""
+    try:
+        with open(path, "rb") as fh:
+            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot be read ({e})") from None
+    buf = memoryview(mm)
+    try:
+        if mm[:4] == b"PK\x03\x04":
+            return _load_zip(path, buf)
+        return _load_legacy(path, mm), False
+    finally:
+        try:
+            buf.release()
+            mm.close()
+        except BufferError:  # a view is still referenced (an error's frame): freed later
+            pass

@@ -1,33 +1,27 @@
 """Reading SWA-MLA checkpoints safely, and recognising what they contain.
 
-A checkpoint is untrusted data. `read_checkpoint` (1) refuses special files and checks the
-archive (`ckpt.archive`: the exact pickle member torch loads, size caps, compressed
-records, declared sizes), (2) scans every pickle's opcodes and refuses anything outside the
-allow-list before anything is unpickled (`ckpt.safety`), then (3) unpickles with
-`torch.load(weights_only=True)` (or, for pickle protocols torch's reader cannot parse, a
-restricted unpickler: `ckpt.unpickler`), with torchao's optimizer-state classes bound to
-inert stand-ins so torchao is never needed or imported. Zip-format files are
-memory-mapped, so optimizer moments are never read into memory.
+A checkpoint is untrusted data. `read_checkpoint` refuses special files, then parses the
+file once, itself (`ckpt.archive`): our zip reader (`ckpt.zipread`), our unpickler
+(`ckpt.pickle_vm`) with an allow-list by meaning (`ckpt.meanings`, `ckpt.safety`) and a
+memory budget; torch never reads the file. torchao's optimizer states become inert
+stand-ins, so torchao is never needed or imported. Zip-format files are memory-mapped,
+so optimizer moments are never read into memory.
 `unpack` recognises the container (training checkpoint, hub file, bare state dict), and
 for the 2026 trainer (formats G7 §1-§2) merges its two config dicts and keeps its EMA copy.
 """
 
 from __future__ import annotations
 
-import pickle
-import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..base.errors import CheckpointError, UnsafeCheckpointError, one_line
+from ..base.errors import CheckpointError
 from ..model.formats import prune_state_dict
 from . import looks_like_checkpoint
-from .archive import Archive, inspect
-from .safety import numpy_globals, stand_ins
+from .archive import load_file
 from .sources import (  # noqa: F401 - re-exported: the public names of this module
     TOKENIZER_FILES,
     Resolved,
@@ -40,37 +34,6 @@ from .sources import (  # noqa: F401 - re-exported: the public names of this mod
     resolve_hub,
     special_file_kind,
 )
-from .unpickler import restricted_pickle_module
-
-
-def _reason(msg: str) -> str:
-    """The informative line of a torch.load error (skips its generic weights_only preamble)."""
-    lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
-    useful = [
-        ln
-        for ln in lines
-        if not ln.startswith(("Weights only load failed", "Check the documentation", "Please file"))
-    ]
-    return ((useful or lines or ["unreadable"])[0])[:100]
-
-
-# raw library messages that mean something specific about the file, in the user's terms
-_MEANINGS = (
-    ("invalid data type", "a tensor in it is built from data that is not numbers"),
-    ("setStorage", "a tensor in it reaches past its storage"),
-    ("storage has wrong size", "a tensor's data is shorter than the file declares"),
-    ("can't allocate memory", "it declares tensors larger than this machine's memory"),
-)
-
-
-def _explain(e: BaseException) -> str:
-    line = one_line(e, 100)
-    for needle, meaning in _MEANINGS:
-        if needle in str(e):
-            return f"{meaning} ({line})"
-    return (
-        f"{type(e).__name__}: {line}" if isinstance(e, (TypeError, IndexError, KeyError)) else line
-    )
 
 
 def _check_file(p: Path) -> None:
@@ -92,19 +55,6 @@ def _check_file(p: Path) -> None:
         )
 
 
-def _torch_load(p: Path, arc: Archive) -> Any:
-    names = arc.report.globals
-    mmap = arc.is_zip and not arc.compressed  # compressed records must be decompressed
-    if arc.report.protocol <= 2:
-        allow: list[Any] = [*stand_ins(names), *numpy_globals(names)]
-        with torch.serialization.safe_globals(allow):
-            return torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
-    return torch.load(  # protocol 3+: torch's weights_only reader cannot parse it
-        p, map_location="cpu", weights_only=False, mmap=mmap,
-        pickle_module=restricted_pickle_module(),
-    )  # fmt: skip
-
-
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Unpickle a checkpoint file safely; zip-format files are memory-mapped."""
     return read_checkpoint_mapped(path)[0]
@@ -114,34 +64,10 @@ def read_checkpoint_mapped(path: str | Path) -> tuple[dict[str, Any], bool]:
     """`read_checkpoint`, and whether its tensors are a memory map of the file."""
     p = Path(path)
     _check_file(p)
-    arc = inspect(p)
-    try:
-        obj = _torch_load(p, arc)
-    except pickle.UnpicklingError as e:
-        msg = str(e)
-        m = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", msg)
-        if m:
-            raise UnsafeCheckpointError(
-                f"{p}: refused: the file references '{m.group(1)}', which a checkpoint never "
-                "needs (nothing was run)"
-            ) from None
-        raise CheckpointError(f"{p}: not a PyTorch checkpoint ({_reason(msg)})") from None
-    except MemoryError:
-        raise CheckpointError(
-            f"{p}: it declares tensors larger than this machine's memory"
-        ) from None
-    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as e:
-        first = one_line(e, 100)
-        if "central directory" in first or isinstance(e, EOFError) or "truncated" in first.lower():
-            raise CheckpointError(f"{p}: the file is truncated or corrupt ({first})") from None
-        raise CheckpointError(
-            f"{p}: cannot be read as a PyTorch checkpoint ({_explain(e)})"
-        ) from None
-    except Exception as e:  # noqa: BLE001 - the unpickler raises IndexError etc. on junk
-        raise CheckpointError(f"{p}: not a PyTorch checkpoint ({_explain(e)})") from None
+    obj, mapped = load_file(p)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{p}: holds a {type(obj).__name__}, not a checkpoint dict")
-    return obj, arc.is_zip and not arc.compressed
+    return obj, mapped
 
 
 # ----------------------------------------------------------------------------- containers
