@@ -50,6 +50,7 @@ class Engine:
         cancel: threading.Event | None = None,
         *,
         logprobs: int | None = None,
+        routing: bool = False,
     ) -> Generation:
         for ids in prompts:
             reason = self.bad_ids(ids)
@@ -65,4 +66,5 @@ class Engine:
             use_graph=self.pool.graphs,
             cache_pool=self.pool,
             logprobs=logprobs,
+            routing=routing,
         )

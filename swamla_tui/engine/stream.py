@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
+from ..base.experts import TokenRouting
 from ..base.params import SamplingParams
 from ..base.stops import StopText, held_back
 from .core import Engine
@@ -27,6 +28,7 @@ class TokenStream:
         stop: Sequence[str] = (),
         *,
         logprobs: int | None = None,
+        routing: bool | None = None,
     ) -> None:
         self.engine = engine
         self.codec = codec
@@ -34,7 +36,11 @@ class TokenStream:
         self.stop = tuple(s for s in stop if s)
         self._cancel = threading.Event()
         self.prompt_tokens = len(prompt_ids)
-        self._gen = engine.generation([prompt_ids], params, self._cancel, logprobs=logprobs)
+        # the inspector's MoE view rides on its token records: routing defaults to logprobs
+        routing = bool(logprobs) if routing is None else routing
+        self._gen = engine.generation(
+            [prompt_ids], params, self._cancel, logprobs=logprobs, routing=routing
+        )
         self.truncated = self._gen.rows[0].truncated
         self._stops = StopText(self.stop)
         self.finish_reason: str | None = None
@@ -67,6 +73,12 @@ class TokenStream:
         """One `TokenLogprobs` per generated id (the EOS included), when asked for with
         ``logprobs=k``; empty otherwise. Read it from the consuming thread."""
         return self._gen.rows[0].logprobs
+
+    @property
+    def token_routes(self) -> list[TokenRouting]:
+        """One `TokenRouting` per generated id when routing was recorded (an MoE or Engram
+        model streamed with ``logprobs=k``); empty otherwise."""
+        return self._gen.rows[0].routes
 
     @property
     def token_ids(self) -> list[int]:
