@@ -41,6 +41,7 @@ class LayerRoute:
     experts: tuple[int, ...]
     weights: tuple[float, ...]  # normalised routing weights (sum to 1)
     entropy: float  # router entropy in nats
+    n_experts: int  # routed experts of the layer (the ones not chosen count too)
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class GateTally:
 
 
 def tally_routes(
-    routes: Iterable[TokenRouting | None], n_experts: int, top_k: int
+    routes: Iterable[TokenRouting | None],
 ) -> tuple[list[LayerTally], list[GateTally]]:
     """Per-layer tallies of recorded tokens (None entries: tokens recorded without routing)."""
     moe: dict[int, LayerTally] = {}
@@ -87,7 +88,8 @@ def tally_routes(
         if r is None:
             continue
         for lr in r.moe:
-            t = moe.setdefault(lr.layer, LayerTally(lr.layer, [0] * n_experts, top_k))
+            t = moe.get(lr.layer) or LayerTally(lr.layer, [0] * lr.n_experts, len(lr.experts))
+            moe[lr.layer] = t
             t.add(lr)
         for layer, g in r.engram:
             gt = gates.setdefault(layer, GateTally(layer))

@@ -97,6 +97,7 @@ class StepRoutes(_Hooks):
     def __init__(self, model: SWAMLA) -> None:
         super().__init__(model)
         self.k = self.moe[0][1].cfg.top_k if self.moe else 0
+        self.n_experts = self.moe[0][1].cfg.n_experts if self.moe else 0
         self._moe: dict[int, Tensor] = {}  # layer -> [B, 2k + 1]: experts, weights, entropy
         self._gate: dict[int, Tensor] = {}  # layer -> [B, 1]
 
@@ -130,6 +131,7 @@ class StepRoutes(_Hooks):
                         tuple(int(e) for e, _ in pairs),
                         tuple(float(x) for _, x in pairs),
                         max(0.0, float(cell[2 * k])),
+                        self.n_experts,
                     )
                 )
             base = len(moe_layers) * width

@@ -18,14 +18,14 @@ from swamla_tui.base.experts import (
 
 def _tok(e2: tuple[int, int], e5: tuple[int, int], ent: float, gate: float) -> TokenRouting:
     return TokenRouting(
-        (LayerRoute(2, e2, (0.6, 0.4), ent), LayerRoute(5, e5, (0.5, 0.5), 2 * ent)),
+        (LayerRoute(2, e2, (0.6, 0.4), ent, 4), LayerRoute(5, e5, (0.5, 0.5), 2 * ent, 4)),
         ((1, gate),),
     )
 
 
 def test_counts_never_chosen_and_entropies():
     routes = [_tok((0, 1), (3, 3), 1.0, 0.2), _tok((0, 2), (3, 1), 2.0, 0.4), None]
-    moe, gates = tally_routes(routes, n_experts=4, top_k=2)
+    moe, gates = tally_routes(routes)
     s = summarise("reply", moe, gates)
     assert s.tokens == 2
     l2, l5 = s.layers
@@ -41,13 +41,13 @@ def test_counts_never_chosen_and_entropies():
 
 
 def test_balanced_load_reaches_the_ceiling():
-    routes = [TokenRouting((LayerRoute(0, (e,), (1.0,), 0.0),)) for e in range(8)]
-    (st,) = summarise("batch", *tally_routes(routes, 8, 1)).layers
+    routes = [TokenRouting((LayerRoute(0, (e,), (1.0,), 0.0, 8),)) for e in range(8)]
+    (st,) = summarise("batch", *tally_routes(routes)).layers
     assert st.never == () and st.load_entropy == pytest.approx(st.max_entropy)
 
 
 def test_json_and_text():
-    s = summarise("perplexity", *tally_routes([_tok((0, 1), (3, 3), 1.0, 0.5)], 4, 2))
+    s = summarise("perplexity", *tally_routes([_tok((0, 1), (3, 3), 1.0, 0.5)]))
     data = json.loads(json.dumps(s.to_json()))
     assert data["source"] == "perplexity" and data["tokens"] == 1
     assert data["layers"][0]["tokens_per_expert"] == [1, 1, 0, 0]

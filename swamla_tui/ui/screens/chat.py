@@ -624,3 +624,6 @@ class _ChatTools:
 
     def undo_branch(self) -> bool:
         return self._screen.inspector.undo_branch()
+
+    def show_experts(self) -> None:
+        self._screen.inspector.show_experts()
