@@ -15,10 +15,15 @@ chosen slots per expert; ln E when the load is balanced) and the experts never c
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from .errors import SwamlaError
 
 __all__ = [
     "ExpertSummary",
@@ -30,6 +35,7 @@ __all__ = [
     "format_summary",
     "summarise",
     "tally_routes",
+    "write_summary",
 ]
 
 
@@ -212,3 +218,11 @@ def format_summary(s: ExpertSummary) -> str:
         lines.append(f"layer {layer}: Engram mean gate {g:.3f}")
     lines.extend(s.notes)
     return "\n".join(lines)
+
+
+def write_summary(s: ExpertSummary, path: str | os.PathLike[str]) -> None:
+    """``--expert-stats FILE``: the summary as JSON."""
+    try:
+        Path(path).expanduser().write_text(json.dumps(s.to_json(), indent=2) + "\n", "utf-8")
+    except OSError as e:
+        raise SwamlaError(f"{path}: cannot write ({e.strerror or type(e).__name__})") from None
