@@ -327,10 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--workload",
         default="standard",
-        choices=("standard", "mixed"),
+        choices=("standard", "mixed", "routing"),
         help="mixed: only static vs continuous batching on prompts whose completions end at "
         "mixed lengths (per-prompt max_new_tokens uniform in --mixed-min..--mixed-max, "
-        "seeded); --batch rows, --rounds alternating rounds of each (see bench_mixed)",
+        "seeded); --batch rows, --rounds alternating rounds of each (see bench_mixed); "
+        "routing: decode tok/s with MoE recording off / on (see bench/routing.py)",
     )
     ap.add_argument("--mixed-prompts", type=int, default=32)
     ap.add_argument("--mixed-min", type=int, default=8)
@@ -385,6 +386,16 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "quantize": a.quantize,
     }
+    if a.workload == "routing":
+        from .routing import run_routing
+
+        print(f"# {a.preset} · {res['device']} · {res['dtype']} · threads {res['threads']}")
+        L = int(a.lengths.split(",")[0])
+        res["routing"] = run_routing(model, pool, params, rand(L), new=a.new, rounds=a.rounds)
+        if a.json:
+            with open(a.json, "w") as fh:
+                json.dump(res, fh, indent=2)
+        return 0
     if a.workload == "mixed":
         from .mixed import run_mixed
 
