@@ -66,8 +66,11 @@ def check_eval_args(args: argparse.Namespace) -> str | None:
     scores = args.perplexity or getattr(args, "eval_perplexity", None) is not None
     if scores and args.info:
         return "--info does not apply to a perplexity run"
-    if getattr(args, "expert_stats", None) and not scores:
-        return "--expert-stats applies only to --perplexity (and --eval_perplexity)"
+    if getattr(args, "expert_stats", None) and not (scores or getattr(args, "logprobs", None)):
+        return (
+            "--expert-stats applies only to --perplexity (and --eval_perplexity) or to a"
+            " headless batch run with --logprobs N (the routing is recorded with them)"
+        )
     if args.stride is not None:
         if not scores:
             return "--stride applies only to --perplexity"  # (and --eval_perplexity)
@@ -155,7 +158,12 @@ def run_headless_batch(
         )
     from ..headless.run import run_headless
 
-    return run_headless(job, loader, logprobs=getattr(args, "logprobs", None))
+    return run_headless(
+        job,
+        loader,
+        logprobs=getattr(args, "logprobs", None),
+        expert_stats=getattr(args, "expert_stats", None),
+    )
 
 
 def run_perplexity_cmd(args: argparse.Namespace, source: str, make_loader: MakeLoader) -> int:

@@ -176,8 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="expert_stats",
         metavar="FILE",
         default=None,
-        help="--perplexity: write the MoE routing summary of the scored text as JSON (tokens "
-        "per expert per layer, experts never chosen, router entropy, Engram gates)",
+        help="--perplexity, or headless --mode batch with --logprobs N: write the MoE routing "
+        "summary of the scored text or the generated tokens as JSON (tokens per expert per "
+        "layer, experts never chosen, router entropy, Engram gates)",
     )
     e.add_argument(
         "--stride",

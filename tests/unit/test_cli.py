@@ -85,3 +85,9 @@ def test_expert_stats_of_eval_perplexity_text(tmp_path, capsys):
     data = json.loads(out.read_text())
     assert [d["layer"] for d in data["layers"]] == [2, 5] and data["tokens"] > 0
     assert "never chosen" in capsys.readouterr().err
+
+
+def test_expert_stats_of_a_batch_needs_logprobs(capsys):
+    argv = ["--checkpoint", "x.pt", "--mode", "batch", "--output", "o.jsonl"]
+    assert main([*argv, "--expert-stats", "s.json"]) == 2
+    assert "headless batch run with --logprobs N" in capsys.readouterr().err
