@@ -65,7 +65,7 @@ class Engram(nn.Module):
         self.gating = EngramGating(c, cfg.d_mem, cfg.bias, cfg.gate_bias)
         self.conv = EngramConv(c, cfg.conv_kernel)
         self.record: Callable[[Tensor], None] | None = None
-        """None except while a `model.routing` recorder is installed: then it sees each
+        """None except while a `engine.routing` recorder is installed: then it sees each
         forward's gate values [B, T, 1] (v2) or [B, T, C] (G7)."""
 
     def hash_terms(self, n: int) -> int:

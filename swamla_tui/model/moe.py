@@ -123,13 +123,13 @@ class Experts(nn.Module):
 
 RouteHook = Callable[[Tensor, Tensor, Tensor], None]
 """Sees one forward's routing: (router logits [..., E], chosen [..., k], weights [..., k])
-shaped as the input's leading dims (`model.routing` installs and removes it)."""
+shaped as the input's leading dims (`engine.routing` installs and removes it)."""
 
 
 class MoE(nn.Module):
     """`ffn` of an MLA block: MoELayer (standard) or LatentMoELayer (latent).
 
-    `record`: None except while a `model.routing` recorder is installed: then it sees each
+    `record`: None except while a `engine.routing` recorder is installed: then it sees each
     forward's routing. One attribute check per call when off: no tensor work, no sync.
     """
 

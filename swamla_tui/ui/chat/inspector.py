@@ -14,7 +14,7 @@
 
 ``/experts``: for an MoE or Engram model the same recording carries each token's routing
 (`TokenLogprobs.routing`); the command summarises the shown branch of the last reply in an
-`ExpertsScreen`, and the details panel lists the focused token's experts.
+`ExpertsScreen` (the chat screen opens it), and the details panel lists the focused token's experts.
 
 A branch generates through the chat's one reply pipeline (`ReplyController.launch`,
 ``replying == "branch"``), so Esc stops it and a message waits, as for any reply.
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, cast
 
 from ...base.errors import SwamlaError
-from ...base.experts import summarise, tally_routes
+from ...base.experts import ExpertSummary, summarise, tally_routes
 from ...base.stops import cut_at_stop
 from ...chat.token_tree import (
     TOP_N,
@@ -39,7 +39,6 @@ from ...chat.token_tree import (
 )
 from ...protocols import ChatModel, ReplyStream
 from ..messages import GenerationDone
-from ..screens.experts import ExpertsScreen
 from ..widgets.chat_message import ChatMessage
 from ..widgets.token_details import TokenDetails, TokenView, details_text
 from .recording import InspectableModel, InspectableStream, RecordingModel
@@ -121,8 +120,9 @@ class InspectorController:
         if not reply.inspect():
             screen.add_notice(NO_RECORDS, error=True)
 
-    def show_experts(self) -> None:
-        """``/experts``: the MoE summary of the last reply (as shown: its current branch)."""
+    def experts_summary(self) -> ExpertSummary | None:
+        """``/experts``: the MoE summary of the last reply (as shown: its current branch);
+        None after an error notice (the screen shows the summary in an `ExpertsScreen`)."""
         screen = self.screen
         if not self.probs:
             screen.add_notice(
@@ -130,17 +130,17 @@ class InspectorController:
                 " /probs on (or F3), then send a message.",
                 error=True,
             )
-            return
+            return None
         reply = self.last_reply()
         tree = reply.reply_tree if reply is not None else None
         if tree is None:
             screen.add_notice(NO_RECORDS if reply is not None else "No reply yet.", error=True)
-            return
+            return None
         routes = [step.routing for step in tree.current.steps]
         if all(r is None for r in routes):
             screen.add_notice("This model has no MoE or Engram layers to show.", error=True)
-            return
-        screen.app.push_screen(ExpertsScreen(summarise("last reply", *tally_routes(routes))))
+            return None
+        return summarise("last reply", *tally_routes(routes))
 
     # -- a reply finished -----------------------------------------------------------------
 
