@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import Protocol
 
+from .experts import TokenRouting
+
 __all__ = ["TokenLogprobs", "TokenRecord"]
 
 
@@ -45,13 +47,17 @@ class TokenLogprobs:
     entropy: float  # of the sampling distribution, in nats
     top: tuple[tuple[int, float], ...]  # sampling distribution: (id, logprob), best first
     raw_top: tuple[tuple[int, float], ...]  # raw distribution: (id, logprob), best first
+    routing: TokenRouting | None = None  # MoE experts / Engram gates, when recorded
 
     @classmethod
     def of(cls, r: TokenRecord) -> TokenLogprobs:
         """`r` itself when it is one; else a frozen copy of its fields."""
         if isinstance(r, TokenLogprobs):
             return r
-        return cls(r.token, r.logprob, r.raw_logprob, r.entropy, tuple(r.top), tuple(r.raw_top))
+        routing = getattr(r, "routing", None)
+        return cls(
+            r.token, r.logprob, r.raw_logprob, r.entropy, tuple(r.top), tuple(r.raw_top), routing
+        )
 
     @property
     def prob(self) -> float:

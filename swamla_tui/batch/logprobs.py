@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..base.errors import SwamlaError
+from ..base.experts import TokenRouting
 from ..base.params import SamplingParams
 from ..protocols import BatchOutcome, BatchRecord, Model
 from .job import BatchRow
@@ -87,6 +88,8 @@ class LogprobsModel:
         self.lm = lm
         self.k = int(k)
         self._texts: dict[int, str] = {}
+        self.routes: list[TokenRouting | None] = []
+        """Every recorded token's MoE routing (None: not an MoE model), for ``--expert-stats``."""
 
     @property
     def max_length(self) -> int:
@@ -121,6 +124,7 @@ class LogprobsModel:
             if cancel.is_set():
                 stream.cancel()
         records = getattr(stream, "token_logprobs", [])
+        self.routes.extend(getattr(r, "routing", None) for r in records)
         return LogprobOutcome(
             index=index,
             prompt=text,

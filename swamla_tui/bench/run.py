@@ -327,10 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--workload",
         default="standard",
-        choices=("standard", "mixed"),
+        choices=("standard", "mixed", "routing"),
         help="mixed: only static vs continuous batching on prompts whose completions end at "
         "mixed lengths (per-prompt max_new_tokens uniform in --mixed-min..--mixed-max, "
-        "seeded); --batch rows, --rounds alternating rounds of each (see bench_mixed)",
+        "seeded); --batch rows, --rounds alternating rounds of each (see bench_mixed); "
+        "routing: decode tok/s with MoE recording off / on (see bench/routing.py)",
     )
     ap.add_argument("--mixed-prompts", type=int, default=32)
     ap.add_argument("--mixed-min", type=int, default=8)
@@ -398,6 +399,13 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"# {a.preset} · {res['device']} · {res['dtype']} · threads {res['threads']}")
         res["chat_turns"] = run_chat_turns(model, pool, params, turns=a.turns, new=a.new)
+    elif a.workload == "routing":
+        from .routing import run_routing
+
+        print(f"# {a.preset} · {res['device']} · {res['dtype']} · threads {res['threads']}")
+        L = int(a.lengths.split(",")[0])
+        res["routing"] = run_routing(model, pool, params, rand(L), new=a.new, rounds=a.rounds)
+    if a.chat_turns or a.workload == "routing":
         if a.json:
             with open(a.json, "w") as fh:
                 json.dump(res, fh, indent=2)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -66,6 +67,11 @@ def check_eval_args(args: argparse.Namespace) -> str | None:
     scores = args.perplexity or getattr(args, "eval_perplexity", None) is not None
     if scores and args.info:
         return "--info does not apply to a perplexity run"
+    if getattr(args, "expert_stats", None) and not (scores or getattr(args, "logprobs", None)):
+        return (
+            "--expert-stats applies only to --perplexity (and --eval_perplexity) or to a"
+            " headless batch run with --logprobs N (the routing is recorded with them)"
+        )
     if args.stride is not None:
         if not scores:
             return "--stride applies only to --perplexity"  # (and --eval_perplexity)
@@ -160,7 +166,12 @@ def run_headless_batch(
         )
     from ..headless.run import run_headless
 
-    return run_headless(job, loader, logprobs=getattr(args, "logprobs", None))
+    return run_headless(
+        job,
+        loader,
+        logprobs=getattr(args, "logprobs", None),
+        expert_stats=getattr(args, "expert_stats", None),
+    )
 
 
 def run_perplexity_cmd(args: argparse.Namespace, source: str, make_loader: MakeLoader) -> int:
@@ -190,6 +201,7 @@ def run_perplexity_cmd(args: argparse.Namespace, source: str, make_loader: MakeL
         batch_size=args.batch_size,
         output=args.output,
         windows=windows_of(args),
+        expert_stats=getattr(args, "expert_stats", None),
     )
     return 0
 
@@ -201,7 +213,8 @@ def windows_of(args: argparse.Namespace) -> str:
 
 def _may_sweep(args: argparse.Namespace) -> bool:
     """A run folder or repo is swept unless one checkpoint is named or a B is compared."""
-    return not (args.compare or args.hf_checkpoint or getattr(args, "nb_tok", None))
+    one = args.compare or args.hf_checkpoint or getattr(args, "expert_stats", None)
+    return not (one or getattr(args, "nb_tok", None))
 
 
 def _sweep(args: argparse.Namespace, source: str, make_loader: MakeLoader) -> int | None:
@@ -268,21 +281,34 @@ def _perplexity_of_text(
     args: argparse.Namespace, loaders: list[Callable[[Callable[[str], None]], Any]], text: str
 ) -> int:
     """`run_perplexity` for a literal text: same table, same JSON, models one at a time."""
+    from ..base.experts import format_summary, summarise, write_summary
     from ..base.scoring import format_results
+    from ..engine.routing import RouteTally
     from ..runtime.perplexity import PerplexityError, perplexity, write_results_json
 
     if not text.strip():
         raise PerplexityError("--eval_perplexity: the text is empty")
     results = []
-    for load in loaders:
+    stats_path = getattr(args, "expert_stats", None)
+    for i, load in enumerate(loaders):
         lm: Any = load(_say)
         for n in lm.notices:
             print(f"note: {visible(n)}", file=sys.stderr)
-        results.append(
-            perplexity(
-                lm, text, stride=args.stride, batch_size=args.batch_size, windows=windows_of(args)
+        tally = RouteTally(lm.model) if stats_path and i == 0 else None
+        with tally or nullcontext():
+            res = perplexity(
+                lm,
+                text,
+                stride=args.stride,
+                batch_size=args.batch_size,
+                windows=windows_of(args),
+                tally=tally,
             )
-        )
+        results.append(res)
+        if tally is not None and stats_path:
+            stats = summarise("perplexity", *tally.tallies())
+            write_summary(stats, stats_path)
+            print(format_summary(stats), file=sys.stderr)
         del lm
     print(format_results(results))
     if args.output:

@@ -188,6 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
         f"and the top N (1..{LOGPROBS_MAX}) alternatives",
     )
     e.add_argument(
+        "--expert-stats",
+        dest="expert_stats",
+        metavar="FILE",
+        default=None,
+        help="--perplexity, or headless --mode batch with --logprobs N: write the MoE routing "
+        "summary of the scored text or the generated tokens as JSON (tokens per expert per "
+        "layer, experts never chosen, router entropy, Engram gates)",
+    )
+    e.add_argument(
         "--stride",
         type=int,
         default=None,

@@ -58,6 +58,7 @@ class Engine:
         *,
         logprobs: int | None = None,
         prompt_cache: PromptCache | None = None,
+        routing: bool = False,
     ) -> Generation:
         for ids in prompts:
             reason = self.bad_ids(ids)
@@ -74,4 +75,5 @@ class Engine:
             cache_pool=self.pool,
             logprobs=logprobs,
             prompt_cache=prompt_cache,
+            routing=routing,
         )

@@ -6,15 +6,17 @@ import random
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..base.experts import TokenRouting
 from ..base.params import SamplingParams
 from ..base.timings import ReplyTimings
 from .decoder import BatchDecoder
 from .logprobs import TokenLogprobs, record_logprobs
+from .routing import StepRoutes
 from .sampling import sample
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ class RowState:
     t_first: float | None = None
     t_last: float | None = None
     logprobs: list[TokenLogprobs] = field(default_factory=list)  # one per new id, when asked
+    routes: list[TokenRouting] = field(default_factory=list)  # one per new id, when asked
 
     def timings(self, cached: int = 0) -> ReplyTimings:
         """The row's figures (`base.timings`): prefill and first token from its start."""
@@ -68,6 +71,7 @@ class Generation:
         cache_pool: Any = None,
         logprobs: int | None = None,
         prompt_cache: PromptCache | None = None,
+        routing: bool = False,
     ) -> None:
         if not prompts:
             raise ValueError("no prompts")
@@ -84,10 +88,15 @@ class Generation:
         # log-probabilities need each step's logits on the host loop: decode eagerly then
         self.logprobs = logprobs if logprobs and logprobs > 0 else None
         self._pending: list[TokenLogprobs] | None = None
+        # routing: the MoE hooks see each forward (eager too); a model without MoE or
+        # Engram layers has nothing to record
+        steps = StepRoutes(model) if routing else None
+        self.routes = steps if steps is not None and steps.active else None
+        self._pending_routes: list[TokenRouting] | None = None
         self.dec = BatchDecoder(
             model,
             max_length=max_length,
-            use_graph=use_graph and self.logprobs is None,
+            use_graph=use_graph and self.logprobs is None and self.routes is None,
             cache_pool=cache_pool,
         )
         self.device = model.lm_head.weight.device  # tied to the embedding
@@ -114,7 +123,11 @@ class Generation:
 
     def __iter__(self) -> Iterator[list[int | None]]:
         with torch.inference_mode():
-            yield from self._run()
+            if self.routes is None:
+                yield from self._run()
+                return
+            with self.routes:
+                yield from self._run()
 
     def _sample(
         self, logits: torch.Tensor, seen: torch.Tensor, gen: torch.Generator
@@ -123,6 +136,8 @@ class Generation:
         ids = self._draw(logits, seen, gen)
         if self.logprobs is not None:  # before `seen` learns these ids, as the sampler saw it
             self._pending = record_logprobs(logits, seen, ids, p, self.logprobs)
+        if self.routes is not None:  # the routing of the forward that gave these logits
+            self._pending_routes = self.routes.take()
         return ids
 
     def _draw(self, logits: torch.Tensor, seen: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -194,8 +209,12 @@ class Generation:
                     continue
                 tok = host[i]
                 r.new.append(tok)
+                route = self._pending_routes[i] if self._pending_routes else None
+                if route is not None:
+                    r.routes.append(route)
                 if self._pending is not None:
-                    r.logprobs.append(self._pending[i])
+                    rec = self._pending[i]
+                    r.logprobs.append(rec if route is None else replace(rec, routing=route))
                 r.t_first = r.t_first or now
                 r.t_last = now
                 out.append(tok)

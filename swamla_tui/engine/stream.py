@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
+from ..base.experts import TokenRouting
 from ..base.params import SamplingParams
 from ..base.stops import StopText, held_back
 from ..base.timings import ReplyTimings
@@ -32,6 +33,7 @@ class TokenStream:
         logprobs: int | None = None,
         prompt_cache: PromptCache | None = None,
         load_s: float | None = None,
+        routing: bool | None = None,
     ) -> None:
         self.engine = engine
         self.codec = codec
@@ -39,8 +41,15 @@ class TokenStream:
         self.stop = tuple(s for s in stop if s)
         self._cancel = threading.Event()
         self.prompt_tokens = len(prompt_ids)
+        # the inspector's MoE view rides on its token records: routing defaults to logprobs
+        routing = bool(logprobs) if routing is None else routing
         self._gen = engine.generation(
-            [prompt_ids], params, self._cancel, logprobs=logprobs, prompt_cache=prompt_cache
+            [prompt_ids],
+            params,
+            self._cancel,
+            logprobs=logprobs,
+            prompt_cache=prompt_cache,
+            routing=routing,
         )
         self.load_s = load_s
         self.truncated = self._gen.rows[0].truncated
@@ -82,6 +91,12 @@ class TokenStream:
         """One `TokenLogprobs` per generated id (the EOS included), when asked for with
         ``logprobs=k``; empty otherwise. Read it from the consuming thread."""
         return self._gen.rows[0].logprobs
+
+    @property
+    def token_routes(self) -> list[TokenRouting]:
+        """One `TokenRouting` per generated id when routing was recorded (an MoE or Engram
+        model streamed with ``logprobs=k``); empty otherwise."""
+        return self._gen.rows[0].routes
 
     @property
     def token_ids(self) -> list[int]:

@@ -7,6 +7,7 @@ is not stored in checkpoints but rebuilt from the tokenizer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 import torch
@@ -63,6 +64,9 @@ class Engram(nn.Module):
         self.embeddings = EngramEmbeddings(cfg)
         self.gating = EngramGating(c, cfg.d_mem, cfg.bias, cfg.gate_bias)
         self.conv = EngramConv(c, cfg.conv_kernel)
+        self.record: Callable[[Tensor], None] | None = None
+        """None except while a `engine.routing` recorder is installed: then it sees each
+        forward's gate values [B, T, 1] (v2) or [B, T, C] (G7)."""
 
     def hash_terms(self, n: int) -> int:
         """How many n-gram terms the hash XORs: the first three (v2 quirk), or all n in
@@ -114,7 +118,10 @@ class Engram(nn.Module):
             score = g.query_norm(x) * g.key_norm(kk) + g.gate_bias.to(x.dtype)
         else:  # v2: one scalar per token
             score = (g.query_norm(x) * g.key_norm(kk)).sum(-1, keepdim=True) * self.c**-0.5
-        z = torch.sigmoid(score) * v
+        gate = torch.sigmoid(score)
+        if self.record is not None:
+            self.record(gate)
+        z = gate * v
         nz = self.conv.norm(z)
         if pad is not None:
             nz = nz.masked_fill(pad[..., None], 0.0)

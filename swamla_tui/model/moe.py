@@ -17,6 +17,7 @@ Two ways to run the routed experts, same function:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 import torch
@@ -120,12 +121,22 @@ class Experts(nn.Module):
         return y
 
 
+RouteHook = Callable[[Tensor, Tensor, Tensor], None]
+"""Sees one forward's routing: (router logits [..., E], chosen [..., k], weights [..., k])
+shaped as the input's leading dims (`engine.routing` installs and removes it)."""
+
+
 class MoE(nn.Module):
-    """`ffn` of an MLA block: MoELayer (standard) or LatentMoELayer (latent)."""
+    """`ffn` of an MLA block: MoELayer (standard) or LatentMoELayer (latent).
+
+    `record`: None except while a `engine.routing` recorder is installed: then it sees each
+    forward's routing. One attribute check per call when off: no tensor work, no sync.
+    """
 
     def __init__(self, c: int, cfg: MoEConfig, bias: bool) -> None:
         super().__init__()
         self.cfg = cfg
+        self.record: RouteHook | None = None
         self.router = Router(c, cfg.n_experts)
         self.shared_experts = nn.ModuleList(
             SwiGLU(c, cfg.shared_dim, bias, silu_first=True) for _ in range(cfg.n_shared)
@@ -156,6 +167,9 @@ class MoE(nn.Module):
         xf = x.reshape(-1, shape[-1])  # [N, C]
         parts = torch.split(F.linear(xf, self._in.get()), self._split, dim=-1)
         sel, w = route(parts[0], self.router.expert_bias, self.cfg.top_k)
+        if self.record is not None:
+            lead = shape[:-1]
+            self.record(parts[0].view(*lead, -1), sel.view(*lead, -1), w.view(*lead, -1))
         routed = self.experts(parts[-1] if self.cfg.latent else xf, sel, w)
         y = self.up_proj(routed) if self.cfg.latent else routed
         for j, s in enumerate(self._shared()):

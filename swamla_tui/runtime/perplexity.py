@@ -48,11 +48,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from ..base.errors import SwamlaError, one_line
+from ..base.experts import format_summary, summarise, write_summary
 from ..base.paths import require_writable_target
 from ..base.scoring import (
     KLSummary,
@@ -67,6 +69,7 @@ from .kl import KLComparer, KLRecorder, recorder_for
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from ..engine.routing import RouteTally
     from .loaded_model import LoadedModel
 
 Progress = Callable[[int, int], None]  # (scored tokens done, scored tokens in all)
@@ -157,8 +160,12 @@ def score_ids(
     cancel: threading.Event | None = None,
     sink: Sink | None = None,
     windows: str = "strided",
+    tally: RouteTally | None = None,
 ) -> tuple[float, int]:
-    """(total negative log-likelihood in nats, scored tokens) of `ids[1:]` given `ids`."""
+    """(total negative log-likelihood in nats, scored tokens) of `ids[1:]` given `ids`.
+
+    `tally` (installed by the caller): counts the routing of the positions whose logits
+    are scored (`t - 1` for each target t), so each fed position counts once."""
     import torch
     import torch.nn.functional as F
 
@@ -184,6 +191,11 @@ def score_ids(
         batch = torch.zeros(len(group), width, dtype=torch.long)  # right padding: id 0
         for r, w in enumerate(group):
             batch[r, : w.end - 1 - w.begin] = x[w.begin : w.end - 1]
+        if tally is not None:
+            mask = torch.zeros(len(group), width, dtype=torch.bool)
+            for r, w in enumerate(group):
+                mask[r, w.first - w.begin - 1 : w.end - w.begin - 1] = True
+            tally.mask = mask
         with torch.inference_mode():
             logits = lm.model(batch.to(dev))  # [B, width, V]
             for r, w in enumerate(group):
@@ -230,6 +242,7 @@ def perplexity(
     cancel: threading.Event | None = None,
     sink: Sink | None = None,
     windows: str = "strided",
+    tally: RouteTally | None = None,
 ) -> PerplexityResult:
     """Score `text` with `lm` by the rule in the module docstring."""
     t0 = time.perf_counter()
@@ -243,6 +256,7 @@ def perplexity(
         cancel=cancel,
         sink=sink,
         windows=windows,
+        tally=tally,
     )
     loss = nll / n
     return PerplexityResult(
@@ -341,13 +355,15 @@ def run_perplexity(
     out: IO[str] | None = None,
     err: IO[str] | None = None,
     windows: str = "strided",
+    expert_stats: str | os.PathLike[str] | None = None,
 ) -> list[PerplexityResult]:
     """The CLI's `--perplexity FILE [--compare B] [--stride N | --windows rolling] [--output result.json]`.
 
     The file is read before any model loads (a bad path fails at once); models load one
     at a time and each is released before the next, so two need no more memory than one.
     With two models, KL(A||B) is reported too (`swamla_tui.runtime.kl`); the JSON row of
-    B then carries it under "kl", per-token values included.
+    B then carries it under "kl", per-token values included. `expert_stats`: model A's
+    MoE summary over the scored positions, as JSON (`base.experts`).
     """
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
@@ -370,17 +386,24 @@ def run_perplexity(
                 print(f"note: {n}", file=err)
             bar = stderr_progress(Path(lm.source).name or lm.source, err)
             sink = kl.sink(i, lm, text, windows) if kl is not None else None
-            results.append(
-                perplexity(
-                    lm,
-                    text,
-                    stride=stride,
-                    batch_size=batch_size,
-                    progress=bar,
-                    sink=sink,
-                    windows=windows,
+            tally = _tally(lm) if expert_stats and i == 0 else None
+            with tally or nullcontext():
+                results.append(
+                    perplexity(
+                        lm,
+                        text,
+                        stride=stride,
+                        batch_size=batch_size,
+                        progress=bar,
+                        sink=sink,
+                        windows=windows,
+                        tally=tally,
+                    )
                 )
-            )
+            if tally is not None and expert_stats:
+                stats = summarise("perplexity", *tally.tallies())
+                write_summary(stats, expert_stats)
+                print(format_summary(stats), file=err)
             runs.append(how_it_runs(lm))
             del lm
         if len(results) == 2 and _same_file(results[0].checkpoint, results[1].checkpoint):
@@ -396,6 +419,12 @@ def run_perplexity(
     if output:
         write_results_json(results, output, summary)
     return results
+
+
+def _tally(lm: Any) -> RouteTally:
+    from ..engine.routing import RouteTally
+
+    return RouteTally(lm.model)
 
 
 def _same_file(a: str, b: str) -> bool:

@@ -92,3 +92,28 @@ def test_hf_model_naming_a_system_file_is_one_clean_line(capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("swamla-tui: error: /etc/passwd:"), err
     assert "IndexError" not in err and "Traceback" not in err
+
+
+def test_expert_stats_needs_a_perplexity_run(capsys):
+    assert main(["--checkpoint", "x.pt", "--expert-stats", "s.json", "--info"]) == 2
+    assert "--expert-stats applies only to --perplexity" in capsys.readouterr().err
+
+
+def test_expert_stats_of_eval_perplexity_text(tmp_path, capsys):
+    from tests.support.helpers import V2_CKPT, V2_TOKENIZER
+
+    out = tmp_path / "s.json"
+    argv = ["--checkpoint", str(V2_CKPT), "--tokenizer", str(V2_TOKENIZER)]
+    argv += ["--eval_perplexity", "Once upon a time there was a model.", "--expert-stats", str(out)]
+    assert main(argv) == 0
+    import json
+
+    data = json.loads(out.read_text())
+    assert [d["layer"] for d in data["layers"]] == [2, 5] and data["tokens"] > 0
+    assert "never chosen" in capsys.readouterr().err
+
+
+def test_expert_stats_of_a_batch_needs_logprobs(capsys):
+    argv = ["--checkpoint", "x.pt", "--mode", "batch", "--output", "o.jsonl"]
+    assert main([*argv, "--expert-stats", "s.json"]) == 2
+    assert "headless batch run with --logprobs N" in capsys.readouterr().err

@@ -387,3 +387,33 @@ def test_a_50mb_single_line_prompt_is_cut_not_tokenized_whole(test_tokenizer_dir
     records = read_jsonl(out)
     assert [r["finish_reason"] in ANSWERED for r in records] == [True, True]
     assert "prompt 2 (50,000,007 characters) is longer than max_length 32" in result.stderr
+
+
+def test_expert_stats_of_a_batch_run(tmp_path):
+    """``--expert-stats`` with ``--logprobs``: the summary counts every generated token's
+    routing once (the JSONL's ``logprobs`` entries are those tokens)."""
+    import io
+    import json
+
+    import swamla_tui
+    from swamla_tui.base.params import SamplingParams
+    from swamla_tui.batch.job import BatchJob
+    from swamla_tui.headless.run import run_headless
+    from tests.support.helpers import V2_CKPT, V2_TOKENIZER
+
+    lm = swamla_tui.load(V2_CKPT, tokenizer=V2_TOKENIZER)
+    params = SamplingParams(temperature=0.8, top_k=20, seed=2, max_new_tokens=6)
+    out, stats = tmp_path / "o.jsonl", tmp_path / "s.json"
+    job = BatchJob(["Hello there", "Once upon a time", "A list is"], params, 2, str(out))
+    err = io.StringIO()
+    assert run_headless(job, lambda p: lm, err=err, logprobs=2, expert_stats=str(stats)) == 0
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    n = sum(len(r["logprobs"]) for r in rows)
+    data = json.loads(stats.read_text())
+    assert data["source"] == "batch" and data["tokens"] == n > 0
+    for layer in data["layers"]:
+        assert sum(layer["tokens_per_expert"]) == 8 * n
+        assert layer["never_chosen"] == [
+            e for e, c in enumerate(layer["tokens_per_expert"]) if c == 0
+        ]
+    assert "batch: " in err.getvalue()

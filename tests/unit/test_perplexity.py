@@ -354,3 +354,61 @@ def test_perplexity_text_rolling_uses_the_bos_prefix(fixture_lm):
     assert len(tokens) > lm.max_length
     want, count = _lm_eval_score(lm, _lm_eval_pairs(tokens, prefix, lm.max_length))
     assert r.tokens == count and r.loss == pytest.approx(want / count, rel=1e-5)
+
+
+# ------------------------------------------------------------------ --expert-stats
+def _v2():
+    import swamla_tui
+    from tests.support.helpers import V2_CKPT, V2_TOKENIZER
+
+    return swamla_tui.load(V2_CKPT, tokenizer=V2_TOKENIZER)
+
+
+def test_expert_tally_counts_each_scored_position_once():
+    from swamla_tui.engine.routing import RouteTally
+    from swamla_tui.runtime.perplexity import score_ids
+
+    lm = _v2()
+    ids = [
+        int(i) for i in torch.randint(1, 384, (100,), generator=torch.Generator().manual_seed(1))
+    ]
+    # one window: the positions 0..N-2 of the plain forward, counted by an independent bincount
+    seen: dict[int, torch.Tensor] = {}
+    for i, blk in enumerate(lm.model.transformer.h):
+        if hasattr(blk, "ffn") and hasattr(blk.ffn, "router"):
+            blk.ffn.record = lambda lg, sel, w, i=i: seen.__setitem__(i, sel[0, :-1])
+    with torch.inference_mode():
+        lm.model(torch.tensor([ids]))
+    for i in seen:
+        lm.model.transformer.h[i].ffn.record = None
+    with RouteTally(lm.model) as tally:
+        _, n = score_ids(lm, ids, tally=tally)
+    moe, _ = tally.tallies()
+    for t in moe:
+        assert t.tokens == n == 99
+        assert t.counts == torch.bincount(seen[t.layer].reshape(-1), minlength=32).tolist()
+    # overlapping windows (stride 10 < window 128 // 2): still one count per scored target
+    with RouteTally(lm.model) as tally:
+        _, n = score_ids(lm, ids + ids, stride=10, batch_size=3, tally=tally)
+    for t in tally.tallies()[0]:
+        assert t.tokens == n == 199 and sum(t.counts) == 8 * n
+
+
+def test_run_perplexity_writes_the_expert_stats(tmp_path):
+    from swamla_tui.runtime.perplexity import run_perplexity
+
+    text = tmp_path / "t.txt"
+    text.write_text("The quick brown fox jumps over the lazy dog. " * 3, encoding="utf-8")
+    out, err = io.StringIO(), io.StringIO()
+    lm = _v2()
+    res = run_perplexity([lambda say: lm], text, out=out, err=err, expert_stats=tmp_path / "s.json")
+    data = json.loads((tmp_path / "s.json").read_text())
+    assert data["source"] == "perplexity" and data["tokens"] == res[0].tokens
+    assert [d["layer"] for d in data["layers"]] == [2, 5]
+    for d in data["layers"]:
+        assert sum(d["tokens_per_expert"]) == 8 * res[0].tokens and d["n_experts"] == 32
+        assert 0 < d["router_entropy"] <= d["max_entropy"] == pytest.approx(math.log(32))
+    assert "layer 2: top-8 of 32" in err.getvalue()
+    from swamla_tui.engine.routing import routed_layers
+
+    assert all(m.record is None for _, m in routed_layers(lm.model)[0])  # uninstalled

@@ -73,6 +73,9 @@ class FakeTools:
     def undo_branch(self) -> bool:
         return self.branch_undone
 
+    def show_experts(self) -> None:
+        self.calls.append(("experts",))
+
 
 @pytest.fixture
 def chat(tmp_path):
@@ -153,11 +156,13 @@ def test_tools_and_actions_get_their_arguments(chat):
     slash.run("/compare other.pt")
     slash.run("/compare")
     slash.run("/probs on")
+    slash.run("/experts")
     assert tools.calls == [
         ("ppl", "notes.txt"),
         ("compare", "other.pt"),
         ("compare", None),
         ("probs", True),
+        ("experts",),
     ]
     slash.run("/batch prompts.txt")
     slash.run("/quit")

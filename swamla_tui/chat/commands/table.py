@@ -139,6 +139,13 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec("probs", "[on|off]", "Colour reply tokens by probability (remembered)", "switch"),
     CommandSpec(
+        "experts",
+        "",
+        "MoE models: tokens per expert per layer, unused experts, router entropy of the last"
+        " reply (needs /probs on)",
+        "none",
+    ),
+    CommandSpec(
         "compare",
         "[path]",
         "Answer your last message again with the second model B (--compare B, or PATH "

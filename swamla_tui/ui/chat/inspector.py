@@ -12,6 +12,10 @@
   the branch (the session records an undo and the new turn). ``/undo`` steps back to the
   parent branch, restoring its text exactly; only then does ``/undo`` drop exchanges.
 
+``/experts``: for an MoE or Engram model the same recording carries each token's routing
+(`TokenLogprobs.routing`); the command summarises the shown branch of the last reply in an
+`ExpertsScreen` (the chat screen opens it), and the details panel lists the focused token's experts.
+
 A branch generates through the chat's one reply pipeline (`ReplyController.launch`,
 ``replying == "branch"``), so Esc stops it and a message waits, as for any reply.
 """
@@ -22,6 +26,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, cast
 
 from ...base.errors import SwamlaError
+from ...base.experts import ExpertSummary, summarise, tally_routes
 from ...base.stops import cut_at_stop
 from ...chat.token_tree import (
     TOP_N,
@@ -114,6 +119,28 @@ class InspectorController:
             return
         if not reply.inspect():
             screen.add_notice(NO_RECORDS, error=True)
+
+    def experts_summary(self) -> ExpertSummary | None:
+        """``/experts``: the MoE summary of the last reply (as shown: its current branch);
+        None after an error notice (the screen shows the summary in an `ExpertsScreen`)."""
+        screen = self.screen
+        if not self.probs:
+            screen.add_notice(
+                "/experts reads the routing recorded with token probabilities:"
+                " /probs on (or F3), then send a message.",
+                error=True,
+            )
+            return None
+        reply = self.last_reply()
+        tree = reply.reply_tree if reply is not None else None
+        if tree is None:
+            screen.add_notice(NO_RECORDS if reply is not None else "No reply yet.", error=True)
+            return None
+        routes = [step.routing for step in tree.current.steps]
+        if all(r is None for r in routes):
+            screen.add_notice("This model has no MoE or Engram layers to show.", error=True)
+            return None
+        return summarise("last reply", *tally_routes(routes))
 
     # -- a reply finished -----------------------------------------------------------------
 

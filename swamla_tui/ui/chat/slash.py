@@ -59,6 +59,7 @@ class ChatTools(Protocol):
     def compare_last(self, path: str | None) -> None: ...
     def set_probs(self, on: bool | None) -> None: ...
     def undo_branch(self) -> bool: ...
+    def show_experts(self) -> None: ...
 
 
 def fmt_value(value: object) -> str:
@@ -94,6 +95,7 @@ class SlashCommands:
             "ppl": lambda c: tools.start_perplexity(str(c.value)),
             "compare": lambda c: tools.compare_last(str(c.value) if c.value else None),
             "probs": lambda c: tools.set_probs(None if c.value is None else bool(c.value)),
+            "experts": lambda c: tools.show_experts(),
         }
 
     def run(self, line: str) -> None:

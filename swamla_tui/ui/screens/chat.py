@@ -64,6 +64,7 @@ from ..widgets.sampling_sidebar import SamplingSidebar
 from ..widgets.status_bar import StatusBar
 from ..widgets.token_details import TokenDetails
 from .batch import BatchScreen
+from .experts import ExpertsScreen
 from .help import HelpScreen
 
 __all__ = ["ChatScreen"]
@@ -631,3 +632,8 @@ class _ChatTools:
 
     def undo_branch(self) -> bool:
         return self._screen.inspector.undo_branch()
+
+    def show_experts(self) -> None:
+        summary = self._screen.inspector.experts_summary()
+        if summary is not None:
+            self._screen.app.push_screen(ExpertsScreen(summary))

@@ -5,6 +5,10 @@ under the sampling distribution actually used and under the model's raw softmax,
 entropy at that step, and the top alternatives (numbered: 1-5 or Enter picks one and
 the reply is regenerated from there). Token texts are shown with `repr`, so blanks and
 newlines are visible and no control character reaches the terminal.
+
+For an MoE or Engram model the panel also shows, per MoE layer, the routed experts the
+router chose at the step that produced the token (its input was the token before) with
+their weights, best first, and the router's entropy; and each Engram layer's gate value.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widgets import Static
 
+from ...base.experts import TokenRouting
 from ...base.safe_text import visible
 from ...chat.token_tree import PROB_BINS, Alternative, Step, fmt_prob
 
-__all__ = ["TokenDetails", "TokenView", "details_text"]
+__all__ = ["TokenDetails", "TokenView", "details_text", "routing_text"]
 
 HINT = "←/→ token · ↑/↓ + Enter or 1-5: branch from here · Esc: back to the input · /undo"
 
@@ -47,7 +52,7 @@ class TokenDetails(Static):
     DEFAULT_CSS = """
     TokenDetails {
         height: auto;
-        max-height: 10;
+        max-height: 16;
         padding: 0 1;
         margin: 0 1;
         border-top: hkey $accent;
@@ -97,7 +102,24 @@ def details_text(v: TokenView) -> Text:
     if not v.inspecting:  # the hover tooltip: short
         out.append("click: inspect, and branch from a token", style="dim")
         return out
+    if s.routing is not None:
+        out.append_text(routing_text(s.routing))
     edges = " / ".join(f"{100 * e:g}%" for e in PROB_BINS)
     scale = f"   (scale {edges}; underlined: below {100 * PROB_BINS[0]:g}%)"
     out.append(HINT + scale, style="dim")
+    return out
+
+
+def routing_text(r: TokenRouting, shown: int = 8) -> Text:
+    """One line per MoE layer (experts:weight, best first; entropy) and the Engram gates."""
+    out = Text(end="")
+    for lr in r.moe:
+        out.append(f"MoE layer {lr.layer:<3}", style="bold")
+        cells = [f"{e}:{w:.2f}" for e, w in zip(lr.experts[:shown], lr.weights, strict=False)]
+        more = f" +{len(lr.experts) - shown}" if len(lr.experts) > shown else ""
+        out.append(" " + " ".join(cells) + more)
+        out.append(f"   entropy {lr.entropy:.2f}\n", style="dim")
+    if r.engram:
+        out.append("Engram gate  ", style="bold")
+        out.append("   ".join(f"layer {layer} {g:.3f}" for layer, g in r.engram) + "\n")
     return out
