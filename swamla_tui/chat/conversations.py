@@ -26,7 +26,14 @@ from typing import Any
 from ..base.errors import SwamlaError
 from .transcript import Replay, TranscriptStore
 
-__all__ = ["TITLE_MAX", "ConversationInfo", "Conversations", "ModelRef", "one_line_title"]
+__all__ = [
+    "TITLE_MAX",
+    "ConversationInfo",
+    "Conversations",
+    "ModelRef",
+    "model_of",
+    "one_line_title",
+]
 
 TITLE_FILE = "titles.json"
 TITLE_MAX = 120

@@ -154,6 +154,8 @@ class ChatSession:
         self.model: dict[str, Any] | None = None
         """What reopens the model (`swamla_tui.chat.conversations.ModelRef` as JSON),
         written into a new transcript's header and recorded when ``/model`` switches."""
+        self._recorded: dict[str, Any] | None = None
+        """The model the open transcript records last (so a switch is written once)."""
         self.report: Callable[[str], None] = report or (lambda message: None)
 
     # -- transcript ----------------------------------------------------------------------
@@ -208,6 +210,7 @@ class ChatSession:
             )
         self.close()
         self.transcript = transcript
+        self._recorded = replay.model if transcript.path == path else self.model
         system = self.conversation.system
         self.conversation = conversation
         if self._system_given and system != conversation.system:
@@ -260,10 +263,12 @@ class ChatSession:
         self.transcript = None
 
     def switch_model(self, source: str | None, model: dict[str, Any] | None) -> None:
-        """The chat now runs another model (``/model``): a transcript already written
-        records it, so ``--resume`` reopens the model the conversation went on with."""
+        """The chat runs this model (loaded, or switched by ``/model``): an open transcript
+        that records another records this one, so ``--resume`` reopens the model the
+        conversation went on with. `source`: the loaded checkpoint's label."""
         self.source, self.model = source, model
-        if model is not None:
+        if model is not None and model != self._recorded and self.transcript is not None:
+            self._recorded = model
             self._record(lambda t: t.record_model(model))
 
     def set_system(self, text: str | None) -> None:

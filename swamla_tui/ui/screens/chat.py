@@ -32,11 +32,13 @@ from ...base.safe_text import visible
 from ...batch.prompts import load_batch_prompts
 from ...chat.commands import parse as cmds
 from ...chat.conversation import Conversation
-from ...chat.session import ChatSession, context_usage, count_noun
+from ...chat.conversations import Conversations, ModelRef, model_of
+from ...chat.session import ChatSession, Resumed, context_usage, count_noun
 from ...chat.template import chat_format_of
 from ...chat.transcript import TranscriptStore
 from ...protocols import ChatModel, Model
 from ..chat.inspector import InspectorController, start_probs
+from ..chat.model_switch import ModelSwitch, SwitchDone, SwitchProgress
 from ..chat.ppl import PerplexityRunner
 from ..chat.reply import ReplyController
 from ..chat.second_model import SecondModel, model_name
@@ -55,7 +57,13 @@ from ..messages import (
 from ..model_header import model_header, model_summary
 from ..notices import LiteralNotify
 from ..options import AppOptions
-from ..settings import Settings
+from ..settings import (
+    REMEMBERED,
+    Settings,
+    forget_params,
+    remember_params,
+    remembered_params,
+)
 from ..widgets.chat_log import ChatLog
 from ..widgets.chat_message import ChatMessage
 from ..widgets.prompt_input import PromptInput
@@ -63,6 +71,7 @@ from ..widgets.sampling_sidebar import SamplingSidebar
 from ..widgets.status_bar import StatusBar
 from ..widgets.token_details import TokenDetails
 from .batch import BatchScreen
+from .conversations import ConversationsScreen
 from .help import HelpScreen
 
 __all__ = ["ChatScreen"]
@@ -101,6 +110,12 @@ class ChatScreen(LiteralNotify, Screen[None]):
         Binding("ctrl+l", "clear", "Clear", tooltip="Start a new conversation"),
         Binding("ctrl+r", "retry", "Retry", tooltip="Generate the last reply again"),
         Binding("ctrl+s", "save", "Save", tooltip="Save the conversation as Markdown"),
+        Binding(
+            "ctrl+o",
+            "conversations",
+            "Chats",
+            tooltip="Past conversations: open, rename, delete (/conversations)",
+        ),
         Binding("ctrl+t", "app.toggle_theme", "Theme", tooltip="Toggle dark / light"),
         Binding("f3", "toggle_probs", "Probs", show=False, tooltip="Token probabilities (/probs)"),
         Binding("f4", "inspect", "Inspect", show=False, tooltip="Inspect the last reply's tokens"),
@@ -134,6 +149,7 @@ class ChatScreen(LiteralNotify, Screen[None]):
         self.settings = settings
         self.data_dir = data_dir
         self.params: SamplingParams = options.params
+        remembered_params(settings, self.params, options.params_given)
         self.session = ChatSession(
             TranscriptStore(data_dir / "transcripts"),
             system=options.system_prompt,
@@ -151,6 +167,7 @@ class ChatScreen(LiteralNotify, Screen[None]):
         self.compare = SecondModel(self)  # model B: --compare, /compare
         self.inspector = InspectorController(self)
         self.ppl = PerplexityRunner(self)
+        self.switch = ModelSwitch(self)  # /model
         self.slash = SlashCommands(self, _ChatTools(self))
 
     @property
@@ -236,7 +253,7 @@ class ChatScreen(LiteralNotify, Screen[None]):
         for warning in self._start_warnings:
             self.add_notice(warning, error=True)
         if self.options.resume:
-            self._resume_last()
+            self._resume_start()
 
     def on_unmount(self) -> None:
         """Leaving: stop a reply in progress so its thread ends within one token; release
@@ -258,15 +275,9 @@ class ChatScreen(LiteralNotify, Screen[None]):
         if message.second:
             self.compare.loaded(message.lm, None)
             return
-        self.lm = lm = message.lm
-        self.session.source = getattr(lm, "source", None)
-        self.session.set_format(chat_format_of(lm))
+        lm = message.lm
+        self.use_model(lm, self.options.model)
         summary = model_summary(lm)
-        self.status_bar.status = "Ready"
-        self.status_bar.model = summary
-        self.app.sub_title = model_header(lm)  # every screen's header names the model
-        self.sidebar.set_max_length(int(lm.max_length))
-        self.update_context()
         if self._load_message is not None:
             self._load_message.set_text(
                 f"Loaded {summary}. Type a message; /help lists the commands."
@@ -275,6 +286,30 @@ class ChatScreen(LiteralNotify, Screen[None]):
             self.compare.load(self.options.compare, then=self._start_batch)
         else:
             self._start_batch(True)
+
+    def use_model(self, lm: Model, ref: ModelRef | None) -> None:
+        """Chat with `lm` from now on (loaded, or switched by ``/model``; `ref`: what
+        reopens it, None: its own source): session, header, status bar, sliders."""
+        self.lm = lm
+        label = getattr(lm, "source", None)
+        label = str(label) if label else None
+        if ref is None and label:
+            ref = ModelRef(label)
+        if ref is not None:
+            ref = ModelRef(ref.source, ref.hf_checkpoint, label)
+        self.session.switch_model(label, ref.to_json() if ref is not None else None)
+        self.session.set_format(chat_format_of(lm))
+        self.status_bar.status = "Ready"
+        self.status_bar.model = model_summary(lm)
+        self.app.sub_title = model_header(lm)  # every screen's header names the model
+        self.sidebar.set_max_length(int(lm.max_length))
+        self.update_context()
+
+    def on_switch_progress(self, message: SwitchProgress) -> None:
+        self.switch.progress(message.text)
+
+    def on_switch_done(self, message: SwitchDone) -> None:
+        self.switch.done(message)
 
     def _start_batch(self, _b_loaded: bool) -> None:
         if self.options.mode == "batch":
@@ -341,15 +376,24 @@ class ChatScreen(LiteralNotify, Screen[None]):
             for widget in self.turn_widgets.pop():
                 widget.remove()
 
-    def _resume_last(self) -> None:
+    def _resume_start(self) -> None:
+        """``--resume`` (the latest) or ``--resume ID`` (the CLI passes its path)."""
+        target = self.options.resume
         try:
-            resumed = self.session.resume_latest()
+            if isinstance(target, str) and target:
+                resumed: Resumed | None = self.session.resume(Path(target))
+            else:
+                resumed = self.session.resume_latest()
         except SwamlaError as exc:
             self.add_notice(f"Could not resume: {exc}", error=True)
             return
         if resumed is None:
             self.add_notice("No earlier conversation to resume.")
             return
+        self._show_resumed(resumed, "Resumed")
+
+    def _show_resumed(self, resumed: Resumed, verb: str) -> None:
+        """The resumed conversation's turns in the chat, and what to know about it."""
         path = resumed.path
         if resumed.skipped:
             n = resumed.skipped
@@ -363,13 +407,52 @@ class ChatScreen(LiteralNotify, Screen[None]):
             if turn.stopped:
                 reply.mark("stopped", stopped=True)
             self.turn_widgets.append((user, reply))
-        self.add_notice(f"Resumed {count_noun(len(turns), 'turn')} from {path.name}.")
+        self.add_notice(f"{verb} {count_noun(len(turns), 'turn')} from {path.name}.")
         if resumed.busy and self.session.transcript is not None:
             self.add_notice(
                 f"{path.name} is open in another swamla-tui: this chat continues in "
                 f"{self.session.transcript.path.name}."
             )
         self.update_context()
+
+    # -- the conversation list (Ctrl+O, /conversations) ----------------------------------
+
+    def action_conversations(self) -> None:
+        if isinstance(self.app.screen, ConversationsScreen):
+            return
+        transcript = self.session.transcript
+        screen = ConversationsScreen(
+            Conversations(self.session.store),
+            transcript.path if transcript is not None and transcript.started else None,
+        )
+        self.app.push_screen(screen, callback=self.open_conversation)
+
+    def open_conversation(self, path: Path | None) -> None:
+        """Show the conversation of transcript `path` in the chat (the list's Enter);
+        the one shown so far stays in its own transcript."""
+        if path is None or self.busy():
+            return
+        current = self.session.transcript
+        if current is not None and current.path == path:
+            self.add_notice("That conversation is the one open.")
+            return
+        try:
+            recorded = model_of(TranscriptStore.replay(path))
+            resumed = self.session.resume(path)
+        except SwamlaError as exc:
+            self.add_notice(f"Could not open it: {exc}", error=True)
+            return
+        self.turn_widgets.clear()
+        self._load_message = None
+        self.chat.remove_children()
+        self.status_bar.set_speed(None)
+        self._show_resumed(resumed, "Opened")
+        mine = ModelRef.from_json(self.session.model)
+        if recorded is not None and (mine is None or not recorded.same_model(mine)):
+            self.add_notice(
+                f"It was made with {recorded.describe()}; it goes on with the model loaded "
+                f"now (/model {recorded.source} switches)."
+            )
 
     def set_param(self, name: str, value: object) -> None:
         """Change a sampling parameter everywhere: params, running stream, slider."""
@@ -379,6 +462,34 @@ class ChatScreen(LiteralNotify, Screen[None]):
             setattr(stream.params, name, value)
         if name != "seed" and isinstance(value, int | float):
             self.sidebar.set_value(name, value)
+        if name in REMEMBERED:
+            remember_params(self.settings, self.params)
+
+    def reset_params(self) -> None:
+        """``/defaults``: the built-in sampling defaults, and nothing remembered."""
+        defaults = forget_params(self.settings)
+        for name in REMEMBERED:
+            value = getattr(defaults, name)
+            if name == "max_new_tokens" and self.lm is not None:
+                value = min(value, int(self.lm.max_length))
+            self.set_param(name, value)
+        forget_params(self.settings)
+        shown = ", ".join(f"{name} {getattr(self.params, name):g}" for name in REMEMBERED)
+        self.add_notice(f"Sampling settings back to their defaults: {shown}.")
+
+    def restore_input(self, text: str) -> None:
+        """``/undo``: the removed message goes back into the input, to edit and resend."""
+        box = self.prompt_input
+        box.load_text(text)
+        box.move_cursor(box.document.end)
+        box.focus()
+
+    def switch_model(self, source: str | None) -> None:
+        """``/model [PATH_OR_REPO]``: show the model, or switch to another one."""
+        if source is None:
+            self.switch.show()
+        else:
+            self.switch.start(source)
 
     def copy_to_clipboard(self, text: str) -> None:
         self.app.copy_to_clipboard(text)
@@ -397,7 +508,8 @@ class ChatScreen(LiteralNotify, Screen[None]):
         """Enter keeps a message in the input while a reply runs or the model loads."""
         if cmds.is_command(text):
             return False
-        return self.generating or (self.lm is None and self.load_failed is None)
+        loading = self.lm is None and self.load_failed is None
+        return self.generating or loading or self.switch.loading
 
     @on(PromptInput.Held)
     def _on_held(self, event: PromptInput.Held) -> None:
@@ -427,6 +539,9 @@ class ChatScreen(LiteralNotify, Screen[None]):
     def send(self, text: str) -> None:
         text = text.strip()
         if not text or self.busy():
+            return
+        if self.switch.loading:
+            self.add_notice("A model is loading (/model): send once it is loaded.")
             return
         if self.lm is None:
             if self.load_failed:
@@ -552,6 +667,8 @@ class ChatScreen(LiteralNotify, Screen[None]):
         stream = self.reply.stream if self.replying != "B" else None
         if stream is not None and stream.params is not self.params:
             setattr(stream.params, event.name, event.value)
+        if event.name in REMEMBERED and self.sidebar.has_focus_within:
+            remember_params(self.settings, self.params)  # a slider the user moved
 
     # -- the inspector's messages from the replies (they bubble up to here) --------------
 
