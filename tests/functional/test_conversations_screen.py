@@ -96,7 +96,9 @@ async def test_rename_and_delete_with_confirmation(tmp_path):
 async def test_the_open_conversation_is_not_deleted(tmp_path):
     async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
         await ask(pilot, "mine")
-        path = app.chat_screen.session.transcript.path
+        transcript = app.chat_screen.session.transcript
+        assert transcript is not None
+        path = transcript.path
         screen = await open_list(pilot)
         await pilot.press("d")
         assert "open in the chat" in str(screen.status.render())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from typing import cast
 
 from swamla_tui.base.errors import SwamlaError
 from swamla_tui.chat.conversations import Conversations
@@ -40,7 +41,7 @@ async def test_switch_keeps_the_conversation_and_records_the_model(tmp_path):
         await send(pilot, "held")  # nothing is sent while the new model loads
         assert chat.prompt_input.text == "held" and len(a.prompts) == 1
         gate.set()
-        await wait_for(pilot, lambda: chat.lm is b)
+        await wait_for(pilot, lambda: chat.lm is cast(object, b))
         assert asked == [(a, "runs/other.pt")]  # the memory check gets the loaded model
         assert any(n.startswith("Switched to 1,234 params") for n in notices(app))
         assert chat.sidebar.max_length == 256
@@ -48,6 +49,7 @@ async def test_switch_keeps_the_conversation_and_records_the_model(tmp_path):
         await ask(pilot, "and now?")
         assert b.prompts[-1].startswith("You: hello\nAssistant: Hello, world!\nYou: and now?")
         assert [t.assistant for t in chat.conversation.turns] == ["Hello, world!", "Other"]
+        assert chat.session.transcript is not None
         path = chat.session.transcript.path
     kinds = [json.loads(x)["type"] for x in path.read_text().splitlines()]
     assert kinds == ["header", "turn", "model", "turn"]
@@ -68,7 +70,7 @@ async def test_failure_is_one_line_and_the_old_model_stays(tmp_path):
         line = errors(app)[-1]
         assert line.startswith("Could not switch to big.pt: not enough memory")
         assert line.endswith("(still on fake.pt).") and "\n" not in line
-        assert app.chat_screen.lm is a and not app.chat_screen.switch.loading
+        assert app.chat_screen.lm is cast(object, a) and not app.chat_screen.switch.loading
         await ask(pilot, "still here")
         assert a.prompts[-1].endswith("You: still here\nAssistant:")
 
