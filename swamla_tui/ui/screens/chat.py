@@ -6,7 +6,7 @@ inspector) and hands its helpers (`swamla_tui.ui.chat`) itself, never the App. T
 keeps what only an App does (loading, themes, settings, global keys, pushing screens):
 its load worker posts `LoadProgress` / `ModelLoaded` / `LoadFailed` here.
 
-One piece at ~630 lines (what `SwamlaApp` was before the move): the Screen subclass itself
+One piece at ~680 lines (what `SwamlaApp` was before the move): the Screen subclass itself
 (bindings, layout, reactives and their watchers, message handlers, actions), which Textual
 wants on one class; the reply pipeline, the slash commands, the inspector, model B, /ppl
 and the palette are their own modules.
@@ -32,11 +32,12 @@ from ...base.safe_text import visible
 from ...batch.prompts import load_batch_prompts
 from ...chat.commands import parse as cmds
 from ...chat.conversation import Conversation
-from ...chat.conversations import Conversations, ModelRef, model_of
-from ...chat.session import ChatSession, Resumed, context_usage, count_noun
+from ...chat.conversations import ModelRef
+from ...chat.session import ChatSession, context_usage
 from ...chat.template import chat_format_of
 from ...chat.transcript import TranscriptStore
 from ...protocols import ChatModel, Model
+from ..chat.history import ConversationHistory
 from ..chat.inspector import InspectorController, start_probs
 from ..chat.model_switch import ModelSwitch, SwitchDone, SwitchProgress
 from ..chat.ppl import PerplexityRunner
@@ -71,7 +72,6 @@ from ..widgets.sampling_sidebar import SamplingSidebar
 from ..widgets.status_bar import StatusBar
 from ..widgets.token_details import TokenDetails
 from .batch import BatchScreen
-from .conversations import ConversationsScreen
 from .help import HelpScreen
 
 __all__ = ["ChatScreen"]
@@ -114,6 +114,7 @@ class ChatScreen(LiteralNotify, Screen[None]):
             "ctrl+o",
             "conversations",
             "Chats",
+            show=False,
             tooltip="Past conversations: open, rename, delete (/conversations)",
         ),
         Binding("ctrl+t", "app.toggle_theme", "Theme", tooltip="Toggle dark / light"),
@@ -168,6 +169,7 @@ class ChatScreen(LiteralNotify, Screen[None]):
         self.inspector = InspectorController(self)
         self.ppl = PerplexityRunner(self)
         self.switch = ModelSwitch(self)  # /model
+        self.history = ConversationHistory(self)  # --resume, the conversation list
         self.slash = SlashCommands(self, _ChatTools(self))
 
     @property
@@ -253,7 +255,7 @@ class ChatScreen(LiteralNotify, Screen[None]):
         for warning in self._start_warnings:
             self.add_notice(warning, error=True)
         if self.options.resume:
-            self._resume_start()
+            self.history.resume_start()
 
     def on_unmount(self) -> None:
         """Leaving: stop a reply in progress so its thread ends within one token; release
@@ -376,83 +378,13 @@ class ChatScreen(LiteralNotify, Screen[None]):
             for widget in self.turn_widgets.pop():
                 widget.remove()
 
-    def _resume_start(self) -> None:
-        """``--resume`` (the latest) or ``--resume ID`` (the CLI passes its path)."""
-        target = self.options.resume
-        try:
-            if isinstance(target, str) and target:
-                resumed: Resumed | None = self.session.resume(Path(target))
-            else:
-                resumed = self.session.resume_latest()
-        except SwamlaError as exc:
-            self.add_notice(f"Could not resume: {exc}", error=True)
-            return
-        if resumed is None:
-            self.add_notice("No earlier conversation to resume.")
-            return
-        self._show_resumed(resumed, "Resumed")
-
-    def _show_resumed(self, resumed: Resumed, verb: str) -> None:
-        """The resumed conversation's turns in the chat, and what to know about it."""
-        path = resumed.path
-        if resumed.skipped:
-            n = resumed.skipped
-            self.add_notice(
-                f"Skipped {n} unreadable line{'s' if n != 1 else ''} of {path.name}.", error=True
-            )
-        turns = self.conversation.turns
-        for turn in turns:
-            user = self.chat.add_message("user", turn.user)
-            reply = self.chat.add_message("assistant", turn.assistant)
-            if turn.stopped:
-                reply.mark("stopped", stopped=True)
-            self.turn_widgets.append((user, reply))
-        self.add_notice(f"{verb} {count_noun(len(turns), 'turn')} from {path.name}.")
-        if resumed.busy and self.session.transcript is not None:
-            self.add_notice(
-                f"{path.name} is open in another swamla-tui: this chat continues in "
-                f"{self.session.transcript.path.name}."
-            )
-        self.update_context()
-
-    # -- the conversation list (Ctrl+O, /conversations) ----------------------------------
+    # -- the conversation list (Ctrl+O, /conversations; `ConversationHistory`) -----------
 
     def action_conversations(self) -> None:
-        if isinstance(self.app.screen, ConversationsScreen):
-            return
-        transcript = self.session.transcript
-        screen = ConversationsScreen(
-            Conversations(self.session.store),
-            transcript.path if transcript is not None and transcript.started else None,
-        )
-        self.app.push_screen(screen, callback=self.open_conversation)
+        self.history.open_list()
 
     def open_conversation(self, path: Path | None) -> None:
-        """Show the conversation of transcript `path` in the chat (the list's Enter);
-        the one shown so far stays in its own transcript."""
-        if path is None or self.busy():
-            return
-        current = self.session.transcript
-        if current is not None and current.path == path:
-            self.add_notice("That conversation is the one open.")
-            return
-        try:
-            recorded = model_of(TranscriptStore.replay(path))
-            resumed = self.session.resume(path)
-        except SwamlaError as exc:
-            self.add_notice(f"Could not open it: {exc}", error=True)
-            return
-        self.turn_widgets.clear()
-        self._load_message = None
-        self.chat.remove_children()
-        self.status_bar.set_speed(None)
-        self._show_resumed(resumed, "Opened")
-        mine = ModelRef.from_json(self.session.model)
-        if recorded is not None and (mine is None or not recorded.same_model(mine)):
-            self.add_notice(
-                f"It was made with {recorded.describe()}; it goes on with the model loaded "
-                f"now (/model {recorded.source} switches)."
-            )
+        self.history.open(path)
 
     def set_param(self, name: str, value: object) -> None:
         """Change a sampling parameter everywhere: params, running stream, slider."""
@@ -609,12 +541,16 @@ class ChatScreen(LiteralNotify, Screen[None]):
         if self.busy():
             return
         self.session.clear()
+        self.clear_view()
+        self.update_context()
+        self.add_notice("New conversation.")
+
+    def clear_view(self) -> None:
+        """Empty the chat log (a new conversation, or another one opened)."""
         self.turn_widgets.clear()
         self._load_message = None
         self.chat.remove_children()
-        self.update_context()
         self.status_bar.set_speed(None)
-        self.add_notice("New conversation.")
 
     def action_retry(self) -> None:
         if self.busy():
