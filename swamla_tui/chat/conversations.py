@@ -57,6 +57,18 @@ class ModelRef:
     checkpoint: str | None = None
     """The loaded checkpoint's own label (the model card's source), for display."""
 
+    @staticmethod
+    def of(source: str, hf_checkpoint: str | None = None) -> ModelRef:
+        """What the user gave, a local file or folder made absolute (a conversation is
+        resumed from any folder); a Hub repo id as given."""
+        try:
+            path = Path(source).expanduser()
+            if path.exists():
+                source = str(path.resolve())
+        except (OSError, RuntimeError, ValueError):
+            pass
+        return ModelRef(source, hf_checkpoint or None)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "source": self.source,

@@ -459,7 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..ui.app import run_app
 
         options = app_options(args, notice)
-        options.model = ModelRef(source, args.hf_checkpoint)
+        options.model = ModelRef.of(source, args.hf_checkpoint)
         options.params_given = given_params(argv)
         if resumed.path is not None:
             options.resume = str(resumed.path)

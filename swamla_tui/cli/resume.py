@@ -55,7 +55,7 @@ def resolve_resume(args: argparse.Namespace, demo: str) -> ResumeTarget:
         return ResumeTarget(path, None)
     given = args.checkpoint or args.hf_model or (demo if args.demo else None)
     if given:
-        current = ModelRef(given, args.hf_checkpoint if not args.demo else None)
+        current = ModelRef.of(given, args.hf_checkpoint if not args.demo else None)
         if ref.same_model(current):
             return ResumeTarget(path, None)
         return ResumeTarget(
@@ -71,7 +71,7 @@ def resolve_resume(args: argparse.Namespace, demo: str) -> ResumeTarget:
             f"This conversation was made with {ref.describe()}, which is not found: it goes "
             "on with the demo model.",
         )
-    if Path(ref.source) == Path(demo):
+    if ref.same_model(ModelRef.of(demo)):
         args.demo = True
     elif local:
         args.checkpoint = ref.source

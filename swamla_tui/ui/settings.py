@@ -85,9 +85,15 @@ def remembered_params(
     return applied
 
 
-def remember_params(settings: Settings, params: SamplingParams) -> None:
-    """Remember the current sampling settings for the next start."""
-    settings.set(SAMPLING_KEY, {name: getattr(params, name) for name in REMEMBERED})
+def remember_param(settings: Settings, name: str, value: object) -> None:
+    """Remember one sampling setting changed in the app (the others keep their
+    remembered values: one given on the command line is not remembered by this)."""
+    if name not in REMEMBERED:
+        return
+    saved = settings.get(SAMPLING_KEY)
+    kept = dict(saved) if isinstance(saved, dict) else {}
+    kept[name] = value
+    settings.set(SAMPLING_KEY, kept)
 
 
 def forget_params(settings: Settings) -> SamplingParams:

@@ -68,7 +68,7 @@ async def test_failure_is_one_line_and_the_old_model_stays(tmp_path):
         await send(pilot, "/model big.pt")
         await wait_for(pilot, lambda: bool(errors(app)))
         line = errors(app)[-1]
-        assert line.startswith("Could not switch to big.pt: not enough memory")
+        assert line.startswith("Could not switch models: not enough memory")
         assert line.endswith("(still on fake.pt).") and "\n" not in line
         assert app.chat_screen.lm is cast(object, a) and not app.chat_screen.switch.loading
         await ask(pilot, "still here")

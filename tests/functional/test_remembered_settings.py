@@ -35,7 +35,9 @@ async def test_changes_are_remembered_and_given_flags_win(tmp_path):
         params = app.chat_screen.params
         assert (params.temperature, params.top_k) == (0.2, 7)
         assert app.chat_screen.sidebar.slider("top_k").value == 7
+        await send(pilot, "/topp 0.4")  # a change: remembered, the given flag is not
     assert saved(tmp_path)["temperature"] == 1.35  # the flag is for that run only
+    assert saved(tmp_path)["top_p"] == 0.4
 
 
 async def test_defaults_go_back_and_forget(tmp_path):

@@ -100,3 +100,13 @@ def test_unknown_id_is_one_line_and_exit_1(data, capsys):
     err = capsys.readouterr().err
     assert err.startswith("swamla-tui: error: --resume: no conversation 'nosuch'")
     assert err.count("\n") == 1
+
+
+def test_a_relative_path_is_recorded_absolute_and_matches(data, tmp_path, monkeypatch):
+    (tmp_path / "ckpt.pt").write_bytes(b"PK")
+    monkeypatch.chdir(tmp_path)
+    ref = ModelRef.of("ckpt.pt")
+    assert ref.source == str(tmp_path / "ckpt.pt")
+    assert ModelRef.of("user/repo", "sub") == ModelRef("user/repo", "sub")
+    conversation(data, "hi", ref)
+    assert resolve_resume(parse("--resume", "--checkpoint", "ckpt.pt"), DEMO).notice is None

@@ -11,14 +11,22 @@ from swamla_tui.ui.settings import (
     SAMPLING_KEY,
     Settings,
     forget_params,
-    remember_params,
+    remember_param,
     remembered_params,
 )
 
 
 def test_remembered_values_fill_what_was_not_given(tmp_path):
     settings = Settings(tmp_path)
-    remember_params(settings, SamplingParams(0.3, 7, 0.5, 1.4, 999, seed=5))
+    for name, value in [
+        ("temperature", 0.3),
+        ("top_k", 7),
+        ("top_p", 0.5),
+        ("repetition_penalty", 1.4),
+        ("max_new_tokens", 999),
+        ("seed", 5),
+    ]:
+        remember_param(settings, name, value)
     saved = json.loads((tmp_path / "settings.json").read_text())[SAMPLING_KEY]
     assert "seed" not in saved  # the seed is per run
     params = SamplingParams(temperature=1.9)
@@ -30,7 +38,7 @@ def test_remembered_values_fill_what_was_not_given(tmp_path):
 
 def test_none_given_means_all_given(tmp_path):
     settings = Settings(tmp_path)
-    remember_params(settings, SamplingParams(temperature=0.1))
+    remember_param(settings, "temperature", 0.1)
     params = SamplingParams()
     assert remembered_params(settings, params, None) == [] and params == SamplingParams()
 
@@ -56,7 +64,7 @@ def test_bad_remembered_values_are_ignored(tmp_path):
 
 def test_forget_gives_the_defaults(tmp_path):
     settings = Settings(tmp_path)
-    remember_params(settings, SamplingParams(temperature=0.1))
+    remember_param(settings, "temperature", 0.1)
     assert forget_params(settings) == SamplingParams()
     params = SamplingParams(temperature=1.0)
     assert remembered_params(Settings(tmp_path), params, frozenset()) == []

@@ -120,9 +120,8 @@ class ModelSwitch:
             screen.status_bar.status = "Ready"
             old = model_name(screen.lm)
             screen.add_notice(
-                f"Could not switch to {message.source}: {message.error} (still on {old}).",
-                error=True,
+                f"Could not switch models: {message.error} (still on {old}).", error=True
             )
             return
-        screen.use_model(message.lm, ModelRef(message.source))
+        screen.use_model(message.lm, ModelRef.of(message.source))
         notice.set_text(f"Switched to {message.lm.summary()}; the conversation goes on with it.")

@@ -62,7 +62,7 @@ from ..settings import (
     REMEMBERED,
     Settings,
     forget_params,
-    remember_params,
+    remember_param,
     remembered_params,
 )
 from ..widgets.chat_log import ChatLog
@@ -296,7 +296,7 @@ class ChatScreen(LiteralNotify, Screen[None]):
         label = getattr(lm, "source", None)
         label = str(label) if label else None
         if ref is None and label:
-            ref = ModelRef(label)
+            ref = ModelRef.of(label)
         if ref is not None:
             ref = ModelRef(ref.source, ref.hf_checkpoint, label)
         self.session.switch_model(label, ref.to_json() if ref is not None else None)
@@ -394,8 +394,7 @@ class ChatScreen(LiteralNotify, Screen[None]):
             setattr(stream.params, name, value)
         if name != "seed" and isinstance(value, int | float):
             self.sidebar.set_value(name, value)
-        if name in REMEMBERED:
-            remember_params(self.settings, self.params)
+        remember_param(self.settings, name, value)
 
     def reset_params(self) -> None:
         """``/defaults``: the built-in sampling defaults, and nothing remembered."""
@@ -603,8 +602,8 @@ class ChatScreen(LiteralNotify, Screen[None]):
         stream = self.reply.stream if self.replying != "B" else None
         if stream is not None and stream.params is not self.params:
             setattr(stream.params, event.name, event.value)
-        if event.name in REMEMBERED and self.sidebar.has_focus_within:
-            remember_params(self.settings, self.params)  # a slider the user moved
+        if self.sidebar.has_focus_within:  # a slider the user moved
+            remember_param(self.settings, event.name, getattr(self.params, event.name))
 
     # -- the inspector's messages from the replies (they bubble up to here) --------------
 
