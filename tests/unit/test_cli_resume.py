@@ -110,3 +110,19 @@ def test_a_relative_path_is_recorded_absolute_and_matches(data, tmp_path, monkey
     assert ModelRef.of("user/repo", "sub") == ModelRef("user/repo", "sub")
     conversation(data, "hi", ref)
     assert resolve_resume(parse("--resume", "--checkpoint", "ckpt.pt"), DEMO).notice is None
+
+
+def test_main_hands_the_app_the_conversation_model_and_given_flags(data, tmp_path, monkeypatch):
+    from swamla_tui.ui import app as app_module
+
+    ckpt = tmp_path / "ckpt.pt"
+    ckpt.write_bytes(b"PK\x03\x04")
+    path = conversation(data, "hi", ModelRef.of(str(ckpt)))
+    seen = []
+    monkeypatch.setattr(app_module, "run_app", lambda loader, options: seen.append(options) or 0)
+    assert main(["--resume", path.stem, "--top_k", "5"]) == 0
+    [options] = seen
+    assert options.resume == str(path)
+    assert options.model == ModelRef(str(ckpt))  # reopened: no --checkpoint given
+    assert options.params_given == {"top_k"} and options.params.top_k == 5
+    assert options.notice is None
