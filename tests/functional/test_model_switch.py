@@ -40,6 +40,8 @@ async def test_switch_keeps_the_conversation_and_records_the_model(tmp_path):
         assert chat.status_bar.status == "Reading other.pt"
         await send(pilot, "held")  # nothing is sent while the new model loads
         assert chat.prompt_input.text == "held" and len(a.prompts) == 1
+        await send(pilot, "/retry")  # refused before it drops the last turn
+        assert [t.user for t in chat.conversation.turns] == ["hello"] and len(a.prompts) == 1
         gate.set()
         await wait_for(pilot, lambda: chat.lm is cast(object, b))
         assert asked == [(a, "runs/other.pt")]  # the memory check gets the loaded model

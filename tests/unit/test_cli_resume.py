@@ -119,7 +119,12 @@ def test_main_hands_the_app_the_conversation_model_and_given_flags(data, tmp_pat
     ckpt.write_bytes(b"PK\x03\x04")
     path = conversation(data, "hi", ModelRef.of(str(ckpt)))
     seen = []
-    monkeypatch.setattr(app_module, "run_app", lambda loader, options: seen.append(options) or 0)
+
+    def run_app(loader, options):
+        seen.append(options)
+        return 0
+
+    monkeypatch.setattr(app_module, "run_app", run_app)
     assert main(["--resume", path.stem, "--top_k", "5"]) == 0
     [options] = seen
     assert options.resume == str(path)

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...base.errors import SwamlaError
-from ...chat.conversations import Conversations, ModelRef, model_of
+from ...chat.conversations import ModelRef, model_of
 from ...chat.session import Resumed, count_noun
 from ...chat.transcript import TranscriptStore
-from ..screens.conversations import ConversationsScreen
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..screens.chat import ChatScreen
@@ -73,18 +72,9 @@ class ConversationHistory:
             )
         screen.update_context()
 
-    def open_list(self) -> None:
-        """Push the conversation list; Enter there opens one here (`open`)."""
-        screen = self.screen
-        if isinstance(screen.app.screen, ConversationsScreen):
-            return
-        transcript = screen.session.transcript
-        current = transcript.path if transcript is not None and transcript.started else None
-        listing = ConversationsScreen(Conversations(screen.session.store), current)
-        screen.app.push_screen(listing, callback=self.open)
-
     def open(self, path: Path | None) -> None:
-        """Show the conversation of transcript `path` in the chat (the list's Enter)."""
+        """Show the conversation of transcript `path` in the chat (the list's Enter; the
+        chat screen pushes the list)."""
         screen = self.screen
         if path is None or screen.busy():
             return

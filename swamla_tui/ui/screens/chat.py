@@ -6,7 +6,7 @@ inspector) and hands its helpers (`swamla_tui.ui.chat`) itself, never the App. T
 keeps what only an App does (loading, themes, settings, global keys, pushing screens):
 its load worker posts `LoadProgress` / `ModelLoaded` / `LoadFailed` here.
 
-One piece at ~680 lines (what `SwamlaApp` was before the move): the Screen subclass itself
+One piece at ~690 lines (what `SwamlaApp` was before the move): the Screen subclass itself
 (bindings, layout, reactives and their watchers, message handlers, actions), which Textual
 wants on one class; the reply pipeline, the slash commands, the inspector, model B, /ppl
 and the palette are their own modules.
@@ -32,7 +32,7 @@ from ...base.safe_text import visible
 from ...batch.prompts import load_batch_prompts
 from ...chat.commands import parse as cmds
 from ...chat.conversation import Conversation
-from ...chat.conversations import ModelRef
+from ...chat.conversations import Conversations, ModelRef
 from ...chat.session import ChatSession, context_usage
 from ...chat.template import chat_format_of
 from ...chat.transcript import TranscriptStore
@@ -72,6 +72,7 @@ from ..widgets.sampling_sidebar import SamplingSidebar
 from ..widgets.status_bar import StatusBar
 from ..widgets.token_details import TokenDetails
 from .batch import BatchScreen
+from .conversations import ConversationsScreen
 from .help import HelpScreen
 
 __all__ = ["ChatScreen"]
@@ -381,7 +382,12 @@ class ChatScreen(LiteralNotify, Screen[None]):
     # -- the conversation list (Ctrl+O, /conversations; `ConversationHistory`) -----------
 
     def action_conversations(self) -> None:
-        self.history.open_list()
+        if isinstance(self.app.screen, ConversationsScreen):
+            return
+        transcript = self.session.transcript
+        current = transcript.path if transcript is not None and transcript.started else None
+        listing = ConversationsScreen(Conversations(self.session.store), current)
+        self.app.push_screen(listing, callback=self.open_conversation)
 
     def open_conversation(self, path: Path | None) -> None:
         self.history.open(path)
@@ -414,6 +420,12 @@ class ChatScreen(LiteralNotify, Screen[None]):
         box.load_text(text)
         box.move_cursor(box.document.end)
         box.focus()
+
+    def switch_pending(self) -> bool:
+        """True (with a notice) while ``/model`` loads: nothing is generated until then."""
+        if self.switch.loading:
+            self.add_notice("A model is loading (/model): send once it is loaded.")
+        return self.switch.loading
 
     def switch_model(self, source: str | None) -> None:
         """``/model [PATH_OR_REPO]``: show the model, or switch to another one."""
@@ -471,8 +483,7 @@ class ChatScreen(LiteralNotify, Screen[None]):
         text = text.strip()
         if not text or self.busy():
             return
-        if self.switch.loading:
-            self.add_notice("A model is loading (/model): send once it is loaded.")
+        if self.switch_pending():
             return
         if self.lm is None:
             if self.load_failed:
@@ -552,7 +563,7 @@ class ChatScreen(LiteralNotify, Screen[None]):
         self.status_bar.set_speed(None)
 
     def action_retry(self) -> None:
-        if self.busy():
+        if self.busy() or self.switch_pending():
             return
         last = self.session.last_user()
         if last is None:
