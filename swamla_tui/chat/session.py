@@ -25,6 +25,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..base.errors import SwamlaError
 from .conversation import Conversation, Turn, save_conversation
@@ -149,7 +150,12 @@ class ChatSession:
         self._system_given = system is not None
         self.transcript: Transcript | None = None
         self.source: str | None = None
-        """The model source, written into a new transcript's header."""
+        """The loaded checkpoint's label, written into a new transcript's header."""
+        self.model: dict[str, Any] | None = None
+        """What reopens the model (`swamla_tui.chat.conversations.ModelRef` as JSON),
+        written into a new transcript's header and recorded when ``/model`` switches."""
+        self._recorded: dict[str, Any] | None = None
+        """The model the open transcript records last (so a switch is written once)."""
         self.report: Callable[[str], None] = report or (lambda message: None)
 
     # -- transcript ----------------------------------------------------------------------
@@ -159,16 +165,25 @@ class ChatSession:
         if self.transcript is None:
             if not create:
                 return
-            self.transcript = self.store.new(
-                system=self.conversation.system, meta={"source": self.source}
-            )
+            self.transcript = self.store.new(system=self.conversation.system, meta=self._meta())
         try:
             action(self.transcript)
         except SwamlaError as exc:
             self.report(str(exc))
 
+    def _meta(self, **extra: object) -> dict[str, Any]:
+        meta: dict[str, Any] = {"source": self.source, **extra}
+        if self.model is not None:
+            meta["model"] = self.model
+        return meta
+
     def resume_latest(self) -> Resumed | None:
-        """Reopen the most recent transcript (``--resume``); None when there is none.
+        """Reopen the most recent transcript (``--resume``); None when there is none."""
+        path = self.store.latest()
+        return None if path is None else self.resume(path)
+
+    def resume(self, path: Path) -> Resumed:
+        """Reopen the transcript at `path` (``--resume ID``, the conversation list).
 
         The transcript is locked before it is read; when another instance holds it, the
         conversation is read anyway and continues in a new transcript that starts with
@@ -176,9 +191,6 @@ class ChatSession:
         command line wins over the resumed one (and the change is recorded). Raises
         `SwamlaError` when the transcript cannot be read.
         """
-        path = self.store.latest()
-        if path is None:
-            return None
         try:
             transcript: Transcript | None = self.store.reopen(path)
         except TranscriptBusy:
@@ -193,11 +205,12 @@ class ChatSession:
         if transcript is None:
             transcript = self.store.new(
                 system=conversation.system,
-                meta={"source": self.source, "resumed_from": path.name},
+                meta=self._meta(resumed_from=path.name),
                 seed=list(conversation.turns),
             )
         self.close()
         self.transcript = transcript
+        self._recorded = replay.model if transcript.path == path else self.model
         system = self.conversation.system
         self.conversation = conversation
         if self._system_given and system != conversation.system:
@@ -243,11 +256,20 @@ class ChatSession:
         return turn
 
     def clear(self) -> None:
-        """Forget every turn (the system prompt stays)."""
-        had_turns = bool(self.conversation.turns)
+        """Start a new conversation (the system prompt stays): the next turn starts a new
+        transcript, so the one so far stays whole in the conversation list."""
         self.conversation.clear()
-        if had_turns:
-            self._record(lambda t: t.record_clear())
+        self.close()
+        self.transcript = None
+
+    def switch_model(self, source: str | None, model: dict[str, Any] | None) -> None:
+        """The chat runs this model (loaded, or switched by ``/model``): an open transcript
+        that records another records this one, so ``--resume`` reopens the model the
+        conversation went on with. `source`: the loaded checkpoint's label."""
+        self.source, self.model = source, model
+        if model is not None and model != self._recorded and self.transcript is not None:
+            self._recorded = model
+            self._record(lambda t: t.record_model(model))
 
     def set_system(self, text: str | None) -> None:
         """Set or clear (None) the system prompt."""

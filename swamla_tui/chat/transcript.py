@@ -1,7 +1,8 @@
 """Transcripts: each conversation's JSONL event log, and the folder that holds them.
 
 Pure Python (no torch, no textual). A transcript is a header (format, version, creation
-time, system prompt, model source) followed by events: turn, system, undo, clear. Each
+time, system prompt, model source) followed by events: turn, system, undo, clear, model
+(``/model`` switched the chat's model: the listing and ``--resume`` reopen the last). Each
 event is appended and fsynced as soon as it is finished, so a crash never loses a
 finished turn; `TranscriptStore.replay` rebuilds the `Conversation` (for ``--resume``)
 and skips lines it cannot use (a half-written last line, a crafted one), counting them.
@@ -21,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
@@ -49,6 +50,11 @@ class Replay:
     conversation: Conversation
     skipped: int
     """Lines that are not a usable event: a crash mid-write, or a damaged or crafted line."""
+    header: dict[str, Any] = field(default_factory=dict)
+    """The header line as written (creation time, system prompt, ``meta``)."""
+    model: dict[str, Any] | None = None
+    """The model the conversation last used: the header's ``meta["model"]``, replaced by
+    each ``model`` event (`Transcript.record_model`); None when none was recorded."""
 
 
 def _now() -> str:
@@ -187,8 +193,14 @@ class Transcript:
         self._write({"type": "undo", "time": _now()})
 
     def record_clear(self) -> None:
-        """Record ``/clear`` (the turns so far are dropped on replay)."""
+        """Record ``/clear`` (the turns so far are dropped on replay). The app starts a new
+        transcript on ``/clear`` instead; older transcripts hold this event."""
         self._write({"type": "clear", "time": _now()})
+
+    def record_model(self, model: dict[str, Any]) -> None:
+        """Record a model switch (``/model``): `model` replaces the header's for
+        ``--resume`` and the conversation list."""
+        self._write({"type": "model", "time": _now(), "model": dict(model)})
 
 
 class TranscriptStore:
@@ -285,7 +297,17 @@ class TranscriptStore:
         system = header.get("system")
         conv.set_system(system if isinstance(system, str) else None)
         skipped += sum(1 for rec in records[1:] if not _apply(conv, rec))
-        return Replay(conv, skipped)
+        return Replay(conv, skipped, header, _last_model(records))
+
+
+def _last_model(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The header's ``meta["model"]``, replaced by each ``model`` event (dicts only)."""
+    meta = records[0].get("meta")
+    model = meta.get("model") if isinstance(meta, dict) else None
+    for rec in records[1:]:
+        if rec.get("type") == "model":
+            model = rec.get("model")
+    return model if isinstance(model, dict) else None
 
 
 def _apply(conv: Conversation, rec: dict[str, Any]) -> bool:
@@ -305,6 +327,8 @@ def _apply(conv: Conversation, rec: dict[str, Any]) -> bool:
         conv.undo()
     elif kind == "clear":
         conv.clear()
+    elif kind == "model":
+        return isinstance(rec.get("model"), dict)  # the conversation itself is unchanged
     else:
         return False
     return True

@@ -32,6 +32,7 @@ from ..base.safe_text import visible
 from ..batch.job import BatchJob
 from ..batch.prompts import load_batch_prompts
 from ..chat.commands.values import SEED_MAX
+from ..chat.conversations import ModelRef
 from ..chat.template import with_chat_format
 from ..checkpoint import looks_like_checkpoint
 from ..checkpoint.selection import parse_nb_tok
@@ -50,6 +51,7 @@ from .eval import (
     second_loader,
     selection_of,
 )
+from .resume import ResumeTarget, resolve_resume
 from .trainer_flags import add_trainer_flags, add_weight_flags
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
@@ -223,7 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the checkpoint as model.safetensors + config.json + tokenizer, then exit "
         "(float32, or bfloat16 with --dtype bfloat16)",
     )
-    a.add_argument("--resume", action="store_true", help="reopen the last conversation")
+    a.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="ID",
+        help="reopen the last conversation, or the one with this id (Ctrl+O lists them); "
+        "without --checkpoint / --hf_model, with the model it was made with",
+    )
     a.add_argument("--demo", action="store_true", help="open the bundled demo model")
     a.add_argument("--info", action="store_true", help="print the model card and exit")
     a.add_argument(
@@ -244,6 +254,19 @@ def params_from_args(args: argparse.Namespace) -> SamplingParams:
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,
     )
+
+
+def given_params(argv: Sequence[str] | None) -> frozenset[str]:
+    """The sampling flags given on the command line (``--greedy`` gives the temperature):
+    the others start from the values the app remembers (``ui.settings``)."""
+    parser = build_parser()
+    unset = object()
+    parser.set_defaults(**dict.fromkeys(PARAM_SPECS, unset))
+    ns = parser.parse_args(argv)
+    given = {name for name in PARAM_SPECS if getattr(ns, name) is not unset}
+    if getattr(ns, "greedy", False):
+        given.add("temperature")
+    return frozenset(given)
 
 
 def check_args(args: argparse.Namespace) -> str | None:
@@ -421,6 +444,18 @@ def app_options(args: argparse.Namespace, notice: str | None) -> AppOptions:
     )
 
 
+def _one_shot(args: argparse.Namespace) -> bool:
+    """A run that prints or writes and exits: ``--resume`` does not apply to it."""
+    return bool(
+        args.info
+        or args.diagnose
+        or args.perplexity
+        or getattr(args, "eval_perplexity", None) is not None
+        or args.export
+        or args.output
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     bad = check_args(args)
@@ -429,6 +464,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.output and args.mode != "batch":
         args.mode = "batch"  # --output only makes sense for a batch run
+    resumed = ResumeTarget(None, None)
+    if args.resume is not False and not _one_shot(args):
+        try:
+            resumed = resolve_resume(args, str(DEMO_DIR))
+        except SwamlaError as e:
+            _err(f"--resume: {e}")
+            return 1
     bad = preflight(args)
     if bad:
         _err(bad)
@@ -459,6 +501,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..ui.app import run_app
 
         options = app_options(args, notice)
+        options.model = ModelRef.of(source, args.hf_checkpoint)
+        options.params_given = given_params(argv)
+        if resumed.path is not None:
+            options.resume = str(resumed.path)
+        if resumed.notice:
+            options.notice = " ".join(filter(None, (options.notice, resumed.notice)))
         options.compare, options.load_second = args.compare, second_loader(args, make_loader)
         return run_app(loader, options)
     except KeyboardInterrupt:

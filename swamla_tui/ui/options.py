@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..base.params import SamplingParams
+from ..chat.conversations import ModelRef
 from ..protocols import Model
 
 SecondLoader = Callable[[Model, str, Callable[[str], None]], Model]
@@ -37,7 +38,8 @@ class AppOptions:
     params: SamplingParams = field(default_factory=SamplingParams)
     system_prompt: str | None = None
     theme: str | None = None
-    resume: bool = False
+    resume: bool | str = False
+    """``--resume``: True reopens the latest conversation, a path that transcript."""
     mode: Mode = "chat"
     prompts_file: str | None = None
     batch_size: int | None = None
@@ -46,3 +48,9 @@ class AppOptions:
     compare: str | None = None
     load_second: SecondLoader | None = None
     probs: bool | None = None
+    model: ModelRef | None = None
+    """What the CLI opened (source, ``--hf_checkpoint``), recorded in the transcript so
+    ``--resume`` reopens it; None: the loaded model's own source."""
+    params_given: frozenset[str] | None = None
+    """The sampling settings of `params` given on the command line; the others start
+    from their remembered values. None: all given (the remembered values are not used)."""

@@ -68,16 +68,17 @@ def test_write_failure_is_reported_and_the_turn_kept(tmp_path):
     assert "\n" not in reports[0]
 
 
-def test_clear_records_only_when_there_was_something(tmp_path):
+def test_clear_starts_a_new_transcript_and_keeps_the_old_one_whole(tmp_path):
     session = ChatSession(TranscriptStore(tmp_path / "t"))
     session.clear()
     assert not (tmp_path / "t").exists()
     session.finish_turn("a", "b", stopped=True)
+    [first] = list((tmp_path / "t").glob("*.jsonl"))
     session.clear()
-    [path] = list((tmp_path / "t").glob("*.jsonl"))
-    assert [json.loads(x)["type"] for x in path.read_text().splitlines()] == [
-        "header",
-        "turn",
-        "clear",
-    ]
     assert session.conversation.turns == [] and session.last_user() is None
+    assert session.transcript is None
+    session.finish_turn("c", "d", stopped=False)
+    [second] = [p for p in (tmp_path / "t").glob("*.jsonl") if p != first]
+    assert [json.loads(x)["type"] for x in first.read_text().splitlines()] == ["header", "turn"]
+    assert [t.user for t in TranscriptStore.load(first).turns] == ["a"]
+    assert [t.user for t in TranscriptStore.load(second).turns] == ["c"]

@@ -49,7 +49,24 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("clear", "", "Start a new conversation (keeps the system prompt)", "none"),
     CommandSpec("retry", "", "Generate the last reply again", "none"),
     CommandSpec(
-        "undo", "", "Back to the reply's previous branch, else drop the last exchange", "none"
+        "undo",
+        "",
+        "Back to the reply's previous branch, else drop the last exchange (your message "
+        "goes back into the input)",
+        "none",
+    ),
+    CommandSpec(
+        "conversations",
+        "",
+        "Past conversations: open, rename, delete (Ctrl+O)",
+        "none",
+        aliases=("history",),
+    ),
+    CommandSpec(
+        "model",
+        "[path|repo]",
+        "Show the model, or switch the chat to another checkpoint (the conversation stays)",
+        "opt_path",
     ),
     CommandSpec(
         "temp",
@@ -90,6 +107,13 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "max",
         "max_new_tokens",
         aliases=("max_new_tokens", "maxtokens"),
+    ),
+    CommandSpec(
+        "defaults",
+        "",
+        "Sampling settings back to their defaults (changes are remembered across starts)",
+        "none",
+        aliases=("reset",),
     ),
     CommandSpec(
         "seed",

@@ -19,6 +19,21 @@ def chat_commands(
     yield SystemCommand("Clear conversation", "Start a new conversation", screen.action_clear)
     yield SystemCommand("Retry", "Generate the last reply again", screen.action_retry)
     yield SystemCommand(
+        "Conversations",
+        "Past conversations: open, rename, delete (Ctrl+O)",
+        screen.action_conversations,
+    )
+    yield SystemCommand(
+        "Switch model",
+        "Type /model PATH_OR_REPO: the chat goes on with another checkpoint",
+        lambda: screen.restore_input("/model "),
+    )
+    yield SystemCommand(
+        "Sampling defaults",
+        "Sampling settings back to their defaults (/defaults)",
+        screen.reset_params,
+    )
+    yield SystemCommand(
         "Save conversation", "Save as Markdown in the data folder", screen.action_save
     )
     yield SystemCommand("Stop reply", "Stop the reply in progress", screen.action_stop)

@@ -50,6 +50,10 @@ class SlashPort(Protocol):
     def action_help(self) -> None: ...
     def action_clear(self) -> None: ...
     def action_retry(self) -> None: ...
+    def action_conversations(self) -> None: ...
+    def switch_model(self, source: str | None) -> None: ...
+    def reset_params(self) -> None: ...
+    def restore_input(self, text: str) -> None: ...
 
 
 class ChatTools(Protocol):
@@ -79,6 +83,9 @@ class SlashCommands:
             "clear": lambda c: chat.action_clear(),
             "retry": lambda c: chat.action_retry(),
             "undo": self._cmd_undo,
+            "conversations": lambda c: chat.action_conversations(),
+            "model": lambda c: chat.switch_model(str(c.value) if c.value else None),
+            "defaults": lambda c: chat.reset_params(),
             "temp": self._value,
             "topk": self._value,
             "topp": self._value,
@@ -123,12 +130,14 @@ class SlashCommands:
         chat = self.chat
         if chat.busy() or self.tools.undo_branch():
             return
-        if chat.session.undo() is None:
+        turn = chat.session.undo()
+        if turn is None:
             chat.add_notice("Nothing to undo.", error=True)
             return
         chat.remove_last_turn_widgets()
         chat.update_context()
-        chat.add_notice("Removed the last exchange.")
+        chat.restore_input(turn.user)
+        chat.add_notice("Removed the last exchange: your message is back in the input.")
 
     def _value(self, command: cmds.Command) -> None:
         chat, name = self.chat, command.param

@@ -6,7 +6,7 @@ inspector) and hands its helpers (`swamla_tui.ui.chat`) itself, never the App. T
 keeps what only an App does (loading, themes, settings, global keys, pushing screens):
 its load worker posts `LoadProgress` / `ModelLoaded` / `LoadFailed` here.
 
-One piece at ~630 lines (what `SwamlaApp` was before the move): the Screen subclass itself
+One piece at ~690 lines (what `SwamlaApp` was before the move): the Screen subclass itself
 (bindings, layout, reactives and their watchers, message handlers, actions), which Textual
 wants on one class; the reply pipeline, the slash commands, the inspector, model B, /ppl
 and the palette are their own modules.
@@ -33,11 +33,14 @@ from ...base.timings import ReplyTimings
 from ...batch.prompts import load_batch_prompts
 from ...chat.commands import parse as cmds
 from ...chat.conversation import Conversation
-from ...chat.session import ChatSession, context_usage, count_noun
+from ...chat.conversations import Conversations, ModelRef
+from ...chat.session import ChatSession, context_usage
 from ...chat.template import chat_format_of
 from ...chat.transcript import TranscriptStore
 from ...protocols import ChatModel, Model
+from ..chat.history import ConversationHistory
 from ..chat.inspector import InspectorController, start_probs
+from ..chat.model_switch import ModelSwitch, SwitchDone, SwitchProgress
 from ..chat.ppl import PerplexityRunner
 from ..chat.reply import ReplyController
 from ..chat.second_model import SecondModel, model_name
@@ -56,7 +59,13 @@ from ..messages import (
 from ..model_header import model_header, model_summary
 from ..notices import LiteralNotify
 from ..options import AppOptions
-from ..settings import Settings
+from ..settings import (
+    REMEMBERED,
+    Settings,
+    forget_params,
+    remember_param,
+    remembered_params,
+)
 from ..widgets.chat_log import ChatLog
 from ..widgets.chat_message import ChatMessage
 from ..widgets.prompt_input import PromptInput
@@ -64,6 +73,7 @@ from ..widgets.sampling_sidebar import SamplingSidebar
 from ..widgets.status_bar import StatusBar
 from ..widgets.token_details import TokenDetails
 from .batch import BatchScreen
+from .conversations import ConversationsScreen
 from .experts import ExpertsScreen
 from .help import HelpScreen
 
@@ -103,6 +113,13 @@ class ChatScreen(LiteralNotify, Screen[None]):
         Binding("ctrl+l", "clear", "Clear", tooltip="Start a new conversation"),
         Binding("ctrl+r", "retry", "Retry", tooltip="Generate the last reply again"),
         Binding("ctrl+s", "save", "Save", tooltip="Save the conversation as Markdown"),
+        Binding(
+            "ctrl+o",
+            "conversations",
+            "Chats",
+            show=False,
+            tooltip="Past conversations: open, rename, delete (/conversations)",
+        ),
         Binding("ctrl+t", "app.toggle_theme", "Theme", tooltip="Toggle dark / light"),
         Binding("f3", "toggle_probs", "Probs", show=False, tooltip="Token probabilities (/probs)"),
         Binding("f4", "inspect", "Inspect", show=False, tooltip="Inspect the last reply's tokens"),
@@ -136,6 +153,7 @@ class ChatScreen(LiteralNotify, Screen[None]):
         self.settings = settings
         self.data_dir = data_dir
         self.params: SamplingParams = options.params
+        remembered_params(settings, self.params, options.params_given)
         self.session = ChatSession(
             TranscriptStore(data_dir / "transcripts"),
             system=options.system_prompt,
@@ -153,6 +171,8 @@ class ChatScreen(LiteralNotify, Screen[None]):
         self.compare = SecondModel(self)  # model B: --compare, /compare
         self.inspector = InspectorController(self)
         self.ppl = PerplexityRunner(self)
+        self.switch = ModelSwitch(self)  # /model
+        self.history = ConversationHistory(self)  # --resume, the conversation list
         self.slash = SlashCommands(self, _ChatTools(self))
 
     @property
@@ -238,7 +258,7 @@ class ChatScreen(LiteralNotify, Screen[None]):
         for warning in self._start_warnings:
             self.add_notice(warning, error=True)
         if self.options.resume:
-            self._resume_last()
+            self.history.resume_start()
 
     def on_unmount(self) -> None:
         """Leaving: stop a reply in progress so its thread ends within one token; release
@@ -260,15 +280,9 @@ class ChatScreen(LiteralNotify, Screen[None]):
         if message.second:
             self.compare.loaded(message.lm, None)
             return
-        self.lm = lm = message.lm
-        self.session.source = getattr(lm, "source", None)
-        self.session.set_format(chat_format_of(lm))
+        lm = message.lm
+        self.use_model(lm, self.options.model)
         summary = model_summary(lm)
-        self.status_bar.status = "Ready"
-        self.status_bar.model = summary
-        self.app.sub_title = model_header(lm)  # every screen's header names the model
-        self.sidebar.set_max_length(int(lm.max_length))
-        self.update_context()
         if self._load_message is not None:
             self._load_message.set_text(
                 f"Loaded {summary}. Type a message; /help lists the commands."
@@ -277,6 +291,30 @@ class ChatScreen(LiteralNotify, Screen[None]):
             self.compare.load(self.options.compare, then=self._start_batch)
         else:
             self._start_batch(True)
+
+    def use_model(self, lm: Model, ref: ModelRef | None) -> None:
+        """Chat with `lm` from now on (loaded, or switched by ``/model``; `ref`: what
+        reopens it, None: its own source): session, header, status bar, sliders."""
+        self.lm = lm
+        label = getattr(lm, "source", None)
+        label = str(label) if label else None
+        if ref is None and label:
+            ref = ModelRef.of(label)
+        if ref is not None:
+            ref = ModelRef(ref.source, ref.hf_checkpoint, label)
+        self.session.switch_model(label, ref.to_json() if ref is not None else None)
+        self.session.set_format(chat_format_of(lm))
+        self.status_bar.status = "Ready"
+        self.status_bar.model = model_summary(lm)
+        self.app.sub_title = model_header(lm)  # every screen's header names the model
+        self.sidebar.set_max_length(int(lm.max_length))
+        self.update_context()
+
+    def on_switch_progress(self, message: SwitchProgress) -> None:
+        self.switch.progress(message.text)
+
+    def on_switch_done(self, message: SwitchDone) -> None:
+        self.switch.done(message)
 
     def _start_batch(self, _b_loaded: bool) -> None:
         if self.options.mode == "batch":
@@ -343,35 +381,18 @@ class ChatScreen(LiteralNotify, Screen[None]):
             for widget in self.turn_widgets.pop():
                 widget.remove()
 
-    def _resume_last(self) -> None:
-        try:
-            resumed = self.session.resume_latest()
-        except SwamlaError as exc:
-            self.add_notice(f"Could not resume: {exc}", error=True)
+    # -- the conversation list (Ctrl+O, /conversations; `ConversationHistory`) -----------
+
+    def action_conversations(self) -> None:
+        if isinstance(self.app.screen, ConversationsScreen):
             return
-        if resumed is None:
-            self.add_notice("No earlier conversation to resume.")
-            return
-        path = resumed.path
-        if resumed.skipped:
-            n = resumed.skipped
-            self.add_notice(
-                f"Skipped {n} unreadable line{'s' if n != 1 else ''} of {path.name}.", error=True
-            )
-        turns = self.conversation.turns
-        for turn in turns:
-            user = self.chat.add_message("user", turn.user)
-            reply = self.chat.add_message("assistant", turn.assistant)
-            if turn.stopped:
-                reply.mark("stopped", stopped=True)
-            self.turn_widgets.append((user, reply))
-        self.add_notice(f"Resumed {count_noun(len(turns), 'turn')} from {path.name}.")
-        if resumed.busy and self.session.transcript is not None:
-            self.add_notice(
-                f"{path.name} is open in another swamla-tui: this chat continues in "
-                f"{self.session.transcript.path.name}."
-            )
-        self.update_context()
+        transcript = self.session.transcript
+        current = transcript.path if transcript is not None and transcript.started else None
+        listing = ConversationsScreen(Conversations(self.session.store), current)
+        self.app.push_screen(listing, callback=self.open_conversation)
+
+    def open_conversation(self, path: Path | None) -> None:
+        self.history.open(path)
 
     def set_param(self, name: str, value: object) -> None:
         """Change a sampling parameter everywhere: params, running stream, slider."""
@@ -381,6 +402,39 @@ class ChatScreen(LiteralNotify, Screen[None]):
             setattr(stream.params, name, value)
         if name != "seed" and isinstance(value, int | float):
             self.sidebar.set_value(name, value)
+        remember_param(self.settings, name, value)
+
+    def reset_params(self) -> None:
+        """``/defaults``: the built-in sampling defaults, and nothing remembered."""
+        defaults = forget_params(self.settings)
+        for name in REMEMBERED:
+            value = getattr(defaults, name)
+            if name == "max_new_tokens" and self.lm is not None:
+                value = min(value, int(self.lm.max_length))
+            self.set_param(name, value)
+        forget_params(self.settings)
+        shown = ", ".join(f"{name} {getattr(self.params, name):g}" for name in REMEMBERED)
+        self.add_notice(f"Sampling settings back to their defaults: {shown}.")
+
+    def restore_input(self, text: str) -> None:
+        """``/undo``: the removed message goes back into the input, to edit and resend."""
+        box = self.prompt_input
+        box.load_text(text)
+        box.move_cursor(box.document.end)
+        box.focus()
+
+    def switch_pending(self) -> bool:
+        """True (with a notice) while ``/model`` loads: nothing is generated until then."""
+        if self.switch.loading:
+            self.add_notice("A model is loading (/model): send once it is loaded.")
+        return self.switch.loading
+
+    def switch_model(self, source: str | None) -> None:
+        """``/model [PATH_OR_REPO]``: show the model, or switch to another one."""
+        if source is None:
+            self.switch.show()
+        else:
+            self.switch.start(source)
 
     def copy_to_clipboard(self, text: str) -> None:
         self.app.copy_to_clipboard(text)
@@ -399,7 +453,8 @@ class ChatScreen(LiteralNotify, Screen[None]):
         """Enter keeps a message in the input while a reply runs or the model loads."""
         if cmds.is_command(text):
             return False
-        return self.generating or (self.lm is None and self.load_failed is None)
+        loading = self.lm is None and self.load_failed is None
+        return self.generating or loading or self.switch.loading
 
     @on(PromptInput.Held)
     def _on_held(self, event: PromptInput.Held) -> None:
@@ -429,6 +484,8 @@ class ChatScreen(LiteralNotify, Screen[None]):
     def send(self, text: str) -> None:
         text = text.strip()
         if not text or self.busy():
+            return
+        if self.switch_pending():
             return
         if self.lm is None:
             if self.load_failed:
@@ -502,15 +559,19 @@ class ChatScreen(LiteralNotify, Screen[None]):
         if self.busy():
             return
         self.session.clear()
+        self.clear_view()
+        self.update_context()
+        self.add_notice("New conversation.")
+
+    def clear_view(self) -> None:
+        """Empty the chat log (a new conversation, or another one opened)."""
         self.turn_widgets.clear()
         self._load_message = None
         self.chat.remove_children()
-        self.update_context()
         self.status_bar.set_speed(None)
-        self.add_notice("New conversation.")
 
     def action_retry(self) -> None:
-        if self.busy():
+        if self.busy() or self.switch_pending():
             return
         last = self.session.last_user()
         if last is None:
@@ -560,6 +621,8 @@ class ChatScreen(LiteralNotify, Screen[None]):
         stream = self.reply.stream if self.replying != "B" else None
         if stream is not None and stream.params is not self.params:
             setattr(stream.params, event.name, event.value)
+        if self.sidebar.has_focus_within:  # a slider the user moved
+            remember_param(self.settings, event.name, getattr(self.params, event.name))
 
     # -- the inspector's messages from the replies (they bubble up to here) --------------
 
