@@ -41,7 +41,12 @@ def batch_mode_app(lm: Any, tmp_path: Path, prompts: list[str], **options: Any) 
     )
 
 
-async def wait_for(pilot: Any, condition: Callable[[], object], timeout: float = 5.0) -> None:
+# Generous: a wait that passes returns at once, and under a loaded machine (CI, xdist
+# workers, other jobs) a 5 s wait for a reply or a layout was the rare flaky failure.
+WAIT_S = 30.0
+
+
+async def wait_for(pilot: Any, condition: Callable[[], object], timeout: float = WAIT_S) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -74,7 +79,7 @@ async def loaded_app(
         yield app, pilot
 
 
-async def wait_idle(pilot: Any, timeout: float = 5.0) -> None:
+async def wait_idle(pilot: Any, timeout: float = WAIT_S) -> None:
     app = pilot.app
     await wait_for(pilot, lambda: not app.chat_screen.generating, timeout)
     await pilot.pause()

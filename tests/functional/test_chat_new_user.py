@@ -176,12 +176,13 @@ async def test_slash_completion_lists_and_cycles(tmp_path):
         box = app.chat_screen.prompt_input
         await pilot.press("slash", "s")
         subtitle = str(box.border_subtitle)
-        assert all(name in subtitle for name in ("/seed", "/system", "/save"))
+        names = ["/save", "/seed", "/stats", "/system"]
+        assert all(name in subtitle for name in names)
         seen = []
-        for _ in range(4):
+        for _ in range(len(names) + 1):
             await pilot.press("tab")
             seen.append(box.text)
-        assert sorted(seen[:3]) == ["/save", "/seed", "/system"] and seen[3] == seen[0]
+        assert sorted(seen[:-1]) == names and seen[-1] == seen[0]
         await pilot.press("space", "o")  # typing again ends the cycle
         assert box.text == f"{seen[0]} o"
 
@@ -251,8 +252,15 @@ async def test_80_columns_keep_the_gauge_and_the_sliders_key(tmp_path):
         await wait_for(pilot, lambda: bool(app.chat_screen.status_bar.context))
         line = "".join(seg.text for seg in app.chat_screen.status_bar.render_line(0))
         assert "ctx 0/512" in line
-        keys = {k.key: k for k in app.query("FooterKey").results(FooterKey)}
-        sliders = keys["ctrl+b"]
+
+        def sliders_key() -> FooterKey | None:
+            keys = {k.key: k for k in app.query("FooterKey").results(FooterKey)}
+            return keys.get("ctrl+b")
+
+        # the footer lays its keys out after the first frames: wait for a real region
+        await wait_for(pilot, lambda: (k := sliders_key()) is not None and k.region.width > 0)
+        sliders = sliders_key()
+        assert sliders is not None
         assert sliders.region.right <= 80 and sliders.region.width > 0
 
 
