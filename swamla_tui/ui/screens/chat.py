@@ -271,6 +271,9 @@ class ChatScreen(LiteralNotify, Screen[None]):
             self._load_message.set_text(
                 f"Loaded {summary}. Type a message; /help lists the commands."
             )
+        for text in getattr(lm, "notices", ()):  # CUDA fallback, float16 on the CPU, ...
+            self.add_notice(text)
+            self.notify(text, severity="warning")  # seen from the batch view too
         if self.options.compare:  # B loads first, so a batch view starts with both
             self.compare.load(self.options.compare, then=self._start_batch)
         else:
