@@ -96,16 +96,23 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
 
     BINDINGS = [
         Binding("r", "run", "Run", tooltip="Run the prompts without a result (queued, stopped)"),
-        Binding("s", "stop", "Stop", tooltip="Stop the run (finished rows are kept)"),
+        Binding("s", "stop", "Stop", show=False, tooltip="Stop the run (finished rows are kept)"),
         Binding(
             "escape",
             "stop_or_back",
             "Stop/Back",
+            tooltip="Stop the run; when nothing runs, back to the chat (the palette's "
+            "'Batch results' reopens this view)",
+        ),
+        Binding(
+            "ctrl+c",
+            "app.interrupt",
+            "Stop",
             show=False,
-            tooltip="Stop the run; when nothing runs, close the batch view",
+            tooltip="Stop the run (finished rows are kept); when none runs, copy the selection",
         ),
         Binding("ctrl+r", "rerun_row", "Re-run row", tooltip="Run the selected prompt again"),
-        Binding("R", "rerun_all", "Re-run all", tooltip="Run every prompt again"),
+        Binding("R", "rerun_all", "Re-run all", show=False, tooltip="Run every prompt again"),
         Binding("e", "export", "Export", tooltip="Write results to .jsonl, .csv or .md"),
         Binding("c", "chat", "To chat", tooltip="Close and put the selected prompt in the chat"),
         Binding("o", "open", "Open", tooltip="Open another prompts file"),
@@ -126,7 +133,13 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
         Binding("b", "ask_batch_size", "Batch size", tooltip="Type the batch size"),
         Binding("ctrl+b", "toggle_sidebar", "Sliders", tooltip="Sampling sliders (next batches)"),
         Binding("f1,question_mark", "help", "Help", show=False, tooltip="This help"),
-        Binding("ctrl+q", "app.quit", "Quit", priority=True, tooltip="Quit"),
+        Binding(
+            "ctrl+q",
+            "app.quit",
+            "Quit",
+            priority=True,
+            tooltip="Quit (during a run: press twice, the results are not saved)",
+        ),
     ]
 
     EXTRA_KEYS: tuple[tuple[str, str], ...] = (
@@ -147,6 +160,7 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
         clock: Callable[[], float] = time.monotonic,
         compare: BatchModel | None = None,
         names: tuple[str, str] = ("A", "B"),
+        restore: BatchScreen | None = None,
     ) -> None:
         super().__init__()
         self.lm = lm
@@ -168,6 +182,14 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
         self.run = RunProgress()
         self._cancel = threading.Event()
         self.last_export: Path | None = None
+        self._quit_asked_at: float | None = None
+        self._restored = restore is not None
+        if restore is not None:  # reopened: the closed view's rows, results and settings
+            self.path, self._given_prompts = restore.path, restore._given_prompts
+            self.params, self._batch_size = restore.params, restore._batch_size
+            self.rows, self.rows_b, self.run = restore.rows, restore.rows_b, restore.run
+            self.load_error, self.last_export = restore.load_error, restore.last_export
+            self.autostart = False
 
     # -- settings ------------------------------------------------------------------------
 
@@ -222,7 +244,11 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
         self._buffer: ThrottledBuffer[tuple[Side, RunEvent]] = ThrottledBuffer(self, self._drain)
         self.sub_title = self._title()
         self.table.focus()
-        self._load(start=self.autostart)
+        if self._restored:
+            self.table.show(self.rows, self.rows_b)
+            self._update_bar()
+        else:
+            self._load(start=self.autostart)
 
     def on_unmount(self) -> None:
         self._cancel.set()
@@ -406,6 +432,30 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
             self.action_stop()
         else:
             self.dismiss(None)
+
+    def interrupt(self) -> bool:
+        """Ctrl+C (the app asks the screens): stop the run; False when none runs."""
+        if not self.running:
+            return False
+        self.action_stop()
+        return True
+
+    def quit_held(self) -> bool:
+        """Ctrl+Q during a run: the first press asks (the results are only in this view),
+        a second one within 5 s quits. True: hold the quit."""
+        if not self.running:
+            return False
+        now = self.clock()
+        if self._quit_asked_at is not None and now - self._quit_asked_at <= 5.0:
+            return False
+        self._quit_asked_at = now
+        self.notify(
+            "A batch run is in progress and its results are not saved: Ctrl+Q again quits "
+            "(s stops the run, e exports what has finished).",
+            severity="warning",
+            timeout=5,
+        )
+        return True
 
     def action_chat(self) -> None:
         row = self.table.selected()
