@@ -464,3 +464,21 @@ async def test_palette_batch_run_runs_the_default_prompts(fixture_lm, tmp_path):
         assert isinstance(screen, BatchScreen) and screen.input.mode is None
         await wait_for(pilot, lambda: not screen.running and screen.run.done == 5)
         assert [r.prompt for r in screen.rows] == list(DEFAULT_PROMPTS)
+
+
+async def test_the_input_line_shows_only_its_own_keys(fixture_lm):
+    app = BatchTestApp(
+        lambda: BatchScreen(lm=fixture_lm, params=greedy(), prompts=PROMPTS[:2], autostart=False)
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.batch
+        assert screen is not None
+        assert {"r", "e", "escape"} <= set(_footer_keys(screen))
+        await pilot.press("b")
+        await pilot.pause()
+        shown = {k: d for k, d in _footer_keys(screen).items() if k != "ctrl+q"}
+        assert shown == {"enter": "OK", "escape": "Cancel"}
+        await pilot.press("escape")  # cancels the question only
+        await pilot.pause()
+        assert screen.input.mode is None and screen.table.has_focus and not app.dismissed
+        assert {"r", "e", "escape"} <= set(_footer_keys(screen))

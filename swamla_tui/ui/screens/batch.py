@@ -35,6 +35,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header
 
@@ -400,6 +401,8 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
     # -- actions -------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self._asking():  # the input line's own keys only (Enter, Esc) in the footer
+            return False
         if action == "stop":
             return True if self.running else None
         if action in ("run", "rerun_all", "rerun_row", "open"):
@@ -428,6 +431,7 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
         if self.input.mode is not None:
             self.input.hide()
             self.table.focus()
+            self.refresh_bindings()
         elif self.running:
             self.action_stop()
         else:
@@ -491,13 +495,21 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
 
     # -- the input line ------------------------------------------------------------------
 
+    def _asking(self) -> bool:
+        try:
+            return self.input.mode is not None
+        except NoMatches:  # not composed yet
+            return False
+
     def _ask(self, mode: str, question: str, value: str) -> None:
         self.input.ask(mode, question, value)
+        self.refresh_bindings()
 
     @on(AskLine.Answered)
     def _on_answer(self, event: AskLine.Answered) -> None:
         event.stop()
         self.table.focus()
+        self.refresh_bindings()
         mode, value = event.mode, event.value
         if not value:
             return
