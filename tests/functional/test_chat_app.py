@@ -243,7 +243,8 @@ async def test_trim_notices_match_the_status_bar_and_long_messages_say_truncated
         for i in range(6):
             before = len(notices(app))
             await send(pilot, f"message number {i} " + "z" * 10)
-            await wait_for(pilot, lambda n=i + 1: len(lm.prompts) == n)
+            sent = i + 1
+            await wait_for(pilot, lambda: len(lm.prompts) == sent)  # noqa: B023 - awaited here
             await pilot.pause(0.1)
             said = [n for n in notices(app)[before:] if "oldest" in n]
             if said:
