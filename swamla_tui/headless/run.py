@@ -33,12 +33,19 @@ from typing import TextIO, cast
 from ..base.errors import SwamlaError
 from ..base.safe_text import json_line_safe, visible
 from ..batch.job import BatchJob, BatchRow, PromptFinished, eta_seconds, run_chunks
-from ..batch.journal import Journal, finish, open_journal
+from ..batch.journal import Journal, finish, journal_path, open_journal, read_journal
 from ..batch.logprobs import LOGPROB_FIELDS, LogprobRow, LogprobsModel, StreamingModel
 from ..batch.results import FIELDS, format_for, write_results
 from ..protocols import BatchModel, Loader, Model
 
-__all__ = ["Progress", "ResultSink", "Terminated", "check_output", "run_headless"]
+__all__ = [
+    "Progress",
+    "ResultSink",
+    "Terminated",
+    "check_output",
+    "finished_run",
+    "run_headless",
+]
 
 
 def check_output(output: str) -> None:
@@ -50,6 +57,18 @@ def check_output(output: str) -> None:
     parent = target.parent
     if not parent.is_dir():
         raise SwamlaError(f"cannot write {output}: folder {parent} does not exist")
+
+
+def finished_run(job: BatchJob) -> list[dict[str, object]] | None:
+    """Read what an earlier run of `job` left, before any model loads: results of another
+    prompts file are refused here (`read_journal`); the records when every prompt already
+    has its result in input order (the JSONL output is complete: nothing to load)."""
+    if not job.output or job.overwrite:
+        return None
+    done, _ = read_journal(journal_path(job.output), job.prompts)
+    if format_for(job.output) != "jsonl" or list(done) != list(range(len(job.prompts))):
+        return None
+    return list(done.values())
 
 
 class Progress:
@@ -284,14 +303,23 @@ def run_headless(
     """
     err = err if err is not None else sys.stderr
     out = out if out is not None else sys.stdout
-    if job.output:
+    if job.output:  # every refusal that needs no model comes before the load
         check_output(job.output)
+        if logprobs and format_for(job.output) != "jsonl":
+            raise SwamlaError(f"--logprobs writes JSONL only, not {visible(job.output)}")
+        records = finished_run(job)
+        if records is not None:
+            failed = sum(1 for r in records if r.get("finish_reason") == "error")
+            print(
+                f"… {visible(job.output)}: all {len(records):,} prompts already have their "
+                f"results{f' ({failed} failed)' if failed else ''} (--overwrite runs them again)",
+                file=err,
+            )
+            return 1 if failed else 0  # as the run that wrote them
 
     lm = loader(lambda text: print(f"… {visible(text)}", file=err, flush=True))
     for notice in lm.notices:
         print(f"note: {visible(notice)}", file=err)
-    if logprobs and job.output and format_for(job.output) != "jsonl":
-        raise SwamlaError(f"--logprobs writes JSONL only, not {visible(job.output)}")
     batch_size = job.batch_size or lm.default_batch_size()
     sink = ResultSink(job, lm, err, out, logprobs=bool(logprobs))
     runner: BatchModel = lm
