@@ -361,3 +361,11 @@ def test_each_kind_loads_in_transformers(kind_exports, tmp_path):
         assert got["dtype"] == f"torch.{dt}", (kind, dt)
         diff = _max_diff(got["logits"], src.logits(ids))
         assert diff <= TOL[dt], (kind, dt, diff)
+
+
+def test_every_exported_file_has_the_same_mode(exported):
+    """The weights were written 0600 by safetensors while the rest was 0644."""
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {f.name: f.stat().st_mode & 0o777 for f in exported.iterdir()}
+    assert set(modes.values()) == {0o666 & ~umask}, modes
