@@ -482,3 +482,29 @@ async def test_the_input_line_shows_only_its_own_keys(fixture_lm):
         await pilot.pause()
         assert screen.input.mode is None and screen.table.has_focus and not app.dismissed
         assert {"r", "e", "escape"} <= set(_footer_keys(screen))
+
+
+async def test_export_asks_before_overwriting(tmp_path):
+    from tests.support.batch import EchoBatchLM
+
+    app = BatchTestApp(lambda: BatchScreen(lm=EchoBatchLM(), prompts=PROMPTS[:2]))
+    target = tmp_path / "mine.jsonl"
+    target.write_text("keep me\n", encoding="utf-8")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.batch
+        assert screen is not None
+        await wait_for(pilot, lambda: not screen.running and screen.run.done == 2)
+        for answer, kept in (("n", True), ("y", False)):
+            await pilot.press("e")
+            screen.input.value = str(target)
+            await pilot.press("enter")
+            await pilot.pause()
+            assert screen.input.mode == "overwrite" and "exists" in screen.input.border_title
+            for key in (answer, "enter"):
+                await pilot.press(key)
+            await pilot.pause()
+            assert (target.read_text("utf-8") == "keep me\n") is kept
+        assert screen.last_export == target
+        assert [json.loads(x)["prompt"] for x in target.read_text("utf-8").splitlines()] == (
+            PROMPTS[:2]
+        )

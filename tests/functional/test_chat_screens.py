@@ -241,8 +241,7 @@ async def test_palette_entries_named_in_the_readme_exist(tmp_path):
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8").replace("\n", " ")
     named = {
-        a or b
-        for a, b in re.findall(r'palette[^"*.]{0,40}(?:"([^"]+)"|\*\*([^*]+)\*\*)', readme)
+        a or b for a, b in re.findall(r'palette[^"*.]{0,40}(?:"([^"]+)"|\*\*([^*]+)\*\*)', readme)
     }
     assert {"Theme", "Batch results", "Batch run"} <= named
     async with loaded_app(FakeLM(), tmp_path) as (app, pilot):

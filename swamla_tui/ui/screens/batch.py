@@ -184,6 +184,8 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
         self._cancel = threading.Event()
         self.last_export: Path | None = None
         self._quit_asked_at: float | None = None
+        self._overwrite: str | None = None
+        """The export path waiting for the overwrite question's answer."""
         self._restored = restore is not None
         if restore is not None:  # reopened: the closed view's rows, results and settings
             self.path, self._given_prompts = restore.path, restore._given_prompts
@@ -511,10 +513,21 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
         self.table.focus()
         self.refresh_bindings()
         mode, value = event.mode, event.value
-        if not value:
+        if not value and mode != "overwrite":
             return
         if mode == "export":
+            target = Path(os.path.expanduser(value))
+            if target.exists():  # ask before replacing a file (a earlier export, or not)
+                self._overwrite = value
+                self._ask("overwrite", f"{visible(target.name)} exists: overwrite? (y/n)", "")
+                return
             self.export(value)
+        elif mode == "overwrite":
+            pending, self._overwrite = self._overwrite, None
+            if pending and value.lower() in ("y", "yes"):
+                self.export(pending)
+            else:
+                self.notify("Not exported: the file stays as it was.", timeout=3)
         elif mode == "open":
             if self.running:
                 self.notify("Stop the run first (s).")
