@@ -499,7 +499,7 @@ async def test_export_asks_before_overwriting(tmp_path):
             screen.input.value = str(target)
             await pilot.press("enter")
             await pilot.pause()
-            assert screen.input.mode == "overwrite" and "exists" in screen.input.border_title
+            assert screen.input.mode == "overwrite" and "exists" in str(screen.input.border_title)
             for key in (answer, "enter"):
                 await pilot.press(key)
             await pilot.pause()
