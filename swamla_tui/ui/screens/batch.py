@@ -16,7 +16,7 @@ models through `swamla_tui.batch.compare.run_compare` (each chunk on A, then on 
 settings and seed); `rows_b` holds B's results beside `rows`, the table and the detail
 show both, and the export writes `COMPARE_FIELDS`.
 
-One piece at ~520 lines: what is left are the screen's key actions, which all act on
+One piece at ~620 lines: what is left are the screen's key actions, which all act on
 the same run state (one model's rows, or both models' in an A/B run); the table, the
 bottom bar, the input line, the row detail, the help and the run loops
 (`swamla_tui.batch.job`, `swamla_tui.batch.compare`) live in their own modules.
@@ -71,6 +71,16 @@ from .keys_help import KeysHelpScreen, key_rows
 __all__ = ["BatchDetailScreen", "BatchRow", "BatchScreen"]
 
 MAX_BATCH_SIZE = 1024
+DRAIN_HZ = 10
+"""Hand-overs from the run a second: rows change once per prompt, not per token, and the
+UI thread shares the GIL with the decode loop (scripts/batch_view_speed.py)."""
+IDLE_BAR_EVERY = 0.5
+"""Seconds between bar repaints (elapsed time, ETA) while no row changes."""
+TABLE_EVERY = 0.5
+"""Seconds between table repaints while a run goes on (the first change and the last are
+shown at once). Any cell update makes Textual's DataTable render every visible cell
+again (its cell cache is keyed on an update counter): a repaint per finished prompt took
+a third of the CPU the decode loop needed, on the GIL it shares with it."""
 
 
 def _clear_result(row: BatchRow) -> None:
@@ -185,6 +195,10 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
         self.last_export: Path | None = None
         self._quit_asked_at: float | None = None
         self._overwrite: str | None = None
+        self._bar_at = 0.0
+        self._table_at = 0.0
+        self._dirty: dict[int, tuple[BatchRow, bool]] = {}
+        """Rows whose cells changed since the table's last repaint (by id: A/B rows)."""
         """The export path waiting for the overwrite question's answer."""
         self._restored = restore is not None
         if restore is not None:  # reopened: the closed view's rows, results and settings
@@ -244,7 +258,9 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
     def on_mount(self) -> None:
         if self.lm is not None:
             self.sidebar.set_max_length(int(self.lm.max_length))
-        self._buffer: ThrottledBuffer[tuple[Side, RunEvent]] = ThrottledBuffer(self, self._drain)
+        self._buffer: ThrottledBuffer[tuple[Side, RunEvent]] = ThrottledBuffer(
+            self, self._drain, hz=DRAIN_HZ
+        )
         self.sub_title = self._title()
         self.table.focus()
         if self._restored:
@@ -277,6 +293,7 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
             prompts = []
             self.load_error = str(exc)
             self.notify(self.load_error, severity="error", timeout=8)
+        self._dirty.clear()  # changes of rows no longer shown
         self.rows = [BatchRow(i, p) for i, p in enumerate(prompts)]
         self.rows_b = [BatchRow(i, p) for i, p in enumerate(prompts)] if self.compare else None
         self.table.show(self.rows, self.rows_b)
@@ -371,12 +388,12 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
             if isinstance(event, ChunkStarted):  # a re-run row loses its old result
                 for i in event.indices:
                     _clear_result(rows[i])
-                    self.table.update_row(rows[i])
+                    self._repaint(rows[i], status_only=False)
             changed = apply_event(rows, self.run, event)
             if isinstance(event, RunEnded) and self.rows_b is not None and rows is self.rows:
                 changed += apply_event(self.rows_b, RunProgress(self.run.order), event)
             for row in changed:
-                self.table.update_row(row, status_only=isinstance(event, ChunkStarted | RunEnded))
+                self._repaint(row, status_only=isinstance(event, ChunkStarted | RunEnded))
             if isinstance(event, PromptFinished) and rows[event.index].truncated:
                 lm = self.lm if rows is self.rows else self.compare
                 limit = lm.max_length if lm is not None else "max_length"
@@ -391,8 +408,20 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
                 self.notify(f"Batch failed: {event.message}", severity="error", timeout=8)
             elif isinstance(event, RunEnded):
                 self._finish()
-        if events or self.running:
+        now = time.monotonic()
+        if self._dirty and (not self.running or now - self._table_at >= TABLE_EVERY):
+            self._table_at = now
+            dirty, self._dirty = self._dirty, {}
+            for row, status_only in dirty.values():
+                self.table.update_row(row, status_only=status_only)
+        if events or (self.running and now - self._bar_at >= IDLE_BAR_EVERY):
+            self._bar_at = now
             self._update_bar()
+
+    def _repaint(self, row: BatchRow, *, status_only: bool) -> None:
+        """Queue `row` for the table's next repaint (see `TABLE_EVERY`)."""
+        earlier = self._dirty.get(id(row))
+        self._dirty[id(row)] = (row, status_only and (earlier is None or earlier[1]))
 
     def _finish(self) -> None:
         self.running = False
