@@ -110,7 +110,8 @@ class _Proxy:
 
 async def test_device_and_dtype_notices_show_in_the_app(tmp_path, test_tokenizer_dir, monkeypatch):
     """``--device cuda`` without CUDA and ``--dtype float16`` on the CPU: the loader's
-    notices reach the chat (and a toast, seen from the batch view), not only ``--info``."""
+    notices reach the chat (and, in batch mode, a toast over the batch view), not only
+    ``--info``."""
     import torch
 
     from swamla_tui.cli.main import build_parser, make_loader
@@ -121,7 +122,8 @@ async def test_device_and_dtype_notices_show_in_the_app(tmp_path, test_tokenizer
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     argv = ["--checkpoint", str(FIXTURE_CKPT), "--tokenizer", str(test_tokenizer_dir)]
     args = build_parser().parse_args([*argv, "--device", "cuda", "--dtype", "float16"])
-    app = SwamlaApp(make_loader(args, str(FIXTURE_CKPT)), AppOptions(data_dir=tmp_path))
+    options = AppOptions(data_dir=tmp_path, mode="batch", params=SamplingParams(max_new_tokens=2))
+    app = SwamlaApp(make_loader(args, str(FIXTURE_CKPT)), options)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.chat_screen.lm is not None or app.load_failed, timeout=60)
         await pilot.pause()

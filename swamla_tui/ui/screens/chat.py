@@ -275,7 +275,8 @@ class ChatScreen(LiteralNotify, Screen[None]):
             )
         for text in getattr(lm, "notices", ()):  # CUDA fallback, float16 on the CPU, ...
             self.add_notice(text)
-            self.notify(text, severity="warning")  # seen from the batch view too
+            if self.options.mode == "batch":  # the batch view covers the chat: a toast too
+                self.notify(text, severity="warning")
         if self.options.compare:  # B loads first, so a batch view starts with both
             self.compare.load(self.options.compare, then=self._start_batch)
         else:
