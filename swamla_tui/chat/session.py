@@ -42,6 +42,7 @@ __all__ = [
     "dropped_notice",
     "plan_turn",
     "reply_reserve",
+    "truncated_notice",
 ]
 
 
@@ -51,11 +52,21 @@ def count_noun(n: int, noun: str) -> str:
 
 
 def dropped_notice(n: int) -> str:
-    """The notice shown when `n` more turns left the context."""
+    """The notice shown when turns left the context: `n` is how many are out in all (the
+    status bar's "N turns out"), not only those this message pushed out."""
     what = (
         "the oldest turn no longer reaches" if n == 1 else f"the oldest {n} turns no longer reach"
     )
     return f"The conversation outgrew the context: {what} the model."
+
+
+def truncated_notice(prompt_tokens: int, kept: int) -> str:
+    """The notice shown when the prompt alone (every turn already out) exceeds the window:
+    the engine keeps its last `kept` tokens."""
+    return (
+        f"The message is longer than the context ({prompt_tokens:,} tokens): it was "
+        f"truncated to its last {kept:,} tokens."
+    )
 
 
 def reply_reserve(max_length: int, max_new_tokens: int) -> int:
@@ -85,7 +96,12 @@ class TurnPlan:
     user: str
     prompt: str
     context_start: int
+    """Turns out of the context in all (this message's and earlier ones')."""
     dropped: int
+    """Turns this message pushed out."""
+    prompt_tokens: int = 0
+    truncated_to: int | None = None
+    """The prompt's last tokens the engine keeps when it is longer than `max_length`."""
 
 
 def plan_turn(
@@ -104,11 +120,15 @@ def plan_turn(
     """
     budget = max(1, int(max_length) - reply_reserve(max_length, max_new_tokens))
     dropped = conversation.fit(count_tokens, budget, user_text)
+    prompt = conversation.prompt_for(user_text)
+    n = count_tokens(prompt)
     return TurnPlan(
         user=user_text.strip(),
-        prompt=conversation.prompt_for(user_text),
+        prompt=prompt,
         context_start=conversation.context_start,
         dropped=dropped,
+        prompt_tokens=n,
+        truncated_to=int(max_length) if n > int(max_length) else None,
     )
 
 

@@ -77,6 +77,11 @@ def check_eval_args(args: argparse.Namespace) -> str | None:
             return "--stride applies only to --perplexity"  # (and --eval_perplexity)
         if args.stride < 1:
             return f"--stride must be >= 1, got {args.stride}"
+        if args.stride >= args.max_length:  # the window is at most --max_length: no load needed
+            return (
+                f"--stride must be below the window (--max_length {args.max_length}), "
+                f"got {args.stride}"
+            )
     windows = getattr(args, "windows", None)
     if windows is not None and not scores:
         return "--windows applies only to --perplexity"

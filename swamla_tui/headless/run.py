@@ -36,7 +36,7 @@ from ..base.experts import format_summary, summarise, tally_routes, write_summar
 from ..base.paths import require_writable_target
 from ..base.safe_text import json_line_safe, visible
 from ..batch.job import BatchJob, BatchRow, PromptFinished, eta_seconds, run_chunks
-from ..batch.journal import Journal, finish, journal_path, open_journal
+from ..batch.journal import Journal, finish, journal_path, open_journal, read_journal
 from ..batch.logprobs import LOGPROB_FIELDS, LogprobRow, LogprobsModel, StreamingModel
 from ..batch.prompts import clip_prompt
 from ..batch.results import FIELDS, format_for, write_results
@@ -47,7 +47,15 @@ try:
 except ImportError:  # pragma: no cover - Windows: no advisory locks
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["Progress", "ResultSink", "Terminated", "check_output", "output_lock", "run_headless"]
+__all__ = [
+    "Progress",
+    "ResultSink",
+    "Terminated",
+    "check_output",
+    "finished_run",
+    "output_lock",
+    "run_headless",
+]
 
 
 def check_output(output: str) -> None:
@@ -113,6 +121,18 @@ def output_lock(output: str | None) -> Iterator[None]:
         with suppress(OSError):
             os.unlink(lock)
         os.close(fd)
+
+
+def finished_run(job: BatchJob) -> list[dict[str, object]] | None:
+    """Read what an earlier run of `job` left, before any model loads: results of another
+    prompts file are refused here (`read_journal`); the records when every prompt already
+    has its result in input order (the JSONL output is complete: nothing to load)."""
+    if not job.output or job.overwrite:
+        return None
+    done, _ = read_journal(journal_path(job.output), job.prompts)
+    if format_for(job.output) != "jsonl" or list(done) != list(range(len(job.prompts))):
+        return None
+    return list(done.values())
 
 
 class Progress:
@@ -354,8 +374,19 @@ def run_headless(
     """
     err = err if err is not None else sys.stderr
     out = out if out is not None else sys.stdout
-    if job.output:
+    if job.output:  # every refusal that needs no model comes before the load
         check_output(job.output)
+        if logprobs and format_for(job.output) != "jsonl":
+            raise SwamlaError(f"--logprobs writes JSONL only, not {visible(job.output)}")
+        records = finished_run(job)
+        if records is not None:
+            failed = sum(1 for r in records if r.get("finish_reason") == "error")
+            print(
+                f"… {visible(job.output)}: all {len(records):,} prompts already have their "
+                f"results{f' ({failed} failed)' if failed else ''} (--overwrite runs them again)",
+                file=err,
+            )
+            return 1 if failed else 0  # as the run that wrote them
     with output_lock(job.output):
         return _run_headless(job, loader, err, out, logprobs, expert_stats)
 
@@ -371,8 +402,6 @@ def _run_headless(
     lm = loader(lambda text: print(f"… {visible(text)}", file=err, flush=True))
     for notice in lm.notices:
         print(f"note: {visible(notice)}", file=err)
-    if logprobs and job.output and format_for(job.output) != "jsonl":
-        raise SwamlaError(f"--logprobs writes JSONL only, not {visible(job.output)}")
     batch_size = job.batch_size or lm.default_batch_size()
     sink = ResultSink(job, lm, err, out, logprobs=bool(logprobs))
     runner: BatchModel = lm

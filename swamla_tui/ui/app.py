@@ -99,6 +99,8 @@ class SwamlaApp(LiteralNotify, App[int]):
     def action_interrupt(self) -> None:
         """Ctrl+C: stop a reply; otherwise copy a selection; never quits."""
         chat = self._chat_screen
+        if any(getattr(s, "interrupt", lambda: False)() for s in reversed(self.screen_stack)):
+            return  # a screen's own run (the batch view) stopped
         if chat.generating:
             chat.action_stop()
             return
@@ -117,6 +119,8 @@ class SwamlaApp(LiteralNotify, App[int]):
         self.theme = LIGHT_THEME if self.current_theme.dark else DEFAULT_THEME
 
     async def action_quit(self) -> None:
+        if any(getattr(s, "quit_held", lambda: False)() for s in self.screen_stack):
+            return  # a screen asked first (a batch run whose results are not saved)
         self._chat_screen.quit_app()
 
     # -- command palette -----------------------------------------------------------------

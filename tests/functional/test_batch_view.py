@@ -367,3 +367,144 @@ async def test_real_app_batch_row_opens_in_chat(fixture_lm, tmp_path):
         await pilot.press("c")
         await wait_for(pilot, lambda: not isinstance(app.screen, BatchScreen))
         assert app.chat_screen.prompt_input.text == PROMPTS[0]
+
+
+class GatedModel(GatedLM):
+    """`GatedLM` that is the whole model to the app (chat parts from the real one)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.lm, name)
+
+
+def _footer_keys(screen: BatchScreen) -> dict[str, str]:
+    return {b.key: b.description for _, b, _, _ in screen.active_bindings.values() if b.show}
+
+
+async def test_ctrl_c_stops_the_run_esc_is_listed_and_results_reopen(fixture_lm, tmp_path):
+    """Issue 22 item 9: Ctrl+C stops the run (not the chat's copy hint); Esc is in the
+    footer; after Esc the palette's 'Batch results' reopens the rows as they were."""
+    gated = GatedModel(fixture_lm)
+    app = batch_mode_app(gated, tmp_path, PROMPTS, params=greedy())
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, BatchScreen))
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, BatchScreen)
+        assert _footer_keys(screen)["escape"] == "Stop/Back"
+        await wait_for(pilot, lambda: gated.started.is_set())
+        await pilot.press("ctrl+c")
+        await wait_for(pilot, lambda: not screen.running)
+        assert statuses(screen) == ["stopped"] * len(PROMPTS)
+        assert not any("Nothing selected" in n.message for n in app._notifications)
+
+        screen.lm = fixture_lm  # run the rest for real
+        await pilot.press("r")
+        await wait_for(pilot, lambda: not screen.running and screen.run.done == len(PROMPTS))
+        done = [r.completion for r in screen.rows]
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, BatchScreen))
+        cmds = {c.title: c for c in app.get_system_commands(app.screen)}
+        cmds["Batch results"].callback()
+        await wait_for(pilot, lambda: isinstance(app.screen, BatchScreen))
+        await pilot.pause()
+        again = app.screen
+        assert isinstance(again, BatchScreen) and again is not screen
+        assert [r.completion for r in again.rows] == done and not again.running
+        assert statuses(again) == ["done"] * len(PROMPTS)
+        assert again.table.row_count == len(PROMPTS)
+        assert again.sub_title == screen.sub_title
+        cmds["Batch results"].callback()  # open already: said, not pushed twice
+        await pilot.pause()
+        assert sum(isinstance(s, BatchScreen) for s in app.screen_stack) == 1
+
+
+async def test_ctrl_q_during_a_run_asks_first(fixture_lm, tmp_path):
+    gated = GatedModel(fixture_lm)
+    app = batch_mode_app(gated, tmp_path, PROMPTS, params=greedy())
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, BatchScreen))
+        await pilot.pause()
+        await wait_for(pilot, lambda: gated.started.is_set())
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert app.is_running and isinstance(app.screen, BatchScreen)
+        assert any("Ctrl+Q again quits" in n.message for n in app._notifications)
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: not app.is_running, timeout=10)
+    assert app.return_code == 0
+
+
+async def test_ctrl_q_without_a_run_quits_at_once(fixture_lm, tmp_path):
+    app = batch_mode_app(fixture_lm, tmp_path, PROMPTS[:2], params=greedy())
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, BatchScreen))
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, BatchScreen)
+        await wait_for(pilot, lambda: not screen.running and screen.run.done == 2)
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: not app.is_running, timeout=10)
+
+
+async def test_palette_batch_run_runs_the_default_prompts(fixture_lm, tmp_path):
+    from swamla_tui.batch.prompts import DEFAULT_PROMPTS
+
+    from .pilot import loaded_app
+
+    async with loaded_app(fixture_lm, tmp_path, params=greedy()) as (app, pilot):
+        cmds = {c.title: c for c in app.get_system_commands(app.screen)}
+        cmds["Batch results"].callback()  # nothing yet: said in the chat
+        await pilot.pause()
+        assert not isinstance(app.screen, BatchScreen)
+        assert "No batch results yet" in app.chat_screen.chat.messages()[-1].text
+        cmds["Batch run"].callback()
+        await wait_for(pilot, lambda: isinstance(app.screen, BatchScreen))
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, BatchScreen) and screen.input.mode is None
+        await wait_for(pilot, lambda: not screen.running and screen.run.done == 5)
+        assert [r.prompt for r in screen.rows] == list(DEFAULT_PROMPTS)
+
+
+async def test_the_input_line_shows_only_its_own_keys(fixture_lm):
+    app = BatchTestApp(
+        lambda: BatchScreen(lm=fixture_lm, params=greedy(), prompts=PROMPTS[:2], autostart=False)
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.batch
+        assert screen is not None
+        assert {"r", "e", "escape"} <= set(_footer_keys(screen))
+        await pilot.press("b")
+        await pilot.pause()
+        shown = {k: d for k, d in _footer_keys(screen).items() if k != "ctrl+q"}
+        assert shown == {"enter": "OK", "escape": "Cancel"}
+        await pilot.press("escape")  # cancels the question only
+        await pilot.pause()
+        assert screen.input.mode is None and screen.table.has_focus and not app.dismissed
+        assert {"r", "e", "escape"} <= set(_footer_keys(screen))
+
+
+async def test_export_asks_before_overwriting(tmp_path):
+    from tests.support.batch import EchoBatchLM
+
+    app = BatchTestApp(lambda: BatchScreen(lm=EchoBatchLM(), prompts=PROMPTS[:2]))
+    target = tmp_path / "mine.jsonl"
+    target.write_text("keep me\n", encoding="utf-8")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.batch
+        assert screen is not None
+        await wait_for(pilot, lambda: not screen.running and screen.run.done == 2)
+        for answer, kept in (("n", True), ("y", False)):
+            await pilot.press("e")
+            screen.input.value = str(target)
+            await pilot.press("enter")
+            await pilot.pause()
+            assert screen.input.mode == "overwrite" and "exists" in str(screen.input.border_title)
+            for key in (answer, "enter"):
+                await pilot.press(key)
+            await pilot.pause()
+            assert (target.read_text("utf-8") == "keep me\n") is kept
+        assert screen.last_export == target
+        assert [json.loads(x)["prompt"] for x in target.read_text("utf-8").splitlines()] == (
+            PROMPTS[:2]
+        )

@@ -231,6 +231,43 @@ async def test_context_trim_notice(tmp_path):
         assert len(app.chat_screen.conversation.turns) == 3  # still shown and saved
 
 
+async def test_trim_notices_match_the_status_bar_and_long_messages_say_truncated(tmp_path):
+    """Issue 22 item 10: "the oldest N turns" is the bar's "(N turns out)" while the reply
+    runs; a message longer than the context says it was truncated to its last N tokens."""
+    import re
+
+    lm = FakeLM([" ok"], max_length=120, hold=True)
+    async with loaded_app(lm, tmp_path, params=SamplingParams(max_new_tokens=40)) as (app, pilot):
+        bar = app.chat_screen.status_bar
+        checked = 0
+        for i in range(6):
+            before = len(notices(app))
+            await send(pilot, f"message number {i} " + "z" * 10)
+            sent = i + 1
+            await wait_for(pilot, lambda: len(lm.prompts) == sent)  # noqa: B023 - awaited here
+            await pilot.pause(0.1)
+            said = [n for n in notices(app)[before:] if "oldest" in n]
+            if said:
+                m = re.search(r"oldest (\d+) turns", said[-1])
+                n_said = int(m.group(1)) if m else 1
+                await wait_for(pilot, lambda: "out)" in bar.context)
+                assert f"({n_said} turn" in bar.context, (said[-1], bar.context)
+                checked += 1
+            lm.release()
+            await wait_idle(pilot)
+        assert checked >= 2  # the count grew past what one message pushed out
+        before = len(notices(app))
+        await send(pilot, "w" * 300)
+        await wait_for(pilot, lambda: len(lm.prompts) == 7)
+        await pilot.pause(0.1)
+        lm.release()
+        await wait_idle(pilot)
+        assert (
+            f"The message is longer than the context ({len(lm.prompts[-1]):,} tokens): "
+            "it was truncated to its last 120 tokens."
+        ) in notices(app)[before:]
+
+
 async def test_history_and_newline_keys(tmp_path):
     lm = FakeLM()
     async with loaded_app(lm, tmp_path) as (app, pilot):

@@ -106,3 +106,30 @@ class _Proxy:
 
     def __getattr__(self, name):
         return getattr(self._lm, name)
+
+
+async def test_device_and_dtype_notices_show_in_the_app(tmp_path, test_tokenizer_dir, monkeypatch):
+    """``--device cuda`` without CUDA and ``--dtype float16`` on the CPU: the loader's
+    notices reach the chat (and, in batch mode, a toast over the batch view), not only
+    ``--info``."""
+    import torch
+
+    from swamla_tui.cli.main import build_parser, make_loader
+    from swamla_tui.ui.app import AppOptions, SwamlaApp
+
+    from .pilot import notices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    argv = ["--checkpoint", str(FIXTURE_CKPT), "--tokenizer", str(test_tokenizer_dir)]
+    args = build_parser().parse_args([*argv, "--device", "cuda", "--dtype", "float16"])
+    options = AppOptions(data_dir=tmp_path, mode="batch", params=SamplingParams(max_new_tokens=2))
+    app = SwamlaApp(make_loader(args, str(FIXTURE_CKPT)), options)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.chat_screen.lm is not None or app.load_failed, timeout=60)
+        await pilot.pause()
+        shown = notices(app)
+        toasts = [n.message for n in app._notifications]
+    want = ["CUDA is not available: running on the CPU", "float16 on the CPU is slow"]
+    for text in want:
+        assert any(text in n for n in shown), (text, shown)
+        assert any(text in t for t in toasts), (text, toasts)

@@ -231,3 +231,19 @@ async def test_sliders_use_the_one_range_table(tmp_path):
             slider = app.chat_screen.sidebar.slider(name)
             hi = 300 if name == "max_new_tokens" else spec.hi
             assert (slider.minimum, slider.maximum, slider.step) == (spec.lo, hi, spec.step)
+
+
+async def test_palette_entries_named_in_the_readme_exist(tmp_path):
+    """The README once sent users to a "Change theme" entry the palette calls "Theme"."""
+    import re
+
+    from tests.support.helpers import ROOT
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8").replace("\n", " ")
+    named = {
+        a or b for a, b in re.findall(r'palette[^"*.]{0,40}(?:"([^"]+)"|\*\*([^*]+)\*\*)', readme)
+    }
+    assert {"Theme", "Batch results", "Batch run"} <= named
+    async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert named <= titles, named - titles

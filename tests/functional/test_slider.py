@@ -156,3 +156,24 @@ async def test_sidebar_clamps_out_of_range_params(tmp_path):
         assert params.top_k == 200
         assert params.max_new_tokens == 300
         assert app.chat_screen.sidebar.slider("max_new_tokens").maximum == 300
+
+
+async def test_down_and_up_move_between_the_sliders_and_help_says_so(tmp_path):
+    from swamla_tui.ui.screens.help import HelpScreen
+
+    async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
+        sliders = list(app.chat_screen.sidebar.query(Slider))
+        assert len(sliders) >= 3
+        sliders[0].focus()
+        await pilot.press("down")
+        assert sliders[1].has_focus
+        await pilot.press("down", "up", "up")
+        assert sliders[0].has_focus  # the first stays first
+        value = sliders[0].value
+        assert sliders[0].value == value  # Up/Down never change a value
+        await pilot.press("f1")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        keys = dict(app.screen.keys)
+        assert "Down/Up" in keys["Sliders"] and "Ctrl+Home/Ctrl+End" in keys["Scroll"]
+        assert "Copy the focused message" in keys["c"]

@@ -22,6 +22,7 @@ from swamla_tui.chat.session import (
     dropped_notice,
     plan_turn,
     reply_reserve,
+    truncated_notice,
 )
 from swamla_tui.chat.template import (
     CHATML,
@@ -118,6 +119,38 @@ def test_notices_say_turn_and_turns():
         "The conversation outgrew the context: the oldest 3 turns no longer reach the model."
     )
     assert (count_noun(1, "turn"), count_noun(2, "turn")) == ("1 turn", "2 turns")
+
+
+def chars(text: str) -> int:
+    return len(text)
+
+
+def test_the_dropped_notice_counts_every_turn_out_as_the_gauge_does():
+    """Issue 22 item 10: the notice said how many turns *this* message pushed out while the
+    status bar counts all that are out; both now say the total."""
+    conv = Conversation()
+    for i in range(10):
+        conv.add_turn(f"question {i} " + "x" * 20, f"answer {i} " + "y" * 20)
+    conv.context_start = 4  # earlier messages pushed four out already
+    plan = plan_turn(conv, "next " + "z" * 30, chars, max_length=200, max_new_tokens=50)
+    assert 0 < plan.dropped < plan.context_start == conv.context_start
+    usage = context_usage(conv, chars, max_length=200, max_new_tokens=50)
+    assert usage.turns_out == plan.context_start  # what the bar shows
+    assert plan.truncated_to is None and plan.prompt_tokens == len(plan.prompt)
+
+
+def test_a_message_longer_than_the_context_says_how_much_is_kept():
+    conv = Conversation()
+    conv.add_turn("hi", "hello")
+    plan = plan_turn(conv, "w" * 500, chars, max_length=128, max_new_tokens=32)
+    assert conv.context_start == 1 and plan.prompt_tokens > 500
+    assert plan.truncated_to == 128
+    assert truncated_notice(plan.prompt_tokens, 128) == (
+        f"The message is longer than the context ({plan.prompt_tokens:,} tokens): "
+        "it was truncated to its last 128 tokens."
+    )
+    fits = plan_turn(Conversation(), "w" * 100, chars, max_length=128, max_new_tokens=32)
+    assert fits.truncated_to is None  # over the budget, within the window: not cut
 
 
 # -- ChatML ------------------------------------------------------------------------------

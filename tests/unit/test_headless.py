@@ -417,3 +417,42 @@ def test_expert_stats_of_a_batch_run(tmp_path):
             e for e, c in enumerate(layer["tokens_per_expert"]) if c == 0
         ]
     assert "batch: " in err.getvalue()
+
+
+def test_refusals_that_need_no_model_come_before_the_load(
+    test_tokenizer_dir, prompts_file, tmp_path, capsys, monkeypatch
+):
+    """Issue 22 item 12: an output already complete, results of another prompts file and a
+    stride longer than the window are answered before any model loads."""
+    import swamla_tui.runtime.load
+
+    out = tmp_path / "r.jsonl"
+    assert run_cli(test_tokenizer_dir, "--prompts_file", prompts_file, "--output", out) == 0
+    done = out.read_bytes()
+
+    def no_load(*_a: object, **_k: object) -> None:
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(swamla_tui.runtime.load, "load", no_load)
+    capsys.readouterr()
+    assert run_cli(test_tokenizer_dir, "--prompts_file", prompts_file, "--output", out) == 0
+    assert error_lines(capsys) == [
+        f"… {out}: all {len(PROMPTS)} prompts already have their results "
+        "(--overwrite runs them again)"
+    ]
+    assert out.read_bytes() == done
+
+    other = tmp_path / "other.txt"
+    other.write_text("a prompt of another file\n", encoding="utf-8")
+    assert run_cli(test_tokenizer_dir, "--prompts_file", other, "--output", out) == 1
+    (line,) = error_lines(capsys)
+    assert line.startswith("swamla-tui: error: ") and "not a prompt of this prompts file" in line
+    assert out.read_bytes() == done
+
+    text = tmp_path / "t.txt"
+    text.write_text("some text to score\n", encoding="utf-8")
+    argv = ["--checkpoint", str(FIXTURE_CKPT), "--perplexity", str(text), "--stride", "5000"]
+    assert main(argv) == 2
+    assert error_lines(capsys) == [
+        "swamla-tui: error: --stride must be below the window (--max_length 2048), got 5000"
+    ]

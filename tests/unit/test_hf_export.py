@@ -302,3 +302,132 @@ def test_plain_auto_tokenizer_does_not_ask(fixture_lm, exported, tmp_path):
     assert "custom code" not in proc.stdout + proc.stderr
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"IDS={json.dumps(fixture_lm.encode(_TEXT))}" in proc.stdout
+
+
+# ------------------------------------------------------- round trip per checkpoint kind
+# Every kind the loader reads exports and loads back with the source's logits: through
+# `load()`, through `--checkpoint DIR` (the card, a headless batch) and through transformers.
+KINDS = ("v1", "v2_deltanet_latent_moe", "engram")
+DTYPES = ("float32", "bfloat16")
+TOL = {"float32": 1e-4, "bfloat16": 0.05}  # bf16: the same rounded weights; kernels may differ
+
+
+@pytest.fixture(scope="module")
+def kind_sources(test_tokenizer_dir, tmp_path_factory) -> dict[str, tuple[Path, Path]]:
+    """{kind: (checkpoint, tokenizer folder)}; Engram is built here (no fixture has one)."""
+    from transformers import AutoTokenizer
+
+    from swamla_tui.model.token_map import token_mapping
+    from swamla_tui.model.transformer import SWAMLA
+    from tests.support.helpers import (
+        V2_CKPT,
+        V2_TOKENIZER,
+        random_init_,
+        v2_args,
+        v2_state_dict,
+        v2_variant_config,
+    )
+
+    cfg = v2_variant_config("engram")
+    model = SWAMLA(cfg).eval()
+    random_init_(model, seed=11)
+    vocab = dict(AutoTokenizer.from_pretrained(str(V2_TOKENIZER)).get_vocab())
+    model.set_token_mapping(token_mapping(vocab, cfg.vocab_size))
+    engram = tmp_path_factory.mktemp("engram") / "engram.pt"
+    ckpt = {"model_state_dict": v2_state_dict(model), "step": 7, "config": v2_args(cfg)}
+    torch.save(ckpt, engram)
+    return {
+        "v1": (FIXTURE_CKPT, test_tokenizer_dir),
+        "v2_deltanet_latent_moe": (V2_CKPT, V2_TOKENIZER),
+        "engram": (engram, V2_TOKENIZER),
+    }
+
+
+@pytest.fixture(scope="module")
+def kind_exports(kind_sources, tmp_path_factory) -> dict[tuple[str, str], tuple[Any, Path]]:
+    """{(kind, dtype): (source LoadedModel in dtype, its export in dtype)}."""
+    root = tmp_path_factory.mktemp("kinds")
+    out = {}
+    for kind, (ckpt, tok) in kind_sources.items():
+        for dt in DTYPES:
+            src = swamla_tui.load(ckpt, tokenizer=tok, dtype=dt)
+            out[kind, dt] = (src, export_checkpoint(src, root / f"{kind}-{dt}", dtype=dt))
+    return out
+
+
+def _kind_ids() -> torch.Tensor:
+    return torch.randint(0, 384, (2, 40), generator=torch.Generator().manual_seed(3))
+
+
+def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).abs().max())
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_kind_loads_back_with_the_same_logits(kind_exports, kind, dt):
+    src, out = kind_exports[kind, dt]
+    back = swamla_tui.load(out, dtype=dt)
+    assert back.config == src.config and back.dtype == src.dtype
+    ids = _kind_ids()
+    assert _max_diff(back.logits(ids), src.logits(ids)) <= TOL[dt]
+    if src.model.engram_map is not None:  # the token map comes from config.json
+        assert back.model.engram_map is not None
+        assert torch.equal(back.model.engram_map.cpu(), src.model.engram_map.cpu())
+    assert back.encode("Hello there") == src.encode("Hello there")
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_kind_runs_through_checkpoint_dir(kind_sources, kind_exports, kind, dt, tmp_path):
+    """`--checkpoint EXPORT_DIR`: the card prints, and a greedy headless batch writes the
+    same completions as the source checkpoint."""
+    from swamla_tui.cli.main import main
+
+    src_ckpt, tok = kind_sources[kind]
+    _, out = kind_exports[kind, dt]
+    assert main(["--checkpoint", str(out), "--dtype", dt, "--info"]) == 0
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Hello there\nThe quick brown fox\n")
+    greedy = ["--temperature", "0", "--top_k", "1", "--max_new_tokens", "8", "--dtype", dt]
+    rows = {}
+    for name, flags in (
+        ("src", ["--checkpoint", str(src_ckpt), "--tokenizer", str(tok)]),
+        ("export", ["--checkpoint", str(out)]),
+    ):
+        result = tmp_path / f"{name}.jsonl"
+        argv = [*flags, *greedy, "--prompts_file", str(prompts), "--output", str(result)]
+        assert main(argv) == 0, name
+        rows[name] = [json.loads(line) for line in result.read_text().splitlines()]
+    assert [r["completion"] for r in rows["export"]] == [r["completion"] for r in rows["src"]]
+    assert all(r["new_tokens"] == 8 or r["finish_reason"] == "eos" for r in rows["export"])
+
+
+def test_each_kind_loads_in_transformers(kind_exports, tmp_path):
+    """AutoModelForCausalLM(trust_remote_code=True) on every export, in one fresh process."""
+    ids = _kind_ids()
+    torch.save(ids, tmp_path / "ids.pt")
+    env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
+    env.pop("PYTHONPATH", None)
+    folders = [str(out) for _, out in kind_exports.values()]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "support" / "hf_remote_logits.py"),
+         str(tmp_path / "ids.pt"), str(tmp_path / "out.pt"), *folders],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = torch.load(tmp_path / "out.pt", weights_only=True)
+    assert res.pop("swamla_tui_imported") is False
+    for (kind, dt), (src, out) in kind_exports.items():
+        got = res[str(out)]
+        assert got["dtype"] == f"torch.{dt}", (kind, dt)
+        diff = _max_diff(got["logits"], src.logits(ids))
+        assert diff <= TOL[dt], (kind, dt, diff)
+
+
+def test_every_exported_file_has_the_same_mode(exported):
+    """The weights were written 0600 by safetensors while the rest was 0644."""
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {f.name: f.stat().st_mode & 0o777 for f in exported.iterdir()}
+    assert set(modes.values()) == {0o666 & ~umask}, modes

@@ -172,7 +172,7 @@ def test_finished_output_reruns_nothing(tmp_path: Path) -> None:
     first = out.read_text("utf-8")
     lm = EchoBatchLM()
     rc, err = run(job(out), lm)
-    assert rc == 0 and "resuming: 7 of 7 done" in err and lm.ran == []
+    assert rc == 0 and "all 7 prompts already have their results" in err and lm.ran == []
     assert out.read_text("utf-8") == first
 
 

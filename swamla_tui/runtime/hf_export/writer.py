@@ -184,7 +184,11 @@ def export_checkpoint(
             if lm.tokenizer is not None:
                 lm.tokenizer.save_pretrained(str(tmp))
                 _plain_tokenizer_config(tmp)
+            # safetensors writes 0600: every file gets the mode a plain new file gets (0644
+            # under umask 022), as config.json was written
+            mode = (tmp / CONFIG).stat().st_mode & 0o777
             for f in tmp.iterdir():  # each file replaced atomically; config.json last
+                f.chmod(mode)
                 if f.name != CONFIG:
                     os.replace(f, out / f.name)
             os.replace(tmp / CONFIG, out / CONFIG)

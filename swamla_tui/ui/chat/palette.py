@@ -39,5 +39,12 @@ def chat_commands(
     yield SystemCommand("Stop reply", "Stop the reply in progress", screen.action_stop)
     yield SystemCommand("Toggle theme", "Switch between dark and light", toggle_theme)
     yield SystemCommand("Help", "Keys and slash commands", screen.action_help)
-    yield SystemCommand("Batch run", "Run every prompt of a file", lambda: screen.open_batch(None))
+    yield SystemCommand(
+        "Batch run",
+        "Run the five default prompts in the batch view (/batch FILE runs a file's)",
+        lambda: screen.open_batch(None),
+    )
+    yield SystemCommand(
+        "Batch results", "Reopen the last batch view and its results", screen.reopen_batch
+    )
     yield SystemCommand("Model info", "Show the model card", lambda: screen.run_command("/info"))

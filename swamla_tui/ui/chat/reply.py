@@ -22,7 +22,7 @@ from textual.worker import get_current_worker
 
 from ...base.errors import one_line
 from ...base.timings import ReplyTimings
-from ...chat.session import TurnPlan, dropped_notice, plan_turn
+from ...chat.session import TurnPlan, dropped_notice, plan_turn, truncated_notice
 from ...protocols import ChatModel, ReplyStream
 from ..messages import GenerationDone, ReplyStarted, TurnPlanned
 from ..throttle import ThrottledBuffer
@@ -109,7 +109,8 @@ class ReplyController:
             bar = self.screen.status_bar
             if stream.tokens_per_second:
                 bar.set_speed(stream.tokens_per_second, live=True)
-            bar.set_context(stream.context_tokens, int(lm.max_length))
+            turns_out = self.screen.conversation.context_start  # as the gauge counts them
+            bar.set_context(stream.context_tokens, int(lm.max_length), turns_out)
 
     def finished(self, stream: ReplyStream | None) -> None:
         """A's reply or a branch ended: the speed shown and ``/stats`` are now this one's
@@ -154,8 +155,10 @@ class ReplyController:
 
     def planned(self, plan: TurnPlan) -> None:
         self.screen.session.trim_to(plan.context_start)
-        if plan.dropped:
-            self.screen.add_notice(dropped_notice(plan.dropped))
+        if plan.dropped:  # the total out, as the status bar's "(N turns out)" says
+            self.screen.add_notice(dropped_notice(plan.context_start))
+        if plan.truncated_to is not None:
+            self.screen.add_notice(truncated_notice(plan.prompt_tokens, plan.truncated_to))
 
     def done(self, message: GenerationDone) -> None:
         """A's reply ended (after `ended`): record the turn, or give the message back."""

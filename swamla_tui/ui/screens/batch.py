@@ -16,7 +16,7 @@ models through `swamla_tui.batch.compare.run_compare` (each chunk on A, then on 
 settings and seed); `rows_b` holds B's results beside `rows`, the table and the detail
 show both, and the export writes `COMPARE_FIELDS`.
 
-One piece at ~520 lines: what is left are the screen's key actions, which all act on
+One piece at ~620 lines: what is left are the screen's key actions, which all act on
 the same run state (one model's rows, or both models' in an A/B run); the table, the
 bottom bar, the input line, the row detail, the help and the run loops
 (`swamla_tui.batch.job`, `swamla_tui.batch.compare`) live in their own modules.
@@ -35,6 +35,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header
 
@@ -70,6 +71,16 @@ from .keys_help import KeysHelpScreen, key_rows
 __all__ = ["BatchDetailScreen", "BatchRow", "BatchScreen"]
 
 MAX_BATCH_SIZE = 1024
+DRAIN_HZ = 10
+"""Hand-overs from the run a second: rows change once per prompt, not per token, and the
+UI thread shares the GIL with the decode loop (scripts/batch_view_speed.py)."""
+IDLE_BAR_EVERY = 0.5
+"""Seconds between bar repaints (elapsed time, ETA) while no row changes."""
+TABLE_EVERY = 0.5
+"""Seconds between table repaints while a run goes on (the first change and the last are
+shown at once). Any cell update makes Textual's DataTable render every visible cell
+again (its cell cache is keyed on an update counter): a repaint per finished prompt took
+a third of the CPU the decode loop needed, on the GIL it shares with it."""
 
 
 def _clear_result(row: BatchRow) -> None:
@@ -96,16 +107,23 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
 
     BINDINGS = [
         Binding("r", "run", "Run", tooltip="Run the prompts without a result (queued, stopped)"),
-        Binding("s", "stop", "Stop", tooltip="Stop the run (finished rows are kept)"),
+        Binding("s", "stop", "Stop", show=False, tooltip="Stop the run (finished rows are kept)"),
         Binding(
             "escape",
             "stop_or_back",
             "Stop/Back",
+            tooltip="Stop the run; when nothing runs, back to the chat (the palette's "
+            "'Batch results' reopens this view)",
+        ),
+        Binding(
+            "ctrl+c",
+            "app.interrupt",
+            "Stop",
             show=False,
-            tooltip="Stop the run; when nothing runs, close the batch view",
+            tooltip="Stop the run (finished rows are kept); when none runs, copy the selection",
         ),
         Binding("ctrl+r", "rerun_row", "Re-run row", tooltip="Run the selected prompt again"),
-        Binding("R", "rerun_all", "Re-run all", tooltip="Run every prompt again"),
+        Binding("R", "rerun_all", "Re-run all", show=False, tooltip="Run every prompt again"),
         Binding("e", "export", "Export", tooltip="Write results to .jsonl, .csv or .md"),
         Binding("c", "chat", "To chat", tooltip="Close and put the selected prompt in the chat"),
         Binding("o", "open", "Open", tooltip="Open another prompts file"),
@@ -126,7 +144,13 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
         Binding("b", "ask_batch_size", "Batch size", tooltip="Type the batch size"),
         Binding("ctrl+b", "toggle_sidebar", "Sliders", tooltip="Sampling sliders (next batches)"),
         Binding("f1,question_mark", "help", "Help", show=False, tooltip="This help"),
-        Binding("ctrl+q", "app.quit", "Quit", priority=True, tooltip="Quit"),
+        Binding(
+            "ctrl+q",
+            "app.quit",
+            "Quit",
+            priority=True,
+            tooltip="Quit (during a run: press twice, the results are not saved)",
+        ),
     ]
 
     EXTRA_KEYS: tuple[tuple[str, str], ...] = (
@@ -147,6 +171,7 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
         clock: Callable[[], float] = time.monotonic,
         compare: BatchModel | None = None,
         names: tuple[str, str] = ("A", "B"),
+        restore: BatchScreen | None = None,
     ) -> None:
         super().__init__()
         self.lm = lm
@@ -168,6 +193,20 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
         self.run = RunProgress()
         self._cancel = threading.Event()
         self.last_export: Path | None = None
+        self._quit_asked_at: float | None = None
+        self._overwrite: str | None = None
+        self._bar_at = 0.0
+        self._table_at = 0.0
+        self._dirty: dict[int, tuple[BatchRow, bool]] = {}
+        """Rows whose cells changed since the table's last repaint (by id: A/B rows)."""
+        """The export path waiting for the overwrite question's answer."""
+        self._restored = restore is not None
+        if restore is not None:  # reopened: the closed view's rows, results and settings
+            self.path, self._given_prompts = restore.path, restore._given_prompts
+            self.params, self._batch_size = restore.params, restore._batch_size
+            self.rows, self.rows_b, self.run = restore.rows, restore.rows_b, restore.run
+            self.load_error, self.last_export = restore.load_error, restore.last_export
+            self.autostart = False
 
     # -- settings ------------------------------------------------------------------------
 
@@ -219,10 +258,16 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
     def on_mount(self) -> None:
         if self.lm is not None:
             self.sidebar.set_max_length(int(self.lm.max_length))
-        self._buffer: ThrottledBuffer[tuple[Side, RunEvent]] = ThrottledBuffer(self, self._drain)
+        self._buffer: ThrottledBuffer[tuple[Side, RunEvent]] = ThrottledBuffer(
+            self, self._drain, hz=DRAIN_HZ
+        )
         self.sub_title = self._title()
         self.table.focus()
-        self._load(start=self.autostart)
+        if self._restored:
+            self.table.show(self.rows, self.rows_b)
+            self._update_bar()
+        else:
+            self._load(start=self.autostart)
 
     def on_unmount(self) -> None:
         self._cancel.set()
@@ -248,6 +293,7 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
             prompts = []
             self.load_error = str(exc)
             self.notify(self.load_error, severity="error", timeout=8)
+        self._dirty.clear()  # changes of rows no longer shown
         self.rows = [BatchRow(i, p) for i, p in enumerate(prompts)]
         self.rows_b = [BatchRow(i, p) for i, p in enumerate(prompts)] if self.compare else None
         self.table.show(self.rows, self.rows_b)
@@ -342,12 +388,12 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
             if isinstance(event, ChunkStarted):  # a re-run row loses its old result
                 for i in event.indices:
                     _clear_result(rows[i])
-                    self.table.update_row(rows[i])
+                    self._repaint(rows[i], status_only=False)
             changed = apply_event(rows, self.run, event)
             if isinstance(event, RunEnded) and self.rows_b is not None and rows is self.rows:
                 changed += apply_event(self.rows_b, RunProgress(self.run.order), event)
             for row in changed:
-                self.table.update_row(row, status_only=isinstance(event, ChunkStarted | RunEnded))
+                self._repaint(row, status_only=isinstance(event, ChunkStarted | RunEnded))
             if isinstance(event, PromptFinished) and rows[event.index].truncated:
                 lm = self.lm if rows is self.rows else self.compare
                 limit = lm.max_length if lm is not None else "max_length"
@@ -362,8 +408,20 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
                 self.notify(f"Batch failed: {event.message}", severity="error", timeout=8)
             elif isinstance(event, RunEnded):
                 self._finish()
-        if events or self.running:
+        now = time.monotonic()
+        if self._dirty and (not self.running or now - self._table_at >= TABLE_EVERY):
+            self._table_at = now
+            dirty, self._dirty = self._dirty, {}
+            for row, status_only in dirty.values():
+                self.table.update_row(row, status_only=status_only)
+        if events or (self.running and now - self._bar_at >= IDLE_BAR_EVERY):
+            self._bar_at = now
             self._update_bar()
+
+    def _repaint(self, row: BatchRow, *, status_only: bool) -> None:
+        """Queue `row` for the table's next repaint (see `TABLE_EVERY`)."""
+        earlier = self._dirty.get(id(row))
+        self._dirty[id(row)] = (row, status_only and (earlier is None or earlier[1]))
 
     def _finish(self) -> None:
         self.running = False
@@ -374,6 +432,8 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
     # -- actions -------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self._asking():  # the input line's own keys only (Enter, Esc) in the footer
+            return False
         if action == "stop":
             return True if self.running else None
         if action in ("run", "rerun_all", "rerun_row", "open"):
@@ -402,10 +462,35 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
         if self.input.mode is not None:
             self.input.hide()
             self.table.focus()
+            self.refresh_bindings()
         elif self.running:
             self.action_stop()
         else:
             self.dismiss(None)
+
+    def interrupt(self) -> bool:
+        """Ctrl+C (the app asks the screens): stop the run; False when none runs."""
+        if not self.running:
+            return False
+        self.action_stop()
+        return True
+
+    def quit_held(self) -> bool:
+        """Ctrl+Q during a run: the first press asks (the results are only in this view),
+        a second one within 5 s quits. True: hold the quit."""
+        if not self.running:
+            return False
+        now = self.clock()
+        if self._quit_asked_at is not None and now - self._quit_asked_at <= 5.0:
+            return False
+        self._quit_asked_at = now
+        self.notify(
+            "A batch run is in progress and its results are not saved: Ctrl+Q again quits "
+            "(s stops the run, e exports what has finished).",
+            severity="warning",
+            timeout=5,
+        )
+        return True
 
     def action_chat(self) -> None:
         row = self.table.selected()
@@ -441,18 +526,37 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
 
     # -- the input line ------------------------------------------------------------------
 
+    def _asking(self) -> bool:
+        try:
+            return self.input.mode is not None
+        except NoMatches:  # not composed yet
+            return False
+
     def _ask(self, mode: str, question: str, value: str) -> None:
         self.input.ask(mode, question, value)
+        self.refresh_bindings()
 
     @on(AskLine.Answered)
     def _on_answer(self, event: AskLine.Answered) -> None:
         event.stop()
         self.table.focus()
+        self.refresh_bindings()
         mode, value = event.mode, event.value
-        if not value:
+        if not value and mode != "overwrite":
             return
         if mode == "export":
+            target = Path(os.path.expanduser(value))
+            if target.exists():  # ask before replacing a file (a earlier export, or not)
+                self._overwrite = value
+                self._ask("overwrite", f"{visible(target.name)} exists: overwrite? (y/n)", "")
+                return
             self.export(value)
+        elif mode == "overwrite":
+            pending, self._overwrite = self._overwrite, None
+            if pending and value.lower() in ("y", "yes"):
+                self.export(pending)
+            else:
+                self.notify("Not exported: the file stays as it was.", timeout=3)
         elif mode == "open":
             if self.running:
                 self.notify("Stop the run first (s).")

@@ -161,6 +161,8 @@ class ChatScreen(LiteralNotify, Screen[None]):
         )
         self.lm: Model | None = None
         self.load_failed: str | None = None
+        self.last_batch: BatchScreen | None = None
+        """The last batch view opened (its rows outlive it: `reopen_batch`)."""
         self.turn_widgets: list[tuple[ChatMessage, ChatMessage]] = []
         """(user, reply) widgets of each turn shown, for /undo and /retry."""
         self._load_message: ChatMessage | None = None
@@ -287,6 +289,10 @@ class ChatScreen(LiteralNotify, Screen[None]):
             self._load_message.set_text(
                 f"Loaded {summary}. Type a message; /help lists the commands."
             )
+        for text in getattr(lm, "notices", ()):  # CUDA fallback, float16 on the CPU, ...
+            self.add_notice(text)
+            if self.options.mode == "batch":  # the batch view covers the chat: a toast too
+                self.notify(text, severity="warning")
         if self.options.compare:  # B loads first, so a batch view starts with both
             self.compare.load(self.options.compare, then=self._start_batch)
         else:
@@ -666,6 +672,20 @@ class ChatScreen(LiteralNotify, Screen[None]):
             compare=self.compare.lm,
             names=names,
         )
+        self.last_batch = screen
+        self.app.push_screen(screen, callback=self._batch_closed)
+
+    def reopen_batch(self) -> None:
+        """The last batch view again, its rows and results as they were left (Esc closed it)."""
+        last = self.last_batch
+        if last is None:
+            self.add_notice("No batch results yet: /batch [FILE] runs a batch.")
+            return
+        if last in self.app.screen_stack:
+            self.app.notify("The batch view is open already.", timeout=3)
+            return
+        screen = BatchScreen(lm=last.lm, compare=last.compare, names=last.names, restore=last)
+        self.last_batch = screen
         self.app.push_screen(screen, callback=self._batch_closed)
 
     def _batch_closed(self, prompt: str | None) -> None:

@@ -27,8 +27,17 @@ INPUT_KEYS: tuple[tuple[str, str], ...] = (
 
 OTHER_KEYS: tuple[tuple[str, str], ...] = (
     ("Ctrl+P", "Command palette"),
-    ("Sliders", "Left/Right step, Shift+Left/Right big step, Home/End ends, click or drag"),
-    ("Scroll", "Mouse wheel or PgUp/PgDn in the chat; scrolling up stops following"),
+    (
+        "Sliders",
+        "Left/Right step, Shift+Left/Right big step, Home/End ends, Down/Up the next / "
+        "previous slider, click or drag",
+    ),
+    (
+        "Scroll",
+        "Mouse wheel, PgUp/PgDn or Ctrl+Home/Ctrl+End (also while typing) in the chat; "
+        "scrolling up stops following",
+    ),
+    ("c", "Copy the focused message (click it, or Tab into the chat)"),
 )
 
 

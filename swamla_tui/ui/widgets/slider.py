@@ -1,7 +1,7 @@
 """A small focusable slider: a label and value on one line, a track below it.
 
 Keyboard: left/right move one step, shift+left/right (or pageup/pagedown) a big step,
-home/end jump to the ends. Mouse: click anywhere on the widget to jump, drag to move.
+home/end jump to the ends, down/up move to the next/previous slider of the screen. Mouse: click anywhere on the widget to jump, drag to move.
 Posts `Slider.Changed` whenever the value changes (also when set from code).
 """
 
@@ -60,6 +60,8 @@ class Slider(Widget, can_focus=True):
         Binding("shift+right,pageup", "big_step(1)", "Increase more", show=False),
         Binding("home", "to_end(-1)", "Minimum", show=False),
         Binding("end", "to_end(1)", "Maximum", show=False),
+        Binding("down", "neighbour(1)", "Next slider", show=False),
+        Binding("up", "neighbour(-1)", "Previous slider", show=False),
     ]
 
     value: reactive[float] = reactive(0.0, init=False)
@@ -151,6 +153,14 @@ class Slider(Widget, can_focus=True):
 
     def action_to_end(self, direction: int) -> None:
         self.value = self.maximum if direction > 0 else self.minimum
+
+    def action_neighbour(self, direction: int) -> None:
+        """Focus the next / previous slider shown on the screen (the first and last stay)."""
+        shown = [s for s in self.screen.query(Slider) if s.display and s.focusable]
+        if self in shown:
+            i = shown.index(self) + direction
+            if 0 <= i < len(shown):
+                shown[i].focus()
 
     # -- mouse ----------------------------------------------------------------------------
 
