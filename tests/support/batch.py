@@ -89,7 +89,11 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
 
 def without_timing(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+    """The rows without what a clock measured (`seconds`, and the `*_s` / `*_tok_s` timing
+    fields); the token counts stay, they are the same in every run."""
+    return [
+        {k: v for k, v in r.items() if k != "seconds" and not k.endswith("_s")} for r in records
+    ]
 
 
 def cli_argv(tokenizer: Path, prompts: Path, output: Path, *extra: object) -> list[str]:

@@ -333,6 +333,7 @@ class BatchScreen(LiteralNotify, Screen[str | None]):
             self.table.update_row(self.rows[i], status_only=True)
         self._cancel = threading.Event()
         self.running = True
+        self._table_at = 0.0  # a run's first change (rows cleared for a re-run) shows at once
         self.run = RunProgress(order, started=self.clock())
         self._buffer.start()
         self._update_bar()
