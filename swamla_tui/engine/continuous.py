@@ -16,16 +16,21 @@ of its own:
   never stalls the batch for longer than one chunk.
 - Decode: one forward for all rows, one token each, written at a shared cache column;
   each row keeps its own positions, and masks come from positions alone, so a row never
-  sees another prompt's (or its slot's previous prompt's) entries. Rows without a prompt
-  feed a pad (position -1). When the columns run out, the live slots are compacted to
+  sees another prompt's (or its slot's previous prompt's) entries. Rows without a prompt,
+  or waiting for a prefill, feed a pad (position -1; a row between two chunks keeps its
+  recurrent state, which a one-token pad step would move). When the columns run out, the live slots are compacted to
   the front (`slots.compact`) and the cache grows if that does not free enough.
 - Sampling: every row has its own generator seeded from its prompt's `seed`, and draws
   with `sample` on its own logits, as a run of its own does; the settings (`params`) are
   copied when the prompt is admitted, so a change applies to prompts not yet started.
-- A row whose context reaches `max_length` is re-encoded alone from its most recent
-  tokens, as `Generation` does (formats v1 §6).
+- A row whose context reaches `max_length` is re-encoded from its most recent tokens, as
+  `Generation` does (formats v1 §6): they wait for a prefill like a new prompt.
 
 Decoding is eager (no CUDA graph): rows change between steps.
+
+One piece at ~430 lines: admission, the prefill schedule and the decode step share each
+row's state and one invariant (a row's cached tokens lie below the shared column `used`),
+which is easier to check in one place than across modules.
 """
 
 from __future__ import annotations
