@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from typing import Any, cast
@@ -39,6 +38,7 @@ from ..model.moe import MoE
 from ..model.quant import Int8DynamicLinear, Int8Linear, fused_modules
 from ..model.swa import SWABlock
 from ..model.transformer import SWAMLA
+from .cpu import cpu_line
 
 
 def reference_config(vocab: int = 50257, layers: int = 12) -> ModelConfig:
@@ -345,6 +345,12 @@ def main(argv: list[str] | None = None) -> int:
         "tokens each; see bench_chat_turns)",
     )
     ap.add_argument("--turns", type=int, default=10)
+    ap.add_argument(
+        "--prefill-lengths",
+        default="512,2048",
+        help="time to first token of lone prompts this long, next to the prefill floor "
+        "(the weight products at that many rows; see bench_prefill); empty: skip",
+    )
     a = ap.parse_args(argv)
 
     if a.threads:
@@ -381,9 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         return ids
 
     res: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(dev)
-        if dev.type == "cuda"
-        else platform.processor() or "cpu",
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_line(),
         "dtype": str(dt).removeprefix("torch."),
         "preset": a.preset,
         "params": nparam,
@@ -469,6 +473,11 @@ def main(argv: list[str] | None = None) -> int:
             res[f"recompute_{L}"] = rc
             line += f" | full recompute {rc:7.2f} tok/s | speed-up {r['decode_tok_s'] / rc:6.1f}x"
         print(line, flush=True)
+    plens = [int(x) for x in a.prefill_lengths.split(",") if x]
+    if plens:
+        from .prefill import run_prefill
+
+        res.update(run_prefill(model, pool, params, plens, rand, max(1, a.rounds)))
     if "batch" not in skip:
         g2 = torch.Generator().manual_seed(2)
         prompts = [rand(int(torch.randint(16, 49, (1,), generator=g2))) for _ in range(a.batch)]

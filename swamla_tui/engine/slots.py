@@ -8,7 +8,10 @@ the layers:
   prompt is prefilled alone (exactly as a run of its own) straight into its row;
 - `compact(cache, used)`: every row's live slots moved to the front of the linear
   caches, in order, so the shared write column can start over;
-- `grown(model, cache, size)`: the same cache with more linear slots.
+- `grown(model, cache, size)`: the same cache with more linear slots;
+- `put_rows(cache, rows, src)`: rows of `cache` replaced by those of a smaller cache, so
+  several prompts are prefilled together in a cache of their own and then moved in
+  (`prefill_rows`).
 
 These rely on the linear layout only (a slot is visible through `lin_key_pos`, and the
 masks depend on positions, not on where a slot sits); ring caches (SWA "window" mode)
@@ -91,9 +94,47 @@ def compact(cache: ModelCache, used: int) -> int:
     return n
 
 
+def put_rows(cache: ModelCache, rows: list[int], src: ModelCache) -> None:
+    """Rows `rows` of `cache` become the rows of `src` (in order): its `lin_size` columns
+    first, every later column of those rows empty; recurrent state copied whole."""
+    idx = torch.tensor(rows, dtype=torch.long, device=cache.lin_key_pos.device)
+    n = src.lin_size
+    cache.lin_key_pos.index_fill_(0, idx, -1)
+    new = _map(src, lambda t, d: t, lambda t, d: t)
+    for name, value in new.items():
+        dst = getattr(cache, name)
+        pairs = zip(dst, value, strict=True) if isinstance(value, list) else [(dst, value)]
+        for d, s in pairs:
+            if d is None or s is None:
+                continue
+            dim = SLOT_DIMS.get(name)
+            (d if dim is None else d.narrow(dim, 0, n)).index_copy_(0, idx, s.to(d.dtype))
+
+
+def prefill_rows(
+    model: SWAMLA, cache: ModelCache, rows: list[int], ctxs: list[list[int]]
+) -> Tensor:
+    """Encode `ctxs` from position 0 in one left-padded forward (as a static batch's
+    prefill) in a cache of their own, then move that cache into rows `rows` of `cache`
+    (which needs more columns than the longest context); last-token logits [k, V]."""
+    dev = cache.lin_key_pos.device
+    lmax = max(len(c) for c in ctxs)
+    tmp = model.setup_cache(len(rows), lmax, dtype=cache_dtype(cache))
+    ids = torch.zeros(len(rows), lmax, dtype=torch.long)
+    pos = torch.full((len(rows), lmax), -1, dtype=torch.long)
+    for i, c in enumerate(ctxs):
+        ids[i, lmax - len(c) :] = torch.tensor(c, dtype=torch.long)
+        pos[i, lmax - len(c) :] = torch.arange(len(c))
+    ids, pos = ids.to(dev), pos.to(dev)
+    ctx = model.step_context(pos, tmp)
+    logits = model.forward_cached(ids, pos, tmp, ctx, last_only=True)[:, -1]
+    put_rows(cache, rows, tmp)
+    return logits
+
+
 def grown(model: SWAMLA, cache: ModelCache, size: int) -> ModelCache:
     """A cache like `cache` with `size` linear slots (>= its own), holding the same state."""
-    new = model.setup_cache(cache.batch, size, dtype=_dtype(cache))
+    new = model.setup_cache(cache.batch, size, dtype=cache_dtype(cache))
     new.written = cache.written
     old = _map(cache, lambda t, d: t, lambda t, d: t)
     for name, value in old.items():
@@ -110,7 +151,8 @@ def grown(model: SWAMLA, cache: ModelCache, size: int) -> ModelCache:
     return new
 
 
-def _dtype(cache: ModelCache) -> torch.dtype | None:
+def cache_dtype(cache: ModelCache) -> torch.dtype | None:
+    """The dtype of the attention caches (None: the model has none)."""
     for t in (*cache.mla_kv, *cache.swa_k):
         if t is not None:
             return t.dtype

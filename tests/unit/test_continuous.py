@@ -237,3 +237,56 @@ def test_static_batching_stays_reachable():
     assert not lm.continuous_batching
     window = swamla_tui.load(FIXTURE_CKPT, tokenizer=False, swa_attention="window")
     assert not window.continuous_batching  # ring caches: static chunks
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_grouped_and_chunked_refills_give_every_prompt_its_own_run(name):
+    """Refills wait for each other and go through one prefill (`group_min` rows), and
+    prompts longer than `chunk` are prefilled a chunk at a time between decode steps."""
+    engine = _engine(name)
+    prompts = mixed_prompts(engine.vocab_size, LENGTHS + [33, 3, 26], seed=7)
+    limits = LIMITS + [4, 8, 2]
+    want = {
+        i: alone(engine, p, SEEDED, n) for i, (p, n) in enumerate(zip(prompts, limits, strict=True))
+    }
+    batch = ContinuousBatch(engine.model, SEEDED, slots=4, max_length=engine.max_length,
+                            eos_id=engine.eos_id)  # fmt: skip
+    batch.group_min, batch.chunk, batch.group_tokens = 2, 12, 60
+    got = {f.index: f.row.new for f in batch.run(
+        Queued(i, p, n) for i, (p, n) in enumerate(zip(prompts, limits, strict=True)))
+        if f.row is not None}  # fmt: skip
+    assert got == want
+    assert batch.prefills == len(prompts)
+    long = sum(-(-n // batch.chunk) for n in LENGTHS + [33, 3, 26] if n > batch.chunk)
+    # fewer forwards than one per short prompt plus one per chunk: short ones were grouped
+    assert batch.prefill_calls < long + sum(1 for n in LENGTHS + [33, 3, 26] if n <= batch.chunk)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_chunked_prefill_matches_a_one_shot_prefill(name):
+    """A 45-token prompt prefilled 8 tokens at a time in row 1 of a 3-row cache (others
+    decoding in between) gives the logits of a one-shot prefill, and so do the decode
+    steps after it (float32, within 1e-4)."""
+    import torch
+
+    engine = _engine(name)
+    (prompt,) = mixed_prompts(engine.vocab_size, [45], seed=8)
+    others = mixed_prompts(engine.vocab_size, [6, 5], seed=9)
+    outs = []
+    for chunk in (8, 1000):
+        batch = ContinuousBatch(engine.model, GREEDY.copy(max_new_tokens=50), slots=3,
+                                max_length=engine.max_length, eos_id=None)  # fmt: skip
+        batch.chunk = chunk
+        with torch.inference_mode():
+            for r, ids in ((0, others[0]), (2, others[1])):
+                batch._admit(r, Queued(r, ids), ids)
+                first = batch._chunk(r)
+                assert first is not None
+                batch._take(r, batch._draw(r, first))
+            batch._admit(1, Queued(1, prompt), prompt)
+            while (logits := batch._chunk(1)) is None:
+                batch._step()  # the other rows decode between the chunks
+            batch._take(1, 7)
+            steps = [logits[0]] + [batch._step()[1] for _ in range(3)]
+        outs.append(torch.stack(steps))
+    assert (outs[0] - outs[1]).abs().max().item() <= 1e-4
