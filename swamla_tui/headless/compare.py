@@ -21,7 +21,7 @@ from ..batch.compare import COMPARE_FIELDS, check_compatible, compare_rows, run_
 from ..batch.job import BatchJob, PromptFinished
 from ..batch.results import write_results
 from ..protocols import Loader, Model
-from .run import Progress, check_output
+from .run import Progress, check_output, output_lock
 
 __all__ = ["run_headless_compare"]
 
@@ -52,6 +52,19 @@ def run_headless_compare(
     out = out if out is not None else sys.stdout
     if job.output:
         check_output(job.output)
+    with output_lock(job.output):  # one run per output, as a plain batch run
+        return _compare(job, loader_a, loader_b, before_second, compare_source, err, out)
+
+
+def _compare(
+    job: BatchJob,
+    loader_a: Loader,
+    loader_b: Loader,
+    before_second: Callable[[Model, str], None] | None,
+    compare_source: str,
+    err: TextIO,
+    out: TextIO,
+) -> int:
     a = _load(loader_a, "A", err)
     if before_second is not None:
         before_second(a, compare_source)

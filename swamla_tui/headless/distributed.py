@@ -34,14 +34,14 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ..base.errors import SwamlaError, one_line
 from ..batch.job import BatchJob, PromptFinished, run_chunks
 from ..protocols import Loader, Model
-from .run import ResultSink, Terminated, announce, check_output
+from .run import ResultSink, Terminated, announce, check_output, output_lock
 
 __all__ = ["RankInfo", "rank_device", "rank_info", "run_distributed", "torchrun_world"]
 
@@ -213,6 +213,7 @@ def run_distributed(
             )
         torch.cuda.set_device(info.local_rank)
     dist.init_process_group(backend=backend)
+    locks = ExitStack()  # rank 0's lock on the output, held until the run ends
     try:
         group = dist.new_group(backend="gloo") if backend == "nccl" else None
 
@@ -227,6 +228,7 @@ def run_distributed(
         try:
             if lead and job.output:
                 check_output(job.output)
+                locks.enter_context(output_lock(job.output))  # one run per output
             lm = loader(lambda text: print(f"… {text}", file=say, flush=True))
         except Exception as exc:  # noqa: BLE001 - reported by rank 0 in one line
             failure = one_line(exc)
@@ -291,6 +293,7 @@ def run_distributed(
             raise SwamlaError("; ".join(errors))
         return status
     finally:
+        locks.close()
         dist.destroy_process_group()
 
 

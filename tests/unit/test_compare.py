@@ -238,3 +238,19 @@ def test_a_failed_side_exports_its_error_as_its_completion():
     assert rec["completion_a"] == "fine"
     assert rec["completion_b"] == "error: token id 999 is beyond it"
     assert rec["finish_reason_b"] == "error" and set(COMPARE_FIELDS) <= set(rec)
+
+
+def test_a_compare_run_takes_the_output_lock(tmp_path):
+    """As a plain batch run (issue 21 item 9): a second run on the same --output refuses
+    before loading either model."""
+    from swamla_tui.base.errors import SwamlaError
+    from swamla_tui.headless.run import output_lock
+
+    out = tmp_path / "ab.jsonl"
+    job = BatchJob(PROMPTS[:1], SamplingParams(max_new_tokens=2), 1, str(out))
+
+    def never(progress):
+        raise AssertionError("a model loaded")
+
+    with output_lock(str(out)), pytest.raises(SwamlaError, match="another swamla-tui run"):
+        run_headless_compare(job, never, never, err=io.StringIO(), out=io.StringIO())
