@@ -100,7 +100,9 @@ class Generation:
             cache_pool=cache_pool,
         )
         self.device = model.lm_head.weight.device  # tied to the embedding
-        self.prompt_cache = prompt_cache if len(self.rows) == 1 else None
+        # the MoE routing of a prompt comes from its forward, and a prompt-cache hit may
+        # have none (a /retry reuses the stored logits): a recording generation prefills
+        self.prompt_cache = prompt_cache if len(self.rows) == 1 and self.routes is None else None
         self.reused = 0  # prompt tokens the prompt cache did not prefill again
         self.t_start = time.perf_counter()
         self.t_prefill_done: float | None = None

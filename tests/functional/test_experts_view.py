@@ -87,3 +87,18 @@ async def test_experts_needs_recorded_routing(tmp_path):
         await send(pilot, "/experts")
         await wait_for(pilot, lambda: "no MoE or Engram layers" in errors(app)[-1])
         assert not isinstance(app.screen, ExpertsScreen)
+
+
+async def test_experts_while_the_reply_is_written_says_to_wait(tmp_path):
+    lm = FakeLM(["a", "b", "c"], hold=True)
+    app = make_app(lm, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "/probs on")
+        await send(pilot, "hi")
+        await wait_for(pilot, lambda: app.chat_screen.generating)
+        await send(pilot, "/experts")
+        await wait_for(pilot, lambda: "still being written" in errors(app)[-1])
+        assert "/probs off" not in errors(app)[-1]
+        lm.release(3)
+        await wait_for(pilot, lambda: not app.chat_screen.generating)

@@ -134,3 +134,13 @@ def test_engram_gates_recorded_per_token():
         for layer, gate in r.engram:
             assert 0.0 <= gate <= 1.0
             assert gate == pytest.approx(float(seen[layer][len(prompt) - 1 + t]), abs=1e-4)
+
+
+def test_a_retried_reply_with_the_prompt_cache_still_records_every_token(v2):
+    """The chat's prompt cache can answer a repeated prompt (/retry) from stored logits,
+    with no forward to route: a recording generation prefills instead."""
+    p = SamplingParams(temperature=0.0, seed=0, max_new_tokens=6)
+    for _ in range(2):  # the second one is the cache's exact hit
+        rec = v2.stream("Hello there", p, logprobs=3, cache_key="routing-test")
+        "".join(rec)
+        assert len(rec.token_routes) == len(rec.token_ids) == 6

@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["InspectorController", "start_probs"]
 
 OFF = "Token probabilities are off: /probs on (or F3), then send a message."
+STILL_GENERATING = "The reply is still being written: /experts once it has finished."
 NO_RECORDS = (
     "The last reply has no token probabilities (it was generated with /probs off):"
     " /retry generates it again."
@@ -133,6 +134,9 @@ class InspectorController:
             return None
         reply = self.last_reply()
         tree = reply.reply_tree if reply is not None else None
+        if tree is None and screen.generating:  # its records arrive when it finishes
+            screen.add_notice(STILL_GENERATING, error=True)
+            return None
         if tree is None:
             screen.add_notice(NO_RECORDS if reply is not None else "No reply yet.", error=True)
             return None
