@@ -223,7 +223,7 @@ class ChatScreen(LiteralNotify, Screen[None]):
                     placeholder="Message the model — Enter sends, Ctrl+J new line, /help",
                     id="prompt",
                 )
-            yield SamplingSidebar(self.params, id="sidebar", release_focus=True)
+            yield SamplingSidebar(self.params, id="sidebar", release_focus=True, max_pending=True)
         yield StatusBar(id="status")
         yield Footer()
 
