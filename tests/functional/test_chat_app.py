@@ -8,6 +8,7 @@ import time
 
 from swamla_tui.base.errors import CheckpointError
 from swamla_tui.base.params import SamplingParams
+from swamla_tui.chat.conversations import ModelRef
 from swamla_tui.ui.options import AppOptions
 from tests.support.fakes import FakeLM
 
@@ -61,13 +62,24 @@ async def test_load_failure_shown_and_exit_status_1(tmp_path):
     def bad_loader(progress):
         raise CheckpointError("no checkpoint at missing.pt")
 
-    app = SwamlaApp(bad_loader, AppOptions(params=SamplingParams(), data_dir=tmp_path))
+    options = AppOptions(params=SamplingParams(), data_dir=tmp_path)
+    options.model = ModelRef("missing.pt")
+    app = SwamlaApp(bad_loader, options)
     async with started(app) as pilot:
         assert app.load_failed == "no checkpoint at missing.pt"
         assert errors(app) == ["Could not load the model: no checkpoint at missing.pt"]
         assert "Load failed" in app.chat_screen.status_bar.status
-        await send(pilot, "hello")
-        assert errors(app)[-1] == "No model: no checkpoint at missing.pt"
+        await send(pilot, "hello")  # not dropped: it waits in the input, and a notice says so
+        assert errors(app)[-1].startswith("No model: no checkpoint at missing.pt — your message")
+        assert app.chat_screen.prompt_input.text == "hello"
+        assert not app.chat_screen.conversation.turns
+        await send(pilot, "/info")  # what is known: the path tried and the error
+        assert notices(app)[-1].splitlines() == [
+            "model  not loaded",
+            "tried  missing.pt",
+            "error  no checkpoint at missing.pt",
+            "next   /model PATH loads one · Ctrl+Q quits",
+        ]
         await pilot.press("ctrl+q")
     assert app.return_code == 1
 
@@ -173,7 +185,6 @@ async def test_generation_error_is_a_notice_and_history_survives(tmp_path):
         assert len(app.chat_screen.conversation.turns) == 1
         assert app.chat_screen.prompt_input.text == "second"  # given back to resend
         lm.error_after = None
-        app.chat_screen.prompt_input.clear()
         await ask(pilot, "third")
         assert [t.user for t in app.chat_screen.conversation.turns] == ["first", "third"]
         assert "Traceback" not in " ".join(m.text for m in app.chat_screen.chat.messages())
