@@ -78,7 +78,7 @@ async def test_load_failure_shown_and_exit_status_1(tmp_path):
             "model  not loaded",
             "tried  missing.pt",
             "error  no checkpoint at missing.pt",
-            "next   /model PATH loads one · Ctrl+Q quits",
+            "next   Ctrl+Q quits; start again with another checkpoint",
         ]
         await pilot.press("ctrl+q")
     assert app.return_code == 1

@@ -187,7 +187,7 @@ def test_copy_and_info_without_a_model(chat):
         "model  not loaded",
         "tried  /models/ckpt.pt",
         "error  tokenizer 'gpt2' is not available locally",
-        "next   /model PATH loads one · Ctrl+Q quits",
+        "next   Ctrl+Q quits; start again with another checkpoint",
     ]
 
 

@@ -202,7 +202,10 @@ class SlashCommands:
                 chat.add_notice(f"The model is still loading{f': {source}' if source else ''}.")
                 return
             card = {"model": "not loaded", "tried": source or "(not known)"}
-            card |= {"error": chat.load_failed, "next": "/model PATH loads one · Ctrl+Q quits"}
+            card |= {
+                "error": chat.load_failed,
+                "next": "Ctrl+Q quits; start again with another checkpoint",
+            }
         else:
             try:
                 card = chat.lm.card()

@@ -89,7 +89,7 @@ HELD_LOADING = (
     " the model is loaded."
 )
 HELD_FAILED = (
-    "No model: {reason} — your message stays in the input: /model PATH loads one (Ctrl+Q quits)."
+    "No model: {reason} — your message stays in the input (copy it with the mouse; Ctrl+Q quits)."
 )
 
 
