@@ -88,9 +88,7 @@ HELD_LOADING = (
     "The model is still loading: your message stays in the input — Enter sends it once"
     " the model is loaded."
 )
-HELD_FAILED = (
-    "No model: {reason} — your message stays in the input (copy it with the mouse; Ctrl+Q quits)."
-)
+HELD_FAILED = "No model: {reason} — your message stays in the input (Ctrl+Q quits)."
 
 
 class ChatScreen(LiteralNotify, Screen[None]):
