@@ -381,3 +381,29 @@ async def test_speed_and_stats_are_the_last_replys(tmp_path):
         await ask(pilot, "Again")
         assert lm.cache_keys == ["chat", "chat"]
         assert app.chat_screen.status_bar.speed == ""
+
+
+async def test_pasted_text_loses_its_control_characters_in_every_input(tmp_path):
+    """A bracketed paste reaches the focused input without ESC, BEL, C1 controls or CRs:
+    the chat input (multi-line: newlines kept) and a one-line Input (the conversations
+    list's rename line); the app cleans every paste before any widget sees it."""
+    from textual import events
+    from textual.widgets import Input
+
+    from swamla_tui.ui.screens.conversations import ConversationsScreen
+
+    raw = "\x1b]52;c;aGk=\x07one\r\ntwo\x9b2J\x1b[31m"
+    async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
+        box = app.chat_screen.prompt_input
+        box.focus()
+        app.post_message(events.Paste(raw))
+        await pilot.pause()
+        assert box.text == "]52;c;aGk=one\ntwo2J[31m"
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConversationsScreen))
+        await pilot.pause()
+        search = app.screen.query_one(Input)
+        search.focus()
+        app.post_message(events.Paste("\x1b[2Jfind\x07 me"))
+        await pilot.pause()
+        assert search.value == "[2Jfind me"
