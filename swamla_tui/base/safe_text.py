@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["json_line_safe", "visible"]
+__all__ = ["json_line_safe", "pasted_text", "visible"]
 
 # C0 controls (U+0000-U+001F) become the Unicode "control pictures" (U+2400-U+241F:
 # ESC shows as "␛"), DEL as "␡"; newline and tab are kept. The C1 controls
@@ -52,3 +52,18 @@ def json_line_safe(line: str) -> str:
     JSON value (a reader gets the raw text back) while the bytes are safe on a terminal.
     """
     return _RAW_C1.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
+
+
+_PASTE_DROP = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def pasted_text(text: str) -> str:
+    """Text pasted into an input, without its control characters.
+
+    A paste is typed input, not output: an ESC or a C1 control in it would reach the
+    screen as the input echoes it, and the model as part of the prompt, so they are
+    dropped (not shown as pictures, which would then be sent). Line ends (CR LF, a lone
+    CR) become newlines; newline and tab are kept.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _PASTE_DROP.sub("", text)

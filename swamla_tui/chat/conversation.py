@@ -239,8 +239,13 @@ def save_conversation(
     Without `path` the file goes to `directory` (default ``data_dir() / "exports"``) as
     ``conversation-<time>.md``. ``~`` is expanded. Returns the path written; raises
     `SwamlaError` for an unknown extension, a write failure, or an existing file unless
-    `overwrite` (``/save! path``): a typo must not replace a file silently.
+    `overwrite` (``/save! path``): a typo must not replace a file silently. An existing
+    folder as `path` gets the default name inside it (``/save ~/notes``).
     """
+    if path is not None and str(path).strip():
+        given = Path(str(path).strip()).expanduser()
+        if given.is_dir():
+            path, directory = None, given
     if path is None or not str(path).strip():
         folder = Path(directory) if directory is not None else data_dir() / "exports"
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -75,6 +75,12 @@ def alternatives(step: Step, n: int = TOP_N) -> list[Alternative]:
     decoding samples from a one-hot distribution: its alternatives come from the raw one)."""
     samp = {i: math.exp(v) for i, v in step.top if v > -math.inf}
     raw = {i: math.exp(v) for i, v in step.raw_top}
+    # The drawn token's own figures are always recorded, even when a repetition penalty
+    # put it in the sampling top but out of the raw top (its "model" cell was blank).
+    if not math.isnan(step.raw_logprob):
+        raw.setdefault(step.token, step.raw_prob)
+    if samp and step.logprob > -math.inf:
+        samp.setdefault(step.token, step.prob)
     order = [i for i, _ in step.top if i in samp] + [i for i, _ in step.raw_top]
     out: list[Alternative] = []
     for tok in order:

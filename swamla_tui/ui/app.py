@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from textual import work
+from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -20,6 +20,7 @@ from textual.theme import Theme
 from textual.worker import get_current_worker
 
 from ..base.paths import data_dir
+from ..base.safe_text import pasted_text
 from ..chat.session import count_noun
 from ..protocols import Loader
 from .chat.palette import chat_commands
@@ -93,6 +94,14 @@ class SwamlaApp(LiteralNotify, App[int]):
     @work(thread=True, exclusive=True, group="load", exit_on_error=False)
     def _load_model(self) -> None:
         load_model(self.loader, self._chat_screen.post_message, get_current_worker())
+
+    async def on_event(self, event: events.Event) -> None:
+        # Every paste passes here before the focused widget gets it (the chat input, the
+        # batch view's ask line, the conversations filter, the command palette): its
+        # control characters are dropped once for all of them.
+        if isinstance(event, events.Paste) and not event.is_forwarded:
+            event.text = pasted_text(event.text)
+        await super().on_event(event)
 
     # -- global keys ---------------------------------------------------------------------
 

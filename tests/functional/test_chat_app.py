@@ -8,6 +8,7 @@ import time
 
 from swamla_tui.base.errors import CheckpointError
 from swamla_tui.base.params import SamplingParams
+from swamla_tui.chat.conversations import ModelRef
 from swamla_tui.ui.options import AppOptions
 from tests.support.fakes import FakeLM
 
@@ -61,13 +62,24 @@ async def test_load_failure_shown_and_exit_status_1(tmp_path):
     def bad_loader(progress):
         raise CheckpointError("no checkpoint at missing.pt")
 
-    app = SwamlaApp(bad_loader, AppOptions(params=SamplingParams(), data_dir=tmp_path))
+    options = AppOptions(params=SamplingParams(), data_dir=tmp_path)
+    options.model = ModelRef("missing.pt")
+    app = SwamlaApp(bad_loader, options)
     async with started(app) as pilot:
         assert app.load_failed == "no checkpoint at missing.pt"
         assert errors(app) == ["Could not load the model: no checkpoint at missing.pt"]
         assert "Load failed" in app.chat_screen.status_bar.status
-        await send(pilot, "hello")
-        assert errors(app)[-1] == "No model: no checkpoint at missing.pt"
+        await send(pilot, "hello")  # not dropped: it waits in the input, and a notice says so
+        assert errors(app)[-1].startswith("No model: no checkpoint at missing.pt — your message")
+        assert app.chat_screen.prompt_input.text == "hello"
+        assert not app.chat_screen.conversation.turns
+        await send(pilot, "/info")  # what is known: the path tried and the error
+        assert notices(app)[-1].splitlines() == [
+            "model  not loaded",
+            "tried  missing.pt",
+            "error  no checkpoint at missing.pt",
+            "next   Ctrl+Q quits; start again with another checkpoint",
+        ]
         await pilot.press("ctrl+q")
     assert app.return_code == 1
 
@@ -173,7 +185,6 @@ async def test_generation_error_is_a_notice_and_history_survives(tmp_path):
         assert len(app.chat_screen.conversation.turns) == 1
         assert app.chat_screen.prompt_input.text == "second"  # given back to resend
         lm.error_after = None
-        app.chat_screen.prompt_input.clear()
         await ask(pilot, "third")
         assert [t.user for t in app.chat_screen.conversation.turns] == ["first", "third"]
         assert "Traceback" not in " ".join(m.text for m in app.chat_screen.chat.messages())
@@ -370,3 +381,29 @@ async def test_speed_and_stats_are_the_last_replys(tmp_path):
         await ask(pilot, "Again")
         assert lm.cache_keys == ["chat", "chat"]
         assert app.chat_screen.status_bar.speed == ""
+
+
+async def test_pasted_text_loses_its_control_characters_in_every_input(tmp_path):
+    """A bracketed paste reaches the focused input without ESC, BEL, C1 controls or CRs:
+    the chat input (multi-line: newlines kept) and a one-line Input (the conversations
+    list's rename line); the app cleans every paste before any widget sees it."""
+    from textual import events
+    from textual.widgets import Input
+
+    from swamla_tui.ui.screens.conversations import ConversationsScreen
+
+    raw = "\x1b]52;c;aGk=\x07one\r\ntwo\x9b2J\x1b[31m"
+    async with loaded_app(FakeLM(), tmp_path) as (app, pilot):
+        box = app.chat_screen.prompt_input
+        box.focus()
+        app.post_message(events.Paste(raw))
+        await pilot.pause()
+        assert box.text == "]52;c;aGk=one\ntwo2J[31m"
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConversationsScreen))
+        await pilot.pause()
+        search = app.screen.query_one(Input)
+        search.focus()
+        app.post_message(events.Paste("\x1b[2Jfind\x07 me"))
+        await pilot.pause()
+        assert search.value == "[2Jfind me"

@@ -151,6 +151,9 @@ async def test_save_command(tmp_path):
         assert len(saved) == 1 and "hello" in saved[0].read_text()
         await send(pilot, f"/save {tmp_path / 'x.txt'}")
         assert "use .md or .json" in errors(app)[-1]
+        await send(pilot, f"/save {tmp_path}")  # a folder: the default name inside it
+        inside = list(tmp_path.glob("conversation-*.md"))
+        assert len(inside) == 1 and notices(app)[-1] == f"Saved to {inside[0]}"
 
 
 async def test_info_help_batch_unknown(tmp_path):

@@ -10,10 +10,12 @@ from swamla_tui.ui.widgets.slider import Slider
 from tests.support.fakes import FakeLM
 
 from .pilot import (
+    SIZE,
     loaded_app,
     send,
     wait_for,
     wait_idle,
+    wait_loaded,
 )
 
 
@@ -177,3 +179,37 @@ async def test_down_and_up_move_between_the_sliders_and_help_says_so(tmp_path):
         keys = dict(app.screen.keys)
         assert "Down/Up" in keys["Sliders"] and "Ctrl+Home/Ctrl+End" in keys["Scroll"]
         assert "Copy the focused message" in keys["c"]
+
+
+async def test_max_new_tokens_thumb_waits_for_the_model_and_does_not_jump(tmp_path):
+    """While the model loads, the max-new-tokens limit is unknown: the track has no thumb
+    (on the 1..2048 cap it sat at ~12%, then jumped once the limit came); the first thumb
+    drawn is at its place on the model's range."""
+    import threading
+
+    from swamla_tui.base.params import SamplingParams
+    from swamla_tui.ui.app import SwamlaApp
+    from swamla_tui.ui.options import AppOptions
+
+    gate = threading.Event()
+    lm = FakeLM(max_length=512)
+
+    def loader(progress):
+        assert gate.wait(30)
+        return lm
+
+    params = SamplingParams(temperature=0.0, seed=0, max_new_tokens=256)
+    app = SwamlaApp(loader, AppOptions(data_dir=tmp_path / "data", params=params))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        slider = app.chat_screen.sidebar.slider("max_new_tokens")
+        top, track = str(slider.render()).split("\n")
+        assert top.endswith("256") and "●" not in track and "━" not in track
+        assert "●" in str(app.chat_screen.sidebar.slider("top_k").render())
+        gate.set()
+        await wait_loaded(pilot)
+        await pilot.pause()
+        track = str(slider.render()).split("\n")[1]
+        width = slider.content_size.width
+        assert track.index("●") == round((256 - 1) / (512 - 1) * (width - 1))
+        assert slider.value == 256 and params.max_new_tokens == 256

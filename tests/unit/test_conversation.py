@@ -468,6 +468,20 @@ def test_save_default_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert third.exists()
 
 
+def test_save_into_an_existing_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``/save DIR``: the default name (as ``/save`` alone), inside DIR."""
+    conv = make_conv(1)
+    (tmp_path / "notes").mkdir()
+    first = save_conversation(conv, tmp_path / "notes", directory=tmp_path / "exports")
+    second = save_conversation(conv, f" {tmp_path / 'notes'}/ ", directory=tmp_path / "exports")
+    assert first.parent == second.parent == tmp_path / "notes" and first != second
+    assert first.name.startswith("conversation-") and first.suffix == ".md"
+    assert first.read_text(encoding="utf-8") == conv.to_markdown()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert save_conversation(conv, "~/notes").parent == tmp_path / "notes"
+    assert not (tmp_path / "exports").exists()
+
+
 def test_save_expands_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     path = save_conversation(make_conv(1), "~/c.md")

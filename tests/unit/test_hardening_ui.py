@@ -227,9 +227,9 @@ def test_save_refuses_an_existing_file(tmp_path):
     assert save_conversation(conv, target, overwrite=True) == target
     assert "hello" in target.read_text(encoding="utf-8")
     folder = tmp_path / "dir.md"
-    folder.mkdir()
-    with pytest.raises(SwamlaError, match="is a folder"):
-        save_conversation(conv, folder)
+    folder.mkdir()  # a folder is not replaced: the file goes inside it
+    inside = save_conversation(conv, folder)
+    assert inside.parent == folder and folder.is_dir()
 
 
 # ----------------------------------------------------- 11: one writer per transcript

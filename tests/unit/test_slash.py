@@ -30,6 +30,7 @@ class FakePort:
     session: ChatSession
     lm: Model | None = field(default_factory=chat_only_lm)
     load_failed: str | None = None
+    model_source: str | None = None
     params: SamplingParams = field(default_factory=SamplingParams)
     markdown: bool = False
     last_timings: ReplyTimings | None = None
@@ -173,9 +174,21 @@ def test_copy_and_info_without_a_model(chat):
     port, _, slash = chat
     slash.run("/copy")
     assert port.notices[-1] == ("No reply to copy yet.", False)
-    port.lm, port.load_failed = None, "tokenizer 'gpt2' is not available locally"
+    port.lm = None
     slash.run("/info")
-    assert port.notices[-1] == ("tokenizer 'gpt2' is not available locally", False)
+    assert port.notices[-1] == ("The model is still loading.", False)
+    port.model_source = "/models/ckpt.pt"
+    slash.run("/info")
+    assert port.notices[-1] == ("The model is still loading: /models/ckpt.pt.", False)
+    port.load_failed = "tokenizer 'gpt2' is not available locally"
+    slash.run("/info")
+    text, error = port.notices[-1]
+    assert not error and text.splitlines() == [
+        "model  not loaded",
+        "tried  /models/ckpt.pt",
+        "error  tokenizer 'gpt2' is not available locally",
+        "next   Ctrl+Q quits; start again with another checkpoint",
+    ]
 
 
 def test_stats_shows_the_last_replys_timings(chat):

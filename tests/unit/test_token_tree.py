@@ -4,6 +4,7 @@ ids on the reference fixture against the plain full forward."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -39,6 +40,19 @@ def test_greedy_alternatives_come_from_the_raw_distribution():
     alts = alternatives(s)
     assert [a.token for a in alts] == [5, 1, 2]
     assert [a.prob for a in alts] == [pytest.approx(1.0), 0.0, 0.0]
+
+
+def test_the_drawn_token_keeps_its_model_probability_outside_the_raw_top():
+    """A repetition penalty can lift a token into the sampling top while the raw top-k
+    misses it: its raw probability is still recorded on the step, so it is shown."""
+    s = replace(
+        Step.of(rec(9, 0.6, top=[(9, 0.6), (8, 0.4)], raw_top=[(8, 0.7), (3, 0.2)])),
+        raw_logprob=math.log(0.05),
+    )
+    alts = alternatives(s, 3)
+    assert [a.token for a in alts] == [9, 8, 3]
+    assert alts[0].raw_prob == pytest.approx(0.05)
+    assert alts[0].prob == pytest.approx(0.6)
 
 
 def test_prob_bins_and_format():

@@ -40,7 +40,7 @@ from ...chat.token_tree import (
 from ...protocols import ChatModel, ReplyStream
 from ..messages import GenerationDone
 from ..widgets.chat_message import ChatMessage
-from ..widgets.token_details import TokenDetails, TokenView, details_text
+from ..widgets.token_details import TokenDetails, TokenView, details_text, token_label
 from .recording import InspectableModel, InspectableStream, RecordingModel
 from .reply import CACHE_KEY, FINISH_NOTES
 
@@ -171,6 +171,21 @@ class InspectorController:
         lm = self.screen.lm
         return cast(InspectableModel, lm) if lm is not None and hasattr(lm, "decode") else None
 
+    @staticmethod
+    def _label(lm: InspectableModel, token: int) -> str:
+        """The token's text, or its bytes from the tokenizer's token string when it
+        is part of a character."""
+        text = lm.decode([token])
+        piece = None
+        convert = getattr(getattr(lm, "tokenizer", None), "convert_ids_to_tokens", None)
+        if "\ufffd" in text and callable(convert):
+            try:
+                got = convert(token)
+            except (IndexError, KeyError, TypeError, ValueError, OverflowError):
+                got = None
+            piece = got if isinstance(got, str) else None
+        return token_label(text, token, piece)
+
     def _pieces(self, branch: Branch, stop: Sequence[str]) -> list[str]:
         """What each token of `branch` shows: its decoded piece, clipped to the reply the
         chat keeps (before a stop string, blanks around it stripped)."""
@@ -203,8 +218,8 @@ class InspectorController:
             return
         step = tree.current.steps[index]
         try:
-            alts = [(a, lm.decode([a.token])) for a in alternatives(step)]
-            text = lm.decode([step.token])
+            alts = [(a, self._label(lm, a.token)) for a in alternatives(step)]
+            text = self._label(lm, step.token)
         except SwamlaError as exc:
             self.screen.add_notice(str(exc), error=True)
             return

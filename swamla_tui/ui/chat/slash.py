@@ -29,6 +29,8 @@ class SlashPort(Protocol):
     @property
     def load_failed(self) -> str | None: ...
     @property
+    def model_source(self) -> str | None: ...
+    @property
     def params(self) -> SamplingParams: ...
     @property
     def session(self) -> ChatSession: ...
@@ -195,13 +197,21 @@ class SlashCommands:
     def _cmd_info(self, command: cmds.Command) -> None:
         chat = self.chat
         if chat.lm is None:
-            chat.add_notice(chat.load_failed or "The model is still loading.")
-            return
-        try:
-            card = chat.lm.card()
-        except Exception as exc:  # noqa: BLE001 - a notice, the chat goes on
-            chat.add_notice(f"No model card: {one_line(exc)}", error=True)
-            return
+            source = chat.model_source
+            if chat.load_failed is None:
+                chat.add_notice(f"The model is still loading{f': {source}' if source else ''}.")
+                return
+            card = {"model": "not loaded", "tried": source or "(not known)"}
+            card |= {
+                "error": chat.load_failed,
+                "next": "Ctrl+Q quits; start again with another checkpoint",
+            }
+        else:
+            try:
+                card = chat.lm.card()
+            except Exception as exc:  # noqa: BLE001 - a notice, the chat goes on
+                chat.add_notice(f"No model card: {one_line(exc)}", error=True)
+                return
         width = max((len(k) for k in card), default=0)
         chat.add_notice("\n".join(f"{k:<{width}}  {v}" for k, v in card.items()))
 

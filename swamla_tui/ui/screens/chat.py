@@ -88,6 +88,7 @@ HELD_LOADING = (
     "The model is still loading: your message stays in the input — Enter sends it once"
     " the model is loaded."
 )
+HELD_FAILED = "No model: {reason} — your message stays in the input (Ctrl+Q quits)."
 
 
 class ChatScreen(LiteralNotify, Screen[None]):
@@ -223,7 +224,7 @@ class ChatScreen(LiteralNotify, Screen[None]):
                     placeholder="Message the model — Enter sends, Ctrl+J new line, /help",
                     id="prompt",
                 )
-            yield SamplingSidebar(self.params, id="sidebar", release_focus=True)
+            yield SamplingSidebar(self.params, id="sidebar", release_focus=True, max_pending=True)
         yield StatusBar(id="status")
         yield Footer()
 
@@ -459,11 +460,14 @@ class ChatScreen(LiteralNotify, Screen[None]):
         """Enter keeps a message in the input while a reply runs or the model loads."""
         if cmds.is_command(text):
             return False
-        loading = self.lm is None and self.load_failed is None
-        return self.generating or loading or self.switch.loading
+        # no model (loading, or the load failed): the message waits in the input
+        return self.generating or self.lm is None or self.switch.loading
 
     @on(PromptInput.Held)
     def _on_held(self, event: PromptInput.Held) -> None:
+        if not self.generating and self.lm is None and self.load_failed:
+            self.add_notice(HELD_FAILED.format(reason=self.load_failed), error=True)
+            return
         self.add_notice(HELD if self.generating else HELD_LOADING)
 
     @on(PromptInput.ScrollChat)
@@ -586,6 +590,14 @@ class ChatScreen(LiteralNotify, Screen[None]):
         self.session.undo()
         self.remove_last_turn_widgets()
         self.send(last)
+
+    @property
+    def model_source(self) -> str | None:
+        """What the CLI asked to open (for ``/info`` after a failed load); None: not said."""
+        ref = self.options.model
+        if ref is None:
+            return None
+        return ref.source + (f" --hf_checkpoint {ref.hf_checkpoint}" if ref.hf_checkpoint else "")
 
     def action_save(self) -> None:
         self.save(None)

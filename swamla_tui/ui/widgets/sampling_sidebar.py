@@ -74,9 +74,13 @@ class SamplingSidebar(VerticalScroll):
         id: str | None = None,
         classes: str | None = None,
         release_focus: bool = False,
+        max_pending: bool = False,
     ) -> None:
         super().__init__(id=id, classes=classes)
         self.release_focus = release_focus
+        self.max_pending = max_pending and not max_length
+        """Max new tokens waits for `set_max_length` (the chat, while its model loads):
+        shown on the 1..2048 cap first, its thumb would jump when the limit came."""
         self.params = params
         self.max_length = max_length
         self.title = title
@@ -87,7 +91,7 @@ class SamplingSidebar(VerticalScroll):
             high = spec.hi
             if name == "max_new_tokens" and self.max_length:
                 high = self.max_length
-            yield Slider(
+            slider = Slider(
                 spec.lo,
                 high,
                 value=getattr(self.params, name),
@@ -98,6 +102,8 @@ class SamplingSidebar(VerticalScroll):
                 id=f"slider-{name.replace('_', '-')}",
                 name=name,
             )
+            slider.range_pending = name == "max_new_tokens" and self.max_pending
+            yield slider
         yield Static(
             "←/→ step · shift big step\nhome/end ends · mouse drag",
             classes="sidebar--hint",
@@ -127,6 +133,7 @@ class SamplingSidebar(VerticalScroll):
     def set_max_length(self, max_length: int) -> None:
         """Limit max new tokens to the model's context length."""
         self.max_length = max_length
+        self.max_pending = False
         self.slider("max_new_tokens").set_range(PARAM_SPECS["max_new_tokens"].lo, max_length)
 
     def set_value(self, name: str, value: float) -> None:

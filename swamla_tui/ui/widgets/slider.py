@@ -103,6 +103,9 @@ class Slider(Widget, can_focus=True):
         self.decimals = _decimals(step)
         self.value_format = value_format or f"{{:.{self.decimals}f}}"
         self._dragging = False
+        self.range_pending = False
+        """True while the range is not known yet (max new tokens before the model has
+        loaded): the track has no thumb, so it does not jump when `set_range` comes."""
         self.set_reactive(Slider.value, self.snap(minimum if value is None else value))
 
     # -- value handling -------------------------------------------------------------------
@@ -132,6 +135,7 @@ class Slider(Widget, can_focus=True):
     def set_range(self, minimum: float, maximum: float) -> None:
         """Change the range (e.g. max new tokens once the model is known); re-clamps."""
         self.minimum, self.maximum = minimum, max(minimum, maximum)
+        self.range_pending = False
         self.value = self.snap(self.value)
         self.refresh()
 
@@ -204,8 +208,11 @@ class Slider(Widget, can_focus=True):
         top.append(" " * max(1, width - len(label) - len(value_text)))
         top.append(value_text, style=value_style)
 
-        thumb = round(self.fraction * (width - 1))
         track = Text(no_wrap=True, end="")
+        if self.range_pending:
+            track.append("┄" * width, style=self.get_component_rich_style("slider--track"))
+            return Text("\n", no_wrap=True, end="").join([top, track])
+        thumb = round(self.fraction * (width - 1))
         track.append("━" * thumb, style=self.get_component_rich_style("slider--fill"))
         track.append("●", style=self.get_component_rich_style("slider--thumb"))
         track.append(

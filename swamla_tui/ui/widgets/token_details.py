@@ -13,6 +13,7 @@ their weights, best first, and the router's entropy; and each Engram layer's gat
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,7 +24,14 @@ from ...base.experts import TokenRouting
 from ...base.safe_text import visible
 from ...chat.token_tree import PROB_BINS, Alternative, Step, fmt_prob
 
-__all__ = ["TokenDetails", "TokenView", "details_text", "routing_text"]
+__all__ = [
+    "TokenDetails",
+    "TokenView",
+    "details_text",
+    "piece_bytes",
+    "routing_text",
+    "token_label",
+]
 
 HINT = "←/→ token · ↑/↓ + Enter or 1-5: branch from here · Esc: back to the input · /undo"
 
@@ -33,9 +41,48 @@ def shown_token(text: str) -> str:
     return visible(repr(text))
 
 
+def _byte_level_table() -> dict[str, int]:
+    """GPT-2 byte-level BPE: the printable character that stands for each byte in a
+    token's string (printable Latin-1 bytes stand for themselves, the others are moved
+    to U+0100 onwards, in byte order)."""
+    keep = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    table = {chr(b): b for b in keep}
+    moved = (b for b in range(256) if b not in table.values())
+    table.update({chr(0x100 + n): b for n, b in enumerate(moved)})
+    return table
+
+
+_BYTE_LEVEL = _byte_level_table()
+_BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+
+
+def piece_bytes(piece: str | None) -> bytes | None:
+    """The bytes behind a tokenizer's token string: SentencePiece byte fallback
+    (``<0xE2>``) or byte-level BPE characters; None when the string is neither."""
+    if not piece:
+        return None
+    if m := _BYTE_FALLBACK.fullmatch(piece):
+        return bytes([int(m.group(1), 16)])
+    if all(c in _BYTE_LEVEL for c in piece):
+        return bytes(_BYTE_LEVEL[c] for c in piece)
+    return None
+
+
+def token_label(text: str, token: int, piece: str | None = None) -> str:
+    """What the panel shows for a token: its text quoted, or, when the token alone is
+    an incomplete UTF-8 sequence (decodes to U+FFFD), its bytes and id (every such
+    token would otherwise show as the same replacement character)."""
+    if "\ufffd" not in text:
+        return shown_token(text)
+    raw = piece_bytes(piece)
+    if raw is None:
+        return f"<bytes> #{token}"
+    return f"<0x{raw.hex(' ').upper().replace(' ', ' 0x')}> #{token}"
+
+
 @dataclass(frozen=True)
 class TokenView:
-    """What the panel shows for one token (texts already decoded)."""
+    """What the panel shows for one token (texts already labelled: `token_label`)."""
 
     index: int
     total: int
@@ -83,7 +130,7 @@ def details_text(v: TokenView) -> Text:
     s = v.step
     out = Text(end="")
     out.append(f"Token {v.index + 1} of {v.total}  ", style="bold")
-    out.append(shown_token(v.text), style="bold")
+    out.append(visible(v.text), style="bold")
     out.append("\n" if not v.inspecting else "   ")  # the tooltip is narrow
     out.append(
         f"sampled {fmt_prob(s.prob)}   model {fmt_prob(s.raw_prob)}"
@@ -93,7 +140,7 @@ def details_text(v: TokenView) -> Text:
     for n, (alt, text) in enumerate(v.alternatives):
         mark = "▶" if v.inspecting and n == v.selected else " "
         line = (
-            f"{mark} {n + 1}  {shown_token(text)[:18]:<18}  "
+            f"{mark} {n + 1}  {visible(text)[:18]:<18}  "
             f"{fmt_prob(alt.prob):>8} {fmt_prob(alt.raw_prob):>8}"
         )
         style = "reverse" if v.inspecting and n == v.selected else ""
