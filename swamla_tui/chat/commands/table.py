@@ -131,7 +131,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(
         "save",
         "[path]",
-        "Save the conversation (.md or .json; default: the data folder); "
+        "Save the conversation (.md or .json; a folder or none: a dated file there or in the data folder); "
         "/save! path replaces an existing file",
         "opt_path",
         force=True,
