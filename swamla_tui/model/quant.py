@@ -10,7 +10,7 @@ so quantizing it saves memory but no time). Left in the running dtype: MLA's `wk
 
 Two kernels, both maintained by PyTorch (no hand-written dequantize-then-matmul):
 - "int8" (weight-only): `aten._weight_int8pack_mm` with bfloat16 activations (for a
-  float32 model too: the kernel's float32 input path is scalar code, 7-10x slower than
+  float32 model too: the kernel's float32 input path is scalar code, 3-9x slower than
   float32 weights; bfloat16 inputs are vectorised on AVX2 and AVX-512), products
   accumulated in float32 and rounded to bfloat16; calls with more than
   `WEIGHT_ONLY_MAX_ROWS` rows use a bfloat16 copy of the weight and a GEMM instead.
@@ -103,7 +103,7 @@ class Int8Linear(nn.Module):
             )
         elif x2.shape[0] <= WEIGHT_ONLY_MAX_ROWS:
             # bfloat16 activations even for a float32 model: the kernel's only vectorised
-            # input type (float32 inputs measured 7-10x slower than float32 weights)
+            # input type (float32 inputs measured 3-9x slower than float32 weights)
             xb = x2.to(torch.bfloat16).contiguous()
             y = torch.ops.aten._weight_int8pack_mm(xb, self.qweight, self.scale_bf16)
         else:
@@ -117,7 +117,7 @@ class Int8Linear(nn.Module):
         """Many rows: the kernel re-reads the weight per 4 rows, so a bfloat16 copy (exact:
         |q| <= 127) and a bfloat16 GEMM are faster; scales applied after. The copy is made a
         block of output rows at a time into one cache-sized buffer (a whole copy of the head
-        allocated per call measured 5x slower than the block copies)."""
+        allocated per call measured 1.7-2x slower than the block copies)."""
         n, k = self.out_features, self.in_features
         rows = max(1, COPY_BLOCK_VALUES // k)
         if n <= rows:
