@@ -9,14 +9,16 @@ so quantizing it saves memory but no time). Left in the running dtype: MLA's `wk
 `RowFusion` (DeltaNet/MoE inputs), routed experts, norms and biases.
 
 Two kernels, both maintained by PyTorch (no hand-written dequantize-then-matmul):
-- "int8" (weight-only): `aten._weight_int8pack_mm`; the activations stay in floating
-  point (bfloat16 for a bfloat16 model, float32 otherwise).
+- "int8" (weight-only): `aten._weight_int8pack_mm` with bfloat16 activations (for a
+  float32 model too: the kernel's float32 input path is scalar code, 3-9x slower than
+  float32 weights; bfloat16 inputs are vectorised on AVX2 and AVX-512), products
+  accumulated in float32 and rounded to bfloat16; calls with more than
+  `WEIGHT_ONLY_MAX_ROWS` rows use a bfloat16 copy of the weight and a GEMM instead.
+  Refused on CPUs whose torch kernels are neither AVX2 nor AVX-512 (scalar there).
 - "int8-dynamic": FBGEMM's dynamic linear (`quantized::linear_dynamic`, the kernel of
   `torch.ao` dynamic quantization): the same int8 weights, and each call also quantizes
   its input to 8 bits (one scale per call, reduce_range for AVX2's 16-bit pair sums).
-  On CPUs without AVX-512 (this project's 2-core AMD machine) the weight-only kernel has
-  no vectorised path and is slower than float32; this one is the fast int8 there, at a
-  measured quality cost (README).
+  At a measured quality cost (README).
 The quantized modules expose `weight` (dequantized, computed on use) for code that reads
 shapes or dtypes; the float weights themselves are released.
 """
@@ -29,10 +31,34 @@ from typing import Literal, cast, get_args
 import torch
 from torch import Tensor, nn
 
+from ..base.errors import SwamlaError
 from .fuse import RowFusion
 
 Quantize = Literal["int8", "int8-dynamic"]
 QUANTIZE_CHOICES: tuple[str, ...] = get_args(Quantize)
+
+# up to this many rows per call (decode steps of up to 8 sequences) the weight-only
+# kernel; above it (prefill, larger batches) a bfloat16 copy of the weight and a GEMM.
+# Measured on the AVX-512/AMX Xeon (1 thread, 8192 x 1024): 8 rows 5.8 ms vs 8.4 (copy) vs
+# 7.5 (float32); 16 rows 12.5 vs 8.8 vs 12.8; 64 rows 43 vs 13 vs 29 (BENCHMARKS.md).
+WEIGHT_ONLY_MAX_ROWS = 8
+# bfloat16 weight values copied per block above that (2 MiB: stays in a 4 MiB L2)
+COPY_BLOCK_VALUES = 1 << 20
+
+# torch CPU kernel levels (`torch.backends.cpu.get_cpu_capability()`) where
+# `_weight_int8pack_mm` has a vectorised bfloat16 path; elsewhere it runs scalar code
+# (measured with ATEN_CPU_CAPABILITY=default: 8x slower than float32) and is refused.
+WEIGHT_ONLY_CAPABILITIES = ("AVX2", "AVX512", "AVX512_BF16")
+
+
+def check_weight_only_cpu(capability: str | None = None) -> None:
+    """`--quantize int8` only where its kernel is vectorised (faster than float32 there)."""
+    cap = torch.backends.cpu.get_cpu_capability() if capability is None else capability
+    if cap.upper() not in WEIGHT_ONLY_CAPABILITIES:
+        raise SwamlaError(
+            f"--quantize int8 has no vectorised kernel on this CPU (torch kernels {cap}): "
+            "it would run slower than float32; leave --quantize out"
+        )
 
 
 def int8_per_channel(w: Tensor) -> tuple[Tensor, Tensor]:
@@ -69,18 +95,42 @@ class Int8Linear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         k = self.in_features
         x2 = x.reshape(-1, k)  # [M, K]
-        # the bfloat16 kernel reads past the row end unless K is a multiple of 32 (it
-        # crashed at K = 100 here); float32 activations are exact in the kernel
-        if x.dtype == torch.bfloat16 and k % 32 == 0:
-            y = torch.ops.aten._weight_int8pack_mm(x2.contiguous(), self.qweight, self.scale_bf16)
-        else:
+        if k % 32 != 0:
+            # the bfloat16 kernel reads past the row end unless K is a multiple of 32 (it
+            # crashed at K = 100 here); the float32 one is exact but not vectorised
             y = torch.ops.aten._weight_int8pack_mm(
                 x2.float().contiguous(), self.qweight, self.scale
             )
+        elif x2.shape[0] <= WEIGHT_ONLY_MAX_ROWS:
+            # bfloat16 activations even for a float32 model: the kernel's only vectorised
+            # input type (float32 inputs measured 3-9x slower than float32 weights)
+            xb = x2.to(torch.bfloat16).contiguous()
+            y = torch.ops.aten._weight_int8pack_mm(xb, self.qweight, self.scale_bf16)
+        else:
+            y = self._copy_gemm(x2.to(torch.bfloat16))
         y = cast(Tensor, y).to(x.dtype)
         if self.bias is not None:
             y = y + self.bias
         return y.view(*x.shape[:-1], self.out_features)
+
+    def _copy_gemm(self, xb: Tensor) -> Tensor:
+        """Many rows: the kernel re-reads the weight per 4 rows, so a bfloat16 copy (exact:
+        |q| <= 127) and a bfloat16 GEMM are faster; scales applied after. The copy is made a
+        block of output rows at a time into one cache-sized buffer (a whole copy of the head
+        allocated per call measured 1.7-2x slower than the block copies)."""
+        n, k = self.out_features, self.in_features
+        rows = max(1, COPY_BLOCK_VALUES // k)
+        if n <= rows:
+            wb = self.qweight.to(torch.bfloat16)
+            return torch.nn.functional.linear(xb, wb).float() * self.scale
+        y = torch.empty(xb.shape[0], n, dtype=torch.float32)
+        buf = torch.empty(rows, k, dtype=torch.bfloat16)
+        for r0 in range(0, n, rows):
+            r1 = min(n, r0 + rows)
+            blk = buf[: r1 - r0]
+            blk.copy_(self.qweight[r0:r1])
+            y[:, r0:r1] = torch.nn.functional.linear(xb, blk)
+        return y.mul_(self.scale)
 
 
 class Int8DynamicLinear(nn.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..base.errors import SwamlaError, one_line
-from ..model.quant import QUANTIZE_CHOICES, Quantize
+from ..model.quant import QUANTIZE_CHOICES, Quantize, check_weight_only_cpu
 
 _DTYPES = {
     "float32": torch.float32,
@@ -76,3 +76,5 @@ def check_quantize(quantize: Quantize | None, device: torch.device) -> None:
             f"--quantize {quantize} runs on the CPU only (device {device}): "
             "on a GPU leave it out (bfloat16 is the fast choice there)"
         )
+    if quantize == "int8":
+        check_weight_only_cpu()
