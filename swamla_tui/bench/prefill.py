@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from ..base.params import SamplingParams
 from ..engine.pool import CachePool
 from ..model.transformer import SWAMLA
-from . import run as bench
+from . import measure as bench
 
 
 def prefill_floor(model: SWAMLA, length: int, reps: int = 3) -> float:

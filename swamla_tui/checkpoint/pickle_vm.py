@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import pickletools
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ..base.errors import CheckpointError, SwamlaError, UnsafeCheckpointError
@@ -74,17 +75,22 @@ class Machine:
     def new(self, obj: Any, children: tuple[Any, ...] | list[Any] = ()) -> Any:
         """Record a container built from `children` (they become nested)."""
         self.budget.charge(64 + 16 * len(children))
-        info, d = self.info, 0
+        info, d = self.info, self._nest(children)
+        if id(obj) not in info:
+            info[id(obj)] = [d + 1, False, obj]
+        return obj
+
+    def _nest(self, children: Sequence[Any]) -> int:
+        """Mark `children` as nested; the deepest of them (refused past `MAX_DEPTH`)."""
+        d = 0
         for c in children:
-            i = info.get(id(c))
+            i = self.info.get(id(c))
             if i is not None:
                 d = max(d, i[0])
                 i[1] = True
         if d >= MAX_DEPTH:
             raise refuse(self.origin, f"the pickle nests more than {MAX_DEPTH} levels deep")
-        if id(obj) not in info:
-            info[id(obj)] = [d + 1, False, obj]
-        return obj
+        return d
 
     def fill(self, target: Any, kinds: tuple[type, ...], children: list[Any]) -> None:
         """`target` gets `children`: it must be a fresh container of `kinds`, not nested."""
@@ -95,16 +101,9 @@ class Machine:
         if t[1]:
             raise self.corrupt("fills a container after nesting it")
         self.budget.charge(48 * len(children))
-        info, d = self.info, 0
-        for c in children:
-            if c is target:
-                raise self.corrupt("puts a container inside itself")
-            i = info.get(id(c))
-            if i is not None:
-                d = max(d, i[0])
-                i[1] = True
-        if d >= MAX_DEPTH:
-            raise refuse(self.origin, f"the pickle nests more than {MAX_DEPTH} levels deep")
+        if any(c is target for c in children):
+            raise self.corrupt("puts a container inside itself")
+        d = self._nest(children)
         t[0] = max(t[0], d + 1)
 
     def result(self, x: Any) -> Any:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import io
 import os
 import re
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..base.errors import CheckpointError, one_line
+from ..base.paths import special_kind
 from .selection import WEIGHTS, Candidate, Selection, hub_candidates, run_candidates
 
 _HUB_DIR_RE = re.compile(r"^checkpoint_tokens_([0-9.]+)([kKmMbB]?)_loss_([0-9.]+)$")
@@ -125,19 +125,8 @@ def special_file_kind(p: Path) -> str | None:
     Opening a FIFO blocks until a writer appears and a device never ends, so such paths
     are refused by name, before anything opens them.
     """
-    try:
-        mode = p.stat().st_mode
-    except OSError:
-        return None
-    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
-        return None
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "a special file"
+    kind = special_kind(p)  # the one rule of base/paths.py, a folder allowed here
+    return None if kind == "a folder" else kind
 
 
 def _hub_reachable() -> bool:
