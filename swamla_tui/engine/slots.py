@@ -20,7 +20,7 @@ are not supported: `supports(cache)` says so and the caller batches statically t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import fields, replace
 from typing import Any
 
@@ -100,15 +100,19 @@ def put_rows(cache: ModelCache, rows: list[int], src: ModelCache) -> None:
     idx = torch.tensor(rows, dtype=torch.long, device=cache.lin_key_pos.device)
     n = src.lin_size
     cache.lin_key_pos.index_fill_(0, idx, -1)
-    new = _map(src, lambda t, d: t, lambda t, d: t)
-    for name, value in new.items():
-        dst = getattr(cache, name)
-        pairs = zip(dst, value, strict=True) if isinstance(value, list) else [(dst, value)]
+    for d, s, dim in _tensor_pairs(cache, src):
+        (d if dim is None else d.narrow(dim, 0, n)).index_copy_(0, idx, s.to(d.dtype))
+
+
+def _tensor_pairs(dst: ModelCache, src: ModelCache) -> Iterator[tuple[Tensor, Tensor, int | None]]:
+    """Each tensor of `src` with its counterpart in `dst` and its slot dimension (None:
+    recurrent state, copied whole)."""
+    for name, value in _map(src, lambda t, d: t, lambda t, d: t).items():
+        target = getattr(dst, name)
+        pairs = zip(target, value, strict=True) if isinstance(value, list) else [(target, value)]
         for d, s in pairs:
-            if d is None or s is None:
-                continue
-            dim = SLOT_DIMS.get(name)
-            (d if dim is None else d.narrow(dim, 0, n)).index_copy_(0, idx, s.to(d.dtype))
+            if d is not None and s is not None:
+                yield d, s, SLOT_DIMS.get(name)
 
 
 def prefill_rows(
@@ -136,18 +140,11 @@ def grown(model: SWAMLA, cache: ModelCache, size: int) -> ModelCache:
     """A cache like `cache` with `size` linear slots (>= its own), holding the same state."""
     new = model.setup_cache(cache.batch, size, dtype=cache_dtype(cache))
     new.written = cache.written
-    old = _map(cache, lambda t, d: t, lambda t, d: t)
-    for name, value in old.items():
-        dst = getattr(new, name)
-        pairs = zip(dst, value, strict=True) if isinstance(value, list) else [(dst, value)]
-        for d, s in pairs:
-            if d is None or s is None:
-                continue
-            dim = SLOT_DIMS.get(name)
-            if dim is None:
-                d.copy_(s)
-            else:
-                d.narrow(dim, 0, s.shape[dim]).copy_(s)
+    for d, s, dim in _tensor_pairs(new, cache):
+        if dim is None:
+            d.copy_(s)
+        else:
+            d.narrow(dim, 0, s.shape[dim]).copy_(s)
     return new
 
 
