@@ -35,6 +35,9 @@ class StepContext:
     ring_slots: Tensor | None = None  # [T] write slots in ring caches
     ring_keep: Tensor | None = None  # [T] bool: token survives in the ring
     ring_mask: Tensor | None = None  # [B, 1, T, S_ring + T] bool over (ring, new tokens)
+    # the new tokens are every row's positions 0..T-1 in an empty cache (a fresh prefill
+    # without pads): attention over the linear caches is plain causal attention over them
+    causal: bool = False
 
 
 @dataclass

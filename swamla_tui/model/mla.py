@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import cast
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .cache import ModelCache, StepContext
@@ -106,10 +107,92 @@ class MLAAttention(nn.Module):
         q = torch.cat((q_nope, q_pe), dim=-1).transpose(1, 2)  # [B, H, T, dn+dr]
         k_pe_h = k_pe[:, :, None, :].expand(b, t, self.h, self.dr)
         k = torch.cat((k_nope, k_pe_h), dim=-1).transpose(1, 2)  # [B, H, T, dn+dr]
-        y = torch.nn.functional.scaled_dot_product_attention(
-            q, k, v.transpose(1, 2), is_causal=True, scale=self.scale
-        )  # [B, H, T, dv]
+        y = self._attend(q, k, v.transpose(1, 2), None)  # [B, H, T, dv]
         return cast(Tensor, self.wo(y.transpose(1, 2).reshape(b, t, self.h * self.dv)))
+
+    def _float32_weight(self) -> Tensor | None:
+        f32 = self._wkv_b32
+        if f32 is not None and f32[1] == self.wkv_b.weight.data_ptr():  # still the same weight
+            return f32[0]
+        return None
+
+    def _expansion_pays(self, t: int, n: int) -> bool:
+        """Per-head keys/values for a block of `t` queries over `n` cached tokens, or the
+        absorbed products? Expanding costs `n·r·(dn+dv)` per head once, then `dn+dr+dv` per
+        (query, key) pair; absorbing costs `r·(dn+dv)` per query and `2r+dr` per pair. A
+        decode step (t = 1) always absorbs; a long prompt chunk expands (and its attention
+        then runs in the fused kernel, without the float32 score matrix)."""
+        r, dn, dr, dv = self.r, self.dn, self.dr, self.dv
+        expanded = n * r * (dn + dv) + t * n * (dn + dr + dv)
+        absorbed = t * r * (dn + dv) + t * n * (2 * r + dr)
+        return expanded < absorbed
+
+    def _expanded(
+        self, q_nope: Tensor, q_pe: Tensor, lat: Tensor, ve: Tensor | None, mask: Tensor | None
+    ) -> Tensor:
+        """Attention [B, T, H, dv] with keys/values expanded from the latents `lat` [B, N, r+dr]
+        (the reference path's formulation); `mask` [B, 1, T, N], or None for causal (N == T)."""
+        b, t = q_nope.shape[:2]
+        n = lat.shape[1]
+        c_n, k_pe = torch.split(lat, [self.r, self.dr], dim=-1)
+        w = self._float32_weight()
+        if w is not None:  # see absorb_in_float32
+            c_n, k_pe, q_nope, q_pe = c_n.float(), k_pe.float(), q_nope.float(), q_pe.float()
+        else:
+            w = self.wkv_b.weight
+        bias = self.wkv_b.bias
+        kv = F.linear(c_n, w, None if bias is None else bias.to(w.dtype))
+        kv = kv.view(b, n, self.h, self.dn + self.dv)
+        k_nope, v = torch.split(kv, [self.dn, self.dv], dim=-1)
+        if ve is not None:
+            v = v + ve.view(b, n, self.h, self.dv).to(v.dtype)
+        q = torch.cat((q_nope, q_pe), dim=-1).transpose(1, 2)  # [B, H, T, dn+dr]
+        k_pe_h = k_pe[:, :, None, :].expand(b, n, self.h, self.dr)
+        k = torch.cat((k_nope, k_pe_h), dim=-1).transpose(1, 2)  # [B, H, N, dn+dr]
+        return self._attend(q, k, v.transpose(1, 2), mask).transpose(1, 2)
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+        """Per-head attention [B, H, T, dv]; `mask` None: causal.
+
+        PyTorch's fused CPU kernel wants one head size for q, k and v (else it falls back to
+        unfused math, 4x slower at 2,048 tokens): zero columns change no score and no value.
+        """
+        d = max(self.dn + self.dr, self.dv)
+        q, k, v = (F.pad(z, (0, d - z.shape[-1])) if z.shape[-1] < d else z for z in (q, k, v))
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=mask is None, scale=self.scale
+        )  # [B, H, T, d]
+        return y[..., : self.dv]
+
+    def _absorbed(
+        self, q_nope: Tensor, q_pe: Tensor, lat: Tensor, vec: Tensor | None, mask: Tensor
+    ) -> Tensor:
+        """Attention [B, T, H, dv] straight on the latents `lat` [B, N, r+dr]: `W_k` absorbed
+        into the query, `W_v` applied after the weighted sum (the decode step's path)."""
+        b, t = q_nope.shape[:2]
+        n = lat.shape[1]
+        w = self._float32_weight()
+        if w is not None:  # see absorb_in_float32
+            lat, q_nope, q_pe = lat.float(), q_nope.float(), q_pe.float()
+        else:
+            w = self.wkv_b.weight
+        w = w.view(self.h, self.dn + self.dv, self.r)
+        w_k, w_v = w[:, : self.dn], w[:, self.dn :]  # [H, dn, r], [H, dv, r]
+        q_lat = torch.einsum("bthd,hdr->bhtr", q_nope, w_k)  # [B, H, T, r]
+        q_all = torch.cat((q_lat, q_pe.transpose(1, 2)), dim=-1)  # [B, H, T, r+dr]
+        # heads and queries folded into one axis: a plain bmm, no per-head copy of the cache
+        q_all = q_all.reshape(b, self.h * t, -1)  # [B, H*T, r+dr]
+        scores = torch.bmm(q_all, lat.transpose(1, 2)).float() * self.scale  # [B, H*T, N]
+        scores = scores.view(b, self.h, t, n).masked_fill(~mask, float("-inf"))
+        p = torch.softmax(scores, dim=-1).to(lat.dtype).view(b, self.h * t, n)
+        o_lat = torch.bmm(p, lat[..., : self.r]).view(b, self.h, t, self.r)  # [B, H, T, r]
+        y = torch.einsum("bhtr,hvr->bthv", o_lat, w_v)  # [B, T, H, dv]
+        if vec is not None:  # Σ_j p_j · gate_j ve_j, per head
+            ve_all = vec.view(b, n, self.h, self.dv).to(p.dtype)
+            y = y + torch.einsum("bhtn,bnhv->bthv", p.view(b, self.h, t, n), ve_all)
+        if self.wkv_b.bias is not None:
+            y = y + self.wkv_b.bias.view(self.h, self.dn + self.dv)[:, self.dn :]
+        return y
 
     def forward_cached(
         self,
@@ -131,29 +214,14 @@ class MLAAttention(nn.Module):
         if ve is not None:  # value embeddings are per token: kept beside the latent
             assert vec is not None
             vec.index_copy_(1, ctx.lin_slots, ve.to(vec.dtype))
-        n = ctx.lin_len
-        lat = kvc[:, :n]  # [B, L, r+dr]: shared by all heads
-        w = self.wkv_b.weight
-        f32 = self._wkv_b32
-        if f32 is not None and f32[1] == w.data_ptr():  # still the weight it was made from
-            w, lat = f32[0], lat.float()
-            q_nope, q_pe = q_nope.float(), q_pe.float()
-        w = w.view(self.h, self.dn + self.dv, self.r)
-        w_k, w_v = w[:, : self.dn], w[:, self.dn :]  # [H, dn, r], [H, dv, r]
-        q_lat = torch.einsum("bthd,hdr->bhtr", q_nope, w_k)  # [B, H, T, r]
-        q_all = torch.cat((q_lat, q_pe.transpose(1, 2)), dim=-1)  # [B, H, T, r+dr]
-        # heads and queries folded into one axis: a plain bmm, no per-head copy of the cache
-        q_all = q_all.reshape(b, self.h * t, -1)  # [B, H*T, r+dr]
-        scores = torch.bmm(q_all, lat.transpose(1, 2)).float() * self.scale  # [B, H*T, L]
-        scores = scores.view(b, self.h, t, n).masked_fill(~ctx.lin_mask, float("-inf"))
-        p = torch.softmax(scores, dim=-1).to(lat.dtype).view(b, self.h * t, n)
-        o_lat = torch.bmm(p, lat[..., : self.r]).view(b, self.h, t, self.r)  # [B, H, T, r]
-        y = torch.einsum("bhtr,hvr->bthv", o_lat, w_v)  # [B, T, H, dv]
-        if vec is not None:  # Σ_j p_j · gate_j ve_j, per head
-            ve_all = vec[:, :n].view(b, n, self.h, self.dv).to(p.dtype)
-            y = y + torch.einsum("bhtn,bnhv->bthv", p.view(b, self.h, t, n), ve_all)
-        if self.wkv_b.bias is not None:
-            y = y + self.wkv_b.bias.view(self.h, self.dn + self.dv)[:, self.dn :]
+        n = t if ctx.causal else ctx.lin_len  # a fresh prefill: the keys are these tokens
+        lat, ven = kvc[:, :n], (vec[:, :n] if vec is not None else None)
+        if ctx.causal:
+            y = self._expanded(q_nope, q_pe, lat, ven, None)
+        elif self._expansion_pays(t, n):
+            y = self._expanded(q_nope, q_pe, lat, ven, ctx.lin_mask)
+        else:
+            y = self._absorbed(q_nope, q_pe, lat, ven, ctx.lin_mask)
         y = y.to(x.dtype)
         return cast(Tensor, self.wo(y.reshape(b, t, self.h * self.dv)))
 

@@ -315,6 +315,8 @@ class SWAMLA(nn.Module):
         lin_len = cache.lin_size if full_len else a0 + t
         lin_mask = visible(cache.lin_key_pos[:, :lin_len], pos, None, 0)
         ctx = StepContext(pos=pos, lin_slots=lin_slots, lin_mask=lin_mask, lin_len=lin_len)
+        if a0 == 0 and t > 1:  # a prefill only: one comparison, never in a decode step
+            ctx.causal = bool((pos == torch.arange(t, device=dev)).all())
         if cache.window_mode:
             assert cache.ring_key_pos is not None
             slots = [cache.ring_slot(a) for a in range(a0, a0 + t)]

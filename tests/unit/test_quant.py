@@ -12,6 +12,8 @@ whose logits reach |8.9|), measured then given headroom:
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -154,8 +156,11 @@ def test_cached_decode_matches_quantized_full_forward(qlm, expected, monkeypatch
         for s in range(30):
             lg = dec.step(ids[:, 10 + s].clone()).float()
             errs.append((lg - ref[:, 10 + s]).abs().max())
-    # weight-only: the same products; dynamic: each call picks its own input scale
-    tol = 1e-3 if qlm.model.quantized == "int8" else 0.5
+    # weight-only: the same products, each rounded to bfloat16, so a float32 difference far
+    # below 1e-6 upstream (prefill attention in another but equal form) can move a logit by
+    # one bfloat16 step; dynamic: each call picks its own input scale
+    step = 2.0 ** (math.floor(math.log2(float(ref.abs().max()))) - 7)  # bf16 spacing there
+    tol = 2 * step if qlm.model.quantized == "int8" else 0.5
     assert max(float(e) for e in errs) <= tol
 
 
