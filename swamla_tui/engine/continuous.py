@@ -52,7 +52,7 @@ from ..model.cache import ModelCache
 from ..model.transformer import SWAMLA
 from .decode_loop import RowState
 from .decoder import decode_context
-from .sampling import sample
+from .sampling import noise_width, sample
 from .slots import compact, grown, prefill_rows, row_view
 from .text import IncrementalDecoder, TextCodec
 
@@ -305,8 +305,9 @@ class ContinuousBatch:
             noise = None
             if temp > 0:
                 gens = [s.gen for r in rows if (s := self.rows[r]) is not None]
+                w = noise_width(k, self.vocab)
                 noise = torch.cat([
-                    torch.empty(1, self.vocab, device=self.device).exponential_(1.0, generator=g)
+                    torch.empty(1, w, device=self.device).exponential_(1.0, generator=g)
                     for g in gens
                 ])  # fmt: skip
             idx = torch.tensor(rows, device=self.device)

@@ -18,6 +18,7 @@ from torch import Tensor
 from ..base.errors import one_line
 from ..model.cache import ModelCache, StepContext, visible
 from ..model.transformer import SWAMLA
+from .sampling import noise_width, sample_tensors
 
 
 def decode_context(
@@ -86,7 +87,6 @@ class GraphLoop:
                 self.body = self._body
 
     def _body(self) -> None:
-        from .sampling import sample_tensors
 
         c = self.cache
         ring = None
@@ -161,8 +161,17 @@ class GraphLoop:
         if sp != self._sp_host:
             self.sp.copy_(torch.tensor(sp, dtype=torch.float32))
             self._sp_host = sp
-        if sp[0] > 0:
-            self.noise.exponential_(1.0, generator=generator)
+        if sp[0] > 0:  # the draws `sample` makes, in its order (see sample_tensors)
+            w = noise_width(int(sp[1]), self.noise.shape[1])
+            if w < self.noise.shape[1]:
+                self.noise.fill_(1.0)
+                self.noise[:, :w].copy_(
+                    torch.empty(self.noise.shape[0], w, device=self.noise.device).exponential_(
+                        1.0, generator=generator
+                    )
+                )
+            else:
+                self.noise.exponential_(1.0, generator=generator)
         # attend over a power-of-two bucket of slots, not the whole cache: one graph each
         n = self.min_bucket
         while n < self.written + 1 and n < self.cache.lin_size:  # slots in use after this step

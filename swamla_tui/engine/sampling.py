@@ -40,6 +40,16 @@ def top_p_filter(logits: Tensor, p: float) -> Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
+def noise_width(top_k: int, vocab: int) -> int:
+    """Columns of the Exp(1) noise one row's draw takes: one per top-k survivor (in
+    descending order of logit), or one per vocabulary id without a top-k.
+
+    Drawing only for the survivors keeps the draw exact (the others have probability 0)
+    and cheap: 50 values instead of 50,257 (3.5 ms a row on the 2-core Xeon: 54 ms a step
+    at batch 16, more than the step's own attention)."""
+    return top_k if 0 < top_k < vocab else vocab
+
+
 def sample(
     logits: Tensor,
     seen: Tensor,
@@ -53,40 +63,41 @@ def sample(
 ) -> Tensor:
     """logits [B, V] (any float dtype), seen [B, V] bool -> next ids [B] (int64).
 
-    `noise` [B, V] float32 ~ Exp(1) replaces the draw from `generator` (continuous
-    batching draws each row's noise from the row's own generator)."""
+    `noise` [B, noise_width(top_k, V)] float32 ~ Exp(1) replaces the draw from `generator`
+    (continuous batching draws each row's noise from the row's own generator)."""
     x = apply_repetition_penalty(logits.float(), seen, repetition_penalty)
     if temperature <= 0:
         return x.argmax(dim=-1)
     x = x / temperature
-    if 0 < top_k < x.shape[-1]:
-        # top-p only needs the k survivors: sort k values, not the whole vocabulary
+    width = noise_width(top_k, x.shape[-1])
+    race = (
+        noise
+        if noise is not None
+        else torch.empty(x.shape[0], width, device=x.device).exponential_(1.0, generator=generator)
+    )
+    if width < x.shape[-1]:
+        # only the k survivors take part: top-p sorts k values, the race runs over k
         vals, idx = torch.topk(x, top_k, dim=-1)  # [B, k], descending
-        x = x.masked_fill(x < vals[..., -1:], float("-inf"))
         if top_p < 1.0:
             probs_k = torch.softmax(vals, dim=-1)
             before = torch.cumsum(probs_k, dim=-1) - probs_k
             drop_k = before >= top_p
             drop_k[..., 0] = False
-            drop = torch.zeros_like(x, dtype=torch.bool).scatter(-1, idx, drop_k)
-            x = x.masked_fill(drop, float("-inf"))
-    else:
-        x = top_p_filter(x, top_p)
-    probs = torch.softmax(x, dim=-1)
-    race = (
-        noise
-        if noise is not None
-        else torch.empty_like(probs).exponential_(1.0, generator=generator)
-    )
+            vals = vals.masked_fill(drop_k, float("-inf"))
+        pick = (torch.softmax(vals, dim=-1) / race).argmax(dim=-1, keepdim=True)
+        return idx.gather(-1, pick).squeeze(-1)
+    probs = torch.softmax(top_p_filter(x, top_p), dim=-1)
     return (probs / race).argmax(dim=-1)
 
 
 def sample_tensors(logits: Tensor, seen: Tensor, sp: Tensor, noise: Tensor) -> Tensor:
     """`sample` with its settings as a device tensor, for capture in a CUDA graph.
 
-    sp = [temperature, top_k, top_p, repetition_penalty] (float32); noise [B, V] ~ Exp(1),
-    drawn by the caller with the same generator calls as `sample` makes, so a seeded run
-    gives the same tokens on both paths.
+    sp = [temperature, top_k, top_p, repetition_penalty] (float32); noise [B, V]: its first
+    `noise_width(top_k, V)` columns ~ Exp(1), drawn by the caller with the same generator
+    calls as `sample` makes (the rest 1), so a seeded run gives the same tokens on both
+    paths. With a top-k the noise goes by rank (as `sample` gives it to the survivors in
+    descending order), without one by vocabulary id.
     """
     temp, k, p, pen = sp[0], sp[1], sp[2], sp[3]
     x = logits.float()
@@ -100,7 +111,10 @@ def sample_tensors(logits: Tensor, seen: Tensor, sp: Tensor, noise: Tensor) -> T
     probs_s = torch.softmax(srt.masked_fill(drop_k, float("-inf")), dim=-1)
     before = torch.cumsum(probs_s, dim=-1) - probs_s  # mass of strictly better tokens
     drop_s = drop_k | ((before >= p) & (p < 1.0) & (ranks > 0))
+    probs_r = torch.softmax(srt.masked_fill(drop_s, float("-inf")), dim=-1)  # by rank
+    by_rank = order.gather(-1, (probs_r / noise).argmax(dim=-1, keepdim=True)).squeeze(-1)
     drop = torch.zeros_like(drop_s).scatter(-1, order, drop_s)
     probs = torch.softmax(x.masked_fill(drop, float("-inf")), dim=-1)
-    drawn = (probs / noise).argmax(dim=-1)
+    by_id = (probs / noise).argmax(dim=-1)
+    drawn = torch.where((k > 0) & (k < v), by_rank, by_id)
     return torch.where(temp <= 0, greedy, drawn)

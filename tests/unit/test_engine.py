@@ -324,24 +324,29 @@ def test_graph_loop_logic_on_cpu_matches_eager(lm, expected):
 
 
 def test_static_sampler_equals_eager_sampler():
-    from swamla_tui.engine.sampling import sample_tensors
+    from swamla_tui.engine.sampling import noise_width, sample_tensors
 
     torch.manual_seed(0)
     logits = torch.randn(3, 300) * 3
     seen = torch.rand(3, 300) < 0.2
-    for t, k, p, pen in [
+    cases = [
         (0.0, 50, 0.9, 1.1),
         (0.7, 0, 1.0, 1.0),
         (1.3, 40, 0.6, 1.5),
         (1.0, 1, 1.0, 1.0),
         (0.5, 300, 0.95, 1.2),
-    ]:
-        g1 = torch.Generator().manual_seed(3)
-        g2 = torch.Generator().manual_seed(3)
+    ]
+    cases += [(0.9, k, 0.8, 1.1) for k in (20, 0, 299) for _ in range(20)]  # many draws
+    for seed, (t, k, p, pen) in enumerate(cases):
+        g1 = torch.Generator().manual_seed(seed)
+        g2 = torch.Generator().manual_seed(seed)
         a = sample(
             logits, seen, temperature=t, top_k=k, top_p=p, repetition_penalty=pen, generator=g1
         )
-        noise = torch.empty(3, 300).exponential_(1.0, generator=g2) if t > 0 else torch.ones(3, 300)
+        noise = torch.ones(3, 300)
+        if t > 0:  # the draws `sample` makes: one per top-k survivor, by rank
+            w = noise_width(k, 300)
+            noise[:, :w] = torch.empty(3, w).exponential_(1.0, generator=g2)
         b = sample_tensors(logits, seen, torch.tensor([t, k, p, pen]), noise)
         assert torch.equal(a, b), (t, k, p, pen)
 
@@ -371,5 +376,10 @@ def test_sample_equals_filters_composed():
         x = apply_repetition_penalty(logits, seen, 1.2) / t
         x = top_p_filter(top_k_filter(x, k), p)
         probs = torch.softmax(x, dim=-1)
-        want = (probs / torch.empty_like(probs).exponential_(1.0, generator=g2)).argmax(-1)
+        if k:  # the noise goes to the k survivors, in descending order of logit
+            ids = torch.topk(x, k, dim=-1).indices
+            race = probs.gather(-1, ids) / torch.empty(4, k).exponential_(1.0, generator=g2)
+            want = ids.gather(-1, race.argmax(-1, keepdim=True)).squeeze(-1)
+        else:
+            want = (probs / torch.empty_like(probs).exponential_(1.0, generator=g2)).argmax(-1)
         assert torch.equal(got, want), (t, k, p)
