@@ -97,3 +97,21 @@ def test_prompt_chunks_match_the_full_forward_either_way(
             got.append(m.forward_cached(ids[:, a:z], pos, cache, ctx))
     out = torch.cat(got, dim=1)
     assert (out.float() - ref.float()).abs().max() <= 1e-4
+
+
+def test_the_absorbed_form_follows_weights_changed_in_place() -> None:
+    """The CPU keeps a per-head copy of `wkv_b` for the absorbed form: a weight changed in
+    place (as the A/B tests' noise does) must not leave it stale."""
+    attn = _attention(False, 24)
+    g = torch.Generator().manual_seed(2)
+    b, t, h = 1, 1, attn.h
+    q_nope = torch.randn(b, t, h, attn.dn, generator=g)
+    q_pe = torch.randn(b, t, h, attn.dr, generator=g)
+    lat = torch.randn(b, 5, attn.r + attn.dr, generator=g)
+    mask = torch.ones(b, 1, t, 5, dtype=torch.bool)
+    before = attn._absorbed(q_nope, q_pe, lat, None, mask)
+    with torch.no_grad():
+        attn.wkv_b.weight.mul_(1.5)
+    after = attn._absorbed(q_nope, q_pe, lat, None, mask)
+    assert (after - before).abs().max() > 1e-3
+    assert (after - attn._expanded(q_nope, q_pe, lat, None, mask)).abs().max() <= 1e-5
