@@ -16,6 +16,14 @@ def apply_repetition_penalty(logits: Tensor, seen: Tensor, penalty: float) -> Te
     positive logits are divided by the penalty, negative ones multiplied by it."""
     if penalty == 1.0:
         return logits
+    if logits.device.type == "cpu":
+        # touch the seen ids only: four passes over [B, V] cost 8 ms a step at batch 16 on
+        # the 2-core Xeon (50,257 ids a row); nonzero's host sync is free on the CPU
+        rows, cols = seen.nonzero(as_tuple=True)
+        vals = logits[rows, cols]
+        out = logits.clone()
+        out[rows, cols] = torch.where(vals > 0, vals / penalty, vals * penalty)
+        return out
     pen = torch.where(logits > 0, logits / penalty, logits * penalty)
     return torch.where(seen, pen, logits)
 
@@ -68,7 +76,6 @@ def sample(
     x = apply_repetition_penalty(logits.float(), seen, repetition_penalty)
     if temperature <= 0:
         return x.argmax(dim=-1)
-    x = x / temperature
     width = noise_width(top_k, x.shape[-1])
     race = (
         noise
@@ -77,7 +84,8 @@ def sample(
     )
     if width < x.shape[-1]:
         # only the k survivors take part: top-p sorts k values, the race runs over k
-        vals, idx = torch.topk(x, top_k, dim=-1)  # [B, k], descending
+        vals, idx = torch.topk(x, top_k, dim=-1)  # [B, k], descending (as x / temperature)
+        vals = vals / temperature
         if top_p < 1.0:
             probs_k = torch.softmax(vals, dim=-1)
             before = torch.cumsum(probs_k, dim=-1) - probs_k
@@ -86,7 +94,7 @@ def sample(
             vals = vals.masked_fill(drop_k, float("-inf"))
         pick = (torch.softmax(vals, dim=-1) / race).argmax(dim=-1, keepdim=True)
         return idx.gather(-1, pick).squeeze(-1)
-    probs = torch.softmax(top_p_filter(x, top_p), dim=-1)
+    probs = torch.softmax(top_p_filter(x / temperature, top_p), dim=-1)
     return (probs / race).argmax(dim=-1)
 
 

@@ -205,6 +205,18 @@ def test_repetition_penalty_usual_rule():
     seen = torch.tensor([[True, True, False, False]])
     out = apply_repetition_penalty(logits, seen, 2.0)
     assert out.tolist() == [[1.0, -4.0, 1.0, -1.0]]
+    assert logits.tolist() == [[2.0, -2.0, 1.0, -1.0]]  # the caller's logits are kept
+
+
+def test_repetition_penalty_over_a_batch_touches_only_seen_ids():
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(5, 1000, generator=g)
+    seen = torch.rand(5, 1000, generator=g) < 0.03
+    seen[2] = False  # a row that has seen nothing
+    out = apply_repetition_penalty(logits, seen, 1.3)
+    want = torch.where(logits > 0, logits / 1.3, logits * 1.3)
+    assert torch.equal(out[seen], want[seen])
+    assert torch.equal(out[~seen], logits[~seen])
 
 
 def test_top_k_keeps_k_best():
