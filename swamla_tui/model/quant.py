@@ -16,8 +16,9 @@ is the first this CPU runs exactly and fast (`pick_int8`):
   split into two int8 rows, the rounded value and its rounding remainder times 254,
   multiplied in one call ([2M, K] rows, the weight read once): the input keeps ~15 bits,
   so the quality is weight-only int8's with float32 inputs, at an int8 GEMM's speed.
-  Offered where torch runs AVX-512 kernels and oneDNN's int8 sums are exact (VNNI:
-  without it 16-bit pair sums saturate; `split_cpu_problem` checks both).
+  Offered where torch runs AVX-512 kernels, the CPU has AVX512-VNNI and a probe product
+  comes out exact (without VNNI oneDNN's 16-bit pair sums saturate, or it runs scalar
+  reference code: `split_cpu_problem`).
 - "int8-weight" (weight-only): `aten._weight_int8pack_mm` with bfloat16 activations (for
   a float32 model too: the kernel's float32 input path is scalar code, 3-9x slower than
   float32 weights; bfloat16 inputs are vectorised on AVX2 and AVX-512), products
