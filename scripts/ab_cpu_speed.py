@@ -1,7 +1,8 @@
 """A/B of the CPU speed paths in one process (issue 14): single-stream decode tok/s of the
 262M benchmark model for float32, bfloat16 (PyTorch's bfloat16 kernel vs the packed float16
-products), int8 and int8-dynamic, rounds alternating, each next to the floors measured
-right after it. `--batch`: float32 batch 16 x 64 aggregate, prefill head over every prompt
+products) and the int8 paths (int8-split, int8-weight, int8-dynamic; "int8" is the one
+`--quantize int8` picks here), rounds alternating, each next to the floors measured right
+after it. The first line names the CPU (`swamla_tui.bench.cpu`). `--batch`: float32 batch 16 x 64 aggregate, prefill head over every prompt
 token (before) vs the last one only (now).
 
     PYTHONPATH=. python scripts/ab_cpu_speed.py --threads 2 --rounds 3
@@ -19,8 +20,10 @@ import torch
 
 from swamla_tui.base.params import SamplingParams
 from swamla_tui.bench import run as bench
+from swamla_tui.bench.cpu import cpu_line
 from swamla_tui.engine.pool import CachePool
 from swamla_tui.model.fuse import PackedLinear
+from swamla_tui.model.quant import QUANTIZE_CHOICES
 
 
 def main() -> None:
@@ -29,7 +32,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--new", type=int, default=24)
     ap.add_argument("--batch", action="store_true")
-    ap.add_argument("--variants", default="f32,bf16-kernel,bf16-packed,int8-dynamic,int8")
+    ap.add_argument(
+        "--variants",
+        default="f32,bf16-kernel,bf16-packed,int8-split,int8-weight,int8-dynamic",
+        help="of f32, bf16-kernel, bf16-packed, int8, int8-split, int8-weight, int8-dynamic",
+    )
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     cpu = torch.device("cpu")
@@ -40,6 +47,7 @@ def main() -> None:
     def rand(n: int) -> list[int]:
         return torch.randint(0, cfg.vocab_size, (n,), generator=g).tolist()  # type: ignore[no-any-return]
 
+    print(f"# {cpu_line()} · torch {torch.__version__}", flush=True)
     print(f"# threads {a.threads}, load average {os.getloadavg()}", flush=True)
     if a.batch:
         m = bench.build_model(cfg, cpu, torch.float32, False)
@@ -73,7 +81,7 @@ def main() -> None:
         models["bf16-kernel"] = models["bf16-packed"] = mb
         packs = {mod: mod._fp16 for mod in mb.modules() if isinstance(mod, PackedLinear)}
         print(f"bf16: {len(packs)} packed products", flush=True)
-    for q in ("int8-dynamic", "int8"):
+    for q in QUANTIZE_CHOICES:
         if q in want:
             mq = bench.build_model(cfg, cpu, torch.float32, False)
             mq.quantize(q)

@@ -1,18 +1,25 @@
-"""`python -m swamla_tui.bench.int8_kernels`: the int8 weight-only products against float32
-on the 262M model's shapes, in one process, rounds interleaved (issue 27 item 2).
+"""`python -m swamla_tui.bench.int8_kernels`: the int8 products against float32 on the 262M
+model's shapes, in one process, rounds interleaved (issue 27 item 2).
 
 Why a kernel-level A/B next to the model-level one (`scripts/ab_cpu_speed.py`): it shows
-which formulation wins at which row count, which is how `quant.WEIGHT_ONLY_MAX_ROWS` was
-chosen. Variants per shape and row count:
+which formulation wins at which row count, which is how `quant.WEIGHT_ONLY_MAX_ROWS` and
+the split kernel's layout were chosen. Variants per shape and row count:
 
 - ``f32``: `nn.Linear` in float32, column-major where the model stores it so (as loaded);
-- ``int8``: `quant.Int8Linear` as the model runs it (weight-only kernel with bfloat16
-  inputs up to `WEIGHT_ONLY_MAX_ROWS` rows, a bfloat16 copy and a GEMM above);
+- ``split``: `--quantize int8-split` (what `--quantize int8` runs on AVX-512 VNNI CPUs):
+  oneDNN's int8 matmul, each input row as two int8 rows (value, remainder);
+- ``w8a8``: the same kernel with one int8 row per input row (no remainder: faster above
+  ~16 rows, 5x the KL of ``split`` on the demo model, BENCHMARKS.md), for reference;
+- ``weight``: `quant.Int8Linear` as the model runs it (`--quantize int8-weight`:
+  weight-only kernel with bfloat16 inputs up to `WEIGHT_ONLY_MAX_ROWS` rows, a bfloat16
+  copy and a GEMM above);
 - ``woq-bf16`` / ``copy-gemm``: those two formulations forced at every row count;
-- ``woq-f32``: the kernel with float32 inputs (what `--quantize int8` ran before; scalar);
-- ``dynamic``: `quant.Int8DynamicLinear` (`--quantize int8-dynamic`), for reference.
+- ``woq-f32``: the weight-only kernel with float32 inputs (scalar code);
+- ``dynamic``: `quant.Int8DynamicLinear` on FBGEMM (`--quantize int8-dynamic`).
 
-Times are the best and median of the rounds, in ms per call; the machine line says where.
+``split`` and ``w8a8`` need exact int8 sums (`quant.int8_sums_exact`); where they are
+inexact they are left out and the header line says so. Times are the best and median of
+the rounds, in ms per call; the machine line says where.
 """
 
 from __future__ import annotations
@@ -38,7 +45,8 @@ SHAPES = (
     ("wq", 3072, 1024),
     ("head", 50257, 1024),
 )
-VARIANTS = ("f32", "int8", "woq-bf16", "copy-gemm", "woq-f32", "dynamic")
+VARIANTS = ("f32", "split", "w8a8", "weight", "woq-bf16", "copy-gemm", "woq-f32", "dynamic")
+DEFAULT_VARIANTS = "f32,split,w8a8,weight,dynamic"
 
 
 def _variants(name: str, n: int, k: int) -> dict[str, Callable[[Tensor], Tensor]]:
@@ -48,6 +56,7 @@ def _variants(name: str, n: int, k: int) -> dict[str, Callable[[Tensor], Tensor]
     lin.weight.data = w.t().contiguous().t() if wants_column_major(name, w.shape) else w
     i8 = quant.Int8Linear(w, None)
     dyn = quant.Int8DynamicLinear(w, None)
+    split = quant.Int8DynamicLinear(w, None, "split")
 
     def woq_bf16(x: Tensor) -> Tensor:
         y = torch.ops.aten._weight_int8pack_mm(x.bfloat16(), i8.qweight, i8.scale_bf16)
@@ -59,9 +68,17 @@ def _variants(name: str, n: int, k: int) -> dict[str, Callable[[Tensor], Tensor]
     def woq_f32(x: Tensor) -> Tensor:
         return torch.as_tensor(torch.ops.aten._weight_int8pack_mm(x, i8.qweight, i8.scale))
 
+    def w8a8(x: Tensor) -> Tensor:
+        amax = x.abs().amax(dim=1, keepdim=True).clamp(min=1e-30)
+        xq = (x * (127.0 / amax)).round_().to(torch.int8)
+        acc = quant.onednn_int8_linear(xq, split._packed, split.scale, split._zero)  # type: ignore[arg-type]
+        return acc.mul_(amax / 127.0)
+
     return {
         "f32": lin,
-        "int8": i8,
+        "split": split,
+        "w8a8": w8a8,
+        "weight": i8,
         "woq-bf16": woq_bf16,
         "copy-gemm": copy_gemm,
         "woq-f32": woq_f32,
@@ -94,13 +111,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rows", default="1,16", help="row counts per call, comma-separated")
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"of {','.join(VARIANTS)}")
     ap.add_argument("--budget", type=float, default=3e7, help="weight values read per round")
     a = ap.parse_args(argv)
     variants = [v for v in a.variants.split(",") if v]
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
         ap.error(f"unknown variants {bad}: use {','.join(VARIANTS)}")
+    if not quant.int8_sums_exact() and {"split", "w8a8"} & set(variants):
+        variants = [v for v in variants if v not in ("split", "w8a8")]
+        print("# split, w8a8 left out: oneDNN's int8 sums are inexact here (no VNNI)")
     torch.set_num_threads(a.threads)
     print(f"# {cpu_line()} · torch {torch.__version__} · threads {a.threads}")
     print(f"# load average before {os.getloadavg()}; ms per call, best / median of {a.rounds}")

@@ -8,23 +8,34 @@ so quantizing it saves memory but no time). Left in the running dtype: MLA's `wk
 (the absorbed cached path views its weight per head; 1M values), products fused by
 `RowFusion` (DeltaNet/MoE inputs), routed experts, norms and biases.
 
-Two kernels, both maintained by PyTorch (no hand-written dequantize-then-matmul):
-- "int8" (weight-only): `aten._weight_int8pack_mm` with bfloat16 activations (for a
-  float32 model too: the kernel's float32 input path is scalar code, 3-9x slower than
+Three kernels, all maintained by PyTorch (no hand-written dequantize-then-matmul); "int8"
+is the first this CPU runs exactly and fast (`pick_int8`):
+- "int8-split": int8 x int8 products in oneDNN's int8 matmul (`onednn::qlinear_pointwise`
+  on a prepacked weight, the op PyTorch's x86 inductor quantization lowers to; exact int32
+  sums, then the per-channel weight scale). Each input row is scaled to max |x| = 127 and
+  split into two int8 rows, the rounded value and its rounding remainder times 254,
+  multiplied in one call ([2M, K] rows, the weight read once): the input keeps ~15 bits,
+  so the quality is weight-only int8's with float32 inputs, at an int8 GEMM's speed.
+  Offered where torch runs AVX-512 kernels, the CPU has AVX512-VNNI and a probe product
+  comes out exact (without VNNI oneDNN's 16-bit pair sums saturate, or it runs scalar
+  reference code: `split_cpu_problem`).
+- "int8-weight" (weight-only): `aten._weight_int8pack_mm` with bfloat16 activations (for
+  a float32 model too: the kernel's float32 input path is scalar code, 3-9x slower than
   float32 weights; bfloat16 inputs are vectorised on AVX2 and AVX-512), products
   accumulated in float32 and rounded to bfloat16; calls with more than
   `WEIGHT_ONLY_MAX_ROWS` rows use a bfloat16 copy of the weight and a GEMM instead.
   Refused on CPUs whose torch kernels are neither AVX2 nor AVX-512 (scalar there).
 - "int8-dynamic": FBGEMM's dynamic linear (`quantized::linear_dynamic`, the kernel of
   `torch.ao` dynamic quantization): the same int8 weights, and each call also quantizes
-  its input to 8 bits (one scale per call, reduce_range for AVX2's 16-bit pair sums).
-  At a measured quality cost (README).
+  its input to 7 bits (reduce_range for AVX2's 16-bit pair sums). At a measured quality
+  cost (README).
 The quantized modules expose `weight` (dequantized, computed on use) for code that reads
 shapes or dtypes; the float weights themselves are released.
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Literal, cast, get_args
 
@@ -34,8 +45,12 @@ from torch import Tensor, nn
 from ..base.errors import SwamlaError
 from .fuse import RowFusion
 
-Quantize = Literal["int8", "int8-dynamic"]
+Quantize = Literal["int8", "int8-split", "int8-weight", "int8-dynamic"]
 QUANTIZE_CHOICES: tuple[str, ...] = get_args(Quantize)
+# the remainder row is (t - round(t)) * SPLIT_LO for t in [-127, 127]: |remainder| <= 127
+SPLIT_LO = 254.0
+# input rows up to which the split kernel adds hi and lo with one float product (`_split`)
+SPLIT_MM_MAX_ROWS = 16
 
 # up to this many rows per call (decode steps of up to 8 sequences) the weight-only
 # kernel; above it (prefill, larger batches) a bfloat16 copy of the weight and a GEMM.
@@ -52,13 +67,88 @@ WEIGHT_ONLY_CAPABILITIES = ("AVX2", "AVX512", "AVX512_BF16")
 
 
 def check_weight_only_cpu(capability: str | None = None) -> None:
-    """`--quantize int8` only where its kernel is vectorised (faster than float32 there)."""
+    """`--quantize int8-weight` only where its kernel is vectorised (faster than float32)."""
     cap = torch.backends.cpu.get_cpu_capability() if capability is None else capability
     if cap.upper() not in WEIGHT_ONLY_CAPABILITIES:
         raise SwamlaError(
             f"--quantize int8 has no vectorised kernel on this CPU (torch kernels {cap}): "
             "it would run slower than float32; leave --quantize out"
         )
+
+
+def onednn_int8_linear(xq: Tensor, packed: Tensor, scale: Tensor, zero: Tensor) -> Tensor:
+    """xq int8 [M, K] times a `qlinear_prepack`ed int8 weight: float32 [M, N] = the exact
+    int32 sums times `scale` (per output channel; input scale 1, zero points 0)."""
+    y = torch.ops.onednn.qlinear_pointwise(
+        xq, 1.0, 0, packed, scale, zero, None, 1.0, 0, torch.float32, "none", [], ""
+    )
+    return cast(Tensor, y)
+
+
+@functools.cache
+def int8_sums_exact() -> bool:
+    """Whether oneDNN's int8 matmul sums int8 products exactly here. Without VNNI it adds
+    pairs of products in 16 bits and saturates (measured with ONEDNN_MAX_CPU_ISA=AVX2 and
+    AVX512_CORE: sums off by up to 16M on random int8 values): a product of known
+    integers tells, whatever the CPU or oneDNN's ISA setting (sums < 2^24: exact floats)."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.randint(-127, 128, (48, 256), generator=g, dtype=torch.int8)
+    x = torch.randint(-127, 128, (4, 256), generator=g, dtype=torch.int8)
+    x[0] = 127  # pairs of 127 * 127: the first sums to leave 16 bits
+    w[0] = 127
+    try:
+        packed = torch.ops.onednn.qlinear_prepack(w, None)
+        got = onednn_int8_linear(x, packed, torch.ones(48), torch.zeros(48, dtype=torch.int32))
+    except (AttributeError, RuntimeError):  # a torch built without oneDNN
+        return False
+    return bool(torch.equal(got.double(), x.double() @ w.double().t()))
+
+
+def has_vnni() -> bool:
+    """AVX512-VNNI in the CPU's flags (torch's own query; private, hence the fallback)."""
+    probe = getattr(torch.cpu, "_is_vnni_supported", None)
+    return bool(probe()) if callable(probe) else False
+
+
+def split_cpu_problem(
+    capability: str | None = None, vnni: bool | None = None, exact: bool | None = None
+) -> str | None:
+    """Why "int8-split" is not offered here (None: it is). It was measured fast on AVX-512
+    with VNNI only. Without VNNI oneDNN's int8 matmul is inexact and slow (emulated AVX2:
+    16-bit pair sums saturate, max error 0.27 instead of 9e-5, and 10.9 ms vs float32's
+    1.4 for 8192 x 1024 at one row) or runs its scalar reference code (emulated AVX-512
+    without VNNI on the prepacked weight); the probe checks the sums themselves."""
+    cap = torch.backends.cpu.get_cpu_capability() if capability is None else capability
+    if not cap.upper().startswith("AVX512"):
+        return f"torch kernels {cap}, not AVX-512"
+    if not (has_vnni() if vnni is None else vnni):
+        return "no AVX512-VNNI"
+    if not (int8_sums_exact() if exact is None else exact):
+        return "oneDNN's int8 sums inexact"
+    return None
+
+
+def check_split_cpu() -> None:
+    why = split_cpu_problem()
+    if why is not None:
+        raise SwamlaError(
+            f"--quantize int8-split needs AVX-512 with VNNI ({why}): "
+            "use --quantize int8-weight or int8-dynamic"
+        )
+
+
+def pick_int8(kind: Quantize) -> Quantize:
+    """ "int8" -> the path this CPU runs best (int8-split, else int8-weight); explicit
+    names are checked and kept. Raises `SwamlaError` where the path is not offered."""
+    if kind == "int8":
+        if split_cpu_problem() is None:
+            return "int8-split"
+        kind = "int8-weight"
+    if kind == "int8-split":
+        check_split_cpu()
+    elif kind == "int8-weight":
+        check_weight_only_cpu()
+    return kind
 
 
 def int8_per_channel(w: Tensor) -> tuple[Tensor, Tensor]:
@@ -134,23 +224,38 @@ class Int8Linear(nn.Module):
 
 
 class Int8DynamicLinear(nn.Module):
-    """FBGEMM's dynamic int8 linear: int8 per-channel weights, input quantized per call."""
+    """Int8 weights times int8 inputs quantized on the fly with one scale per token row.
+
+    `kernel` "split": oneDNN's int8 matmul, each row as two int8 rows (value and remainder,
+    the module docstring); "fbgemm": FBGEMM's dynamic linear, which quantizes its whole input
+    with one scale and zero point per call, so rows are first scaled to max |x| = 1 to make
+    that one scale fit every row.
+    """
 
     qweight: Tensor  # buffers
     scale: Tensor
 
-    def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
+    def __init__(self, weight: Tensor, bias: Tensor | None, kernel: str = "fbgemm") -> None:
         super().__init__()
         q, s = int8_per_channel(weight)
         self.out_features, self.in_features = q.shape
+        if self.in_features * 127 * 127 >= 2**31:  # int32 sums of the split kernel
+            raise SwamlaError(f"int8 product too wide ({self.in_features} inputs)")
         self.float_dtype = weight.dtype
-        zp = torch.zeros(q.shape[0], dtype=torch.long)
-        with warnings.catch_warnings():  # quantized-tensor constructors warn (deprecated)
-            warnings.simplefilter("ignore")
-            qt = torch._make_per_channel_quantized_tensor(q, s.double(), zp, 0)
-            self._packed = torch.ops.quantized.linear_prepack(qt, None)
+        self.kernel = kernel
+        self._packed: object = None  # the kernel's own copy of q (opaque)
+        self._zero = torch.zeros(q.shape[0], dtype=torch.int32)  # oneDNN's weight zero points
+        self._scale127 = s / 127.0  # the split kernel's inputs are in units of amax / 127
+        if kernel == "fbgemm":
+            zp = torch.zeros(q.shape[0], dtype=torch.long)
+            with warnings.catch_warnings():  # quantized-tensor constructors warn (deprecated)
+                warnings.simplefilter("ignore")
+                qt = torch._make_per_channel_quantized_tensor(q, s.double(), zp, 0)
+                self._packed = torch.ops.quantized.linear_prepack(qt, None)
+        else:
+            self._packed = torch.ops.onednn.qlinear_prepack(q, None)
         self.bias = None if bias is None else nn.Parameter(bias.detach().float().clone(), False)
-        # kept for `weight` (the packed copy is opaque): int8, a quarter of float32
+        # kept for `weight` (the packed copies are opaque): int8, a quarter of float32
         self.register_buffer("qweight", q)
         self.register_buffer("scale", s)
 
@@ -160,24 +265,49 @@ class Int8DynamicLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x2 = x.reshape(-1, self.in_features).float()  # [M, K]
-        # the kernel picks one input scale per call (the whole [M, K] tensor); rows scaled
-        # to max |x| = 1 first make that one scale right for every row (per-token
-        # quantization), and the row scales are multiplied back on the output
-        amax = x2.abs().amax(dim=1, keepdim=True).clamp(min=1e-30)  # [M, 1]
-        y = torch.ops.quantized.linear_dynamic((x2 / amax).contiguous(), self._packed, True)
-        y = cast(Tensor, y) * amax
+        amax = x2.abs().amax(dim=1, keepdim=True).clamp_(min=1e-30)  # [M, 1]
+        if self.kernel == "split":
+            y = self._split(x2, amax)
+        else:
+            xs = (x2 / amax).contiguous()
+            y = torch.ops.quantized.linear_dynamic(xs, self._packed, True)
+            y = cast(Tensor, y) * amax
         if self.bias is not None:
             y = y + self.bias
         return y.to(x.dtype).view(*x.shape[:-1], self.out_features)
+
+    def _split(self, x2: Tensor, amax: Tensor) -> Tensor:
+        """x ≈ (hi + lo / 254) * amax / 127 row by row; one int8 GEMM for hi and lo. Up to
+        `SPLIT_MM_MAX_ROWS` rows a [M, 2M] x [2M, N] float product adds hi and lo and applies
+        the row scales in one call (it costs 2M²N: elementwise above)."""
+        m = x2.shape[0]
+        t = torch.div(x2, amax).mul_(127.0)  # (127.0 / amax) alone measured 9 µs a call
+        hi = torch.round(t)
+        lo = t.sub_(hi).mul_(SPLIT_LO).round_()  # |t - hi| <= 0.5
+        xq = torch.cat([hi, lo]).to(torch.int8)  # [2M, K]
+        acc = onednn_int8_linear(xq, cast(Tensor, self._packed), self._scale127, self._zero)
+        if m <= SPLIT_MM_MAX_ROWS:
+            return torch.mm(_hi_lo(m) * amax, acc)  # [M, N]
+        return acc[m:].mul_(1.0 / SPLIT_LO).add_(acc[:m]).mul_(amax)
+
+
+@functools.cache
+def _hi_lo(m: int) -> Tensor:
+    """[M, 2M]: row i adds hi row i and lo row i / 254 of a split product's result (an
+    ordinary tensor even when first asked for under inference mode: it is cached)."""
+    with torch.inference_mode(False):
+        eye = torch.eye(m)
+        return torch.cat([eye, eye / SPLIT_LO], dim=1)
 
 
 QuantLinear = Int8Linear | Int8DynamicLinear
 
 
 def make_quant_linear(kind: Quantize, weight: Tensor, bias: Tensor | None) -> QuantLinear:
-    if kind == "int8":
+    kind = pick_int8(kind)
+    if kind == "int8-weight":
         return Int8Linear(weight, bias)
-    return Int8DynamicLinear(weight, bias)
+    return Int8DynamicLinear(weight, bias, "split" if kind == "int8-split" else "fbgemm")
 
 
 def fused_modules(model: nn.Module) -> set[int]:
@@ -196,6 +326,7 @@ def quantize_linears(model: nn.Module, kind: Quantize, skip: tuple[str, ...] = (
     Eligible: 2-D weight on the CPU, not read through a `RowFusion`, name not containing
     one of `skip` (e.g. "wkv_b", "lm_head": handled by the caller).
     """
+    kind = pick_int8(kind)
     fused = fused_modules(model)
     todo: list[tuple[nn.Module, str, nn.Linear]] = []
     for name, mod in model.named_modules():

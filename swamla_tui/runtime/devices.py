@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 
 from ..base.errors import SwamlaError, one_line
-from ..model.quant import QUANTIZE_CHOICES, Quantize, check_weight_only_cpu
+from ..model.quant import QUANTIZE_CHOICES, Quantize, pick_int8
 
 _DTYPES = {
     "float32": torch.float32,
@@ -62,19 +64,18 @@ def parse_quantize(value: str | None) -> Quantize | None:
     key = str(value).strip().lower()
     if key in ("", "none", "off"):
         return None
-    if key == "int8":
-        return "int8"
-    if key == "int8-dynamic":
-        return "int8-dynamic"
+    for kind in QUANTIZE_CHOICES:
+        if key == kind:
+            return cast(Quantize, kind)
     raise SwamlaError(f"unknown quantize '{value}': use {', '.join(QUANTIZE_CHOICES)} or none")
 
 
-def check_quantize(quantize: Quantize | None, device: torch.device) -> None:
-    """The int8 kernels used here are CPU kernels: refuse a GPU before reading any file."""
+def check_quantize(quantize: Quantize | None, device: torch.device) -> Quantize | None:
+    """The int8 kernels used here are CPU kernels: refuse a GPU before reading any file.
+    Returns the path that runs ("int8": the one this CPU runs best, `quant.pick_int8`)."""
     if quantize is not None and device.type != "cpu":
         raise SwamlaError(
             f"--quantize {quantize} runs on the CPU only (device {device}): "
             "on a GPU leave it out (bfloat16 is the fast choice there)"
         )
-    if quantize == "int8":
-        check_weight_only_cpu()
+    return None if quantize is None else pick_int8(quantize)

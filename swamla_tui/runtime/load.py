@@ -203,8 +203,9 @@ def load(
     token -> canonical id list an Engram model uses instead of the one built from the
     tokenizer. `train_args`: training-argument entries that override or complete the
     checkpoint's saved config (e.g. {"n_activated": 2}: the MoE top-k is in no weight).
-    `quantize`: "int8" (weight-only) or "int8-dynamic" stores the big projections and a
-    copy of the head as int8 with per-output-channel scales (CPU only; model/quant.py).
+    `quantize`: "int8" (the fastest exact path this CPU has), "int8-split", "int8-weight"
+    (weight-only) or "int8-dynamic" stores the big projections and a copy of the head as
+    int8 with per-output-channel scales (CPU only; model/quant.py).
     `select`: which checkpoint of a Hub repo or run folder (``--instruct``,
     ``--hf_checkpoint_strategy``, ``--nb_tok``; `swamla_tui.checkpoint.selection`).
     `ema`: overlay a G7 checkpoint's EMA copies (`ema.ema_params`) as the trainer's
@@ -222,7 +223,7 @@ def load(
     if is_export_folder(source):  # a folder written by --export: safetensors + config.json
         if ema:
             raise SwamlaError(f"{source}: --ema: an exported folder holds one set of weights")
-        check_quantize(quant, pick_device(device, []))
+        quant = check_quantize(quant, pick_device(device, []))
         lm = load_exported(
             source, device=device, dtype=dtype, tokenizer=tokenizer,
             hf_checkpoint=hf_checkpoint, swa_attention=swa_attention,
@@ -232,7 +233,7 @@ def load(
     notices: list[str] = []
     dev = pick_device(device, notices)
     dt = parse_dtype(dtype, dev)
-    check_quantize(quant, dev)
+    quant = check_quantize(quant, dev)
     if dev.type == "cpu" and dt == torch.float16:
         notices.append("float16 on the CPU is slow; bfloat16 or float32 are faster")
     say(f"Finding {source}")
@@ -342,7 +343,10 @@ def _quantized(lm: LoadedModel, quant: Quantize | None, say: Callable[[str], Non
         return lm
     say(f"Quantizing weights to {quant}")
     n = lm.model.quantize(quant)
-    how = "weight-only" if quant == "int8" else "weights and per-token inputs"
+    how = {
+        "int8-split": "int8-split: weights, and inputs per token in two int8 parts",
+        "int8-weight": "int8-weight: weight-only",
+    }.get(quant, f"{quant}: weights and per-token 7-bit inputs")
     lm.notices.append(f"{n} weight matrices quantized to int8 ({how}, per-channel scales)")
     return lm
 

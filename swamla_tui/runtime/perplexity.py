@@ -442,11 +442,11 @@ def how_it_runs(lm: Any) -> str:
     from ..model.quant import Int8DynamicLinear, Int8Linear
 
     how = str(lm.dtype).removeprefix("torch.")
-    kinds = {type(m) for m in lm.model.modules()}
-    if Int8DynamicLinear in kinds:
-        how += ", int8-dynamic"
-    elif Int8Linear in kinds:
-        how += ", int8"
+    for m in lm.model.modules():
+        if isinstance(m, Int8DynamicLinear):
+            return how + (", int8-split" if m.kernel == "split" else ", int8-dynamic")
+        if isinstance(m, Int8Linear):
+            return how + ", int8-weight"
     return how
 
 

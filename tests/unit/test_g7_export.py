@@ -79,7 +79,7 @@ def test_transformers_loads_the_g7_export(exported, tmp_path):
     assert res["swamla_tui_imported"] is False
 
 
-@pytest.mark.parametrize("kind", ["int8", "int8-dynamic"])
+@pytest.mark.parametrize("kind", ["int8", "int8-weight", "int8-dynamic"])
 def test_int8_g7_cached_equals_its_full_forward(kind):
     exp = expected()
     q = swamla_tui.load(G7_CKPT, quantize=kind)

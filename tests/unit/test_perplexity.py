@@ -412,3 +412,25 @@ def test_run_perplexity_writes_the_expert_stats(tmp_path):
     from swamla_tui.engine.routing import routed_layers
 
     assert all(m.record is None for _, m in routed_layers(lm.model)[0])  # uninstalled
+
+
+@pytest.mark.parametrize(
+    ("quantize", "label"),
+    [
+        (None, "float32"),
+        ("int8-weight", "float32, int8-weight"),
+        ("int8-dynamic", "float32, int8-dynamic"),
+    ],
+)
+def test_how_it_runs_names_the_int8_path(quantize, label):
+    """A file compared with itself is told apart by these labels; "int8" is labelled with
+    the path it picked (int8-split or int8-weight), never the ambiguous name."""
+    import swamla_tui
+    from swamla_tui.model.quant import pick_int8
+    from swamla_tui.runtime.perplexity import how_it_runs
+    from tests.support.helpers import FIXTURE_CKPT
+
+    lm = swamla_tui.load(FIXTURE_CKPT, tokenizer=False, quantize=quantize)
+    assert how_it_runs(lm) == label
+    lm = swamla_tui.load(FIXTURE_CKPT, tokenizer=False, quantize="int8")
+    assert how_it_runs(lm) == f"float32, {pick_int8('int8')}"
