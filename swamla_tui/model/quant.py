@@ -9,7 +9,8 @@ so quantizing it saves memory but no time). Left in the running dtype: MLA's `wk
 `RowFusion` (DeltaNet/MoE inputs), routed experts, norms and biases.
 
 Three kernels, all maintained by PyTorch (no hand-written dequantize-then-matmul); "int8"
-is the first this CPU runs exactly and fast (`pick_int8`):
+is the fastest this CPU offers (`pick_int8`: int8-dynamic, else int8-split, else
+int8-weight; issue 27 asked for the fastest, its quality cost is in README/BENCHMARKS):
 - "int8-split": int8 x int8 products in oneDNN's int8 matmul (`onednn::qlinear_pointwise`
   on a prepacked weight, the op PyTorch's x86 inductor quantization lowers to; exact int32
   sums, then the per-channel weight scale). Each input row is scaled to max |x| = 127 and
@@ -137,10 +138,25 @@ def check_split_cpu() -> None:
         )
 
 
+def dynamic_cpu_problem(capability: str | None = None) -> str | None:
+    """Why "int8-dynamic" is not the fast choice here (None: it is): FBGEMM is x86 code
+    for AVX2 and AVX-512 (elsewhere PyTorch has no FBGEMM engine, or torch's kernels say
+    the CPU lacks the vector units it was measured with)."""
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        return "PyTorch has no FBGEMM engine here"
+    cap = torch.backends.cpu.get_cpu_capability() if capability is None else capability
+    if cap.upper() not in WEIGHT_ONLY_CAPABILITIES:
+        return f"torch kernels {cap}"
+    return None
+
+
 def pick_int8(kind: Quantize) -> Quantize:
-    """ "int8" -> the path this CPU runs best (int8-split, else int8-weight); explicit
-    names are checked and kept. Raises `SwamlaError` where the path is not offered."""
+    """ "int8" -> the fastest path this CPU offers (int8-dynamic, else int8-split, else
+    int8-weight: measured in that order on the 2-core Xeon, BENCHMARKS.md); explicit names
+    are checked and kept. Raises `SwamlaError` where the path is not offered."""
     if kind == "int8":
+        if dynamic_cpu_problem() is None:
+            return "int8-dynamic"
         if split_cpu_problem() is None:
             return "int8-split"
         kind = "int8-weight"

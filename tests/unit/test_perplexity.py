@@ -424,7 +424,7 @@ def test_run_perplexity_writes_the_expert_stats(tmp_path):
 )
 def test_how_it_runs_names_the_int8_path(quantize, label):
     """A file compared with itself is told apart by these labels; "int8" is labelled with
-    the path it picked (int8-split or int8-weight), never the ambiguous name."""
+    the path it picked (int8-dynamic, int8-split or int8-weight), never the ambiguous name."""
     import swamla_tui
     from swamla_tui.model.quant import pick_int8
     from swamla_tui.runtime.perplexity import how_it_runs

@@ -171,6 +171,7 @@ def test_weight_only_offered_only_on_vectorised_cpus(cap, ok, monkeypatch):
     # the load-time check reads torch's capability: the same answer through it
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: cap)
     monkeypatch.setattr(quant, "has_vnni", lambda: False)  # "int8" -> weight-only
+    monkeypatch.setattr(quant, "dynamic_cpu_problem", lambda: "off")  # (not int8-dynamic)
     for kind in ("int8-weight", "int8"):
         if ok:
             assert check_quantize(kind, torch.device("cpu")) == "int8-weight"
@@ -199,10 +200,11 @@ def test_split_offered_only_with_avx512_vnni_and_exact_sums(cap, vnni, exact, ok
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: cap)
     monkeypatch.setattr(quant, "has_vnni", lambda: vnni)
     monkeypatch.setattr(quant, "int8_sums_exact", lambda: exact)
+    monkeypatch.setattr(quant, "dynamic_cpu_problem", lambda: "off")  # (not int8-dynamic)
     cpu = torch.device("cpu")
     if ok:
         assert check_quantize("int8-split", cpu) == "int8-split"
-        assert check_quantize("int8", cpu) == "int8-split"  # the fastest exact path
+        assert check_quantize("int8", cpu) == "int8-split"  # the next fastest path
         return
     with pytest.raises(SwamlaError) as ei:
         check_quantize("int8-split", cpu)
@@ -221,24 +223,52 @@ def test_split_offered_only_with_avx512_vnni_and_exact_sums(cap, vnni, exact, ok
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="oneDNN x86")
 def test_int8_sums_inexact_with_avx2_alone_are_detected():
     """oneDNN limited to AVX2 (the project's AMD host has no VNNI) adds int8 products in
-    saturating 16-bit pairs: the probe sees it, and "int8" then runs weight-only.
+    saturating 16-bit pairs: the probe sees it, and int8-split is not offered.
     Emulated with ONEDNN_MAX_CPU_ISA (ATEN_CPU_CAPABILITY does not reach oneDNN)."""
     code = (
         "from swamla_tui.model import quant; "
-        "print(quant.int8_sums_exact(), quant.pick_int8('int8'))"
+        "print(quant.int8_sums_exact(), quant.split_cpu_problem() is None)"
     )
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["False", "int8-weight"]
+    assert out.stdout.split() == ["False", "False"]
 
 
-def test_int8_picks_the_split_path_where_offered():
+@pytest.mark.parametrize(
+    ("dynamic", "split", "cap", "want"),
+    [
+        (None, None, "AVX512", "int8-dynamic"),  # the fastest where FBGEMM runs
+        ("no FBGEMM", None, "AVX512", "int8-split"),
+        ("no FBGEMM", "no VNNI", "AVX512", "int8-weight"),
+        ("no FBGEMM", "no VNNI", "DEFAULT", None),  # nothing vectorised: refused
+    ],
+)
+def test_int8_picks_the_fastest_path_offered(dynamic, split, cap, want, monkeypatch):
+    monkeypatch.setattr(quant, "dynamic_cpu_problem", lambda: dynamic)
+    monkeypatch.setattr(quant, "split_cpu_problem", lambda: split)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: cap)
+    if want is None:
+        with pytest.raises(SwamlaError):
+            pick_int8("int8")
+    else:
+        assert pick_int8("int8") == want
+
+
+def test_dynamic_is_offered_where_fbgemm_runs_vectorised():
+    if "fbgemm" in torch.backends.quantized.supported_engines:
+        assert quant.dynamic_cpu_problem("AVX2") is None
+        assert quant.dynamic_cpu_problem("AVX512") is None
+    assert quant.dynamic_cpu_problem("DEFAULT") is not None
+
+
+def test_int8_loads_the_path_it_picks():
     lm = swamla_tui.load(FIXTURE_CKPT, tokenizer=False, quantize="int8")
     assert lm.model.quantized == pick_int8("int8")
-    assert lm.model.quantized == ("int8-split" if SPLIT else "int8-weight")
+    fastest = "int8-dynamic" if quant.dynamic_cpu_problem() is None else None
+    assert lm.model.quantized == (fastest or ("int8-split" if SPLIT else "int8-weight"))
     assert int8_sums_exact() is (int8_sums_exact())  # cached: probed once per process
 
 
