@@ -31,7 +31,7 @@ from ..engine.options import EngineOptions
 from ..engine.pool import CachePool
 from ..engine.sampling import sample
 from ..model.config import DeltaNetConfig, LayerKind, ModelConfig, MoEConfig
-from ..model.quant import Int8DynamicLinear, Int8Linear, fused_modules
+from ..model.quant import QUANTIZE_CHOICES, Int8DynamicLinear, Int8Linear, fused_modules
 from ..model.transformer import SWAMLA
 from .cpu import cpu_line
 from .measure import active_products, engine_run, sync
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mixed-prompts", type=int, default=32)
     ap.add_argument("--mixed-min", type=int, default=8)
     ap.add_argument("--mixed-max", type=int, default=128)
-    ap.add_argument("--quantize", default=None, choices=("int8", "int8-dynamic"))
+    ap.add_argument("--quantize", default=None, choices=QUANTIZE_CHOICES)
     ap.add_argument(
         "--chat-turns",
         action="store_true",
