@@ -116,6 +116,7 @@ class ContinuousBatch:
     chunk = 128  # a longer context is prefilled alone, this many tokens between decode steps
     group_tokens = 2048  # most (padded) prompt tokens one grouped prefill encodes
     max_wait = 4  # decode steps a new row may wait for others to be prefilled with it
+    slack = 32  # dead columns (beyond the longest row) that make a compaction worth its copy
 
     def __init__(
         self,
@@ -168,12 +169,22 @@ class ContinuousBatch:
         return self.cache
 
     def _column(self) -> int:
-        """A free shared column for the next decode step (compacting/growing as needed)."""
+        """A free shared column for the next decode step (compacting/growing as needed).
+
+        Every row attends over all `used` columns, so the cache is also compacted once a
+        quarter of them (at least `slack`) lie beyond the longest row's slots: on the mixed
+        benchmark a decode step cost 123 ms against static batching's 119 when columns were
+        only reclaimed with the cache full."""
         cache = self._ensure(1)
-        if self.used >= cache.lin_size:
+        longest = max((s.fed for s in self.rows if s is not None), default=0)
+        dead = self.used - longest
+        full = self.used >= cache.lin_size
+        if full or dead >= max(self.slack, self.used // 4):
             self.used = compact(cache, self.used)
             self.compactions += 1
-            if self.used > cache.lin_size // 2:  # little was freed: more room, fewer compactions
+            if (
+                full and self.used > cache.lin_size // 2
+            ):  # little freed: more room, fewer compactions
                 cache = self._ensure(2 * cache.lin_size)
         cache.written = self.used
         return self.used
@@ -364,6 +375,8 @@ class ContinuousBatch:
         s = self.rows[r]
         assert s is not None
         self.rows[r] = None
+        if self.cache is not None:  # its slots are dead: a compaction drops them
+            self.cache.lin_key_pos[r].fill_(-1)
         return s.result()
 
     # ------------------------------------------------------------------ the loop

@@ -100,6 +100,34 @@ def test_long_generations_compact_grow_and_reencode_as_alone(name):
     assert batch.cache is not None and batch.cache.lin_size <= 2 * (cap + 1) * 2
 
 
+@pytest.mark.parametrize("name", ["v1", "engram"])
+def test_columns_beyond_the_longest_row_are_reclaimed_as_alone(name, monkeypatch):
+    """A long row finishes while short ones go on: its dead columns are compacted away
+    before the cache is full (every later step attends over fewer), outputs unchanged."""
+    engine = _engine(name)
+    prompts = mixed_prompts(engine.vocab_size, [40, 3, 5, 2], seed=7)
+    limits = [2, 30, 28, 25]
+    want = {
+        i: alone(engine, p, SEEDED, n) for i, (p, n) in enumerate(zip(prompts, limits, strict=True))
+    }
+    column = ContinuousBatch._column
+    columns: list[int] = []  # the attended width of every decode step
+
+    def recorded(self: ContinuousBatch) -> int:
+        columns.append(column(self) + 1)
+        return columns[-1] - 1
+
+    monkeypatch.setattr(ContinuousBatch, "_column", recorded)
+    widths = {}
+    for slack in (10**9, 4):  # only when full (the rule before), then dead columns too
+        monkeypatch.setattr(ContinuousBatch, "slack", slack)
+        columns.clear()
+        got, _, _ = continuous(engine, prompts, SEEDED, limits, slots=3)
+        assert got == want
+        widths[slack] = sum(columns)
+    assert widths[4] < 0.8 * widths[10**9]
+
+
 def test_prompts_longer_than_the_context_are_truncated_as_alone():
     engine = _engine("engram")
     prompts = mixed_prompts(engine.vocab_size, [engine.max_length + 7, 4], seed=6)

@@ -19,7 +19,7 @@ def _inputs(layout: str) -> torch.Tensor:
     if layout == "contiguous":
         return torch.randn(2, 7, 3, 16, generator=g)
     if layout == "split view":  # MLA's q_pe / k_pe: a slice of a wider projection
-        return torch.randn(2, 7, 3, 40, generator=g).split((24, 16), dim=-1)[1]
+        return torch.split(torch.randn(2, 7, 3, 40, generator=g), [24, 16], dim=-1)[1]
     return torch.randn(2, 7, 3, 17, generator=g)[..., 1:]  # odd strides: no complex view
 
 
