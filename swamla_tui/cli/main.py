@@ -106,10 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--quantize",
         choices=QUANTIZE_NAMES,
         default=None,
-        help="CPU: int8 weights, per-channel scales. int8: the fastest path this CPU runs "
-        "exactly (int8-split with AVX-512 VNNI, else int8-weight); int8-split: inputs as two "
-        "int8 parts per token; int8-weight: weight-only; int8-dynamic: 7-bit inputs, lower "
-        "quality; see the README",
+        help="CPU: int8 weights, per-channel scales. int8: the fastest path this CPU offers "
+        "(int8-dynamic on x86, else int8-split, else int8-weight); int8-dynamic: 7-bit "
+        "inputs, lower quality; int8-split: inputs as two int8 parts per token, closest to "
+        "float32; int8-weight: weight-only; see the README",
     )
     g.add_argument(
         "--max_length", type=int, default=2048, help="context kept for generation (<= block_size)"
