@@ -107,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=QUANTIZE_NAMES,
         default=None,
         help="CPU: int8 weights, per-channel scales. int8: the fastest path this CPU offers "
-        "(int8-dynamic on x86, else int8-split, else int8-weight); int8-dynamic: 7-bit "
-        "inputs, lower quality; int8-split: inputs as two int8 parts per token, closest to "
+        "(int8-dynamic on x86, else int8-split, else int8-weight); int8-dynamic: 8-bit "
+        "inputs (7 without VNNI), lower quality; int8-split: inputs as two int8 parts per token, closest to "
         "float32; int8-weight: weight-only; see the README",
     )
     g.add_argument(

@@ -28,8 +28,9 @@ int8-weight; issue 27 asked for the fastest, its quality cost is in README/BENCH
   Refused on CPUs whose torch kernels are neither AVX2 nor AVX-512 (scalar there).
 - "int8-dynamic": FBGEMM's dynamic linear (`quantized::linear_dynamic`, the kernel of
   `torch.ao` dynamic quantization): the same int8 weights, and each call also quantizes
-  its input to 7 bits (reduce_range for AVX2's 16-bit pair sums). At a measured quality
-  cost (README).
+  its input to 8 bits, or 7 where its kernel adds pairs in saturating 16 bits (AVX2
+  without VNNI: `reduce_range`, probed by `fbgemm_full_range`). At a measured quality cost
+  (README).
 The quantized modules expose `weight` (dequantized, computed on use) for code that reads
 shapes or dtypes; the float weights themselves are released.
 """
@@ -103,6 +104,31 @@ def int8_sums_exact() -> bool:
     except (AttributeError, RuntimeError):  # a torch built without oneDNN
         return False
     return bool(torch.equal(got.double(), x.double() @ w.double().t()))
+
+
+@functools.cache
+def fbgemm_full_range() -> bool:
+    """Whether FBGEMM's dynamic linear may quantize inputs to 8 bits (`reduce_range` off).
+    Its AVX2 kernels add pairs of u8 x s8 products in saturating 16 bits, so PyTorch keeps
+    inputs to 7 bits by default; with VNNI the sums are 32-bit and the eighth bit is free
+    (demo-model KL against float32 0.0057 -> 0.0017 nats). A product whose every pair would
+    saturate 16 bits (inputs at 255, weights at 127) tells which kernel runs."""
+    n, k = 8, 512
+    w = torch.full((n, k), 1.0)
+    x = torch.full((2, k), 1.0)
+    zp = torch.zeros(n, dtype=torch.long)
+    try:
+        with warnings.catch_warnings():  # quantized-tensor constructors warn (deprecated)
+            warnings.simplefilter("ignore")
+            qt = torch._make_per_channel_quantized_tensor(
+                torch.full((n, k), 127, dtype=torch.int8), torch.full((n,), 1 / 127).double(), zp, 0
+            )
+            packed = torch.ops.quantized.linear_prepack(qt, None)
+            y = torch.ops.quantized.linear_dynamic(x, packed, False)
+    except (AttributeError, RuntimeError):  # no FBGEMM here
+        return False
+    want = x @ w.t()
+    return bool(((cast(Tensor, y) - want).abs().max() / want.abs().max()) < 0.01)
 
 
 def has_vnni() -> bool:
@@ -286,7 +312,7 @@ class Int8DynamicLinear(nn.Module):
             y = self._split(x2, amax)
         else:
             xs = (x2 / amax).contiguous()
-            y = torch.ops.quantized.linear_dynamic(xs, self._packed, True)
+            y = torch.ops.quantized.linear_dynamic(xs, self._packed, not fbgemm_full_range())
             y = cast(Tensor, y) * amax
         if self.bias is not None:
             y = y + self.bias

@@ -36,7 +36,7 @@ from ..model.formats import (
     stored_dtypes,
     unknown_weights_error,
 )
-from ..model.quant import Quantize
+from ..model.quant import Quantize, fbgemm_full_range
 from ..model.transformer import SWAMLA, wants_column_major
 from .devices import check_quantize, parse_dtype, parse_quantize, pick_device
 from .hf_export import is_export_folder, load_exported
@@ -346,7 +346,7 @@ def _quantized(lm: LoadedModel, quant: Quantize | None, say: Callable[[str], Non
     how = {
         "int8-split": "int8-split: weights, and inputs per token in two int8 parts",
         "int8-weight": "int8-weight: weight-only",
-    }.get(quant, f"{quant}: weights and per-token 7-bit inputs")
+    }.get(quant, f"{quant}: weights and per-token {8 if fbgemm_full_range() else 7}-bit inputs")
     lm.notices.append(f"{n} weight matrices quantized to int8 ({how}, per-channel scales)")
     return lm
 
