@@ -106,6 +106,15 @@ def int8_sums_exact() -> bool:
     return bool(torch.equal(got.double(), x.double() @ w.double().t()))
 
 
+def fbgemm_prepack(q: Tensor, scale: Tensor) -> object:
+    """FBGEMM's packed copy of int8 weights `q` [N, K] with per-row `scale` [N] (opaque)."""
+    zp = torch.zeros(q.shape[0], dtype=torch.long)
+    with warnings.catch_warnings():  # quantized-tensor constructors warn (deprecated)
+        warnings.simplefilter("ignore")
+        qt = torch._make_per_channel_quantized_tensor(q, scale.double(), zp, 0)
+        return torch.ops.quantized.linear_prepack(qt, None)
+
+
 @functools.cache
 def fbgemm_full_range() -> bool:
     """Whether FBGEMM's dynamic linear may quantize inputs to 8 bits (`reduce_range` off).
@@ -114,20 +123,15 @@ def fbgemm_full_range() -> bool:
     (demo-model KL against float32 0.0057 -> 0.0017 nats). A product whose every pair would
     saturate 16 bits (inputs at 255, weights at 127) tells which kernel runs."""
     n, k = 8, 512
-    w = torch.full((n, k), 1.0)
     x = torch.full((2, k), 1.0)
-    zp = torch.zeros(n, dtype=torch.long)
     try:
-        with warnings.catch_warnings():  # quantized-tensor constructors warn (deprecated)
-            warnings.simplefilter("ignore")
-            qt = torch._make_per_channel_quantized_tensor(
-                torch.full((n, k), 127, dtype=torch.int8), torch.full((n,), 1 / 127).double(), zp, 0
-            )
-            packed = torch.ops.quantized.linear_prepack(qt, None)
-            y = torch.ops.quantized.linear_dynamic(x, packed, False)
+        packed = fbgemm_prepack(
+            torch.full((n, k), 127, dtype=torch.int8), torch.full((n,), 1 / 127)
+        )
+        y = torch.ops.quantized.linear_dynamic(x, packed, False)
     except (AttributeError, RuntimeError):  # no FBGEMM here
         return False
-    want = x @ w.t()
+    want = x @ torch.full((n, k), 1.0).t()
     return bool(((cast(Tensor, y) - want).abs().max() / want.abs().max()) < 0.01)
 
 
@@ -289,11 +293,7 @@ class Int8DynamicLinear(nn.Module):
         self._zero = torch.zeros(q.shape[0], dtype=torch.int32)  # oneDNN's weight zero points
         self._scale127 = s / 127.0  # the split kernel's inputs are in units of amax / 127
         if kernel == "fbgemm":
-            zp = torch.zeros(q.shape[0], dtype=torch.long)
-            with warnings.catch_warnings():  # quantized-tensor constructors warn (deprecated)
-                warnings.simplefilter("ignore")
-                qt = torch._make_per_channel_quantized_tensor(q, s.double(), zp, 0)
-                self._packed = torch.ops.quantized.linear_prepack(qt, None)
+            self._packed = fbgemm_prepack(q, s)
         else:
             self._packed = torch.ops.onednn.qlinear_prepack(q, None)
         self.bias = None if bias is None else nn.Parameter(bias.detach().float().clone(), False)

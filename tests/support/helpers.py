@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -488,3 +490,23 @@ def ragged_decode_max_error(lm: Any, ids: Any, steps: int = 100) -> float:
             lg = lg.float().cpu()
             errs += [(lg[0] - ref[0, a]).abs().max(), (lg[1] - ref[1, b]).abs().max()]
     return max(float(e) for e in errs)
+
+
+@contextmanager
+def process_running(code: str, ready: str) -> Iterator[None]:
+    """Python `code` in a second process (from the repository root), entered once it prints
+    `ready`; it ends when it reads a line on stdin, which leaving the block sends. For
+    tests of locks that must hold across processes."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == ready
+        yield
+    finally:
+        proc.communicate("\n", timeout=30)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import io
 import json
 import random
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -27,7 +25,7 @@ from swamla_tui.chat.session import ChatSession
 from swamla_tui.chat.transcript import Transcript, TranscriptBusy, TranscriptStore
 from swamla_tui.cli import main as cli
 from swamla_tui.headless.run import run_headless
-from tests.support.helpers import FIXTURE_CKPT
+from tests.support.helpers import FIXTURE_CKPT, process_running
 from tests.support.hostile_ui import (
     C1_CSI,
     HOSTILE,
@@ -285,23 +283,11 @@ def test_a_transcript_locked_by_another_process(tmp_path):
         sys.stdin.readline()
         """
     )
-    root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", holder],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=root,
-        env={"PYTHONPATH": str(root), "PATH": ""},
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    with process_running(holder, "locked"):
         session = ChatSession(store)
         resumed = session.resume_latest()
         assert resumed is not None and resumed.busy
         session.finish_turn("elsewhere", "x", stopped=False)
-    finally:
-        proc.communicate("\n", timeout=30)
     assert [x.user for x in store.load(t.path).turns] == ["mine"]
     # the holder has exited: the kernel dropped its lock, no stale lock file remains
     store.reopen(t.path).close()

@@ -15,7 +15,7 @@ import pytest
 from swamla_tui.base.timings import TIMING_FIELDS
 from swamla_tui.batch.prompts import DEFAULT_PROMPTS
 from swamla_tui.cli.main import main
-from tests.support.helpers import FIXTURE_CKPT, ROOT
+from tests.support.helpers import FIXTURE_CKPT, ROOT, process_running
 
 PROMPTS = [
     "Once upon a time, in a land far away,",
@@ -341,23 +341,12 @@ def test_the_lock_holds_across_processes(tmp_path):
         "    print('held', flush=True)\n"
         "    sys.stdin.readline()\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    holder = subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        from swamla_tui.base.errors import SwamlaError
-        from swamla_tui.headless.run import output_lock
+    from swamla_tui.base.errors import SwamlaError
+    from swamla_tui.headless.run import output_lock
 
-        with pytest.raises(SwamlaError, match="another swamla-tui run"), output_lock(str(out)):
-            pass
-    finally:
-        holder.communicate("\n", timeout=30)
+    refused = pytest.raises(SwamlaError, match="another swamla-tui run")
+    with process_running(code, "held"), refused, output_lock(str(out)):
+        pass
     with output_lock(str(out)):  # free again once the holder ended
         pass
 

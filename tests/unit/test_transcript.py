@@ -15,11 +15,17 @@ from swamla_tui.chat.transcript import Transcript, TranscriptStore
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
 
 
+@pytest.fixture
+def fifo(tmp_path: Path) -> Path:
+    """A FIFO where a transcript would be (opening it for reading would block forever)."""
+    path = tmp_path / "chat.jsonl"
+    os.mkfifo(path)
+    return path
+
+
 @needs_fifo
 @pytest.mark.timeout(20)
-def test_replaying_a_fifo_is_refused(tmp_path: Path) -> None:
-    fifo = tmp_path / "chat.jsonl"
-    os.mkfifo(fifo)
+def test_replaying_a_fifo_is_refused(tmp_path: Path, fifo: Path) -> None:
     with pytest.raises(SwamlaError, match=r"cannot read transcript .*FIFO"):
         TranscriptStore(tmp_path).replay(fifo)
     assert TranscriptStore(tmp_path).paths() == []  # not listed for --resume either
@@ -27,9 +33,7 @@ def test_replaying_a_fifo_is_refused(tmp_path: Path) -> None:
 
 @needs_fifo
 @pytest.mark.timeout(20)
-def test_writing_to_a_fifo_is_refused(tmp_path: Path) -> None:
-    fifo = tmp_path / "chat.jsonl"
-    os.mkfifo(fifo)
+def test_writing_to_a_fifo_is_refused(fifo: Path) -> None:
     with pytest.raises(SwamlaError, match=r"cannot write transcript .*FIFO"):
         Transcript(fifo).append_turn(Turn("hi", "there"))
 
