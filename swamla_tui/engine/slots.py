@@ -6,6 +6,8 @@ the layers:
 
 - `row_view(cache, r)`: a batch-1 `ModelCache` whose tensors are views of row `r`, so a
   prompt is prefilled alone (exactly as a run of its own) straight into its row;
+  `head_view(cache, k)` the same for rows [0, k), and `move_row` hands a row's whole
+  state to another row, so a batch whose queue ran dry steps over its live rows only;
 - `compact(cache, used)`: every row's live slots moved to the front of the linear
   caches, in order, so the shared write column can start over;
 - `grown(model, cache, size)`: the same cache with more linear slots;
@@ -63,6 +65,31 @@ def row_view(cache: ModelCache, r: int) -> ModelCache:
         return t[r : r + 1]
 
     return replace(cache, batch=1, written=0, **_map(cache, sl, sl))
+
+
+def head_view(cache: ModelCache, k: int) -> ModelCache:
+    """Rows [0, k) of `cache` as a batch-k cache (views: writes land in `cache`), with
+    the same `written` column."""
+
+    def sl(t: Tensor, _dim: int | None) -> Tensor:
+        return t[:k]
+
+    return replace(cache, batch=k, **_map(cache, sl, sl))
+
+
+def move_row(cache: ModelCache, src: int, dst: int, used: int) -> None:
+    """Row `dst` takes row `src`'s state (its first `used` columns and its recurrent
+    state); row `src` is left empty (key positions -1)."""
+
+    def copy(t: Tensor, dim: int | None) -> Tensor:
+        if dim is None:
+            t[dst].copy_(t[src])
+        else:
+            t[dst].narrow(dim - 1, 0, used).copy_(t[src].narrow(dim - 1, 0, used))
+        return t
+
+    _map(cache, copy, copy)
+    cache.lin_key_pos[src].fill_(-1)
 
 
 def compact(cache: ModelCache, used: int) -> int:

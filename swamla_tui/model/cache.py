@@ -41,6 +41,22 @@ class StepContext:
 
 
 @dataclass
+class Packed:
+    """One `forward_cached` call inside `SWAMLA.forward_packed`: the same arguments."""
+
+    idx: Tensor  # [B, T]
+    pos: Tensor  # [B, T]
+    cache: ModelCache
+    ctx: StepContext
+    last_only: bool = False
+
+
+# one call's share of a packed forward (`SWAMLA.forward_packed`): its rows, its tokens per
+# row, and the cache and step context it would have been called with
+Span = tuple[int, int, "ModelCache", StepContext]
+
+
+@dataclass
 class ModelCache:
     batch: int
     lin_size: int

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .cache import ModelCache, StepContext
+from .cache import ModelCache, Span, StepContext
 from .config import ModelConfig
 from .engram import Engram
 from .g7 import FoPE, add_value_embeds, value_term
@@ -227,10 +227,44 @@ class MLAAttention(nn.Module):
         b, t, _ = x.shape
         q_nope, q_pe = self._query(x, cs)
         c_n, k_pe = self._latent(x, cs)
+        ve = self._values(x, ids)
+        y = self._cached(q_nope, q_pe, torch.cat((c_n, k_pe), dim=-1), ve, layer, cache, ctx)
+        return cast(Tensor, self.wo(y.to(x.dtype).reshape(b, t, self.h * self.dv)))
+
+    def forward_packed(
+        self, x: Tensor, cs: Tensor, layer: int, spans: list[Span], ids: Tensor | None
+    ) -> Tensor:
+        """`forward_cached` for the tokens of several calls packed into `x` [1, N, C] (see
+        `SWAMLA.forward_packed`): the projections once over all, attention per span."""
+        q_nope, q_pe = self._query(x, cs)
+        lat = torch.cat(self._latent(x, cs), dim=-1)
+        ve = self._values(x, ids)
+        ys, off = [], 0
+        for b, t, cache, ctx in spans:
+            q_n, q_p, la = (z[0, off : off + b * t].view(b, t, *z.shape[2:])
+                            for z in (q_nope, q_pe, lat))  # fmt: skip
+            vs = None if ve is None else ve[0, off : off + b * t].view(b, t, -1)
+            y = self._cached(q_n, q_p, la, vs, layer, cache, ctx)
+            ys.append(y.to(x.dtype).reshape(b * t, self.h * self.dv))
+            off += b * t
+        return cast(Tensor, self.wo(torch.cat(ys)[None]))
+
+    def _cached(
+        self,
+        q_nope: Tensor,
+        q_pe: Tensor,
+        new: Tensor,
+        ve: Tensor | None,
+        layer: int,
+        cache: ModelCache,
+        ctx: StepContext,
+    ) -> Tensor:
+        """Write the new tokens' latents `new` [B, T, r+dr] (and value terms) into the
+        cache and attend over it: [B, T, H, dv]."""
+        t = q_nope.shape[1]
         kvc = cache.mla_kv[layer]
         assert kvc is not None
-        kvc.index_copy_(1, ctx.lin_slots, torch.cat((c_n, k_pe), dim=-1))
-        ve = self._values(x, ids)
+        kvc.index_copy_(1, ctx.lin_slots, new.to(kvc.dtype))
         vec = cache.mla_ve[layer] if ve is not None else None
         if ve is not None:  # value embeddings are per token: kept beside the latent
             assert vec is not None
@@ -243,8 +277,7 @@ class MLAAttention(nn.Module):
             y = self._expanded(q_nope, q_pe, lat, ven, ctx.lin_mask)
         else:
             y = self._absorbed(q_nope, q_pe, lat, ven, ctx.lin_mask)
-        y = y.to(x.dtype)
-        return cast(Tensor, self.wo(y.reshape(b, t, self.h * self.dv)))
+        return y
 
 
 class MLABlock(nn.Module):
@@ -286,4 +319,11 @@ class MLABlock(nn.Module):
         ids: Tensor | None = None,
     ) -> Tensor:
         x = x + self.attn.forward_cached(self.attn_norm(x), rope, layer, cache, ctx, ids)
+        return cast(Tensor, x + self.ffn(self.ffn_norm(x)))
+
+    def forward_packed(
+        self, x: Tensor, rope: Tensor, layer: int, spans: list[Span], ids: Tensor | None = None
+    ) -> Tensor:
+        """`forward_cached` over packed tokens (`SWAMLA.forward_packed`; no Engram)."""
+        x = x + self.attn.forward_packed(self.attn_norm(x), rope, layer, spans, ids)
         return cast(Tensor, x + self.ffn(self.ffn_norm(x)))

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .cache import ModelCache, StepContext, visible
+from .cache import ModelCache, Span, StepContext, visible
 from .config import ModelConfig
 from .layers import SwiGLU, apply_rope, make_norm
 
@@ -78,7 +78,26 @@ class SWAAttention(nn.Module):
         self, x: Tensor, cs: Tensor, layer: int, cache: ModelCache, ctx: StepContext
     ) -> Tensor:
         b, t, _ = x.shape
-        q, k, v = self._qkv(x, cs)
+        y = self._cached(*self._qkv(x, cs), layer, cache, ctx)
+        return cast(Tensor, self.o_proj(y.transpose(1, 2).reshape(b, t, -1)))
+
+    def forward_packed(self, x: Tensor, cs: Tensor, layer: int, spans: list[Span]) -> Tensor:
+        """`forward_cached` for the tokens of several calls packed into `x` [1, N, C] (see
+        `SWAMLA.forward_packed`): the projections once over all, attention per span."""
+        qkv = self._qkv(x, cs)  # [1, H*, N, hd] each
+        ys, off = [], 0
+        for b, t, cache, ctx in spans:
+            q, k, v = (z[0, :, off : off + b * t].view(z.shape[1], b, t, -1).transpose(0, 1)
+                       for z in qkv)  # fmt: skip
+            y = self._cached(q, k, v, layer, cache, ctx)  # [b, H, t, hd]
+            ys.append(y.transpose(1, 2).reshape(b * t, -1))
+            off += b * t
+        return cast(Tensor, self.o_proj(torch.cat(ys)[None]))
+
+    def _cached(
+        self, q: Tensor, k: Tensor, v: Tensor, layer: int, cache: ModelCache, ctx: StepContext
+    ) -> Tensor:
+        """Write the new tokens' keys/values into the cache and attend: [B, H, T, hd]."""
         kc, vc = cache.swa_k[layer], cache.swa_v[layer]
         assert kc is not None and vc is not None
         if cache.window_mode:
@@ -104,7 +123,7 @@ class SWAAttention(nn.Module):
                 if self.fixed_window is not None:
                     mask = visible(cache.lin_key_pos[:, :n], ctx.pos, self.fixed_window, 0)
                 y = self._attend(q, kc[:, :, :n], vc[:, :, :n], mask)
-        return cast(Tensor, self.o_proj(y.transpose(1, 2).reshape(b, t, -1)))
+        return y
 
 
 class SWABlock(nn.Module):
@@ -124,4 +143,8 @@ class SWABlock(nn.Module):
         self, x: Tensor, rope: Tensor, layer: int, cache: ModelCache, ctx: StepContext
     ) -> Tensor:
         x = x + self.attn.forward_cached(self.norm1(x), rope, layer, cache, ctx)
+        return cast(Tensor, x + self.mlp(self.norm2(x)))
+
+    def forward_packed(self, x: Tensor, rope: Tensor, layer: int, spans: list[Span]) -> Tensor:
+        x = x + self.attn.forward_packed(self.norm1(x), rope, layer, spans)
         return cast(Tensor, x + self.mlp(self.norm2(x)))

@@ -15,7 +15,7 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
-from .cache import ModelCache, StepContext, visible
+from .cache import ModelCache, Packed, Span, StepContext, visible
 from .config import ModelConfig
 from .deltanet import DeltaNetBlock
 from .fuse import PackedLinear, cpu_has_native_bf16, fp16_packing_available, pack_bf16_linears
@@ -378,3 +378,47 @@ class SWAMLA(nn.Module):
         if last_only:
             x = x[:, -1:]  # [B, 1, C]
         return self._head(self.transformer.ln_f(x))
+
+    @property
+    def packable(self) -> bool:
+        """Whether `forward_packed` runs: no per-row recurrent state (DeltaNet, Engram)
+        and linear SWA caches."""
+        return not self.has_recurrent_state and not self.swa_window
+
+    def forward_packed(self, calls: list[Packed]) -> list[Tensor]:
+        """Several `forward_cached` calls as one forward: the tokens of every call pass
+        through each projection together (the weights are read once, not once per call),
+        and attend per call over their own cache and context. Logits per call, as
+        `forward_cached` returns them; every call's `ctx` is built beforehand.
+
+        What continuous batching needs to let a new prompt's prefill ride along with a
+        decode step of the other rows instead of stopping them (`packable` models).
+        """
+        if not self.packable:
+            raise ValueError("forward_packed needs a model without DeltaNet or Engram layers")
+        idx = torch.cat([c.idx.reshape(-1) for c in calls])[None]  # [1, N]
+        p = torch.cat([c.pos.reshape(-1) for c in calls])[None].clamp(min=0)
+        spans: list[Span] = [(*c.idx.shape, c.cache, c.ctx) for c in calls]
+        x = x0 = self.transformer.wte(idx)
+        cs_swa, cs_mla = self.rope_swa[p], self.rope_mla[p]  # [1, N, d/2, 2]
+        for i, blk in enumerate(self.transformer.h):
+            x = self._mix_x0(i, x, x0)
+            if isinstance(blk, SWABlock):
+                x = blk.forward_packed(x, cs_swa, i, spans)
+            else:
+                mb = cast(MLABlock, blk)
+                x = mb.forward_packed(x, mb.rope_for(cs_mla, p), i, spans, idx)
+        rows, off = [], 0
+        for c in calls:
+            b, t = c.idx.shape
+            part = x[0, off : off + b * t].view(b, t, -1)
+            rows.append(part[:, -1:] if c.last_only else part)
+            off += b * t
+        sizes = [r.shape[0] * r.shape[1] for r in rows]
+        flat = torch.cat([r.reshape(n, -1) for r, n in zip(rows, sizes, strict=True)])
+        logits = self._head(self.transformer.ln_f(flat[None]))[0]
+        outs, off = [], 0
+        for r, n in zip(rows, sizes, strict=True):
+            outs.append(logits[off : off + n].view(r.shape[0], r.shape[1], -1))
+            off += n
+        return outs

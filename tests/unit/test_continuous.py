@@ -113,8 +113,8 @@ def test_columns_beyond_the_longest_row_are_reclaimed_as_alone(name, monkeypatch
     column = ContinuousBatch._column
     columns: list[int] = []  # the attended width of every decode step
 
-    def recorded(self: ContinuousBatch) -> int:
-        columns.append(column(self) + 1)
+    def recorded(self: ContinuousBatch, floor: int = 0) -> int:
+        columns.append(column(self, floor) + 1)
         return columns[-1] - 1
 
     monkeypatch.setattr(ContinuousBatch, "_column", recorded)
@@ -126,6 +126,34 @@ def test_columns_beyond_the_longest_row_are_reclaimed_as_alone(name, monkeypatch
         assert got == want
         widths[slack] = sum(columns)
     assert widths[4] < 0.8 * widths[10**9]
+
+
+@pytest.mark.parametrize("name", ["v1", "v2", "engram"])
+def test_a_dry_queue_steps_over_the_occupied_rows_only_as_alone(name, monkeypatch):
+    """Once nothing is queued, finished rows are not refilled: the last rows move down
+    (one of them mid-way through a chunked prompt, with its recurrent state) and decode
+    steps shrink to the occupied rows, outputs unchanged."""
+    engine = _engine(name)
+    monkeypatch.setattr(ContinuousBatch, "chunk", 8)  # the 30-token prompt takes 4 chunks
+    prompts = mixed_prompts(engine.vocab_size, [3, 4, 6, 30], seed=8)
+    limits = [1, 3, 9, 12]
+    want = {
+        i: alone(engine, p, SEEDED, n) for i, (p, n) in enumerate(zip(prompts, limits, strict=True))
+    }
+    model_cls = type(engine.model)
+    forward = model_cls.forward_cached
+    rows: list[int] = []  # rows of every decode step
+
+    def recorded(self: Any, idx: Any, *a: Any, **kw: Any) -> Any:
+        if idx.shape[1] == 1:
+            rows.append(idx.shape[0])
+        return forward(self, idx, *a, **kw)
+
+    monkeypatch.setattr(model_cls, "forward_cached", recorded)
+    got, batch, _ = continuous(engine, prompts, SEEDED, limits, slots=4)
+    assert got == want
+    assert batch.moves >= 2
+    assert rows == sorted(rows, reverse=True) and rows[0] <= 3 and rows[-1] == 1
 
 
 def test_prompts_longer_than_the_context_are_truncated_as_alone():
@@ -280,6 +308,7 @@ def test_grouped_and_chunked_refills_give_every_prompt_its_own_run(name):
     batch = ContinuousBatch(engine.model, SEEDED, slots=4, max_length=engine.max_length,
                             eos_id=engine.eos_id)  # fmt: skip
     batch.group_min, batch.chunk, batch.group_tokens = 2, 12, 60
+    batch.pack = False  # prefills of their own (riding along: the test after next)
     got = {f.index: f.row.new for f in batch.run(
         Queued(i, p, n) for i, (p, n) in enumerate(zip(prompts, limits, strict=True)))
         if f.row is not None}  # fmt: skip
@@ -288,6 +317,29 @@ def test_grouped_and_chunked_refills_give_every_prompt_its_own_run(name):
     long = sum(-(-n // batch.chunk) for n in LENGTHS + [33, 3, 26] if n > batch.chunk)
     # fewer forwards than one per short prompt plus one per chunk: short ones were grouped
     assert batch.prefill_calls < long + sum(1 for n in LENGTHS + [33, 3, 26] if n <= batch.chunk)
+
+
+@pytest.mark.parametrize("name", ["v1", "flash_swa_g3"])
+def test_prefills_ride_along_decode_steps_as_alone(name):
+    """Packable models: waiting prompts (short ones whole, long ones a chunk at a time)
+    are prefilled inside the decode steps of the other rows, not in forwards of their own."""
+    engine = _engine(name)
+    lengths = LENGTHS + [33, 3, 26]
+    prompts = mixed_prompts(engine.vocab_size, lengths, seed=7)
+    limits = LIMITS + [4, 8, 2]
+    want = {
+        i: alone(engine, p, SEEDED, n) for i, (p, n) in enumerate(zip(prompts, limits, strict=True))
+    }
+    batch = ContinuousBatch(engine.model, SEEDED, slots=4, max_length=engine.max_length,
+                            eos_id=engine.eos_id)  # fmt: skip
+    batch.chunk = 12
+    got = {f.index: f.row.new for f in batch.run(
+        Queued(i, p, n) for i, (p, n) in enumerate(zip(prompts, limits, strict=True)))
+        if f.row is not None}  # fmt: skip
+    assert got == want
+    assert batch.prefills == len(prompts)
+    assert batch.rides >= len(prompts) - 4  # all but the first rows' prompts rode along
+    assert batch.prefill_calls <= 4  # the first group waited for nothing that decoded
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -301,7 +353,8 @@ def test_a_chunked_prefill_matches_a_one_shot_prefill(name):
     (prompt,) = mixed_prompts(engine.vocab_size, [45], seed=8)
     others = mixed_prompts(engine.vocab_size, [6, 5], seed=9)
     outs = []
-    for chunk in (8, 1000):
+    ride = engine.model.packable
+    for chunk, riding in ((8, False), (1000, False)) + (((8, True),) if ride else ()):
         batch = ContinuousBatch(engine.model, GREEDY.copy(max_new_tokens=50), slots=3,
                                 max_length=engine.max_length, eos_id=None)  # fmt: skip
         batch.chunk = chunk
@@ -312,9 +365,15 @@ def test_a_chunked_prefill_matches_a_one_shot_prefill(name):
                 assert first is not None
                 batch._take(r, batch._draw(r, first))
             batch._admit(1, Queued(1, prompt), prompt)
-            while (logits := batch._chunk(1)) is None:
+            logits = None
+            while riding and (pending := batch._slot(1).pending):
+                # each chunk inside a decode step of the other rows
+                logits = batch._step([(1, min(chunk, len(pending)))])[1][0][:, -1]
+            while logits is None and (logits := batch._chunk(1)) is None:
                 batch._step()  # the other rows decode between the chunks
             batch._take(1, 7)
-            steps = [logits[0]] + [batch._step()[1] for _ in range(3)]
+            steps = [logits[0]] + [batch._step()[0][1] for _ in range(3)]
         outs.append(torch.stack(steps))
-    assert (outs[0] - outs[1]).abs().max().item() <= 1e-4
+    for other in outs[1:]:
+        assert (outs[0] - other).abs().max().item() <= 1e-4
+    assert len(outs) == (3 if ride else 2)
