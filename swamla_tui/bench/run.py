@@ -26,6 +26,7 @@ from typing import Any, cast
 import torch
 import torch.nn.functional as F
 
+from ..base.memory import reuse_freed_memory
 from ..base.params import SamplingParams
 from ..engine.options import EngineOptions
 from ..engine.pool import CachePool
@@ -114,6 +115,8 @@ def build_model(cfg: ModelConfig, device: torch.device, dtype: torch.dtype, wind
     m.prepare(column_major=colmajor)
     if device.type == "cpu" and dtype == torch.bfloat16 and EngineOptions.from_env().cpu_layout:
         m.use_cpu_bf16_packing()  # as `swamla_tui.load` does
+    if device.type == "cpu" and EngineOptions.from_env().reuse_memory:
+        reuse_freed_memory()  # as `swamla_tui.load` does
     return m
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..base.errors import SwamlaError, one_line
+from ..base.memory import reuse_freed_memory
 from ..base.params import PARAM_SPECS, SamplingParams
 from ..base.safe_text import visible
 from ..batch.job import BatchJob
@@ -36,6 +37,7 @@ from ..chat.conversations import ModelRef
 from ..chat.template import with_chat_format
 from ..checkpoint import looks_like_checkpoint
 from ..checkpoint.selection import parse_nb_tok
+from ..engine.options import EngineOptions
 from ..headless.distributed import rank_device, torchrun_world
 from ..protocols import Loader, Model
 from ..ui.options import AppOptions
@@ -394,7 +396,6 @@ def make_loader(args: argparse.Namespace, source: str, *, quiet: bool = False) -
     """
 
     def loader(progress: Callable[[str], None]) -> Model:
-        from ..engine.options import EngineOptions
         from ..runtime.load import load
 
         lm: Model = load(
@@ -479,6 +480,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if bad:
         _err(bad)
         return 1
+    if EngineOptions.from_env().reuse_memory:
+        reuse_freed_memory()  # before any thread starts (see base.memory)
     source, notice = model_source(args)
     try:
         if args.info:

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from ..base.errors import CheckpointError, SwamlaError, TokenizerError, one_line
+from ..base.memory import reuse_freed_memory
 from ..checkpoint import tensors as ckpt_tensors
 from ..checkpoint.reader import RawCheckpoint, read_checkpoint_mapped, unpack
 from ..checkpoint.selection import Selection
@@ -145,6 +146,8 @@ def _build(
     model.prepare(column_major=colmajor)  # fused products for decoding (DeltaNet, MoE)
     if device.type == "cpu" and dtype == torch.bfloat16 and opts.cpu_layout:
         model.use_cpu_bf16_packing()  # no-op where the CPU has bfloat16 instructions
+    if device.type == "cpu" and opts.reuse_memory:  # after loading: its buffers were mapped
+        reuse_freed_memory()
     if cfg.engram is not None and (tokenizer is not None or engram_mapping is not None):
         model.set_token_mapping(engram_token_map(cfg, tokenizer, engram_mapping, source))
     elif cfg.engram is not None and not card_only:
