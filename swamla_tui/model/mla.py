@@ -160,7 +160,9 @@ class MLAAttention(nn.Module):
         else:
             w = self.wkv_b.weight
         bias = self.wkv_b.bias
-        kv = F.linear(c_n, w, None if bias is None else bias.to(w.dtype))
+        # 2-D input: a strided 3-D slice of the cache made `matmul` copy the weight once per
+        # row (a [16, 256, 4096] copy per layer, 36 ms, in a bfloat16 prefill of 16 prompts)
+        kv = F.linear(c_n.reshape(b * n, self.r), w, None if bias is None else bias.to(w.dtype))
         kv = kv.view(b, n, self.h, self.dn + self.dv)
         k_nope, v = torch.split(kv, [self.dn, self.dv], dim=-1)
         if ve is not None:
