@@ -35,9 +35,11 @@ of its own:
 
 Decoding is eager (no CUDA graph): rows change between steps.
 
-One piece at ~430 lines: admission, the prefill schedule and the decode step share each
-row's state and one invariant (a row's cached tokens lie below the shared column `used`),
-which is easier to check in one place than across modules.
+One piece at ~470 lines: admission, the prefill schedule (alone, grouped, or riding along
+a decode step) and the decode step share each row's state and one invariant (a row's
+cached tokens lie below the shared column `used`), which is easier to check in one place
+than across modules. The row types and per-row draws live in `rows`, cache surgery in
+`slots`.
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -58,56 +59,11 @@ from ..model.cache import ModelCache, Packed
 from ..model.transformer import SWAMLA
 from .decode_loop import RowState
 from .decoder import decode_context
-from .sampling import noise_width, sample
+from .rows import Finished, Queued, Slot, draw, draw_rows
 from .slots import compact, grown, head_view, move_row, prefill_rows, row_view
 from .text import IncrementalDecoder, TextCodec
 
-
-@dataclass
-class Queued:
-    """One prompt to run: its ids, or the one-line reason it cannot run; `limit` overrides
-    the params' max_new_tokens for this prompt (None: use the params)."""
-
-    index: int
-    ids: list[int] | str
-    limit: int | None = None
-
-
-@dataclass
-class Finished:
-    """One prompt's outcome. `row` is None for a prompt that never ran (error, or
-    cancelled while queued); `stop`/`decoder` hold its text when stop strings were given."""
-
-    index: int
-    row: RowState | None
-    seconds: float
-    error: str = ""
-    stop: StopText | None = None
-    decoder: IncrementalDecoder | None = None
-
-
-@dataclass
-class _Slot:
-    index: int
-    row: RowState
-    params: SamplingParams
-    limit: int
-    gen: torch.Generator
-    length: int  # tokens of this row's context (= the next token's position)
-    t0: float
-    stop: StopText | None
-    decoder: IncrementalDecoder | None
-    pending: list[int]  # context tokens not yet in the cache (the row waits for a prefill)
-    waited: int = 0  # decode steps run while this row waited
-
-    @property
-    def fed(self) -> int:
-        """Context tokens already in the row's cache: its columns [0, fed) (see `_chunk`)."""
-        return self.length - len(self.pending)
-
-    def result(self) -> Finished:
-        return Finished(self.index, self.row, time.perf_counter() - self.t0, "",
-                        self.stop, self.decoder)  # fmt: skip
+__all__ = ["ContinuousBatch", "Finished", "Queued"]
 
 
 class ContinuousBatch:
@@ -150,7 +106,7 @@ class ContinuousBatch:
         self.vocab = int(model.cfg.vocab_size)
         self.cache: ModelCache | None = None
         self.used = 0  # cache columns written by decode steps or prefills (shared by rows)
-        self.rows: list[_Slot | None] = [None] * slots
+        self.rows: list[Slot | None] = [None] * slots
         self.seen = torch.zeros(slots, self.vocab, dtype=torch.bool, device=self.device)
         self.expect = 1  # the longest context the queue is expected to reach
         # waiting rows that make a prefill due while others decode: 1 = at once (rows freed
@@ -333,52 +289,16 @@ class ContinuousBatch:
         s = self._slot(r)
         return s.fed == 0 and len(s.pending) <= self.chunk
 
-    def _slot(self, r: int) -> _Slot:
+    def _slot(self, r: int) -> Slot:
         s = self.rows[r]
         assert s is not None
         return s
 
     def _draw(self, r: int, logits: Tensor) -> int:
-        s = self.rows[r]
-        assert s is not None
-        p = s.params
-        tok = sample(
-            logits,
-            self.seen[r : r + 1],
-            temperature=float(p.temperature),
-            top_k=int(p.top_k),
-            top_p=float(p.top_p),
-            repetition_penalty=float(p.repetition_penalty),
-            generator=s.gen,
-        )
-        return int(tok[0])
+        return draw(self._slot(r), self.seen[r : r + 1], logits)
 
     def _draw_all(self, live: list[int], logits: Tensor) -> dict[int, int]:
-        """`_draw` for every row in flight, one `sample` call per distinct setting: each
-        row's noise comes from its own generator, drawn as a call of its own draws it."""
-        groups: dict[tuple[float, int, float, float], list[int]] = {}
-        for r in live:
-            s = self.rows[r]
-            assert s is not None
-            p = s.params
-            key = (float(p.temperature), int(p.top_k), float(p.top_p),
-                   float(p.repetition_penalty))  # fmt: skip
-            groups.setdefault(key, []).append(r)
-        out: dict[int, int] = {}
-        for (temp, k, top_p, pen), rows in groups.items():
-            noise = None
-            if temp > 0:
-                gens = [s.gen for r in rows if (s := self.rows[r]) is not None]
-                w = noise_width(k, self.vocab)
-                noise = torch.cat([
-                    torch.empty(1, w, device=self.device).exponential_(1.0, generator=g)
-                    for g in gens
-                ])  # fmt: skip
-            idx = torch.tensor(rows, device=self.device)
-            ids = sample(logits[idx], self.seen[idx], temperature=temp, top_k=k, top_p=top_p,
-                         repetition_penalty=pen, noise=noise).tolist()  # fmt: skip
-            out.update(zip(rows, ids, strict=True))
-        return out
+        return draw_rows({r: self._slot(r) for r in live}, self.seen, logits)
 
     def _take(self, r: int, tok: int) -> bool:
         """Record row `r`'s new token as `Generation` does; True when the row finished."""
@@ -409,7 +329,7 @@ class ContinuousBatch:
         st = StopText(self.stops) if self.stops else None
         dec = IncrementalDecoder(self.codec) if self.stops else None
         row.t_start = time.perf_counter()
-        self.rows[r] = _Slot(item.index, row, p, limit, gen, len(row.prompt),
+        self.rows[r] = Slot(item.index, row, p, limit, gen, len(row.prompt),
                              row.t_start, st, dec, list(row.prompt))  # fmt: skip
         self.seen[r].zero_()
         self.seen[r, torch.tensor(row.prompt, device=self.device).clamp(0, self.vocab - 1)] = True

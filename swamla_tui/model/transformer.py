@@ -5,7 +5,12 @@ layer is and which semantic switches apply. G7's residual scalars mix the token 
 x0 back in before every block; its value embeddings need the token ids and FoPE the
 positions, so both paths hand ids and positions to every block. Two paths share the weights:
 - `forward(ids)`: the plain full forward from position 0 (the reference);
-- `setup_cache` + `step_context` + `forward_cached`: incremental decoding for the engine.
+- `setup_cache` + `step_context` + `forward_cached`: incremental decoding for the engine;
+  `forward_packed`: several such calls in one pass over the weights.
+One piece at ~420 lines: the three forwards walk the same block stack with the same
+per-layer dispatch (kinds, residual scalars, RoPE/FoPE tables, Engram history), and the
+cache they share is allocated here, so a change to one is checked against the others in
+one place.
 """
 
 from __future__ import annotations
