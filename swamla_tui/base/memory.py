@@ -4,8 +4,8 @@ glibc's malloc serves a request above its mmap threshold (128 KiB, raised on the
 32 MiB) with fresh pages from the kernel and hands them back on free. A prefill's
 temporaries are tens to hundreds of MiB each (the MLP's [T, 2 x hidden] activations, the
 attention's keys and values per head), so every prompt faulted all of them in again: on
-the 262M model a 2,048-token prompt took ~135,000-550,000 minor faults per prefill, and
-4.0-4.2 s instead of 4.8-6.3 s once they were kept (2-core Xeon, same hour; BENCHMARKS.md).
+the 262M model a 2,048-token prompt took 40,000-470,000 minor faults per prefill, and 0.2-1.2 s
+of system time (none and 0.1-0.3 s once they were kept; 2-core Xeon, BENCHMARKS.md).
 PyTorch allocates with posix_memalign, which asks a little more than the chunk it freed, so
 the heap grows a few times before freed chunks coalesce and are reused. Threads get heaps
 of their own, capped at 64 MiB (larger requests are mapped afresh whatever the threshold),
