@@ -167,19 +167,11 @@ class ContinuousBatch:
         A row's prefilled tokens always fill its columns [0, fed) (chunks follow each
         other; decode steps write pads there at most, compaction keeps them in front), and
         `used` covers them, so the shared decode column never lands among them."""
-        s = self.rows[r]
-        assert s is not None
+        s = self._slot(r)
         fed, n = s.fed, min(self.chunk, len(s.pending))
-        cache = self._ensure(fed + n + 1)
-        view = row_view(cache, r)
-        if fed == 0:
-            view.reset()  # the row's slots and recurrent state (views: the shared cache's)
-        view.written = fed
-        pos = torch.arange(fed, fed + n, device=self.device)[None]  # [1, n]
-        x = torch.tensor([s.pending[:n]], dtype=torch.long, device=self.device)
-        ctx = self.model.step_context(pos, view)
-        logits = self.model.forward_cached(x, pos, view, ctx, last_only=True)[:, -1]
-        del s.pending[:n]
+        self._ensure(fed + n + 1)
+        c = self._prefill_call(r, n)
+        logits = self.model.forward_cached(c.idx, c.pos, c.cache, c.ctx, last_only=True)[:, -1]
         self.used = max(self.used, fed + n)  # columns beyond every row's live slots
         self.prefill_calls += 1
         if s.pending:
@@ -263,22 +255,25 @@ class ContinuousBatch:
             riders.append((r, min(self.chunk, len(self._slot(r).pending))))
         return riders
 
-    def _ride(self, riders: Sequence[tuple[int, int]]) -> list[Packed]:
-        """The calls that prefill `riders` in their own rows (`_chunk`'s, not run yet)."""
+    def _prefill_call(self, r: int, n: int) -> Packed:
+        """The call that encodes row `r`'s next `n` pending tokens alone, in its own row at
+        columns [fed, fed + n) (its context built, the tokens taken off `pending`)."""
         assert self.cache is not None
-        calls = []
-        for r, n in riders:
-            s = self._slot(r)
-            view = row_view(self.cache, r)
-            if s.fed == 0:
-                view.reset()
-            view.written = s.fed
-            pos = torch.arange(s.fed, s.fed + n, device=self.device)[None]
-            x = torch.tensor([s.pending[:n]], dtype=torch.long, device=self.device)
-            calls.append(Packed(x, pos, view, self.model.step_context(pos, view), True))
-            del s.pending[:n]
-            self.rides += 1
-        return calls
+        s = self._slot(r)
+        fed = s.fed
+        view = row_view(self.cache, r)
+        if fed == 0:
+            view.reset()  # the row's slots and recurrent state (views: the shared cache's)
+        view.written = fed
+        pos = torch.arange(fed, fed + n, device=self.device)[None]  # [1, n]
+        x = torch.tensor([s.pending[:n]], dtype=torch.long, device=self.device)
+        del s.pending[:n]
+        return Packed(x, pos, view, self.model.step_context(pos, view), last_only=True)
+
+    def _ride(self, riders: Sequence[tuple[int, int]]) -> list[Packed]:
+        """The calls that prefill `riders` inside the decode step (`_chunk`'s, not run yet)."""
+        self.rides += len(riders)
+        return [self._prefill_call(r, n) for r, n in riders]
 
     def _prefilled(self, r: int) -> None:
         """The row's prompt logits are ready (its first prefill; a re-encode keeps it)."""

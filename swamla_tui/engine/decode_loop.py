@@ -17,7 +17,7 @@ from ..base.timings import ReplyTimings
 from .decoder import BatchDecoder
 from .logprobs import TokenLogprobs, record_logprobs
 from .routing import StepRoutes
-from .sampling import sample
+from .sampling import sample_with
 
 if TYPE_CHECKING:
     from .prompt_cache import PromptCache
@@ -143,16 +143,7 @@ class Generation:
         return ids
 
     def _draw(self, logits: torch.Tensor, seen: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        p = self.params
-        return sample(
-            logits,
-            seen,
-            temperature=float(p.temperature),
-            top_k=int(p.top_k),
-            top_p=float(p.top_p),
-            repetition_penalty=float(p.repetition_penalty),
-            generator=gen,
-        )
+        return sample_with(logits, seen, self.params, generator=gen)
 
     def _prefill(
         self, rows: list[list[int]], capacity: int, old_seen: torch.Tensor | None

@@ -13,7 +13,7 @@ from torch import Tensor
 from ..base.params import SamplingParams
 from ..base.stops import StopText
 from .decode_loop import RowState
-from .sampling import noise_width, sample
+from .sampling import noise_width, sample, sample_with
 from .text import IncrementalDecoder
 
 
@@ -68,17 +68,7 @@ class Slot:
 
 def draw(slot: Slot, seen: Tensor, logits: Tensor) -> int:
     """One token for one row: `logits` [1, V], `seen` its [1, V] context mask."""
-    p = slot.params
-    tok = sample(
-        logits,
-        seen,
-        temperature=float(p.temperature),
-        top_k=int(p.top_k),
-        top_p=float(p.top_p),
-        repetition_penalty=float(p.repetition_penalty),
-        generator=slot.gen,
-    )
-    return int(tok[0])
+    return int(sample_with(logits, seen, slot.params, generator=slot.gen)[0])
 
 
 def draw_rows(slots: dict[int, Slot], seen: Tensor, logits: Tensor) -> dict[int, int]:

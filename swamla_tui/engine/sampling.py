@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..base.params import SamplingParams
+
 
 def apply_repetition_penalty(logits: Tensor, seen: Tensor, penalty: float) -> Tensor:
     """The usual rule over distinct ids already in the context (prompt and output):
@@ -96,6 +98,25 @@ def sample(
         return idx.gather(-1, pick).squeeze(-1)
     probs = torch.softmax(top_p_filter(x / temperature, top_p), dim=-1)
     return (probs / race).argmax(dim=-1)
+
+
+def sample_with(
+    logits: Tensor,
+    seen: Tensor,
+    params: SamplingParams,
+    *,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """`sample` with the settings of `params` (a row's, or a generation's live ones)."""
+    return sample(
+        logits,
+        seen,
+        temperature=float(params.temperature),
+        top_k=int(params.top_k),
+        top_p=float(params.top_p),
+        repetition_penalty=float(params.repetition_penalty),
+        generator=generator,
+    )
 
 
 def sample_tensors(logits: Tensor, seen: Tensor, sp: Tensor, noise: Tensor) -> Tensor:
