@@ -38,8 +38,14 @@ def active_products(model: SWAMLA) -> tuple[list[torch.Tensor], list[MoE]]:
         at = blk.attn
         if isinstance(blk, MLABlock):
             names: tuple[str, ...] = ("wq", "wq_a", "wq_b", "wkv_a", "wkv_b", "wo")
+            shared = blk.attn.q_kv
         else:
             names = ("q_proj", "k_proj", "v_proj", "o_proj")
+            shared = cast(SWABlock, blk).attn.qkv
+        fused = shared.product()
+        if isinstance(fused, torch.Tensor):  # the members as the one product the model runs
+            mats.append(fused)
+            names = tuple(nm for nm in names if nm not in shared.names)
         mats += [getattr(at, nm).weight for nm in names if hasattr(at, nm)]
         ffn = blk.ffn if isinstance(blk, MLABlock) else cast(SWABlock, blk).mlp
         if isinstance(ffn, MoE):

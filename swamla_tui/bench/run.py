@@ -21,6 +21,7 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import torch
@@ -32,7 +33,9 @@ from ..engine.options import EngineOptions
 from ..engine.pool import CachePool
 from ..engine.sampling import sample
 from ..model.config import DeltaNetConfig, LayerKind, ModelConfig, MoEConfig
+from ..model.mla import MLAAttention
 from ..model.quant import QUANTIZE_CHOICES, Int8DynamicLinear, Int8Linear, fused_modules
+from ..model.shared_input import shared_inputs
 from ..model.transformer import SWAMLA
 from .cpu import cpu_line
 from .measure import active_products, engine_run, sync
@@ -160,29 +163,47 @@ def matmul_floor(model: SWAMLA, reps: int = 9) -> tuple[float, int]:
 
 
 def kernel_floor(model: SWAMLA, batch: int = 1, reps: int = 7) -> float:
-    """Seconds per decode step of the projections *as the model runs them* (its own
+    """Seconds per decode step of the weight products *as the model runs them* (its own
     modules: packed float16 copies in bfloat16 on CPUs without bfloat16, int8 kernels
-    under `quantize`) for `batch` rows, head included; products read through a
-    `RowFusion` and routed experts are not included (the 262M preset has none)."""
+    under `quantize`, projections sharing an input as one product) for `batch` rows, head
+    included, and MLA's `wkv_b` as the absorbed decode path multiplies it (per head, into
+    the query and out of the latent); products read through a `RowFusion` and routed
+    experts are not included (the 262M preset has none)."""
     dev = model.transformer.wte.weight.device
     dt = model.transformer.wte.weight.dtype
     fused = fused_modules(model)
-    mods: list[torch.nn.Module] = [
-        m
+    calls: list[tuple[Callable[[torch.Tensor], object], int]] = []  # (product, input width)
+    for si in shared_inputs(model.transformer.h):
+        if si.fused:
+            fused |= {id(m) for m in si.members()}
+            calls.append((si, cast(int, si.members()[0].in_features)))
+    calls += [
+        (m, m.in_features)
         for n, m in model.transformer.h.named_modules()
         if isinstance(m, torch.nn.Linear | Int8Linear | Int8DynamicLinear)
         and id(m) not in fused
         and "wkv_b" not in n
     ]
-    mods.append(model.head_q if model.head_q is not None else model.lm_head)
-    xs = [torch.randn(batch, 1, cast(int, m.in_features), dtype=dt, device=dev) for m in mods]
+    head = model.head_q if model.head_q is not None else model.lm_head
+    calls.append((head, head.in_features))
+    xs = [torch.randn(batch, 1, k, dtype=dt, device=dev) for _, k in calls]
+    absorbed = []  # per MLA layer: [H, B, dn] x W_k [H, dn, r], [H, B, r] x W_v^T [H, r, dv]
+    for at in (m for m in model.modules() if isinstance(m, MLAAttention)):
+        w = at._float32_weight()
+        w_k, w_vt = at._per_head(w if w is not None else at.wkv_b.weight)
+        qn = torch.randn(at.h, batch, at.dn, dtype=w_k.dtype, device=dev)
+        ol = torch.randn(at.h, batch, at.r, dtype=w_k.dtype, device=dev)
+        absorbed.append((qn, w_k, ol, w_vt))
     times = []
     with torch.inference_mode():
         for _ in range(reps):
             sync(dev)
             t0 = time.perf_counter()
-            for m, x in zip(mods, xs, strict=True):
+            for (m, _), x in zip(calls, xs, strict=True):
                 m(x)
+            for qn, w_k, ol, w_vt in absorbed:
+                torch.bmm(qn, w_k)
+                torch.bmm(ol, w_vt)
             sync(dev)
             times.append(time.perf_counter() - t0)
     return statistics.median(times[2:])

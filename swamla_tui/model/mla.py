@@ -25,6 +25,7 @@ from .engram import Engram
 from .g7 import FoPE, add_value_embeds, value_term
 from .layers import SwiGLU, apply_rope, make_norm, rope_tables
 from .moe import MoE
+from .shared_input import SharedInput
 
 
 class MLAAttention(nn.Module):
@@ -52,6 +53,8 @@ class MLAAttention(nn.Module):
         else:
             self.wq = nn.Linear(c, qd, bias=cfg.bias)
         self.wkv_a = nn.Linear(c, self.r + self.dr, bias=cfg.bias)
+        # the query's first product and the latent's read the same input: one product
+        self.q_kv = SharedInput(self, ("wq_a" if cfg.q_lora_rank > 0 else "wq", "wkv_a"))
         self.kv_norm = nn.LayerNorm(self.r, eps=1e-5)
         self.wkv_b = nn.Linear(self.r, h * (self.dn + self.dv), bias=cfg.bias)
         self.wo = nn.Linear(h * self.dv, c, bias=cfg.bias)
@@ -72,11 +75,21 @@ class MLAAttention(nn.Module):
         w = self.wkv_b.weight.detach()
         self._wkv_b32 = (w.float(), w.data_ptr())
 
-    def _query(self, x: Tensor, cs: Tensor) -> tuple[Tensor, Tensor]:
-        """cs: the tokens' RoPE table [B|1, T, dr/2, 2] (used from G5 on)."""
-        b, t, _ = x.shape
-        q = self.wq_b(self.q_norm(self.wq_a(x))) if hasattr(self, "wq_a") else self.wq(x)
-        q = q.view(b, t, self.h, self.dn + self.dr)  # [B, T, H, dn+dr]
+    def prepare(self, column_major: bool = False) -> None:
+        self.q_kv.fuse(column_major)
+
+    def _project(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The first query product (`wq`, or `wq_a` with a query rank) and `wkv_a`'s."""
+        y = self.q_kv(x)
+        n = y.shape[-1] - (self.r + self.dr)
+        return y[..., :n], y[..., n:]
+
+    def _query(self, q_in: Tensor, cs: Tensor) -> tuple[Tensor, Tensor]:
+        """q_in: `_project`'s first part; cs: the tokens' RoPE table [B|1, T, dr/2, 2]
+        (used from G5 on)."""
+        b, t, _ = q_in.shape
+        q = self.wq_b(self.q_norm(q_in)) if hasattr(self, "wq_a") else q_in
+        q = q.reshape(b, t, self.h, self.dn + self.dr)  # [B, T, H, dn+dr]
         q_nope, q_pe = q.split((self.dn, self.dr), dim=-1)
         if self.q_by_position:
             q_pe = apply_rope(q_pe, cs[:, :, None])  # at the token's position (G5+)
@@ -84,8 +97,8 @@ class MLAAttention(nn.Module):
             q_pe = apply_rope(q_pe, self.q_rope)  # rotated by head index (quirk, G1-G4)
         return q_nope, q_pe
 
-    def _latent(self, x: Tensor, cs: Tensor) -> tuple[Tensor, Tensor]:
-        c, k_pe = self.wkv_a(x).split((self.r, self.dr), dim=-1)  # [B, T, r], [B, T, dr]
+    def _latent(self, kv_in: Tensor, cs: Tensor) -> tuple[Tensor, Tensor]:
+        c, k_pe = torch.split(kv_in, [self.r, self.dr], dim=-1)  # [B, T, r], [B, T, dr]
         return self.kv_norm(c), apply_rope(k_pe, cs)
 
     def _values(self, x: Tensor, ids: Tensor | None) -> Tensor | None:
@@ -99,8 +112,9 @@ class MLAAttention(nn.Module):
     def forward(self, x: Tensor, cs: Tensor, ids: Tensor | None = None) -> Tensor:
         """Reference path: expand keys/values per head, plain causal attention."""
         b, t, _ = x.shape
-        q_nope, q_pe = self._query(x, cs)
-        c_n, k_pe = self._latent(x, cs)
+        q_in, kv_in = self._project(x)
+        q_nope, q_pe = self._query(q_in, cs)
+        c_n, k_pe = self._latent(kv_in, cs)
         kv = self.wkv_b(c_n).view(b, t, self.h, self.dn + self.dv)
         k_nope, v = kv.split((self.dn, self.dv), dim=-1)  # [B, T, H, dn], [B, T, H, dv]
         ve = self._values(x, ids)
@@ -227,8 +241,9 @@ class MLAAttention(nn.Module):
         ids: Tensor | None = None,
     ) -> Tensor:
         b, t, _ = x.shape
-        q_nope, q_pe = self._query(x, cs)
-        c_n, k_pe = self._latent(x, cs)
+        q_in, kv_in = self._project(x)
+        q_nope, q_pe = self._query(q_in, cs)
+        c_n, k_pe = self._latent(kv_in, cs)
         ve = self._values(x, ids)
         y = self._cached(q_nope, q_pe, torch.cat((c_n, k_pe), dim=-1), ve, layer, cache, ctx)
         return cast(Tensor, self.wo(y.to(x.dtype).reshape(b, t, self.h * self.dv)))
@@ -238,8 +253,9 @@ class MLAAttention(nn.Module):
     ) -> Tensor:
         """`forward_cached` for the tokens of several calls packed into `x` [1, N, C] (see
         `SWAMLA.forward_packed`): the projections once over all, attention per span."""
-        q_nope, q_pe = self._query(x, cs)
-        lat = torch.cat(self._latent(x, cs), dim=-1)
+        q_in, kv_in = self._project(x)
+        q_nope, q_pe = self._query(q_in, cs)
+        lat = torch.cat(self._latent(kv_in, cs), dim=-1)
         ve = self._values(x, ids)
         ys, off = [], 0
         for b, t, cache, ctx in spans:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Sequence
 from typing import Literal, cast, get_args
 
 import torch
@@ -213,9 +214,11 @@ class Int8Linear(nn.Module):
     scale: Tensor
     scale_bf16: Tensor
 
-    def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
+    def __init__(
+        self, weight: Tensor, bias: Tensor | None, qs: tuple[Tensor, Tensor] | None = None
+    ) -> None:
         super().__init__()
-        q, s = int8_per_channel(weight)
+        q, s = int8_per_channel(weight) if qs is None else qs  # qs: rows already int8
         self.out_features, self.in_features = q.shape
         self.float_dtype = weight.dtype
         self.register_buffer("qweight", q)
@@ -281,25 +284,37 @@ class Int8DynamicLinear(nn.Module):
     qweight: Tensor  # buffers
     scale: Tensor
 
-    def __init__(self, weight: Tensor, bias: Tensor | None, kernel: str = "fbgemm") -> None:
+    def __init__(
+        self,
+        weight: Tensor,
+        bias: Tensor | None,
+        kernel: str = "fbgemm",
+        qs: tuple[Tensor, Tensor] | None = None,
+    ) -> None:
         super().__init__()
-        q, s = int8_per_channel(weight)
+        q, s = int8_per_channel(weight) if qs is None else qs  # qs: rows already int8
         self.out_features, self.in_features = q.shape
         if self.in_features * 127 * 127 >= 2**31:  # int32 sums of the split kernel
             raise SwamlaError(f"int8 product too wide ({self.in_features} inputs)")
         self.float_dtype = weight.dtype
         self.kernel = kernel
-        self._packed: object = None  # the kernel's own copy of q (opaque)
         self._zero = torch.zeros(q.shape[0], dtype=torch.int32)  # oneDNN's weight zero points
         self._scale127 = s / 127.0  # the split kernel's inputs are in units of amax / 127
-        if kernel == "fbgemm":
-            self._packed = fbgemm_prepack(q, s)
-        else:
-            self._packed = torch.ops.onednn.qlinear_prepack(q, None)
         self.bias = None if bias is None else nn.Parameter(bias.detach().float().clone(), False)
-        # kept for `weight` (the packed copies are opaque): int8, a quarter of float32
+        # kept for `weight` and `_pack` (the packed copies are opaque): a quarter of float32
         self.register_buffer("qweight", q)
         self.register_buffer("scale", s)
+        self._packed: object = None  # the kernel's own copy of q (opaque)
+        self._pack()
+
+    def _pack(self) -> object:
+        """(Re)make the kernel's copy; `concat_quant_linears` drops the members' copies."""
+        q, s = self.qweight, self.scale
+        if self.kernel == "fbgemm":
+            self._packed = fbgemm_prepack(q.contiguous(), s)
+        else:
+            self._packed = torch.ops.onednn.qlinear_prepack(q.contiguous(), None)
+        return self._packed
 
     @property
     def weight(self) -> Tensor:
@@ -312,7 +327,8 @@ class Int8DynamicLinear(nn.Module):
             y = self._split(x2, amax)
         else:
             xs = (x2 / amax).contiguous()
-            y = torch.ops.quantized.linear_dynamic(xs, self._packed, not fbgemm_full_range())
+            packed = self._packed if self._packed is not None else self._pack()
+            y = torch.ops.quantized.linear_dynamic(xs, packed, not fbgemm_full_range())
             y = cast(Tensor, y) * amax
         if self.bias is not None:
             y = y + self.bias
@@ -327,7 +343,8 @@ class Int8DynamicLinear(nn.Module):
         hi = torch.round(t)
         lo = t.sub_(hi).mul_(SPLIT_LO).round_()  # |t - hi| <= 0.5
         xq = torch.cat([hi, lo]).to(torch.int8)  # [2M, K]
-        acc = onednn_int8_linear(xq, cast(Tensor, self._packed), self._scale127, self._zero)
+        packed = self._packed if self._packed is not None else self._pack()
+        acc = onednn_int8_linear(xq, cast(Tensor, packed), self._scale127, self._zero)
         if m <= SPLIT_MM_MAX_ROWS:
             return torch.mm(_hi_lo(m) * amax, acc)  # [M, N]
         return acc[m:].mul_(1.0 / SPLIT_LO).add_(acc[:m]).mul_(amax)
@@ -350,6 +367,39 @@ def make_quant_linear(kind: Quantize, weight: Tensor, bias: Tensor | None) -> Qu
     if kind == "int8-weight":
         return Int8Linear(weight, bias)
     return Int8DynamicLinear(weight, bias, "split" if kind == "int8-split" else "fbgemm")
+
+
+def concat_quant_linears(mods: Sequence[Int8Linear | Int8DynamicLinear]) -> QuantLinear | None:
+    """One int8 module computing the members' outputs concatenated (`SharedInput`): their
+    int8 rows and scales stacked as they are (no second rounding), or None where the
+    members differ in kind, kernel, input width or dtype. The members' int8 rows become
+    views of the new module's and their packed kernel copies are dropped (re-made if a
+    member is ever called alone), so the weights are held once."""
+    first = mods[0]
+    same = {(type(m), getattr(m, "kernel", None), m.in_features, m.float_dtype) for m in mods}
+    biases = [m.bias for m in mods]
+    if len(same) != 1 or (any(b is None for b in biases) and any(b is not None for b in biases)):
+        return None
+    q = torch.cat([m.qweight for m in mods])
+    s = torch.cat([m.scale for m in mods])
+    b = None if biases[0] is None else torch.cat([x.detach() for x in biases if x is not None])
+    shape = torch.Size((q.shape[0], q.shape[1]))
+    meta = torch.empty(shape, dtype=first.float_dtype, device="meta")  # dtype and shape only
+    out: QuantLinear
+    if isinstance(first, Int8DynamicLinear):
+        out = Int8DynamicLinear(meta, None, first.kernel, qs=(q, s))
+        if b is not None:  # already float32 in the members
+            out.bias = nn.Parameter(b, False)
+    else:
+        out = Int8Linear(meta, b, qs=(q, s))
+    off = 0
+    for m in mods:
+        n = m.out_features
+        m.qweight = out.qweight[off : off + n]
+        if isinstance(m, Int8DynamicLinear):
+            m._packed = None
+        off += n
+    return out
 
 
 def fused_modules(model: nn.Module) -> set[int]:

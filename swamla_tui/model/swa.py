@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from .cache import ModelCache, Span, StepContext, visible
 from .config import ModelConfig
 from .layers import SwiGLU, apply_rope, make_norm
+from .shared_input import SharedInput
 
 
 class SWAAttention(nn.Module):
@@ -31,14 +32,19 @@ class SWAAttention(nn.Module):
         self.k_proj = nn.Linear(c, cfg.n_kv_head * hd, bias=cfg.bias)
         self.v_proj = nn.Linear(c, cfg.n_kv_head * hd, bias=cfg.bias)
         self.o_proj = nn.Linear(cfg.n_head * hd, c, bias=cfg.bias)
+        self.qkv = SharedInput(self, ("q_proj", "k_proj", "v_proj"))  # one product
+
+    def prepare(self, column_major: bool = False) -> None:
+        self.qkv.fuse(column_major)
 
     def _qkv(self, x: Tensor, cs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         b, t, _ = x.shape
-        q = self.q_proj(x).view(b, t, self.n_head, self.hd)  # [B, T, H, hd]
-        k = self.k_proj(x).view(b, t, self.n_kv, self.hd)  # [B, T, Hkv, hd]
-        v = self.v_proj(x).view(b, t, self.n_kv, self.hd)
-        cs = cs[:, :, None]  # [B|1, T, 1, hd/2, 2]
-        q, k = apply_rope(q, cs), apply_rope(k, cs)
+        h, kv, hd = self.n_head, self.n_kv, self.hd
+        y = self.qkv(x)  # [B, T, (H + 2 Hkv) hd]
+        # q and k rotated in one call: [B, T, H + Hkv, hd]
+        qk = apply_rope(y[..., : (h + kv) * hd].view(b, t, h + kv, hd), cs[:, :, None])
+        q, k = torch.split(qk, [h, kv], dim=2)
+        v = y[..., (h + kv) * hd :].view(b, t, kv, hd)
         return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H*, T, hd]
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:

@@ -28,6 +28,7 @@ from .layers import make_norm, rope_tables
 from .mla import MLABlock
 from .moe import MoE
 from .quant import Quantize, QuantLinear, make_quant_linear, quant_linear_numel, quantize_linears
+from .shared_input import shared_inputs
 from .swa import SWABlock
 
 
@@ -123,12 +124,12 @@ class SWAMLA(nn.Module):
             self.engram_map = self.engram_map.to(device)
 
     def prepare(self, column_major: bool = False) -> None:
-        """Fuse the products that share an input (DeltaNet, MoE) for decoding; call after
-        the weights are final (after loading, `.to()` or `use_cpu_decode_layout`)."""
+        """Fuse the products that share an input (SWA's q/k/v, MLA's query and latent,
+        DeltaNet, MoE) for decoding; call after the weights are final (after loading,
+        `.to()` or `use_cpu_decode_layout`)."""
         for blk in self.transformer.h:
-            if isinstance(blk, DeltaNetBlock):
-                blk.attn.prepare(column_major)
-            elif isinstance(blk, MLABlock) and isinstance(blk.ffn, MoE):
+            cast(SWABlock | MLABlock | DeltaNetBlock, blk).attn.prepare(column_major)
+            if isinstance(blk, MLABlock) and isinstance(blk.ffn, MoE):
                 blk.ffn.prepare(column_major)
 
     def use_cpu_decode_layout(self) -> None:
@@ -154,6 +155,8 @@ class SWAMLA(nn.Module):
         matrices are now int8.
         """
         n = quantize_linears(self.transformer.h, kind, skip=("wkv_b", "ve_gate"))
+        for si in shared_inputs(self.transformer.h):
+            si.fuse()  # the int8 members again as one product each
         self.head_q = make_quant_linear(kind, self.transformer.wte.weight, None)
         if isinstance(self.lm_head, PackedLinear):
             self.lm_head._fp16 = None  # the int8 copy replaces the float16 one
