@@ -103,22 +103,26 @@ class SWAAttention(nn.Module):
     def _cached(
         self, q: Tensor, k: Tensor, v: Tensor, layer: int, cache: ModelCache, ctx: StepContext
     ) -> Tensor:
-        """Write the new tokens' keys/values into the cache and attend: [B, H, T, hd]."""
+        """Write the new tokens' keys/values into the cache and attend: [B, H, T, hd].
+
+        The cache may hold float32 for a bfloat16 model (`SWAMLA.setup_cache` on the CPU):
+        the keys are stored exactly and attention over the cache runs in float32."""
         kc, vc = cache.swa_k[layer], cache.swa_v[layer]
         assert kc is not None and vc is not None
+        kq, vq = k.to(kc.dtype), v.to(vc.dtype)
         if cache.window_mode:
             assert ctx.ring_mask is not None and ctx.ring_slots is not None
-            ks = torch.cat((kc, k), dim=2)  # [B, Hkv, S_ring + T, hd]
-            vs = torch.cat((vc, v), dim=2)
-            y = self._attend(q, ks, vs, ctx.ring_mask)
+            ks = torch.cat((kc, kq), dim=2)  # [B, Hkv, S_ring + T, hd]
+            vs = torch.cat((vc, vq), dim=2)
+            y = self._attend(q.to(kc.dtype), ks, vs, ctx.ring_mask).to(q.dtype)
             keep = ctx.ring_keep
             slots = ctx.ring_slots if keep is None else ctx.ring_slots[keep]
-            kk, vv = (k, v) if keep is None else (k[:, :, keep], v[:, :, keep])
+            kk, vv = (kq, vq) if keep is None else (kq[:, :, keep], vq[:, :, keep])
             kc.index_copy_(2, slots, kk)
             vc.index_copy_(2, slots, vv)
         else:
-            kc.index_copy_(2, ctx.lin_slots, k)
-            vc.index_copy_(2, ctx.lin_slots, v)
+            kc.index_copy_(2, ctx.lin_slots, kq)
+            vc.index_copy_(2, ctx.lin_slots, vq)
             n = ctx.lin_len
             if ctx.causal and self.fixed_window is None:
                 # a fresh prefill: the keys are these tokens, and causal attention skips the
@@ -128,7 +132,8 @@ class SWAAttention(nn.Module):
                 mask = ctx.lin_mask
                 if self.fixed_window is not None:
                     mask = visible(cache.lin_key_pos[:, :n], ctx.pos, self.fixed_window, 0)
-                y = self._attend(q, kc[:, :, :n], vc[:, :, :n], mask)
+                qc = q.to(kc.dtype)
+                y = self._attend(qc, kc[:, :, :n], vc[:, :, :n], mask).to(q.dtype)
         return y
 
 

@@ -111,3 +111,36 @@ def test_prefill_computes_the_head_for_the_last_position_only(expected):
     assert last.shape == (2, 1, 512) and every.shape == (2, 30, 512)
     assert (last[:, 0] - every[:, -1]).abs().max() <= 1e-5  # same values, other GEMM shape
     assert (last[:, 0] - expected["logits"][:, 29]).abs().max() <= 1e-4
+
+
+def _decode_errors(model, ids, ref, swa_dtype):
+    """Max |logit - ref| over a 20-token prefill and 40 decode steps, SWA caches in `swa_dtype`."""
+    pos = torch.arange(20)[None].expand(2, 20)
+    errs = []
+    with torch.inference_mode():
+        cache = model.setup_cache(2, 64)
+        cache.swa_k = [None if t is None else t.to(swa_dtype) for t in cache.swa_k]
+        cache.swa_v = [None if t is None else t.to(swa_dtype) for t in cache.swa_v]
+        lg = model.forward_cached(ids[:, :20], pos, cache, model.step_context(pos, cache))
+        errs.append((lg[:, -1].float() - ref[:, 19]).abs().max())
+        for s in range(20, 60):
+            p = torch.full((2, 1), s)
+            lg = model.forward_cached(ids[:, s : s + 1], p, cache, model.step_context(p, cache))
+            errs.append((lg[:, -1].float() - ref[:, s]).abs().max())
+    return max(float(e) for e in errs)
+
+
+def test_bf16_swa_cache_is_float32_on_the_cpu(bf16, expected):
+    """A bfloat16 model's SWA keys/values are stored in float32 on the CPU (PyTorch's
+    bfloat16 attention for one query row is 2-3x slower); MLA's latents stay bfloat16.
+    The values are the same, so decoding is as close to the float32 fixture as with a
+    bfloat16 cache (closer: attention no longer rounds to bfloat16)."""
+    m = bf16.model
+    cache = m.setup_cache(2, 64)
+    kinds = m.cfg.layer_kinds
+    assert {cache.swa_k[i].dtype for i, k in enumerate(kinds) if k == "swa"} == {torch.float32}
+    assert {cache.mla_kv[i].dtype for i, k in enumerate(kinds) if k == "mla"} == {torch.bfloat16}
+    ids, ref = expected["input_ids"], expected["logits"]
+    f32 = _decode_errors(m, ids, ref, torch.float32)
+    b16 = _decode_errors(m, ids, ref, torch.bfloat16)
+    assert f32 <= BF16_TOL and f32 <= b16 + 0.02, (f32, b16)
