@@ -33,6 +33,7 @@ from ..engine.options import EngineOptions
 from ..engine.pool import CachePool
 from ..engine.sampling import sample
 from ..model.config import DeltaNetConfig, LayerKind, ModelConfig, MoEConfig
+from ..model.fuse import OneDNNLinear, onednn_float32_products, onednn_linear
 from ..model.mla import MLAAttention
 from ..model.quant import QUANTIZE_CHOICES, Int8DynamicLinear, Int8Linear, fused_modules
 from ..model.shared_input import shared_inputs
@@ -110,11 +111,12 @@ def build_model(cfg: ModelConfig, device: torch.device, dtype: torch.dtype, wind
     m.lm_head.weight = m.transformer.wte.weight
     m = m.to(dtype).eval().requires_grad_(False)
     m.init_buffers(device)
-    colmajor = (
-        device.type == "cpu" and dtype == torch.float32 and EngineOptions.from_env().cpu_layout
-    )
+    cpu32 = device.type == "cpu" and dtype == torch.float32 and EngineOptions.from_env().cpu_layout
+    colmajor = cpu32 and not onednn_float32_products()
     if colmajor:
         m.use_cpu_decode_layout()  # as `swamla_tui.load` does
+    elif cpu32:
+        m.use_cpu_onednn_products()  # as `swamla_tui.load` does on AMD CPUs
     m.prepare(column_major=colmajor)
     if device.type == "cpu" and dtype == torch.bfloat16 and EngineOptions.from_env().cpu_layout:
         m.use_cpu_bf16_packing()  # as `swamla_tui.load` does
@@ -132,6 +134,9 @@ def matmul_floor(model: SWAMLA, reps: int = 9) -> tuple[float, int]:
     """
     dev = model.transformer.wte.weight.device
     mats, moes = active_products(model)
+    # the kernel the model's float32 products run in (oneDNN on AMD CPUs, fuse.py)
+    onednn = any(isinstance(m, OneDNNLinear) for m in model.modules())
+    product = onednn_linear if onednn else F.linear
     xs = [torch.randn(1, w.shape[1], dtype=w.dtype, device=dev) for w in mats]
     nbytes = sum(w.numel() * w.element_size() for w in mats)
     for m in moes:
@@ -152,7 +157,7 @@ def matmul_floor(model: SWAMLA, reps: int = 9) -> tuple[float, int]:
             sync(dev)
             t0 = time.perf_counter()
             for x, w in zip(xs, mats, strict=True):
-                F.linear(x, w)
+                product(x, w, None)
             for (ex, sel), (x1, x2) in zip(picks, xe, strict=True):
                 for e in sel:
                     torch.mm(x1, ex.gate_up_weight[e])

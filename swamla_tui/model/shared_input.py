@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .fuse import OneDNNLinear, onednn_linear
 from .quant import Int8DynamicLinear, Int8Linear, QuantLinear, concat_quant_linears
 
 
@@ -40,6 +41,7 @@ class SharedInput:
         self._weight: Tensor | None = None
         self._bias: Tensor | None = None
         self._quant: QuantLinear | None = None
+        self._onednn = False  # float32 members that run in oneDNN (`fuse.OneDNNLinear`)
 
     def members(self) -> list[nn.Module]:
         return [getattr(self.parent, n) for n in self.names]
@@ -50,7 +52,8 @@ class SharedInput:
         mods = self.members()
         self._fused, self._ptrs = [], []
         self._weight = self._bias = self._quant = None
-        if all(type(m) is nn.Linear for m in mods):
+        if all(type(m) is nn.Linear for m in mods) or all(type(m) is OneDNNLinear for m in mods):
+            self._onednn = type(mods[0]) is OneDNNLinear
             self._fuse_float([m for m in mods if isinstance(m, nn.Linear)], column_major)
         elif all(isinstance(m, Int8Linear | Int8DynamicLinear) for m in mods):
             qmods = [m for m in mods if isinstance(m, Int8Linear | Int8DynamicLinear)]
@@ -93,6 +96,8 @@ class SharedInput:
                 return cast(Tensor, self._quant(x))
             w = self._weight
             if w is not None and [_weight_ptr(m) for m in mods] == self._ptrs:
+                if self._onednn and x.dtype == w.dtype == torch.float32:
+                    return onednn_linear(x, w, self._bias)
                 return F.linear(x, w, self._bias)
         return torch.cat([m(x) for m in mods], dim=-1)
 

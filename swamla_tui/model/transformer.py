@@ -23,7 +23,13 @@ from torch import Tensor, nn
 from .cache import ModelCache, Packed, Span, StepContext, visible
 from .config import ModelConfig
 from .deltanet import DeltaNetBlock
-from .fuse import PackedLinear, cpu_has_native_bf16, fp16_packing_available, pack_bf16_linears
+from .fuse import (
+    PackedLinear,
+    cpu_has_native_bf16,
+    fp16_packing_available,
+    pack_bf16_linears,
+    use_onednn_linears,
+)
 from .layers import make_norm, rope_tables
 from .mla import MLABlock
 from .moe import MoE
@@ -147,6 +153,13 @@ class SWAMLA(nn.Module):
             for name, p in self.named_parameters():
                 if wants_column_major(name, p.shape):
                     p.data = p.data.t().contiguous().t()
+
+    def use_cpu_onednn_products(self) -> int:
+        """float32 on a CPU where oneDNN's few-row products beat the BLAS's
+        (`fuse.onednn_float32_products`): the projections and the head run in oneDNN on
+        row-major weights, instead of `use_cpu_decode_layout`. Call before `prepare`.
+        Returns how many products now run there."""
+        return use_onednn_linears(self)
 
     def quantize(self, kind: Quantize) -> int:
         """Int8 weights for the big projections and an int8 copy of the tied head (quant.py).

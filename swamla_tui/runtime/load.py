@@ -37,6 +37,7 @@ from ..model.formats import (
     stored_dtypes,
     unknown_weights_error,
 )
+from ..model.fuse import onednn_float32_products
 from ..model.quant import Quantize, fbgemm_full_range
 from ..model.transformer import SWAMLA, wants_column_major
 from .devices import check_quantize, parse_dtype, parse_quantize, pick_device
@@ -111,7 +112,9 @@ def _build(
     # CPU float32: tall/square matrices column-major (faster matrix-vector products;
     # in bfloat16 row-major is faster), written straight from the checkpoint so no
     # second copy of the weights is ever held
-    colmajor = device.type == "cpu" and dtype == torch.float32 and opts.cpu_layout
+    cpu32 = device.type == "cpu" and dtype == torch.float32 and opts.cpu_layout
+    onednn = cpu32 and onednn_float32_products()  # row-major weights, oneDNN products
+    colmajor = cpu32 and not onednn
     tensors = {}
     bad: list[str] = []  # weights holding NaN/Inf (checked while each is still in cache)
     for k in sorted(expected):
@@ -143,7 +146,9 @@ def _build(
     model.lm_head.weight = model.transformer.wte.weight  # type: ignore[union-attr,assignment]  # keep the tie after assign
     model.init_buffers(device)  # RoPE tables were created on meta
     model.eval().requires_grad_(False)
-    model.prepare(column_major=colmajor)  # fused products for decoding (DeltaNet, MoE)
+    if onednn:
+        model.use_cpu_onednn_products()
+    model.prepare(column_major=colmajor)  # fused products for decoding
     if device.type == "cpu" and dtype == torch.bfloat16 and opts.cpu_layout:
         model.use_cpu_bf16_packing()  # no-op where the CPU has bfloat16 instructions
     if device.type == "cpu" and opts.reuse_memory:  # after loading: its buffers were mapped

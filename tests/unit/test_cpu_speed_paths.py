@@ -144,3 +144,58 @@ def test_bf16_swa_cache_is_float32_on_the_cpu(bf16, expected):
     f32 = _decode_errors(m, ids, ref, torch.float32)
     b16 = _decode_errors(m, ids, ref, torch.bfloat16)
     assert f32 <= BF16_TOL and f32 <= b16 + 0.02, (f32, b16)
+
+
+def test_onednn_linear_is_the_float32_product(monkeypatch):
+    """`OneDNNLinear` (float32 products in oneDNN, chosen on AMD CPUs) computes F.linear,
+    for 2-D and 3-D inputs, strided inputs, with and without a bias; other dtypes fall
+    back to F.linear."""
+    from swamla_tui.model import fuse
+
+    if not torch._C._has_mkldnn:
+        pytest.skip("a torch built without oneDNN")
+    g = torch.Generator().manual_seed(4)
+    lin = torch.nn.Linear(64, 40)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(40, 64, generator=g))
+    assert fuse.use_onednn_linears(torch.nn.Sequential(lin)) == 1
+    assert isinstance(lin, fuse.OneDNNLinear)
+    for x in (torch.randn(3, 64, generator=g), torch.randn(2, 5, 128, generator=g)[..., ::2]):
+        torch.testing.assert_close(lin(x), F.linear(x, lin.weight, lin.bias))
+    lin.bias = None  # type: ignore[assignment]
+    x = torch.randn(4, 64, generator=g)
+    torch.testing.assert_close(lin(x), F.linear(x, lin.weight))
+    xb = x.bfloat16()
+    lb = torch.nn.Linear(64, 40).bfloat16()
+    lb.__class__ = fuse.OneDNNLinear
+    torch.testing.assert_close(lb(xb), F.linear(xb, lb.weight, lb.bias))
+    monkeypatch.setattr(fuse, "cpu_vendor", lambda: "GenuineIntel")
+    fuse.onednn_float32_products.cache_clear()
+    try:
+        assert not fuse.onednn_float32_products()  # Intel keeps the column-major BLAS
+    finally:
+        fuse.onednn_float32_products.cache_clear()
+
+
+def test_onednn_model_keeps_the_logits(expected):
+    """The v1 fixture with every product in oneDNN (row-major weights) gives the float32
+    reference logits, full forward and cached decode."""
+    from swamla_tui.model.fuse import OneDNNLinear
+
+    lm = swamla_tui.load(
+        FIXTURE_CKPT, tokenizer=False, engine=EngineOptions(cpu_layout=False)
+    )  # row-major, plain products
+    m = lm.model
+    n = m.use_cpu_onednn_products()
+    m.prepare()
+    assert n > 0 and any(isinstance(x, OneDNNLinear) for x in m.modules())
+    ids = expected["input_ids"]
+    assert (lm.logits(ids) - expected["logits"]).abs().max() <= 1e-4
+    dec = BatchDecoder(m, max_length=128)
+    with torch.inference_mode():
+        lg = dec.prefill([ids[0, :20].tolist(), ids[1, :20].tolist()], capacity=64)
+        errs = [(lg - expected["logits"][:, 19]).abs().max()]
+        for s in range(20, 40):
+            lg = dec.step(ids[:, s].clone())
+            errs.append((lg - expected["logits"][:, s]).abs().max())
+    assert max(float(e) for e in errs) <= 1e-4
