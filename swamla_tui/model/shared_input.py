@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .fuse import OneDNNLinear, onednn_linear
+from .fuse import OneDNNLinear, onednn_linear, pays_in_onednn
 from .quant import Int8DynamicLinear, Int8Linear, QuantLinear, concat_quant_linears
 
 
@@ -96,7 +96,7 @@ class SharedInput:
                 return cast(Tensor, self._quant(x))
             w = self._weight
             if w is not None and [_weight_ptr(m) for m in mods] == self._ptrs:
-                if self._onednn and x.dtype == w.dtype == torch.float32:
+                if self._onednn and pays_in_onednn(x, w):
                     return onednn_linear(x, w, self._bias)
                 return F.linear(x, w, self._bias)
         return torch.cat([m(x) for m in mods], dim=-1)

@@ -158,6 +158,15 @@ def test_onednn_linear_is_the_float32_product(monkeypatch):
     lin = torch.nn.Linear(64, 40)
     with torch.no_grad():
         lin.weight.copy_(torch.randn(40, 64, generator=g))
+    monkeypatch.setattr(fuse, "ONEDNN_MIN_VALUES", 1)  # small weights too (normally F.linear)
+    calls = []
+    real = fuse.onednn_linear
+
+    def counted(*a):
+        calls.append(1)
+        return real(*a)
+
+    monkeypatch.setattr(fuse, "onednn_linear", counted)
     assert fuse.use_onednn_linears(torch.nn.Sequential(lin)) == 1
     assert isinstance(lin, fuse.OneDNNLinear)
     for x in (torch.randn(3, 64, generator=g), torch.randn(2, 5, 128, generator=g)[..., ::2]):
@@ -165,6 +174,7 @@ def test_onednn_linear_is_the_float32_product(monkeypatch):
     lin.bias = None  # type: ignore[assignment]
     x = torch.randn(4, 64, generator=g)
     torch.testing.assert_close(lin(x), F.linear(x, lin.weight))
+    assert len(calls) == 3  # all three went through oneDNN
     xb = x.bfloat16()
     lb = torch.nn.Linear(64, 40).bfloat16()
     lb.__class__ = fuse.OneDNNLinear
