@@ -145,7 +145,7 @@ def onednn_float32_products() -> bool:
     On AMD CPUs PyTorch's BLAS (MKL) runs few-row products far below the memory speed:
     on the 2-core EPYC 8 x (8192 x 1024) float32 weights took 15.2 ms at one row and 44.2
     at eight (column-major), oneDNN 10.9 and 22.1 on the same row-major weights; a decode
-    step of the 262M model at 8 rows 180 -> 74 ms. On the Intel Xeon the column-major BLAS
+    step of the 262M model at 8 rows 176.5 -> 85.7 ms. On the Intel Xeon the column-major BLAS
     was measured (issue 27's sessions), so Intel keeps it. A probe product must match.
     """
     if cpu_vendor() != "AuthenticAMD" or not torch._C._has_mkldnn:
