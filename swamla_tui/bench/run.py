@@ -33,7 +33,7 @@ from ..engine.options import EngineOptions
 from ..engine.pool import CachePool
 from ..engine.sampling import sample
 from ..model.config import DeltaNetConfig, LayerKind, ModelConfig, MoEConfig
-from ..model.fuse import OneDNNLinear, onednn_float32_products, onednn_linear
+from ..model.fuse import OneDNNLinear, float32_cpu_layout, onednn_linear
 from ..model.mla import MLAAttention
 from ..model.quant import QUANTIZE_CHOICES, Int8DynamicLinear, Int8Linear, fused_modules
 from ..model.shared_input import shared_inputs
@@ -111,11 +111,11 @@ def build_model(cfg: ModelConfig, device: torch.device, dtype: torch.dtype, wind
     m.lm_head.weight = m.transformer.wte.weight
     m = m.to(dtype).eval().requires_grad_(False)
     m.init_buffers(device)
-    cpu32 = device.type == "cpu" and dtype == torch.float32 and EngineOptions.from_env().cpu_layout
-    colmajor = cpu32 and not onednn_float32_products()
+    layout = float32_cpu_layout(device, dtype, EngineOptions.from_env().cpu_layout)
+    colmajor = layout == "column-major"
     if colmajor:
         m.use_cpu_decode_layout()  # as `swamla_tui.load` does
-    elif cpu32:
+    elif layout == "onednn":
         m.use_cpu_onednn_products()  # as `swamla_tui.load` does on AMD CPUs
     m.prepare(column_major=colmajor)
     if device.type == "cpu" and dtype == torch.bfloat16 and EngineOptions.from_env().cpu_layout:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import cast
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -157,6 +157,18 @@ def onednn_float32_products() -> bool:
     except (AttributeError, RuntimeError):
         return False
     return bool(torch.allclose(y, F.linear(x, w), atol=1e-5))
+
+
+def float32_cpu_layout(
+    device: torch.device, dtype: torch.dtype, enabled: bool = True
+) -> Literal["column-major", "onednn"] | None:
+    """The decode layout a float32 CPU model gets (the one decision `load`, the export
+    reader and the benchmark share): "onednn" (`use_onednn_linears`, row-major weights) where
+    `onednn_float32_products`, else "column-major" (`SWAMLA.use_cpu_decode_layout`); None for
+    other devices and dtypes, or when the CPU layout option is off."""
+    if not enabled or device.type != "cpu" or dtype != torch.float32:
+        return None
+    return "onednn" if onednn_float32_products() else "column-major"
 
 
 def onednn_linear(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:

@@ -7,8 +7,8 @@ product over the members' concatenated rows makes 20 calls fewer a step in the 2
 and under int8 quantizes each input once instead of three times.
 
 Unlike `RowFusion` (float parameters only), `SharedInput` fuses whatever its members are
-when `fuse` runs: plain float `nn.Linear`s (their weights become row views of one tensor,
-so they are held once and `state_dict()` keeps its keys) or int8 modules of one kind
+when `fuse` runs: plain float `nn.Linear`s (a `RowFusion` of their weights: row views of
+one tensor, held once, `state_dict()` keeps its keys) or int8 modules of one kind
 (`quant.concat_quant_linears`: the same int8 rows and scales, shared). The members stay
 where they are: shapes, export and the reference code read them. If a member is replaced
 after `fuse` (`.to()`, `load_state_dict(assign=True)`, `quantize` before the next
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .fuse import OneDNNLinear, onednn_linear, pays_in_onednn
+from .fuse import OneDNNLinear, RowFusion, onednn_linear, pays_in_onednn
 from .quant import Int8DynamicLinear, Int8Linear, QuantLinear, concat_quant_linears
 
 
@@ -37,9 +37,8 @@ class SharedInput:
         self.parent = parent
         self.names = tuple(names)
         self._fused: list[nn.Module] = []  # the members `fuse` fused, to notice replacements
-        self._ptrs: list[int] = []  # float members: their weights' data_ptr after fusing
-        self._weight: Tensor | None = None
-        self._bias: Tensor | None = None
+        self._weights: RowFusion | None = None  # float members: their weights as one tensor
+        self._biases: RowFusion | None = None
         self._quant: QuantLinear | None = None
         self._onednn = False  # float32 members that run in oneDNN (`fuse.OneDNNLinear`)
 
@@ -50,8 +49,8 @@ class SharedInput:
         """Fuse the current members. `column_major`: store the fused float weight
         column-major when it is tall (the CPU decode layout's rule, `wants_column_major`)."""
         mods = self.members()
-        self._fused, self._ptrs = [], []
-        self._weight = self._bias = self._quant = None
+        self._fused = []
+        self._weights = self._biases = self._quant = None
         if all(type(m) is nn.Linear for m in mods) or all(type(m) is OneDNNLinear for m in mods):
             self._onednn = type(mods[0]) is OneDNNLinear
             self._fuse_float([m for m in mods if isinstance(m, nn.Linear)], column_major)
@@ -62,30 +61,20 @@ class SharedInput:
                 self._quant, self._fused = quant, mods
 
     def _fuse_float(self, mods: list[nn.Linear], column_major: bool) -> None:
-        ws = [m.weight.detach() for m in mods]
-        biases = [m.bias for m in mods]
-        if len({(w.dtype, w.device, w.shape[1]) for w in ws}) != 1 or any(w.ndim != 2 for w in ws):
+        """The weights (and biases) as `RowFusion`s: the members' become row views."""
+        ws = [m.weight for m in mods]
+        has_bias = [m.bias is not None for m in mods]
+        if len({(w.dtype, w.device, w.shape[1], w.ndim) for w in ws}) != 1 or ws[0].ndim != 2:
             return
-        if any(b is None for b in biases) and any(b is not None for b in biases):
+        if len(set(has_bias)) != 1:
             return
-        with torch.no_grad():
-            w = torch.cat(ws, 0)
-            if column_major and w.shape[0] >= w.shape[1]:
-                w = w.t().contiguous().t()
-            b = (
-                None
-                if biases[0] is None
-                else torch.cat([x.detach() for x in biases if x is not None])
-            )
-            off = 0
-            for m in mods:
-                n = m.weight.shape[0]
-                m.weight.data = w[off : off + n]
-                if b is not None and m.bias is not None:
-                    m.bias.data = b[off : off + n]
-                off += n
-        self._weight, self._bias, self._fused = w, b, list(mods)
-        self._ptrs = [_weight_ptr(m) for m in mods]
+        rows = sum(w.shape[0] for w in ws)
+        self._weights = RowFusion([(m, "weight") for m in mods])
+        self._weights.fuse(column_major and rows >= ws[0].shape[1])  # tall: column-major
+        if has_bias[0]:
+            self._biases = RowFusion([(m, "bias") for m in mods])
+            self._biases.fuse()
+        self._fused = list(mods)
 
     def __call__(self, x: Tensor) -> Tensor:
         mods = self.members()
@@ -94,11 +83,12 @@ class SharedInput:
         ):
             if self._quant is not None:
                 return cast(Tensor, self._quant(x))
-            w = self._weight
-            if w is not None and [_weight_ptr(m) for m in mods] == self._ptrs:
+            if self._weights is not None:  # a weight replaced in place: concatenated anew
+                w = self._weights.get()
+                b = None if self._biases is None else self._biases.get()
                 if self._onednn and pays_in_onednn(x, w):
-                    return onednn_linear(x, w, self._bias)
-                return F.linear(x, w, self._bias)
+                    return onednn_linear(x, w, b)
+                return F.linear(x, w, b)
         return torch.cat([m(x) for m in mods], dim=-1)
 
     @property
@@ -108,11 +98,9 @@ class SharedInput:
 
     def product(self) -> nn.Module | Tensor | None:
         """The fused int8 module or float weight (the benchmark times it), or None."""
-        return self._quant if self._quant is not None else self._weight
-
-
-def _weight_ptr(m: nn.Module) -> int:
-    return cast(Tensor, m.weight).data_ptr()
+        if self._quant is not None:
+            return self._quant
+        return None if self._weights is None else self._weights.tensor
 
 
 def shared_inputs(model: nn.Module) -> list[SharedInput]:

@@ -37,7 +37,7 @@ from ..model.formats import (
     stored_dtypes,
     unknown_weights_error,
 )
-from ..model.fuse import onednn_float32_products
+from ..model.fuse import float32_cpu_layout
 from ..model.quant import Quantize, fbgemm_full_range
 from ..model.transformer import SWAMLA, wants_column_major
 from .devices import check_quantize, parse_dtype, parse_quantize, pick_device
@@ -112,9 +112,8 @@ def _build(
     # CPU float32: tall/square matrices column-major (faster matrix-vector products;
     # in bfloat16 row-major is faster), written straight from the checkpoint so no
     # second copy of the weights is ever held
-    cpu32 = device.type == "cpu" and dtype == torch.float32 and opts.cpu_layout
-    onednn = cpu32 and onednn_float32_products()  # row-major weights, oneDNN products
-    colmajor = cpu32 and not onednn
+    layout = float32_cpu_layout(device, dtype, opts.cpu_layout)
+    colmajor = layout == "column-major"
     tensors = {}
     bad: list[str] = []  # weights holding NaN/Inf (checked while each is still in cache)
     for k in sorted(expected):
@@ -146,7 +145,7 @@ def _build(
     model.lm_head.weight = model.transformer.wte.weight  # type: ignore[union-attr,assignment]  # keep the tie after assign
     model.init_buffers(device)  # RoPE tables were created on meta
     model.eval().requires_grad_(False)
-    if onednn:
+    if layout == "onednn":  # row-major weights, products in oneDNN (AMD CPUs)
         model.use_cpu_onednn_products()
     model.prepare(column_major=colmajor)  # fused products for decoding
     if device.type == "cpu" and dtype == torch.bfloat16 and opts.cpu_layout:

@@ -100,7 +100,7 @@ def load_exported(
     """Same arguments and result as `swamla_tui.load`, for a folder from `export_checkpoint`."""
     from ...base.errors import SwamlaError, one_line
     from ...checkpoint.tensors import drop_mapped_pages
-    from ...model.fuse import onednn_float32_products
+    from ...model.fuse import float32_cpu_layout
     from ...model.transformer import SWAMLA, wants_column_major
     from ..devices import parse_dtype, pick_device
     from ..loaded_model import LoadedModel
@@ -152,13 +152,8 @@ def load_exported(
             f"WARNING: running without {len(unexpected)} stored tensor(s) this version does "
             f"not know ({meta['ignored_weights']}) (--ignore-unknown-weights)"
         )
-    cpu32 = (
-        dev.type == "cpu"
-        and dt == torch.float32
-        and os.environ.get("SWAMLA_CPU_LAYOUT", "1") != "0"
-    )
-    onednn = cpu32 and onednn_float32_products()  # as `swamla_tui.load` decides
-    colmajor = cpu32 and not onednn
+    layout = float32_cpu_layout(dev, dt, os.environ.get("SWAMLA_CPU_LAYOUT", "1") != "0")
+    colmajor = layout == "column-major"  # as `swamla_tui.load` decides
     stored = sorted({str(v.dtype).removeprefix("torch.") for v in weights.values()})
     tensors: dict[str, torch.Tensor] = {}
     for k in expected:
@@ -192,7 +187,7 @@ def load_exported(
 
         model.set_token_mapping(mapping_tensor(emap, cfg.vocab_size))
     model.eval().requires_grad_(False)
-    if onednn:
+    if layout == "onednn":
         model.use_cpu_onednn_products()
     if dev.type == "cpu" and dt == torch.bfloat16 and os.environ.get("SWAMLA_CPU_LAYOUT") != "0":
         model.use_cpu_bf16_packing()  # as `swamla_tui.load` does: both compute the same
