@@ -48,6 +48,12 @@ def _variants(a: argparse.Namespace) -> list[Variant]:
             ("column-major BLAS", old, lambda: None),
             ("as load() picks here", new, lambda: None),
         ]
+    if a.what == "int8":
+        kinds = ("int8-dynamic", "int8-split")
+        models = [build_model(reference_config(), cpu, torch.float32, False) for _ in kinds]
+        for k, mm in zip(kinds, models, strict=True):
+            mm.quantize(k)
+        return [(k, mm, lambda: None) for k, mm in zip(kinds, models, strict=True)]
     dtype = torch.bfloat16 if a.what == "swa-cache" else getattr(torch, a.dtype)
     m = build_model(reference_config(), cpu, dtype, False)
     if a.quantize:
@@ -80,7 +86,7 @@ def _variants(a: argparse.Namespace) -> list[Variant]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--what", choices=("layout", "fused", "swa-cache"), required=True)
+    ap.add_argument("--what", choices=("layout", "fused", "swa-cache", "int8"), required=True)
     ap.add_argument("--rows", type=int, default=1)
     ap.add_argument("--prompt", type=int, default=32, help="prompt tokens per row")
     ap.add_argument("--rounds", type=int, default=5)

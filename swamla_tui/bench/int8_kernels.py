@@ -6,8 +6,9 @@ which formulation wins at which row count, which is how `quant.WEIGHT_ONLY_MAX_R
 the split kernel's layout were chosen. Variants per shape and row count:
 
 - ``f32``: `nn.Linear` in float32, column-major where the model stores it so (as loaded);
-- ``split``: `--quantize int8-split` (what `--quantize int8` runs on AVX-512 VNNI CPUs):
-  oneDNN's int8 matmul, each input row as two int8 rows (value, remainder);
+- ``split``: `--quantize int8-split` (what `--quantize int8` runs where FBGEMM is missing
+  and AVX-512 VNNI present): oneDNN's int8 matmul, each input row as two int8 rows (value,
+  remainder);
 - ``w8a8``: the same kernel with one int8 row per input row (no remainder: faster above
   ~16 rows, 5x the KL of ``split`` on the demo model, BENCHMARKS.md), for reference;
 - ``weight``: `quant.Int8Linear` as the model runs it (`--quantize int8-weight`:
@@ -70,8 +71,8 @@ def _variants(name: str, n: int, k: int) -> dict[str, Callable[[Tensor], Tensor]
 
     def w8a8(x: Tensor) -> Tensor:
         amax = x.abs().amax(dim=1, keepdim=True).clamp(min=1e-30)
-        xq = (x * (127.0 / amax)).round_().to(torch.int8)
-        acc = quant.onednn_int8_linear(xq, split._packed, split.scale, split._zero)  # type: ignore[arg-type]
+        xu = quant.to_onednn_input((x * (127.0 / amax)).round_())
+        acc = quant.onednn_int8_linear(xu, split._packed, split.scale, split._zero)  # type: ignore[arg-type]
         return acc.mul_(amax / 127.0)
 
     return {

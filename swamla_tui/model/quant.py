@@ -18,7 +18,7 @@ int8-weight; issue 27 asked for the fastest, its quality cost is in README/BENCH
   multiplied in one call ([2M, K] rows, the weight read once): the input keeps ~15 bits,
   so the quality is weight-only int8's with float32 inputs, at an int8 GEMM's speed.
   Offered where torch runs AVX-512 kernels, the CPU has AVX512-VNNI and a probe product
-  comes out exact (without VNNI oneDNN's 16-bit pair sums saturate, or it runs scalar
+  comes out exact; the int8 rows go in as uint8 with zero point 128 (`INPUT_ZERO`) (without VNNI oneDNN's 16-bit pair sums saturate, or it runs scalar
   reference code: `split_cpu_problem`).
 - "int8-weight" (weight-only): `aten._weight_int8pack_mm` with bfloat16 activations (for
   a float32 model too: the kernel's float32 input path is scalar code, 3-9x slower than
@@ -79,11 +79,22 @@ def check_weight_only_cpu(capability: str | None = None) -> None:
         )
 
 
-def onednn_int8_linear(xq: Tensor, packed: Tensor, scale: Tensor, zero: Tensor) -> Tensor:
-    """xq int8 [M, K] times a `qlinear_prepack`ed int8 weight: float32 [M, N] = the exact
-    int32 sums times `scale` (per output channel; input scale 1, zero points 0)."""
+# int8 inputs go to oneDNN as uint8 with this zero point: its fast int8 matmul on AVX-512
+# VNNI without AMX is u8 x s8 only. Signed int8 inputs ran its scalar reference code there
+# (`ref_int8` in ONEDNN_VERBOSE; 4096 x 1024 at one row 126 ms, float32 ~2) on the EPYC.
+INPUT_ZERO = 128
+
+
+def to_onednn_input(x: Tensor) -> Tensor:
+    """Integer values in [-127, 127] (any dtype) -> the uint8 input `onednn_int8_linear` takes."""
+    return (x + INPUT_ZERO).to(torch.uint8)
+
+
+def onednn_int8_linear(xu: Tensor, packed: Tensor, scale: Tensor, zero: Tensor) -> Tensor:
+    """`to_onednn_input(x)` [M, K] times a `qlinear_prepack`ed int8 weight: float32 [M, N] =
+    the exact int32 sums of x times the weight, times `scale` (per output channel)."""
     y = torch.ops.onednn.qlinear_pointwise(
-        xq, 1.0, 0, packed, scale, zero, None, 1.0, 0, torch.float32, "none", [], ""
+        xu, 1.0, INPUT_ZERO, packed, scale, zero, None, 1.0, 0, torch.float32, "none", [], ""
     )
     return cast(Tensor, y)
 
@@ -97,11 +108,12 @@ def int8_sums_exact() -> bool:
     g = torch.Generator().manual_seed(0)
     w = torch.randint(-127, 128, (48, 256), generator=g, dtype=torch.int8)
     x = torch.randint(-127, 128, (4, 256), generator=g, dtype=torch.int8)
-    x[0] = 127  # pairs of 127 * 127: the first sums to leave 16 bits
+    x[0] = 127  # 255 as uint8: pairs of 255 * 127 are the first sums to leave 16 bits
     w[0] = 127
     try:
         packed = torch.ops.onednn.qlinear_prepack(w, None)
-        got = onednn_int8_linear(x, packed, torch.ones(48), torch.zeros(48, dtype=torch.int32))
+        xu = to_onednn_input(x.to(torch.int16))
+        got = onednn_int8_linear(xu, packed, torch.ones(48), torch.zeros(48, dtype=torch.int32))
     except (AttributeError, RuntimeError):  # a torch built without oneDNN
         return False
     return bool(torch.equal(got.double(), x.double() @ w.double().t()))
@@ -342,9 +354,9 @@ class Int8DynamicLinear(nn.Module):
         t = torch.div(x2, amax).mul_(127.0)  # (127.0 / amax) alone measured 9 µs a call
         hi = torch.round(t)
         lo = t.sub_(hi).mul_(SPLIT_LO).round_()  # |t - hi| <= 0.5
-        xq = torch.cat([hi, lo]).to(torch.int8)  # [2M, K]
+        xu = torch.cat([hi, lo]).add_(INPUT_ZERO).to(torch.uint8)  # [2M, K]
         packed = self._packed if self._packed is not None else self._pack()
-        acc = onednn_int8_linear(xq, cast(Tensor, packed), self._scale127, self._zero)
+        acc = onednn_int8_linear(xu, cast(Tensor, packed), self._scale127, self._zero)
         if m <= SPLIT_MM_MAX_ROWS:
             return torch.mm(_hi_lo(m) * amax, acc)  # [M, N]
         return acc[m:].mul_(1.0 / SPLIT_LO).add_(acc[:m]).mul_(amax)
