@@ -333,18 +333,24 @@ class Int8DynamicLinear(nn.Module):
         return (self.qweight.float() * self.scale[:, None]).to(self.float_dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        x2 = x.reshape(-1, self.in_features).float()  # [M, K]
-        amax = x2.abs().amax(dim=1, keepdim=True).clamp_(min=1e-30)  # [M, 1]
+        # as few ops as it takes: at one row each costs about as much as the product of a
+        # small weight (this wrapper 37 -> 29 us a call, FBGEMM alone 17, on the EPYC)
+        x2 = x.reshape(-1, self.in_features)  # [M, K]
+        if x2.dtype != torch.float32:
+            x2 = x2.float()
+        amax = torch.linalg.vector_norm(x2, float("inf"), dim=1, keepdim=True)  # max |x|
+        amax = amax.clamp_(min=1e-30)  # [M, 1]
         if self.kernel == "split":
             y = self._split(x2, amax)
         else:
-            xs = (x2 / amax).contiguous()
             packed = self._packed if self._packed is not None else self._pack()
-            y = torch.ops.quantized.linear_dynamic(xs, packed, not fbgemm_full_range())
-            y = cast(Tensor, y) * amax
+            y = torch.ops.quantized.linear_dynamic(x2 / amax, packed, not fbgemm_full_range())
+            y = cast(Tensor, y).mul_(amax)
         if self.bias is not None:
-            y = y + self.bias
-        return y.to(x.dtype).view(*x.shape[:-1], self.out_features)
+            y = y.add_(self.bias)
+        if y.dtype != x.dtype:
+            y = y.to(x.dtype)
+        return y.view(*x.shape[:-1], self.out_features)
 
     def _split(self, x2: Tensor, amax: Tensor) -> Tensor:
         """x ≈ (hi + lo / 254) * amax / 127 row by row; one int8 GEMM for hi and lo. Up to
