@@ -334,12 +334,13 @@ class Int8DynamicLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # as few ops as it takes: at one row each costs about as much as the product of a
-        # small weight (this wrapper 37 -> 29 us a call, FBGEMM alone 17, on the EPYC)
+        # small weight (this wrapper 37 -> 29 us a call at one row, FBGEMM alone 17, on the EPYC)
         x2 = x.reshape(-1, self.in_features)  # [M, K]
         if x2.dtype != torch.float32:
             x2 = x2.float()
-        amax = torch.linalg.vector_norm(x2, float("inf"), dim=1, keepdim=True)  # max |x|
-        amax = amax.clamp_(min=1e-30)  # [M, 1]
+        # max |x| per row: abs + amax (linalg.vector_norm(inf) measured 5-10x slower: 49
+        # vs 5 us at 16 x 1024, the scaling's whole cost at 16 rows)
+        amax = x2.abs().amax(dim=1, keepdim=True).clamp_(min=1e-30)  # [M, 1]
         if self.kernel == "split":
             y = self._split(x2, amax)
         else:
