@@ -8,10 +8,12 @@ same tokens. The first line names the CPU.
 - `--what fused`: projections sharing an input as one product (`SharedInput`) against the
   members run one by one (`--dtype`, `--quantize`).
 - `--what swa-cache`: a bfloat16 model's SWA keys/values in float32 against bfloat16.
+- `--what int8`: `--quantize int8-dynamic` against `int8-split` (two models, float32).
 
     PYTHONPATH=. python scripts/ab_decode_paths.py --what layout --rows 8
     PYTHONPATH=. python scripts/ab_decode_paths.py --what fused --quantize int8 --rounds 10
     PYTHONPATH=. python scripts/ab_decode_paths.py --what swa-cache --rows 16 --prompt 500
+    PYTHONPATH=. python scripts/ab_decode_paths.py --what int8 --rows 16 --rounds 4
 """
 
 from __future__ import annotations
