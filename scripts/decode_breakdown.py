@@ -92,7 +92,8 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     print(f"# {cpu_line()} · threads {a.threads}", flush=True)
-    what = f"{a.dtype}{', ' + a.quantize if a.quantize else ''}, {a.rows} rows"
+    rows = f"{a.rows} row{'s' if a.rows != 1 else ''}"
+    what = f"{a.dtype}{', ' + a.quantize if a.quantize else ''}, {rows}"
     cfg = reference_config()
     model = build(cfg, a)
     step = statistics.median(timed_steps(model, a, cfg.vocab_size, a.steps))

@@ -18,8 +18,9 @@ int8-weight; issue 27 asked for the fastest, its quality cost is in README/BENCH
   multiplied in one call ([2M, K] rows, the weight read once): the input keeps ~15 bits,
   so the quality is weight-only int8's with float32 inputs, at an int8 GEMM's speed.
   Offered where torch runs AVX-512 kernels, the CPU has AVX512-VNNI and a probe product
-  comes out exact; the int8 rows go in as uint8 with zero point 128 (`INPUT_ZERO`) (without VNNI oneDNN's 16-bit pair sums saturate, or it runs scalar
-  reference code: `split_cpu_problem`).
+  comes out exact (without VNNI oneDNN's 16-bit pair sums saturate, or it runs scalar
+  reference code: `split_cpu_problem`). The int8 rows go in as uint8 with zero point 128
+  (`INPUT_ZERO`): oneDNN's VNNI kernel takes those without AMX.
 - "int8-weight" (weight-only): `aten._weight_int8pack_mm` with bfloat16 activations (for
   a float32 model too: the kernel's float32 input path is scalar code, 3-9x slower than
   float32 weights; bfloat16 inputs are vectorised on AVX2 and AVX-512), products
@@ -334,7 +335,7 @@ class Int8DynamicLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # as few ops as it takes: at one row each costs about as much as the product of a
-        # small weight (this wrapper 37 -> 29 us a call at one row, FBGEMM alone 17, on the EPYC)
+        # small weight (this wrapper 37 -> 29 us a call at one row, FBGEMM alone 17: EPYC)
         x2 = x.reshape(-1, self.in_features)  # [M, K]
         if x2.dtype != torch.float32:
             x2 = x2.float()
@@ -361,7 +362,7 @@ class Int8DynamicLinear(nn.Module):
         t = torch.div(x2, amax).mul_(127.0)  # (127.0 / amax) alone measured 9 µs a call
         hi = torch.round(t)
         lo = t.sub_(hi).mul_(SPLIT_LO).round_()  # |t - hi| <= 0.5
-        xu = torch.cat([hi, lo]).add_(INPUT_ZERO).to(torch.uint8)  # [2M, K]
+        xu = to_onednn_input(torch.cat([hi, lo]))  # [2M, K]
         packed = self._packed if self._packed is not None else self._pack()
         acc = onednn_int8_linear(xu, cast(Tensor, packed), self._scale127, self._zero)
         if m <= SPLIT_MM_MAX_ROWS:
