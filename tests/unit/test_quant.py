@@ -225,6 +225,17 @@ def test_split_offered_only_with_avx512_vnni_and_exact_sums(cap, vnni, exact, ok
             check_quantize("int8", cpu)
 
 
+def _python(code: str, **env: str) -> str:
+    """stdout of `code` in a fresh interpreter with `env` added (oneDNN reads its settings
+    once per process); fails the test if it exits non-zero."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **env}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="oneDNN x86")
 def test_int8_sums_inexact_with_avx2_alone_are_detected():
     """oneDNN limited to AVX2 (the project's AMD host has no VNNI) adds int8 products in
@@ -234,12 +245,7 @@ def test_int8_sums_inexact_with_avx2_alone_are_detected():
         "from swamla_tui.model import quant; "
         "print(quant.int8_sums_exact(), quant.split_cpu_problem() is None)"
     )
-    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "OMP_NUM_THREADS": "1"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["False", "False"]
+    assert _python(code, ONEDNN_MAX_CPU_ISA="AVX2").split() == ["False", "False"]
 
 
 @pytest.mark.skipif(split_cpu_problem() is not None, reason="int8-split not offered here")
@@ -251,13 +257,9 @@ def test_split_product_runs_onednn_vector_kernel_not_its_reference_code():
         "import torch; from swamla_tui.model.quant import Int8DynamicLinear; "
         "m = Int8DynamicLinear(torch.randn(256, 512), None, 'split'); m(torch.randn(3, 512))"
     )
-    env = {**os.environ, "ONEDNN_VERBOSE": "1", "OMP_NUM_THREADS": "1"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    matmuls = [ln for ln in out.stdout.splitlines() if ",exec,cpu,matmul," in ln]
-    assert matmuls, out.stdout[-2000:]
+    out = _python(code, ONEDNN_VERBOSE="1")
+    matmuls = [ln for ln in out.splitlines() if ",exec,cpu,matmul," in ln]
+    assert matmuls, out[-2000:]
     assert not [ln for ln in matmuls if "ref" in ln.split(",")[6]], matmuls
 
 
